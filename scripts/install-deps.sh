@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian tools psy runs (and its tests use). Needs root or sudo.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  squashfs-tools e2fsprogs dosfstools mtools fdisk \
+  grub-efi-amd64-bin grub-common \
+  qemu-system-x86 ovmf \
+  minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates \
+  >/dev/null

@@ -1,0 +1,44 @@
+import {parseArgs, type ParseArgsConfig} from 'node:util';
+import {PsyError} from '../errors.js';
+
+/** What a command may touch of the outside world; injected so tests can capture it. */
+export interface CommandIo {
+  readonly stdout: NodeJS.WriteStream | NodeJS.WritableStream;
+  readonly stderr: NodeJS.WriteStream | NodeJS.WritableStream;
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export interface Command {
+  readonly name: string;
+  /** One line for `psy --help`. */
+  readonly summary: string;
+  /** Full `--help` text. */
+  readonly help: string;
+  /** Returns the exit status. Throws PsyError for user mistakes. */
+  run(argv: string[], io: CommandIo): Promise<number>;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * node:util parseArgs with its errors turned into one-line PsyErrors that name the
+ * command, so `psy build --bogus` says what is wrong instead of printing a stack.
+ */
+export function parseCommandArgs<O extends Options>(
+  command: string,
+  argv: string[],
+  options: O,
+  allowPositionals = true,
+) {
+  try {
+    return parseArgs({args: argv, options, allowPositionals, strict: true});
+  } catch (err) {
+    const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new PsyError('usage', `${msg} (see psy ${command} --help)`);
+  }
+}
+
+export function writeLine(stream: NodeJS.WritableStream, line = ''): void {
+  stream.write(line + '\n');
+}

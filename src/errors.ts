@@ -1,0 +1,22 @@
+/**
+ * An expected failure caused by the user's input or environment (bad config, missing
+ * tool, bad signature, unreachable server...). The CLI prints `message` as one line with
+ * no stack trace and exits non-zero; anything else that escapes is an internal error.
+ *
+ * `code` is a stable, kebab-case tag (`cycle`, `missing-input`, `bad-signature`, ...)
+ * so tests and `--json` output can match on the kind of failure, not on wording.
+ */
+export class PsyError extends Error {
+  override readonly name = 'PsyError';
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: {cause?: unknown},
+  ) {
+    super(message, options);
+  }
+}
+
+export function isPsyError(err: unknown): err is PsyError {
+  return err instanceof PsyError;
+}
