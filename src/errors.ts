@@ -17,6 +17,14 @@ export class PsyError extends Error {
   }
 }
 
+/**
+ * Duck-typed on purpose: rules and config modules are transpiled and loaded apart from
+ * the compiled CLI, so their PsyError is a different class object than this one.
+ */
 export function isPsyError(err: unknown): err is PsyError {
-  return err instanceof PsyError;
+  return (
+    err instanceof Error &&
+    err.name === 'PsyError' &&
+    typeof (err as {code?: unknown}).code === 'string'
+  );
 }
