@@ -29,6 +29,11 @@ export interface InitramfsSpec {
   readonly extraModules?: readonly string[];
   readonly compression: Compression;
   readonly epoch: number;
+  /**
+   * Files that must be present. Others named by the feature lists are taken when the
+   * installed root has them (as mkinitfs does), e.g. /etc/mdev.conf.
+   */
+  readonly requiredFiles?: readonly string[];
 }
 
 export interface InitramfsResult {
@@ -88,10 +93,7 @@ export async function buildInitramfs(spec: InitramfsSpec, out: string, scratch: 
   for (const pattern of await featureFiles(spec.featuresDir, spec.features)) {
     for (const p of await expandInRoot(spec.root, pattern)) {
       const st = await lstat(join(spec.root, p)).catch(() => undefined);
-      if (!st) {
-        if (isGlob(pattern)) continue;
-        throw new PsyError('missing-file', `initramfs: ${p} (listed by the mkinitfs features ${spec.features.join(',')}) is not in the installed root`);
-      }
+      if (!st) continue;
       if (st.isDirectory()) {
         const walk = async (rel: string): Promise<void> => {
           wanted.push(rel);
@@ -104,6 +106,12 @@ export async function buildInitramfs(spec: InitramfsSpec, out: string, scratch: 
         await walk(p);
       } else wanted.push(p);
     }
+  }
+  for (const r of spec.requiredFiles ?? ['/bin/busybox']) {
+    if (!(await lstat(join(spec.root, r)).catch(() => undefined))) {
+      throw new PsyError('missing-file', `initramfs: ${r} is not in the installed root (is the package that provides it in the world?)`);
+    }
+    if (!wanted.includes(r)) wanted.push(r);
   }
   const dirs: string[] = [];
   const plain: string[] = [];
