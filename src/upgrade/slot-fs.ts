@@ -1,7 +1,7 @@
 import {spawn} from 'node:child_process';
 import {createHash} from 'node:crypto';
-import {readdirSync, writeFileSync} from 'node:fs';
-import {join} from 'node:path';
+import {makeExt4} from '../disk/ext4.js';
+import {deriveUuid, type Partition} from '../disk/gpt.js';
 import {PsyError} from '../errors.js';
 import {readRegion, writeRegion, type Region} from './region.js';
 
@@ -57,28 +57,26 @@ function debugfsTarget(r: Region): string {
 export interface MakeSlotOptions {
   readonly label: string;
   readonly sourceDir: string;
-  /** Fixed timestamps and UUIDs: the same content gives the same bytes. */
+  /** Fixed timestamps and identifiers: the same content gives the same bytes. */
   readonly sourceDateEpoch: number;
-  readonly uuid?: string;
+  /** Seed for the filesystem UUID and hash seed (default: the label). */
+  readonly seed?: string;
 }
 
-/** Writes a complete ext4 filesystem holding `sourceDir` into the region. */
+/** The region as the disk library's partition record (a live device is one at offset 0). */
+export function regionPartition(r: Region, name: string): Partition {
+  return {number: 0, name, typeGuid: '', uuid: '', startSector: r.offset / 512, sectors: r.size / 512, offset: r.offset, size: r.size};
+}
+
+/** Writes a complete ext4 filesystem holding `sourceDir` into the region (src/disk's mke2fs -d). */
 export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
-  const env = {E2FSPROGS_FAKE_TIME: String(o.sourceDateEpoch)};
-  const ext = [`offset=${r.offset}`, 'nodiscard', 'root_owner=0:0', 'hash_seed=5f3a5c4e-7a9b-4c55-9d0e-0a1b2c3d4e5f'];
-  const uuid = o.uuid ?? (o.label.endsWith('A') ? '7e1d0a5a-0000-4000-8000-00000000000a' : '7e1d0a5a-0000-4000-8000-00000000000b');
-  const mk = await runTool(
-    'mke2fs',
-    ['-q', '-F', '-t', 'ext4', '-L', o.label, '-U', uuid, '-E', ext.join(','), '-d', o.sourceDir, r.path, `${Math.floor(r.size / 1024)}k`],
-    env,
+  const seed = o.seed ?? 'psyopsOS-slot';
+  await makeExt4(
+    r.path,
+    regionPartition(r, o.label),
+    {label: o.label, uuid: deriveUuid(seed, `${o.label}:uuid`), hashSeed: deriveUuid(seed, `${o.label}:hash-seed`), epoch: o.sourceDateEpoch},
+    o.sourceDir,
   );
-  if (mk.code !== 0) throw new PsyError('slot-write-failed', `mke2fs for ${o.label} failed: ${mk.stderr}`);
-  // mke2fs -d copies each file's ctime, which cannot be set from outside: pin it.
-  const cmds = ['/', ...readdirSync(o.sourceDir).map((n) => `/${n}`)].map((p) => `sif "${p}" ctime @${o.sourceDateEpoch}`);
-  const cmdFile = join(o.sourceDir, '..', `debugfs-${o.label}.cmd`);
-  writeFileSync(cmdFile, cmds.join('\n') + '\n');
-  const fix = await runTool('debugfs', ['-w', '-f', cmdFile, debugfsTarget(r)], env);
-  if (fix.code !== 0) throw new PsyError('slot-write-failed', `debugfs on ${o.label} failed: ${fix.stderr}`);
 }
 
 /** sha256 and size of one file inside the slot's filesystem (debugfs cat), or undefined. */

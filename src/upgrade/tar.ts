@@ -48,7 +48,12 @@ function parsePax(data: Buffer): Map<string, string> {
  * verified, refusing anything but plain files with safe names: no absolute paths, no
  * `..`, no links or devices, no duplicates, and only names `allowed` accepts.
  */
-export function listTar(path: string, allowed: (name: string) => boolean, what: string): TarMember[] {
+export function listTar(
+  path: string,
+  allowed: (name: string) => boolean,
+  what: string,
+  allowedDir: (name: string) => boolean = () => false,
+): TarMember[] {
   const fd = openSync(path, 'r');
   const members: TarMember[] = [];
   const seen = new Set<string>();
@@ -88,6 +93,7 @@ export function listTar(path: string, allowed: (name: string) => boolean, what: 
       if (raw.startsWith('/') || name.split('/').some((p) => p === '..')) {
         throw new PsyError('bad-tarball', `${what}: refusing escaping member name "${raw}"`);
       }
+      if (type === '5' && allowedDir(name.replace(/\/+$/, ''))) continue;
       if (type !== '0' && type !== '\0' && type !== '7') {
         throw new PsyError('bad-tarball', `${what}: refusing member "${raw}" of tar type '${type}' (only plain files are accepted)`);
       }
