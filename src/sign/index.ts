@@ -22,6 +22,7 @@ export {
   signFile,
   verifyBytes,
   verifyFile,
+  verifyTrustedComment,
   type ParsedSignature,
   type SignatureAlgorithm,
   type SignOptions,

@@ -162,6 +162,23 @@ function precheck(text: string, pk: PublicKey, options: VerifyOptions): [ParsedS
   return [sig, source];
 }
 
+/**
+ * Authenticates only the trusted comment (the signature over the file is not checked).
+ * Lets a reader check an update's metadata (type, version, architecture) before it
+ * downloads the tarball; the tarball itself must still go through verifyFile.
+ */
+export function verifyTrustedComment(signatureText: string, pk: PublicKey, options: VerifyOptions = {}): VerifiedSignature {
+  const [sig, source] = precheck(signatureText, pk, options);
+  const ok = edVerify(
+    null,
+    Buffer.concat([sig.signature, Buffer.from(sig.trustedComment, 'utf8')]),
+    publicKeyObject(pk.key),
+    sig.globalSignature,
+  );
+  if (!ok) throw bad(source, 'trusted comment verification failed: the trusted comment was altered');
+  return {algorithm: sig.algorithm, keyId: keyIdHex(sig.keyId), trustedComment: sig.trustedComment};
+}
+
 /** Verifies data against a signature file's text; throws PsyError unless both signatures hold. */
 export function verifyBytes(
   data: Uint8Array,
