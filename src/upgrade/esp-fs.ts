@@ -1,0 +1,195 @@
+import {execFile} from 'node:child_process';
+import {closeSync, fsyncSync, openSync, readSync, writeSync, constants as fsc} from 'node:fs';
+import {mkdtemp, rm, writeFile} from 'node:fs/promises';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {PsyError} from '../errors.js';
+
+/**
+ * A FAT filesystem (the ESP) inside an image file or a block device, reached with
+ * mtools at a byte offset: no mount, no root. The same code serves a disk image
+ * (`--disk FILE`) and a live node (the ESP partition device, which is `noauto` and not
+ * mounted while neuralupgrade runs).
+ */
+export class FatVolume {
+  readonly #path: string;
+  readonly #offset: number;
+  readonly #env: NodeJS.ProcessEnv;
+
+  constructor(path: string, offset: number, sourceDateEpoch?: number) {
+    this.#path = path;
+    this.#offset = offset;
+    this.#env = {...process.env, MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: undefined};
+    if (sourceDateEpoch !== undefined) this.#env['SOURCE_DATE_EPOCH'] = String(sourceDateEpoch);
+  }
+
+  get path(): string {
+    return this.#path;
+  }
+  get offset(): number {
+    return this.#offset;
+  }
+
+  #image(): string {
+    return `${this.#path}@@${this.#offset}`;
+  }
+
+  #mtool(tool: string, args: string[], binary = false): Promise<{stdout: Buffer; code: number; stderr: string}> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        tool,
+        ['-i', this.#image(), ...args],
+        {env: this.#env, encoding: 'buffer', maxBuffer: 1 << 30},
+        (err, stdout, stderr) => {
+          if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+            reject(new PsyError('missing-tool', `${tool} not found (install mtools)`));
+            return;
+          }
+          const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? ((err as {code: number}).code) : 1) : 0;
+          resolve({stdout: binary ? stdout : stdout, code, stderr: stderr.toString('utf8').trim()});
+        },
+      );
+    });
+  }
+
+  async #must(tool: string, args: string[], what: string): Promise<Buffer> {
+    const r = await this.#mtool(tool, args);
+    if (r.code !== 0) throw new PsyError('esp-write-failed', `${what} on the ESP in ${this.#path} failed: ${r.stderr || tool + ' exit ' + r.code}`);
+    return r.stdout;
+  }
+
+  /** A file's bytes, or undefined when it does not exist. */
+  async read(path: string): Promise<Buffer | undefined> {
+    const r = await this.#mtool('mcopy', ['-n', `::${path}`, '-'], true);
+    return r.code === 0 ? r.stdout : undefined;
+  }
+
+  async exists(path: string): Promise<boolean> {
+    const r = await this.#mtool('mdir', ['-b', `::${path}`]);
+    return r.code === 0;
+  }
+
+  /** Entries of a directory: names, with a trailing `/` for directories. */
+  async list(dir: string): Promise<string[]> {
+    const r = await this.#mtool('mdir', ['-b', `::${dir}`]);
+    if (r.code !== 0) return [];
+    const prefix = `::${dir.endsWith('/') ? dir : dir + '/'}`;
+    return r.stdout
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.startsWith(prefix))
+      .map((l) => l.slice(prefix.length))
+      .filter((n) => n !== '' && n !== './' && n !== '../');
+  }
+
+  async mkdirp(dir: string): Promise<void> {
+    let cur = '';
+    for (const part of dir.split('/').filter(Boolean)) {
+      cur += '/' + part;
+      if (!(await this.exists(cur))) await this.#must('mmd', [`::${cur}`], `creating ${cur}`);
+    }
+  }
+
+  /** Creates or replaces a file (not atomic: used for new names beside the live ones). */
+  async write(path: string, data: Uint8Array): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'psy-esp-'));
+    try {
+      const src = join(dir, 'f');
+      await writeFile(src, data);
+      await this.#must('mcopy', ['-o', src, `::${path}`], `writing ${path}`);
+    } finally {
+      await rm(dir, {recursive: true, force: true});
+    }
+  }
+
+  /** Renames over an existing target: one directory-entry change, the switch. */
+  async rename(from: string, to: string): Promise<void> {
+    await this.#must('mmove', ['-o', `::${from}`, `::${to}`], `renaming ${from} to ${to}`);
+  }
+
+  async remove(path: string): Promise<void> {
+    if (await this.exists(path)) await this.#must('mdel', [`::${path}`], `removing ${path}`);
+  }
+
+  async removeTree(path: string): Promise<void> {
+    if (await this.exists(path)) await this.#must('mdeltree', [`::${path}`], `removing ${path}`);
+  }
+
+  /**
+   * Overwrites an existing file's bytes where they are, as GRUB's save_env does: no
+   * allocation, no directory change, the same size. Used for the environment block so
+   * a power cut can never leave it truncated.
+   */
+  async overwriteInPlace(path: string, data: Uint8Array): Promise<void> {
+    const r = await this.#mtool('mshowfat', [`::${path}`]);
+    if (r.code !== 0) throw new PsyError('esp-write-failed', `${path} does not exist on the ESP in ${this.#path}`);
+    const clusters = parseShowFat(r.stdout.toString('utf8'));
+    const geo = this.#geometry();
+    const fileSize = (await this.read(path))?.length ?? -1;
+    if (fileSize !== data.length) {
+      throw new PsyError('esp-write-failed', `${path} on the ESP is ${fileSize} bytes, expected ${data.length}`);
+    }
+    const fd = openSync(this.#path, fsc.O_WRONLY);
+    try {
+      let done = 0;
+      for (const c of clusters) {
+        if (done >= data.length) break;
+        const at = this.#offset + geo.dataStart + (c - 2) * geo.clusterBytes;
+        const n = Math.min(geo.clusterBytes, data.length - done);
+        let w = 0;
+        while (w < n) w += writeSync(fd, data, done + w, n - w, at + w);
+        done += n;
+      }
+      if (done < data.length) throw new PsyError('esp-write-failed', `${path}: cluster chain shorter than the file`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** fsync the image or device, so everything mtools wrote is on stable storage. */
+  flush(): void {
+    const fd = openSync(this.#path, fsc.O_RDONLY);
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  #geometry(): {dataStart: number; clusterBytes: number} {
+    const bs = Buffer.alloc(512);
+    const fd = openSync(this.#path, fsc.O_RDONLY);
+    try {
+      readSync(fd, bs, 0, 512, this.#offset);
+    } finally {
+      closeSync(fd);
+    }
+    const bytesPerSector = bs.readUInt16LE(11);
+    const sectorsPerCluster = bs.readUInt8(13);
+    const reserved = bs.readUInt16LE(14);
+    const fats = bs.readUInt8(16);
+    const rootEntries = bs.readUInt16LE(17);
+    const fatSize16 = bs.readUInt16LE(22);
+    const fatSize = fatSize16 !== 0 ? fatSize16 : bs.readUInt32LE(36);
+    if (bytesPerSector === 0 || sectorsPerCluster === 0 || bs.readUInt16LE(510) !== 0xaa55) {
+      throw new PsyError('esp-damaged', `no FAT boot sector at offset ${this.#offset} of ${this.#path}`);
+    }
+    const rootDirSectors = Math.ceil((rootEntries * 32) / bytesPerSector);
+    return {
+      dataStart: (reserved + fats * fatSize + rootDirSectors) * bytesPerSector,
+      clusterBytes: sectorsPerCluster * bytesPerSector,
+    };
+  }
+}
+
+/** mshowfat prints `::/path <5-10> <14>`: the file's clusters in order. */
+export function parseShowFat(text: string): number[] {
+  const out: number[] = [];
+  for (const m of text.matchAll(/<(\d+)(?:-(\d+))?>/g)) {
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    for (let c = a; c <= b; c++) out.push(c);
+  }
+  return out;
+}

@@ -1,0 +1,133 @@
+import {execFile} from 'node:child_process';
+import {existsSync, readFileSync, realpathSync} from 'node:fs';
+import {basename} from 'node:path';
+import {promisify} from 'node:util';
+import {ESP_LABEL, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-cfg.js';
+import {PsyError} from '../errors.js';
+import type {Region} from './region.js';
+
+const run = promisify(execFile);
+
+export const ESP_TYPE_GUID = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
+
+/**
+ * Where neuralupgrade acts: a disk image file (`--disk FILE`: partitions from its GPT)
+ * or the running node (partition devices by label, the booted slot from the kernel
+ * command line). Both hand out byte regions; everything above works on regions.
+ */
+export interface Place {
+  readonly kind: 'image' | 'live';
+  readonly description: string;
+  readonly slots: Readonly<Record<SlotName, Region>>;
+  readonly esp: Region;
+  /** The slot the running system booted from (live), undefined for an image. */
+  readonly booted: SlotName | undefined;
+}
+
+interface SfdiskPartition {
+  node: string;
+  start: number;
+  size: number;
+  type: string;
+  name?: string;
+}
+
+/** Partitions of a GPT image, by GPT name; the psyopsOS order (ESP, secret, A, B) when unnamed. */
+export async function openImage(file: string): Promise<Place> {
+  if (!existsSync(file)) throw new PsyError('no-such-disk', `disk image ${file} does not exist`);
+  let parts: SfdiskPartition[];
+  let sectorSize = 512;
+  try {
+    const {stdout} = await run('sfdisk', ['-J', file]);
+    const table = (JSON.parse(stdout) as {partitiontable: {partitions?: SfdiskPartition[]; sectorsize?: number}}).partitiontable;
+    parts = table.partitions ?? [];
+    sectorSize = table.sectorsize ?? 512;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new PsyError('missing-tool', 'sfdisk not found (install fdisk)');
+    throw new PsyError('bad-disk', `${file} has no readable partition table`);
+  }
+  const region = (p: SfdiskPartition): Region => ({path: file, offset: p.start * sectorSize, size: p.size * sectorSize});
+  const byName = (n: string) => parts.find((p) => p.name === n);
+  const esp = byName(ESP_LABEL) ?? parts.find((p) => p.type.toUpperCase() === ESP_TYPE_GUID);
+  const a = byName(slotLabel('A')) ?? (parts.length === 4 ? parts[2] : undefined);
+  const b = byName(slotLabel('B')) ?? (parts.length === 4 ? parts[3] : undefined);
+  if (!esp || !a || !b) {
+    throw new PsyError('bad-disk', `${file}: expected partitions ${ESP_LABEL}, psyopsOS-A and psyopsOS-B in its GPT`);
+  }
+  return {kind: 'image', description: `disk image ${file}`, slots: {A: region(a), B: region(b)}, esp: region(esp), booted: undefined};
+}
+
+/** `psyopsos=psyopsOS-X` from a kernel command line. */
+export function bootedSlotFromCmdline(cmdline: string): SlotName | undefined {
+  const m = /(?:^|\s)psyopsos=(\S+)/.exec(cmdline);
+  return m ? slotFromLabel(m[1]!) : undefined;
+}
+
+export interface LiveOptions {
+  readonly cmdlinePath?: string;
+  readonly devDir?: string;
+  readonly bootedOverride?: SlotName;
+}
+
+async function deviceFor(label: string, devDir: string): Promise<string> {
+  // GPT names survive while a slot's filesystem is being rewritten; filesystem labels do not.
+  for (const dir of ['by-partlabel', 'by-label']) {
+    const p = `${devDir}/disk/${dir}/${label}`;
+    if (existsSync(p)) return realpathSync(p);
+  }
+  try {
+    return (await run('blkid', ['-L', label])).stdout.trim();
+  } catch {
+    throw new PsyError('no-such-partition', `no partition labelled ${label} (looked in ${devDir}/disk/by-partlabel, by-label and blkid)`);
+  }
+}
+
+function deviceSize(dev: string): number {
+  const sys = `/sys/class/block/${basename(dev)}/size`;
+  if (existsSync(sys)) return Number(readFileSync(sys, 'utf8').trim()) * 512;
+  throw new PsyError('no-such-partition', `cannot read the size of ${dev}`);
+}
+
+function mountedDevices(): Set<string> {
+  const out = new Set<string>();
+  try {
+    for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const dev = line.split(' ')[0];
+      if (dev?.startsWith('/dev/')) out.add(existsSync(dev) ? realpathSync(dev) : dev);
+    }
+  } catch {
+    // no /proc: nothing known to be mounted
+  }
+  return out;
+}
+
+/** The running node: devices by label, booted slot from /proc/cmdline. */
+export async function openLive(options: LiveOptions = {}): Promise<Place> {
+  const devDir = options.devDir ?? '/dev';
+  const cmdlinePath = options.cmdlinePath ?? '/proc/cmdline';
+  let booted = options.bootedOverride;
+  if (booted === undefined) {
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(cmdlinePath, 'utf8');
+    } catch {
+      throw new PsyError('not-psyopsos', `cannot read ${cmdlinePath}`);
+    }
+    booted = bootedSlotFromCmdline(cmdline);
+    if (booted === undefined) {
+      throw new PsyError('not-psyopsos', `no psyopsos=psyopsOS-A|B in ${cmdlinePath}: not booted from a psyopsOS slot (use --disk FILE for an image)`);
+    }
+  }
+  const region = async (label: string): Promise<Region> => {
+    const dev = await deviceFor(label, devDir);
+    return {path: dev, offset: 0, size: deviceSize(dev)};
+  };
+  const [a, b, esp] = await Promise.all([region(slotLabel('A')), region(slotLabel('B')), region(ESP_LABEL)]);
+  return {kind: 'live', description: 'this node', slots: {A: a, B: b}, esp, booted};
+}
+
+/** Refuses to write a device that is mounted (the booted slot, or a mounted ESP). */
+export function assertNotMounted(place: Place, region: Region, what: string): void {
+  if (place.kind !== 'live') return;
+  if (mountedDevices().has(region.path)) throw new PsyError('busy', `${what} (${region.path}) is mounted; refusing to write it`);
+}

@@ -1,0 +1,68 @@
+import {createHash} from 'node:crypto';
+import {closeSync, fsyncSync, openSync, readSync, writeSync, constants as fsc} from 'node:fs';
+
+/** A byte range of an image file or a whole block device: one slot or the ESP. */
+export interface Region {
+  readonly path: string;
+  readonly offset: number;
+  readonly size: number;
+}
+
+const CHUNK = 1 << 20;
+
+export function readRegion(r: Region, at: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const fd = openSync(r.path, fsc.O_RDONLY);
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, buf, done, length - done, r.offset + at + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function writeRegion(r: Region, at: number, data: Uint8Array, sync = true): void {
+  if (at + data.length > r.size) throw new Error(`write past the end of ${r.path}@${r.offset}`);
+  const fd = openSync(r.path, fsc.O_WRONLY);
+  try {
+    let done = 0;
+    while (done < data.length) done += writeSync(fd, data, done, data.length - done, r.offset + at + done);
+    if (sync) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function flushPath(path: string): void {
+  const fd = openSync(path, fsc.O_RDONLY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** sha256 of a byte range of a file, read in 1 MiB chunks. */
+export function hashFileRange(path: string, offset: number, length: number): string {
+  const h = createHash('sha256');
+  const buf = Buffer.alloc(Math.min(CHUNK, Math.max(1, length)));
+  const fd = openSync(path, fsc.O_RDONLY);
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      done += n;
+    }
+    if (done !== length) throw new Error(`short read in ${path}`);
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
+}

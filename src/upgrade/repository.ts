@@ -1,0 +1,231 @@
+import {createWriteStream} from 'node:fs';
+import {lstat, open, readFile, realpath, stat} from 'node:fs/promises';
+import {basename, join, resolve} from 'node:path';
+import {Readable} from 'node:stream';
+import {pipeline} from 'node:stream/promises';
+import {PsyError} from '../errors.js';
+
+/**
+ * Where updates come from: a local replica folder, an HTTP(S) base URL (redirects
+ * followed, at most MAX_REDIRECTS), or an S3 bucket through the API (the `latest`
+ * object's website-redirect header names the real signature). Every read is capped:
+ * nothing unauthenticated can make the node read without bound.
+ */
+export interface Repository {
+  readonly description: string;
+  /** Reads a small object (a signature), following `latest` pointers. */
+  fetchSmall(name: string, cap: number): Promise<{data: Buffer; name: string}>;
+  /** Streams an object into `dest`, refusing more than `cap` bytes; returns the byte count. */
+  download(name: string, cap: number, dest: string): Promise<number>;
+}
+
+export const MAX_REDIRECTS = 5;
+
+function tooBig(what: string, cap: number): PsyError {
+  return new PsyError('oversized-download', `${what} is larger than the ${cap} bytes allowed`);
+}
+
+/** Copies a stream to a file, stopping with an error once more than `cap` bytes arrive. */
+async function capped(body: Readable, cap: number, dest: string, what: string): Promise<number> {
+  let n = 0;
+  const limiter = async function* (src: AsyncIterable<Buffer>) {
+    for await (const chunk of src) {
+      n += chunk.length;
+      if (n > cap) throw tooBig(what, cap);
+      yield chunk;
+    }
+  };
+  await pipeline(body, limiter, createWriteStream(dest));
+  return n;
+}
+
+async function cappedBuffer(body: Readable, cap: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body) {
+    n += (chunk as Buffer).length;
+    if (n > cap) {
+      body.destroy();
+      throw tooBig(what, cap);
+    }
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts);
+}
+
+function safeName(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new PsyError('bad-metadata', `refusing repository object name "${name}"`);
+  return name;
+}
+
+export class LocalRepository implements Repository {
+  readonly #dir: string;
+  constructor(dir: string) {
+    this.#dir = resolve(dir);
+  }
+  get description(): string {
+    return `local replica ${this.#dir}`;
+  }
+  async #path(name: string): Promise<string> {
+    const p = join(this.#dir, safeName(name));
+    try {
+      await lstat(p);
+    } catch {
+      throw new PsyError('not-found', `${name} not found in ${this.description}`);
+    }
+    return p;
+  }
+  async fetchSmall(name: string, cap: number): Promise<{data: Buffer; name: string}> {
+    const p = await this.#path(name);
+    const real = await realpath(p).catch(() => {
+      throw new PsyError('not-found', `${name} in ${this.description} points to a missing file`);
+    });
+    if ((await stat(real)).size > cap) throw tooBig(`${name} in ${this.description}`, cap);
+    return {data: await readFile(real), name: basename(real)};
+  }
+  async download(name: string, cap: number, dest: string): Promise<number> {
+    const p = await this.#path(name);
+    const fh = await open(p, 'r');
+    try {
+      if ((await fh.stat()).size > cap) throw tooBig(`${name} in ${this.description}`, cap);
+      return await capped(fh.createReadStream({autoClose: false}) as unknown as Readable, cap, dest, name);
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+export class HttpRepository implements Repository {
+  readonly #base: URL;
+  constructor(base: string) {
+    this.#base = new URL(base.endsWith('/') ? base : base + '/');
+  }
+  get description(): string {
+    return `repository ${this.#base.href}`;
+  }
+  async #get(name: string): Promise<{res: Response; url: URL}> {
+    let url = new URL(safeName(name), this.#base);
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      let res: Response;
+      try {
+        res = await fetch(url, {redirect: 'manual'});
+      } catch (err) {
+        throw new PsyError('unreachable', `cannot reach ${url.href}: ${(err as Error).cause ?? (err as Error).message}`);
+      }
+      if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
+        await res.body?.cancel();
+        const next = new URL(res.headers.get('location')!, url);
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new PsyError('bad-redirect', `${url.href} redirects to ${next.href}`);
+        url = next;
+        continue;
+      }
+      if (res.status === 404) {
+        await res.body?.cancel();
+        throw new PsyError('not-found', `${name} not found in ${this.description} (${url.href}: 404)`);
+      }
+      if (!res.ok || !res.body) {
+        await res.body?.cancel();
+        throw new PsyError('download-failed', `${url.href}: HTTP ${res.status}`);
+      }
+      return {res, url};
+    }
+    throw new PsyError('bad-redirect', `${name}: more than ${MAX_REDIRECTS} redirects in ${this.description}`);
+  }
+  async fetchSmall(name: string, cap: number): Promise<{data: Buffer; name: string}> {
+    const {res, url} = await this.#get(name);
+    const len = Number(res.headers.get('content-length') ?? '0');
+    if (len > cap) {
+      await res.body?.cancel();
+      throw tooBig(url.href, cap);
+    }
+    const data = await cappedBuffer(Readable.fromWeb(res.body as never), cap, url.href);
+    return {data, name: basename(url.pathname)};
+  }
+  async download(name: string, cap: number, dest: string): Promise<number> {
+    const {res, url} = await this.#get(name);
+    const len = Number(res.headers.get('content-length') ?? '0');
+    if (len > cap) {
+      await res.body?.cancel();
+      throw tooBig(url.href, cap);
+    }
+    return capped(Readable.fromWeb(res.body as never), cap, dest, url.href);
+  }
+}
+
+export interface S3Options {
+  readonly endpoint?: string;
+  readonly region?: string;
+  readonly forcePathStyle?: boolean;
+}
+
+/** `s3://bucket/prefix`: objects read with the S3 API, `latest` followed through its redirect header. */
+export class S3Repository implements Repository {
+  readonly #bucket: string;
+  readonly #prefix: string;
+  readonly #options: S3Options;
+  #client: unknown;
+  constructor(url: string, options: S3Options = {}) {
+    const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
+    if (!m) throw new PsyError('usage', `not an S3 URL: ${url} (expected s3://bucket/prefix)`);
+    this.#bucket = m[1]!;
+    this.#prefix = m[2] ? m[2].replace(/\/?$/, '/') : '';
+    this.#options = options;
+  }
+  get description(): string {
+    return `s3://${this.#bucket}/${this.#prefix}`;
+  }
+  async #s3() {
+    const sdk = await import('@aws-sdk/client-s3');
+    if (!this.#client) {
+      this.#client = new sdk.S3Client({
+        region: this.#options.region ?? process.env['AWS_REGION'] ?? 'us-east-1',
+        ...(this.#options.endpoint ? {endpoint: this.#options.endpoint} : {}),
+        forcePathStyle: this.#options.forcePathStyle ?? this.#options.endpoint !== undefined,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      });
+    }
+    return {sdk, client: this.#client as InstanceType<typeof sdk.S3Client>};
+  }
+  /** Follows website-redirect headers (same bucket only) to the real key. */
+  async #resolveKey(name: string): Promise<{key: string; size: number}> {
+    const {sdk, client} = await this.#s3();
+    let key = this.#prefix + safeName(name);
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      let head;
+      try {
+        head = await client.send(new sdk.HeadObjectCommand({Bucket: this.#bucket, Key: key}));
+      } catch (err) {
+        const status = (err as {$metadata?: {httpStatusCode?: number}}).$metadata?.httpStatusCode;
+        if (status === 404 || (err as Error).name === 'NotFound') throw new PsyError('not-found', `${key} not found in s3://${this.#bucket}`);
+        throw new PsyError('unreachable', `S3 HeadObject ${key}: ${(err as Error).message}`);
+      }
+      const redirect = head.WebsiteRedirectLocation;
+      if (!redirect) return {key, size: head.ContentLength ?? 0};
+      if (!redirect.startsWith('/')) throw new PsyError('bad-redirect', `${key} redirects to another host (${redirect}); refused`);
+      key = redirect.slice(1);
+    }
+    throw new PsyError('bad-redirect', `${name}: more than ${MAX_REDIRECTS} redirects in ${this.description}`);
+  }
+  async #body(key: string): Promise<Readable> {
+    const {sdk, client} = await this.#s3();
+    const res = await client.send(new sdk.GetObjectCommand({Bucket: this.#bucket, Key: key}));
+    return res.Body as Readable;
+  }
+  async fetchSmall(name: string, cap: number): Promise<{data: Buffer; name: string}> {
+    const {key, size} = await this.#resolveKey(name);
+    if (size > cap) throw tooBig(`s3://${this.#bucket}/${key}`, cap);
+    return {data: await cappedBuffer(await this.#body(key), cap, key), name: basename(key)};
+  }
+  async download(name: string, cap: number, dest: string): Promise<number> {
+    const {key, size} = await this.#resolveKey(name);
+    if (size > cap) throw tooBig(`s3://${this.#bucket}/${key}`, cap);
+    return capped(await this.#body(key), cap, dest, key);
+  }
+}
+
+export function openRepository(spec: string, s3: S3Options = {}): Repository {
+  if (spec.startsWith('s3://')) return new S3Repository(spec, s3);
+  if (/^https?:\/\//.test(spec)) return new HttpRepository(spec);
+  return new LocalRepository(spec);
+}
