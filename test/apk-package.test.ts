@@ -84,13 +84,13 @@ describe.skipIf(!haveAlpineTestData())('APK v2 packages (real Alpine vectors)', 
     const bytes = Buffer.from(readFileSync(join(alpineTestData, pkgs[0]!)));
     // Flip a byte inside the compressed control member (offset 666..1261): either the
     // deflate stream or its CRC breaks, or the signature does; all must be refused.
-    bytes[900] ^= 0x01;
+    bytes[900]! ^= 0x01;
     expect(() => readApk(bytes, 'strace', {keyring})).toThrow(/strace.*(signature|damaged|CRC)/);
   });
 
   it('refuses a flipped byte in the data member', () => {
     const bytes = Buffer.from(readFileSync(join(alpineTestData, pkgs[0]!)));
-    bytes[bytes.length - 20] ^= 0x40;
+    bytes[bytes.length - 20]! ^= 0x40;
     expect(() => readApk(bytes, 'strace', {keyring})).toThrow(/strace.*(datahash|damaged|CRC)/);
   });
 
