@@ -54,11 +54,10 @@ export async function pseudoDefinitions(dir: string, ownership?: ReadonlyMap<str
     for (const n of (await readdir(join(dir, rel))).sort()) {
       const r = rel ? `${rel}/${n}` : n;
       const st = await lstat(join(dir, r));
-      if (!st.isSymbolicLink()) {
-        const o = ownership?.get(r);
-        const mode = (o?.mode ?? st.mode) & 0o7777;
-        lines.push(`${pseudoName(r)} m ${mode.toString(8).padStart(4, '0')} ${o?.uid ?? 0} ${o?.gid ?? 0}`);
-      }
+      const o = ownership?.get(r);
+      // Symlink modes are ignored by mksquashfs, their owner is not.
+      const mode = st.isSymbolicLink() ? 0o777 : (o?.mode ?? st.mode) & 0o7777;
+      lines.push(`${pseudoName(r)} m ${mode.toString(8).padStart(4, '0')} ${o?.uid ?? 0} ${o?.gid ?? 0}`);
       if (st.isDirectory()) await walk(r);
     }
   };

@@ -1,0 +1,16 @@
+// The psyopsOS build. `psy build diskimg` builds the disk image from Alpine's mirror;
+// see docs/readme-os.md for an offline build from a package cache or a local folder.
+import {psyopsosConfig} from './targets/psyopsos.js';
+
+export default psyopsosConfig({
+  release: '3.21',
+  arch: 'x86_64',
+  repositories: ['https://dl-cdn.alpinelinux.org/alpine/v3.21/main', 'https://dl-cdn.alpinelinux.org/alpine/v3.21/community'],
+  keysDir: 'alpine/keys',
+  world: ['alpine-base', 'busybox', 'mkinitfs', 'openssh', 'minisign', 'util-linux', 'e2fsprogs', 'grub-efi', 'tar'],
+  kernelFlavor: 'lts',
+  firmware: [],
+  compression: {squashfs: 'zstd', modloop: 'zstd', initramfs: 'gzip'},
+  partitions: {espMiB: 128, secretMiB: 128, slotMiB: 1536},
+  efiExtras: {},
+});

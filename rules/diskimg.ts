@@ -1,0 +1,58 @@
+import {readFile, writeFile} from 'node:fs/promises';
+import {join} from 'node:path';
+import {defineRule} from '../src/engine/rule.js';
+import {PsyError} from '../src/errors.js';
+import {formatGrubEnv} from '../src/boot/grubenv.js';
+import {ENV_DEFAULT, GRUBENV_MIRROR_PATH, GRUBENV_PATH} from '../src/boot/grub-cfg.js';
+import {buildDiskImage, psyopsLabels, psyopsPartitions, type PsyopsSizes} from '../src/disk/index.js';
+import {extractTar, parseTar} from '../src/image/tar.js';
+import {tools} from './tools.js';
+
+/**
+ * The disk image: GPT with the ESP (FAT32, PSYOPSOSEFI; the esptar plus the GRUB
+ * environment block choosing slot A), psyops-secret (the sectar when a node is named),
+ * psyopsOS-A and psyopsOS-B (ext4, both holding the ostar). No root, no loop devices,
+ * sparse, reproducible.
+ *
+ * inputs: ostar, esptar, sectar (optional). params: sizes ({espMiB, secretMiB, slotMiB}), seed.
+ */
+export default defineRule({
+  name: 'diskimg',
+  version: 1,
+  module: import.meta.url,
+  tools: [tools.sfdisk, tools.mkfsVfat, tools.mcopy, tools.mke2fs, tools.debugfs],
+  async run(ctx) {
+    const sizes = ctx.params['sizes'] as unknown as PsyopsSizes;
+    const ostar = ctx.inputs['ostar']![0]!;
+    let osBytes = 0;
+    parseTar(await readFile(ostar), ostar, (m) => (osBytes += Math.ceil(m.size / 4096) * 4096));
+    // ext4 needs room for its journal and tables; the slot must also hold an update.
+    if (osBytes > sizes.slotMiB * 1048576 * 0.9 - 4 * 1048576) {
+      throw new PsyError(
+        'slot-too-small',
+        `${ctx.target}: the OS (${(osBytes / 1048576).toFixed(1)} MiB: kernel, initramfs, modloop, squashfs) does not fit a ${sizes.slotMiB} MiB slot; raise settings.alpine.partitions.slotMiB`,
+      );
+    }
+    const esp = join(ctx.tmpDir, 'esp');
+    await extractTar(ctx.inputs['esptar']![0]!, esp);
+    // Boot choice: slot A, in the environment block and its known-good mirror.
+    const env = formatGrubEnv({[ENV_DEFAULT]: psyopsLabels.a});
+    await writeFile(join(esp, GRUBENV_PATH), env);
+    await writeFile(join(esp, GRUBENV_MIRROR_PATH), env);
+    const sectar = ctx.inputs['sectar']?.[0];
+    await buildDiskImage(
+      ctx.outputs['image']!,
+      {
+        seed: String(ctx.params['seed'] ?? 'psyopsOS'),
+        epoch: ctx.sourceDateEpoch,
+        partitions: psyopsPartitions(sizes, {
+          esp: {dir: esp},
+          ...(sectar ? {secret: {tar: sectar}} : {}),
+          a: {tar: ostar},
+          b: {tar: ostar},
+        }),
+      },
+      ctx.run,
+    );
+  },
+});

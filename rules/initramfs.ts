@@ -1,0 +1,43 @@
+import {readFile} from 'node:fs/promises';
+import {join} from 'node:path';
+import {defineRule} from '../src/engine/rule.js';
+import type {Compression} from '../src/image/cpio.js';
+import {buildInitramfs} from '../src/image/initramfs.js';
+import {tools} from './tools.js';
+
+/**
+ * The initramfs: the psyopsOS init, busybox & co. from the installed root with their
+ * library closure, the kernel modules of the mkinitfs features (features.d of the
+ * installed mkinitfs), device nodes; cpio newc, compressed.
+ *
+ * inputs: init, root (installed root), modules, version.
+ * params: features (string[]), extraModules (string[]), compression.
+ */
+export default defineRule({
+  name: 'initramfs',
+  version: 1,
+  module: import.meta.url,
+  tools: [tools.depmod, tools.zstd, tools.xz],
+  async run(ctx) {
+    const version = (await readFile(ctx.inputs['version']![0]!, 'utf8')).trim();
+    const root = ctx.inputs['root']![0]!;
+    const r = await buildInitramfs(
+      {
+        root,
+        init: ctx.inputs['init']![0]!,
+        modulesDir: join(ctx.inputs['modules']![0]!, 'lib/modules', version),
+        kernelVersion: version,
+        featuresDir: join(root, 'etc/mkinitfs/features.d'),
+        features: ctx.params['features'] as string[],
+        extraModules: (ctx.params['extraModules'] as string[] | undefined) ?? [],
+        compression: String(ctx.params['compression'] ?? 'gzip') as Compression,
+        epoch: ctx.sourceDateEpoch,
+        requiredFiles: ['/bin/busybox', '/sbin/nlplug-findfs'],
+      },
+      ctx.outputs['initramfs']!,
+      ctx.tmpDir,
+      ctx.run,
+    );
+    ctx.log(`${ctx.target}: ${r.modules.length} modules, ${r.files.length} files`);
+  },
+});

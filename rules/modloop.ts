@@ -1,0 +1,54 @@
+import {copyFile, cp, mkdir, readFile, readdir, lstat} from 'node:fs/promises';
+import {dirname, join} from 'node:path';
+import {defineRule} from '../src/engine/rule.js';
+import {moduleFirmware} from '../src/image/kmod.js';
+import {makeSquashfs, type SquashfsCompression} from '../src/image/squashfs.js';
+import {tools} from './tools.js';
+
+/**
+ * The modloop: a squashfs of the kernel modules (modules/<version>/) and the firmware
+ * files they reference (modules/firmware/), as Alpine lays it out. The init mounts it
+ * at /.modloop.
+ *
+ * inputs: modules (kernel target's module tree), version, firmware (optional: the root
+ * holding lib/firmware). params: compression, level.
+ */
+export default defineRule({
+  name: 'modloop',
+  version: 1,
+  module: import.meta.url,
+  tools: [tools.mksquashfs],
+  async run(ctx) {
+    const version = (await readFile(ctx.inputs['version']![0]!, 'utf8')).trim();
+    const stage = join(ctx.tmpDir, 'modloop');
+    const mods = join(ctx.inputs['modules']![0]!, 'lib/modules', version);
+    await mkdir(join(stage, 'modules'), {recursive: true});
+    await cp(mods, join(stage, 'modules', version), {recursive: true});
+    const fwRoot = ctx.inputs['firmware']?.[0];
+    if (fwRoot) {
+      const wanted = new Set<string>();
+      const walk = async (dir: string): Promise<void> => {
+        for (const e of await readdir(dir, {withFileTypes: true})) {
+          const p = join(dir, e.name);
+          if (e.isDirectory()) await walk(p);
+          else if (e.name.endsWith('.ko')) for (const f of moduleFirmware(await readFile(p))) wanted.add(f);
+        }
+      };
+      await walk(mods);
+      for (const f of [...wanted].sort()) {
+        const src = join(fwRoot, 'lib/firmware', f);
+        if (!(await lstat(src).catch(() => undefined))) continue;
+        const dst = join(stage, 'modules/firmware', f);
+        await mkdir(dirname(dst), {recursive: true});
+        await copyFile(src, dst);
+      }
+    }
+    const compression = String(ctx.params['compression'] ?? 'zstd') as SquashfsCompression;
+    const level = ctx.params['level'];
+    await makeSquashfs(stage, ctx.outputs['modloop']!, {
+      epoch: ctx.sourceDateEpoch,
+      compression,
+      ...(typeof level === 'number' ? {level} : {}),
+    }, ctx.tmpDir, ctx.run);
+  },
+});

@@ -1,0 +1,60 @@
+import {cp, lstat, mkdir, symlink} from 'node:fs/promises';
+import {isAbsolute, join, resolve} from 'node:path';
+import {defineRule} from '../src/engine/rule.js';
+import {PsyError} from '../src/errors.js';
+import {readManifest} from '../src/apk/manifest.js';
+import {makeSquashfs, type Ownership, type SpecialFile, type SquashfsCompression} from '../src/image/squashfs.js';
+import {tools} from './tools.js';
+
+/**
+ * The root filesystem: the installed root (owners and modes from its manifest), the
+ * overlay folders on top (root-owned), /lib/modules and /lib/firmware pointing into the
+ * modloop the init mounts at /.modloop; squashfs, reproducible, without root.
+ *
+ * inputs: root, manifest, overlay (the overlay files, for staleness).
+ * params: overlayDirs (string[], relative to the project), compression, level.
+ */
+export default defineRule({
+  name: 'squashfs',
+  version: 1,
+  module: import.meta.url,
+  tools: [tools.mksquashfs],
+  async run(ctx) {
+    const stage = join(ctx.tmpDir, 'root');
+    await cp(ctx.inputs['root']![0]!, stage, {recursive: true, verbatimSymlinks: true});
+    const manifest = readManifest(ctx.inputs['manifest']![0]!);
+    const ownership = new Map<string, Ownership>();
+    const specials: SpecialFile[] = [];
+    for (const e of manifest.entries) {
+      if (e.path === '') continue;
+      if ((e.type === 'char' || e.type === 'block') && !e.onDisk) {
+        specials.push({path: e.path, type: e.type, major: e.major ?? 0, minor: e.minor ?? 0, mode: e.mode, uid: e.uid, gid: e.gid});
+      } else ownership.set(e.path, {mode: e.mode, uid: e.uid, gid: e.gid});
+    }
+    for (const dir of (ctx.params['overlayDirs'] as string[] | undefined) ?? []) {
+      const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
+      if (!(await lstat(abs).catch(() => undefined))?.isDirectory()) {
+        throw new PsyError('missing-input', `${ctx.target}: overlay folder ${dir} does not exist`);
+      }
+      await cp(abs, stage, {recursive: true, verbatimSymlinks: true, force: true});
+    }
+    // Overlay files replace packaged ones: their owner is root, their mode their own.
+    const overlayFiles = ctx.inputs['overlay'] ?? [];
+    for (const dir of (ctx.params['overlayDirs'] as string[] | undefined) ?? []) {
+      const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
+      for (const f of overlayFiles) if (f.startsWith(abs + '/')) ownership.delete(f.slice(abs.length + 1));
+    }
+    await mkdir(join(stage, 'lib'), {recursive: true});
+    for (const [name, target] of [['modules', '/.modloop/modules'], ['firmware', '/.modloop/modules/firmware']] as const) {
+      if (!(await lstat(join(stage, 'lib', name)).catch(() => undefined))) await symlink(target, join(stage, 'lib', name));
+    }
+    const level = ctx.params['level'];
+    await makeSquashfs(stage, ctx.outputs['squashfs']!, {
+      epoch: ctx.sourceDateEpoch,
+      compression: String(ctx.params['compression'] ?? 'zstd') as SquashfsCompression,
+      ...(typeof level === 'number' ? {level} : {}),
+      ownership,
+      specials,
+    }, ctx.tmpDir, ctx.run);
+  },
+});

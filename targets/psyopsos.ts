@@ -1,0 +1,159 @@
+import type {InputSpec, PsyConfig, TargetConfig} from '../src/engine/config.js';
+import alpineRoot from '../rules/alpine-root.js';
+import {localIndexFiles} from '../rules/alpine-repositories.js';
+import diskimg from '../rules/diskimg.js';
+import esptar from '../rules/esptar.js';
+import initOrig from '../rules/init-orig.js';
+import initPatch from '../rules/init-patch.js';
+import initramfs from '../rules/initramfs.js';
+import kernel from '../rules/kernel.js';
+import modloop from '../rules/modloop.js';
+import ostar from '../rules/ostar.js';
+import sectar from '../rules/sectar.js';
+import squashfs from '../rules/squashfs.js';
+import {withDefaults, type AlpineSettings} from './settings.js';
+
+/**
+ * The psyopsOS artifacts as targets. Each names what it reads, so an edit of the init
+ * patch re-runs init, initramfs, ostar and diskimg only; a new package version in the
+ * repository re-runs the installs and what really changed below them.
+ */
+export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[] {
+  const s = withDefaults(partial);
+  const repo = {repositories: [...s.repositories], arch: s.arch, cacheDir: s.cacheDir, keysDir: s.keysDir, nodeRepositories: [...(s.nodeRepositories ?? s.repositories)]};
+  // Local repositories' indexes are inputs: a changed repository re-runs the installs.
+  const indexes = localIndexFiles(s);
+  const repoInputs: Record<string, InputSpec> = indexes.length ? {indexes: {files: indexes}} : {};
+  const world = [...new Set([...s.world, 'mkinitfs'])];
+  const targets: TargetConfig[] = [
+    {
+      name: 'rootfs',
+      description: 'the Alpine world installed into a folder (plus its ownership manifest)',
+      rule: alpineRoot,
+      inputs: repoInputs,
+      params: {...repo, world},
+      outputs: {root: {dir: 'rootfs/root'}, manifest: 'rootfs/manifest.json'},
+    },
+    {
+      name: 'kernel-root',
+      description: `linux-${s.kernelFlavor} and firmware installed into a folder`,
+      rule: alpineRoot,
+      inputs: repoInputs,
+      params: {...repo, world: [`linux-${s.kernelFlavor}`, ...s.firmware]},
+      outputs: {root: {dir: 'kernel-root/root'}, manifest: 'kernel-root/manifest.json'},
+    },
+    {
+      name: 'init-orig',
+      description: "upstream initramfs-init from the installed mkinitfs",
+      rule: initOrig,
+      inputs: {root: {target: 'rootfs', output: 'root'}},
+      outputs: {init: 'init/initramfs-init.orig'},
+    },
+    {
+      name: 'init',
+      description: 'the psyopsOS init: upstream init + the init patch',
+      rule: initPatch,
+      inputs: {orig: {target: 'init-orig'}, patch: s.initPatch},
+      outputs: {init: 'init/initramfs-init'},
+    },
+    {
+      name: 'kernel',
+      description: 'vmlinuz, System.map, config, kernel.version and the module tree',
+      rule: kernel,
+      inputs: {root: {target: 'kernel-root', output: 'root'}},
+      params: {flavor: s.kernelFlavor},
+      outputs: {kernel: 'kernel/kernel', systemMap: 'kernel/System.map', config: 'kernel/config', version: 'kernel/kernel.version', modules: {dir: 'kernel/modules'}},
+    },
+    {
+      name: 'modloop',
+      description: 'squashfs of the kernel modules and the firmware they reference',
+      rule: modloop,
+      inputs: {modules: {target: 'kernel', output: 'modules'}, version: {target: 'kernel', output: 'version'}, firmware: {target: 'kernel-root', output: 'root'}},
+      params: {compression: s.compression.modloop, ...(s.compression.modloopLevel === undefined ? {} : {level: s.compression.modloopLevel})},
+      outputs: {modloop: 'kernel/modloop'},
+    },
+    {
+      name: 'initramfs',
+      description: 'cpio of the init, busybox and the boot modules',
+      rule: initramfs,
+      inputs: {
+        init: {target: 'init'},
+        root: {target: 'rootfs', output: 'root'},
+        modules: {target: 'kernel', output: 'modules'},
+        version: {target: 'kernel', output: 'version'},
+      },
+      params: {features: [...new Set(['base', 'squashfs', ...s.mkinitfsFeatures])], extraModules: [...s.initramfsModules], compression: s.compression.initramfs},
+      outputs: {initramfs: 'initramfs/initramfs'},
+    },
+    {
+      name: 'squashfs',
+      description: 'the root filesystem: installed world + overlay',
+      rule: squashfs,
+      inputs: {
+        root: {target: 'rootfs', output: 'root'},
+        manifest: {target: 'rootfs', output: 'manifest'},
+        overlay: {glob: s.overlayDirs.map((d) => `${d}/**`)},
+      },
+      params: {overlayDirs: [...s.overlayDirs], compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
+      outputs: {squashfs: 'squashfs/squashfs'},
+    },
+    {
+      name: 'ostar',
+      description: 'the OS tarball for an A/B slot',
+      rule: ostar,
+      inputs: {
+        kernel: {target: 'kernel', output: 'kernel'},
+        version: {target: 'kernel', output: 'version'},
+        systemMap: {target: 'kernel', output: 'systemMap'},
+        config: {target: 'kernel', output: 'config'},
+        modloop: {target: 'modloop'},
+        squashfs: {target: 'squashfs'},
+        initramfs: {target: 'initramfs'},
+      },
+      params: {alpineRelease: s.release},
+      outputs: {ostar: `${s.arch}/psyopsOS.tar`},
+    },
+    {
+      name: 'esptar',
+      description: 'the ESP tarball: GRUB EFI binary, static grub.cfg, EFI extras',
+      rule: esptar,
+      inputs: Object.keys(s.efiExtras).length ? {extras: {files: Object.keys(s.efiExtras)}} : {},
+      params: {
+        extraPrograms: Object.fromEntries(Object.entries(s.efiExtras).map(([p, t]) => [p.slice(p.lastIndexOf('/') + 1), t])),
+        ...(s.grub.timeoutSec === undefined ? {} : {timeoutSec: s.grub.timeoutSec}),
+        ...(s.grub.kernelArgs === undefined ? {} : {kernelArgs: s.grub.kernelArgs}),
+      },
+      outputs: {esptar: `${s.arch}/psyopsESP.tar`},
+    },
+  ];
+  if (s.node) {
+    targets.push({
+      name: 'sectar',
+      description: `secrets of node ${s.node.name}`,
+      rule: sectar,
+      inputs: {secrets: {glob: `${s.node.secretsDir}/**`}},
+      params: {node: s.node.name, dir: s.node.secretsDir},
+      outputs: {sectar: `noarch/psyops-secret.${s.node.name}.tar`},
+    });
+  }
+  targets.push({
+    name: 'diskimg',
+    description: 'the GPT disk image: ESP, psyops-secret, psyopsOS-A, psyopsOS-B',
+    rule: diskimg,
+    inputs: {ostar: {target: 'ostar'}, esptar: {target: 'esptar'}, ...(s.node ? {sectar: {target: 'sectar'}} : {})},
+    params: {sizes: {...s.partitions}, seed: s.imageSeed},
+    outputs: {image: `${s.arch}/psyopsOS.${s.arch}-uefi.${s.node?.name ?? 'generic'}.img`},
+  });
+  return targets;
+}
+
+/** A whole config for a psyopsOS build: the targets plus `settings.alpine`. */
+export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<PsyConfig> = {}): PsyConfig {
+  return {
+    targets: psyopsosTargets(alpine),
+    default: 'diskimg',
+    sourceDateEpoch: 1700000000,
+    ...extra,
+    settings: {alpine: withDefaults(alpine), ...extra.settings},
+  };
+}

@@ -1,0 +1,71 @@
+import type {PsyopsSizes} from '../src/disk/psyops-layout.js';
+import type {Compression} from '../src/image/cpio.js';
+import type {SquashfsCompression} from '../src/image/squashfs.js';
+
+/** The psyopsOS build settings (`settings.alpine` in build.config.ts). */
+export interface AlpineSettings {
+  /** Alpine release, e.g. '3.21' (written into the OS tarball as squashfs.alpine_version). */
+  readonly release: string;
+  readonly arch: string;
+  /** Repository bases: mirror URLs or local folders (relative to the project). */
+  readonly repositories: readonly string[];
+  /** Folder of trusted APK signing keys (*.rsa.pub). */
+  readonly keysDir: string;
+  /** etc/apk/repositories of the installed system; the build repositories when omitted. */
+  readonly nodeRepositories?: readonly string[];
+  /** Download cache for mirror indexes and packages. */
+  readonly cacheDir: string;
+  /** Packages of the root filesystem (mkinitfs is added: the init comes from it). */
+  readonly world: readonly string[];
+  /** linux-<flavor> is the kernel package. */
+  readonly kernelFlavor: string;
+  /** Firmware packages installed beside the kernel; only referenced files go into the modloop. */
+  readonly firmware: readonly string[];
+  /** mkinitfs features for the initramfs ('base' and 'squashfs' are always included). */
+  readonly mkinitfsFeatures: readonly string[];
+  /** Kernel modules the initramfs gets besides the features' (e.g. virtio_pci when it is a module). */
+  readonly initramfsModules: readonly string[];
+  readonly compression: {
+    readonly squashfs: SquashfsCompression;
+    readonly squashfsLevel?: number;
+    readonly modloop: SquashfsCompression;
+    readonly modloopLevel?: number;
+    readonly initramfs: Compression;
+  };
+  readonly partitions: PsyopsSizes;
+  /** Overlay folders copied over the installed root, in order. */
+  readonly overlayDirs: readonly string[];
+  readonly initPatch: string;
+  /** EFI programs for the ESP: project path → menu title. */
+  readonly efiExtras: Readonly<Record<string, string>>;
+  readonly grub: {readonly timeoutSec?: number; readonly kernelArgs?: string};
+  /** Name a node to build its secrets tarball into the image. */
+  readonly node?: {readonly name: string; readonly secretsDir: string};
+  /** Seed of the disk image's GUIDs and filesystem ids. */
+  readonly imageSeed: string;
+}
+
+/** The original's choices where it had them (Alpine 3.21, linux-lts, 128/128/1536 MiB). */
+export const defaultAlpineSettings: AlpineSettings = {
+  release: '3.21',
+  arch: 'x86_64',
+  repositories: ['https://dl-cdn.alpinelinux.org/alpine/v3.21/main', 'https://dl-cdn.alpinelinux.org/alpine/v3.21/community'],
+  keysDir: 'alpine/keys',
+  cacheDir: 'cache/apk',
+  world: ['alpine-base', 'busybox', 'mkinitfs', 'openssh', 'minisign', 'util-linux', 'e2fsprogs', 'grub-efi'],
+  kernelFlavor: 'lts',
+  firmware: [],
+  mkinitfsFeatures: ['ata', 'base', 'ide', 'scsi', 'usb', 'virtio', 'ext4', 'nvme'],
+  initramfsModules: [],
+  compression: {squashfs: 'zstd', modloop: 'zstd', initramfs: 'gzip'},
+  partitions: {espMiB: 128, secretMiB: 128, slotMiB: 1536},
+  overlayDirs: ['alpine/overlay'],
+  initPatch: 'alpine/initramfs-init.patch',
+  efiExtras: {},
+  grub: {},
+  imageSeed: 'psyopsOS',
+};
+
+export function withDefaults(s: Partial<AlpineSettings>): AlpineSettings {
+  return {...defaultAlpineSettings, ...s, compression: {...defaultAlpineSettings.compression, ...s.compression}, partitions: {...defaultAlpineSettings.partitions, ...s.partitions}};
+}
