@@ -1,0 +1,52 @@
+/**
+ * A throwaway psyopsOS project for the os/e2e tests: build.config.ts built from the
+ * offline fixture repository (psy does not know it is a fixture), the repository's
+ * alpine/ inputs copied in (so a test may edit the patch), and a test overlay whose
+ * inittab prints the slot marker on the console and powers off.
+ */
+import {cp, mkdir, writeFile} from 'node:fs/promises';
+import {join, relative} from 'node:path';
+import type {AlpineSettings} from '../targets/settings.js';
+import type {FixtureRepository} from './fixtures/build-fixture-repository.js';
+import {repoRoot} from './helpers/shared-data.js';
+
+export const markerPattern = /PSYOPSOS-BOOTED slot=(\S+) root=(\S+) modloop=(\S+)/;
+
+/** Settings for a project in `dir` (repository paths relative to it, as a user would write them). */
+export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partial<AlpineSettings> = {}): Partial<AlpineSettings> {
+  return {
+    release: '3.20',
+    arch: fx.arch,
+    repositories: [relative(dir, fx.repoDir)],
+    keysDir: fx.keysDir,
+    cacheDir: 'cache/apk',
+    world: [...fx.minirootfsWorld],
+    kernelFlavor: 'lts',
+    mkinitfsFeatures: ['base', 'virtio', 'ext4'],
+    compression: {squashfs: 'zstd', modloop: 'zstd', modloopLevel: 3, initramfs: 'gzip'},
+    partitions: {espMiB: 40, secretMiB: 8, slotMiB: 320},
+    overlayDirs: ['alpine/overlay', 'test-overlay'],
+    grub: {timeoutSec: 1},
+    imageSeed: 'psyopsOS-test',
+    ...over,
+  };
+}
+
+export async function writeProject(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
+  await mkdir(join(dir, 'test-overlay/etc'), {recursive: true});
+  await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
+  // No OpenRC in the fixture world: busybox init prints the marker and powers off.
+  await writeFile(
+    join(dir, 'test-overlay/etc/inittab'),
+    "::sysinit:/bin/sh -c '/usr/sbin/psyopsos-slot > /dev/console; sync; poweroff -f'\n",
+  );
+  await writeConfig(dir, settings);
+}
+
+export async function writeConfig(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
+  const targets = relative(dir, join(repoRoot, 'targets/psyopsos.js'));
+  await writeFile(
+    join(dir, 'build.config.ts'),
+    `import {psyopsosConfig} from '${targets}';\nexport default psyopsosConfig(${JSON.stringify(settings, null, 2)});\n`,
+  );
+}
