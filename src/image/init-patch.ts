@@ -36,7 +36,7 @@ export async function applyInitPatch(
 ): Promise<void> {
   const rej = join(scratch, 'initramfs-init.rej');
   try {
-    await run('patch', ['--batch', '--silent', '--no-backup-if-mismatch', '-o', out, '-r', rej, orig, patch], {captureStdout: true});
+    await run('patch', ['--batch', '--silent', '--fuzz=0', '--no-backup-if-mismatch', '-o', out, '-r', rej, orig, patch], {captureStdout: true});
   } catch (err) {
     if ((err as {code?: string}).code === 'missing-tool') throw err;
     const rejected = await readFile(rej, 'utf8').catch(() => '');
