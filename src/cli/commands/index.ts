@@ -8,3 +8,5 @@ registerCommand('targets', async () => (await import('./targets.js')).command);
 registerCommand('query', async () => (await import('./query.js')).command);
 registerCommand('graph', async () => (await import('./graph.js')).command);
 registerCommand('clean', async () => (await import('./clean.js')).command);
+registerCommand('vm', async () => (await import('./vm.js')).command);
+registerCommand('mkinitpatch', async () => (await import('./mkinitpatch.js')).command);

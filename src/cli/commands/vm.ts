@@ -1,0 +1,109 @@
+import {spawn} from 'node:child_process';
+import {existsSync} from 'node:fs';
+import {resolve} from 'node:path';
+import {build} from '../../engine/build.js';
+import {PsyError} from '../../errors.js';
+import {bootAndWatch} from '../../vm/boot-watch.js';
+import {QEMU, chooseAccel, qemuArgs, qemuMissing, type AccelChoice} from '../../vm/qemu.js';
+import {parseCommandArgs, writeLine, type Command} from '../command.js';
+
+const help = `Usage: psy vm [options] [IMAGE]
+
+Boots a psyopsOS disk image in QEMU with UEFI (OVMF), the serial console on this
+terminal (Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor). Without IMAGE, the
+config's diskimg target is built first (a no-op when it is up to date) and booted.
+Writes go to a throwaway snapshot unless --write is given.
+
+Options:
+      --accel A       kvm, tcg or auto (default auto: KVM when a KVM guest really
+                      starts on this machine, TCG otherwise)
+  -m, --memory MiB    guest memory (default 1024)
+      --cpus N        guest CPUs (default 1)
+      --write         write to the image instead of a snapshot
+      --firmware F    OVMF firmware file (default: the Debian ovmf package's)
+      --config FILE   use FILE instead of build.config.ts
+Headless test mode (serial console to a log file, no terminal):
+      --marker RE     succeed (exit 0) when a console line matches RE
+      --timeout SEC   give up after SEC seconds (default 180)
+      --log FILE      console log (default vm-console.log)
+Fails fast on a kernel panic, a GRUB prompt or the initramfs rescue shell.`;
+
+export const command: Command = {
+  name: 'vm',
+  summary: 'boot a disk image in QEMU (UEFI, serial console)',
+  help,
+  async run(argv, io) {
+    const {values, positionals} = parseCommandArgs('vm', argv, {
+      accel: {type: 'string'},
+      memory: {type: 'string', short: 'm'},
+      cpus: {type: 'string'},
+      write: {type: 'boolean'},
+      firmware: {type: 'string'},
+      config: {type: 'string'},
+      marker: {type: 'string'},
+      timeout: {type: 'string'},
+      log: {type: 'string'},
+    });
+    const accelChoice = (values.accel ?? 'auto') as AccelChoice;
+    if (!['auto', 'kvm', 'tcg'].includes(accelChoice)) throw new PsyError('usage', `--accel must be kvm, tcg or auto, not ${values.accel}`);
+    const num = (name: string, v: string | undefined, dflt: number) => {
+      if (v === undefined) return dflt;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new PsyError('usage', `${name} must be a positive whole number, not ${v}`);
+      return n;
+    };
+    const memoryMiB = num('--memory', values.memory, 1024);
+    const cpus = num('--cpus', values.cpus, 1);
+    if (positionals.length > 1) throw new PsyError('usage', 'psy vm takes at most one IMAGE (see psy vm --help)');
+
+    let image: string;
+    if (positionals[0] !== undefined) {
+      image = resolve(io.cwd, positionals[0]);
+      if (!existsSync(image)) throw new PsyError('missing-input', `disk image ${positionals[0]} does not exist`);
+    } else {
+      const r = await build({cwd: io.cwd, ...(values.config === undefined ? {} : {configPath: values.config}), targets: ['diskimg']});
+      if (!r.ok) {
+        const f = r.failed[0];
+        throw new PsyError('build-failed', f ? `building diskimg failed: ${f.target}: ${f.message}` : 'building diskimg failed');
+      }
+      const out = r.outputs['diskimg'];
+      const first = out ? Object.values(out)[0] : undefined;
+      if (!first) throw new PsyError('missing-input', 'the config has no diskimg target with an output');
+      image = first;
+    }
+    const accel = await chooseAccel(accelChoice, values.firmware);
+    const base = {
+      image,
+      snapshot: values.write !== true,
+      memoryMiB,
+      cpus,
+      ...(values.firmware === undefined ? {} : {firmware: values.firmware}),
+    };
+
+    if (values.marker !== undefined) {
+      let marker: RegExp;
+      try {
+        marker = new RegExp(values.marker);
+      } catch {
+        throw new PsyError('usage', `--marker ${values.marker} is not a regular expression`);
+      }
+      const r = await bootAndWatch({
+        ...base,
+        accel,
+        marker,
+        logFile: resolve(io.cwd, values.log ?? 'vm-console.log'),
+        timeoutMs: num('--timeout', values.timeout, 180) * 1000,
+      });
+      writeLine(io.stdout, `${r.line.trim()} (${accel}, ${r.seconds.toFixed(1)} s)`);
+      return 0;
+    }
+
+    writeLine(io.stderr, `psy vm: ${image} (${accel}${base.snapshot ? ', snapshot' : ', writing to the image'}); Ctrl-A X quits`);
+    const args = qemuArgs({...base, serial: {kind: 'stdio'}}, accel);
+    return new Promise<number>((resolvePromise, reject) => {
+      const child = spawn(QEMU, args, {stdio: 'inherit'});
+      child.on('error', (e) => reject(qemuMissing(e) ?? new PsyError('vm-failed', `${QEMU}: ${e.message}`)));
+      child.on('close', (code) => resolvePromise(code ?? 1));
+    });
+  },
+};
