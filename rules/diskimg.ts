@@ -39,6 +39,9 @@ export default defineRule({
     const env = formatGrubEnv({[ENV_DEFAULT]: psyopsLabels.a});
     await writeFile(join(esp, GRUBENV_PATH), env);
     await writeFile(join(esp, GRUBENV_MIRROR_PATH), env);
+    // One unpacked copy of the OS serves both slots.
+    const os = join(ctx.tmpDir, 'os');
+    await extractTar(ostar, os);
     const sectar = ctx.inputs['sectar']?.[0];
     await buildDiskImage(
       ctx.outputs['image']!,
@@ -48,8 +51,8 @@ export default defineRule({
         partitions: psyopsPartitions(sizes, {
           esp: {dir: esp},
           ...(sectar ? {secret: {tar: sectar}} : {}),
-          a: {tar: ostar},
-          b: {tar: ostar},
+          a: {dir: os},
+          b: {dir: os},
         }),
       },
       ctx.run,

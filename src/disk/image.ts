@@ -46,10 +46,12 @@ export interface FilesystemWrite {
 /** Create the image with its partition table, filesystems and content. */
 export async function buildDiskImage(path: string, spec: DiskImageSpec, run: ToolRunner = runTool): Promise<Partition[]> {
   const parts = await createGptImage(path, {seed: spec.seed, partitions: spec.partitions}, run);
-  for (const [i, p] of spec.partitions.entries()) {
-    const part = parts[i]!;
-    await writeFilesystem(path, part, {fs: p.fs, label: p.label ?? p.name, content: p.content, epoch: spec.epoch, seed: spec.seed}, run);
-  }
+  // Each filesystem lives in its own byte range of the file, so they are written at once.
+  await Promise.all(
+    spec.partitions.map((p, i) =>
+      writeFilesystem(path, parts[i]!, {fs: p.fs, label: p.label ?? p.name, content: p.content, epoch: spec.epoch, seed: spec.seed}, run),
+    ),
+  );
   return parts;
 }
 
