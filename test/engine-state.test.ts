@@ -67,7 +67,7 @@ describe('state log', () => {
     log.putTarget({name: 'two', key: 'k2', action: 'a', params: '', tools: '', inputs: [], outputs: [], start: 1, end: 2});
     log.close();
     const bytes = readFileSync(`${dir}/log`);
-    bytes[bytes.length - 3] ^= 0xff;
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
     writeFileSync(`${dir}/log`, bytes);
     const warnings: string[] = [];
     const reopened = StateLog.open(dir, {readOnly: true, warn: (m) => warnings.push(m)});
