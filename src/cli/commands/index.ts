@@ -8,3 +8,4 @@ registerCommand('targets', async () => (await import('./targets.js')).command);
 registerCommand('query', async () => (await import('./query.js')).command);
 registerCommand('graph', async () => (await import('./graph.js')).command);
 registerCommand('clean', async () => (await import('./clean.js')).command);
+registerCommand('lock', async () => (await import('./lock.js')).command);
