@@ -105,13 +105,7 @@ export function installPackages(opts: InstallOptions): InstallResult {
       const base = rel.slice(slash + 1);
       const attrs = {mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime};
       if (entry.type === 'directory') {
-        const st = tree.lstat(real);
-        if (st?.isSymbolicLink()) {
-          // apk accepts a directory over a symlink to a directory (usr-merge layouts).
-          tree.resolve(`${rel}/x`, what);
-        } else {
-          tree.mkdir(real, attrs);
-        }
+        tree.ensureDir(rel, attrs, what);
         dirOf(rel, entry);
         continue;
       }
@@ -211,10 +205,7 @@ export function installPackages(opts: InstallOptions): InstallResult {
 
 function writeDatabase(tree: RootTree, opts: InstallOptions, installed: readonly InstalledPackage[]): void {
   const epoch = opts.sourceDateEpoch;
-  const dir = (rel: string) => {
-    const real = tree.resolve(rel, 'apk database');
-    tree.mkdir(real, {mode: 0o755, uid: 0, gid: 0, mtime: epoch});
-  };
+  const dir = (rel: string) => tree.ensureDir(rel, {mode: 0o755, uid: 0, gid: 0, mtime: epoch}, 'apk database');
   const file = (rel: string, data: string | Buffer, mode = 0o644) => {
     const real = tree.resolve(rel, 'apk database');
     tree.writeFile(real, Buffer.isBuffer(data) ? data : Buffer.from(data), {mode, uid: 0, gid: 0, mtime: epoch});
