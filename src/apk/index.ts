@@ -36,3 +36,10 @@ export {
   type InstallFromLockOptions,
 } from './alpine-root.js';
 export type {AccountsSpec, UserSpec, GroupSpec} from './script-effects.js';
+export {
+  buildRepository,
+  buildDeclaredPackage,
+  readPackageDeclaration,
+  loadSigningKey,
+  type PackageDeclaration,
+} from './package-builder.js';
