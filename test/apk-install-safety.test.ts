@@ -172,6 +172,12 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
     expect(m.get('bin/tool-alias')).toMatchObject({type: 'hardlink', target: 'bin/tool'});
     expect(m.get('var/spool')).toMatchObject({type: 'directory', mode: 0o1770, gid: 12});
     expect(m.get('')).toMatchObject({type: 'directory', mode: 0o755});
+    // the database lists the alias with the content checksum of the file it links to
+    const db = readFileSync(join(root, 'lib/apk/db/installed'), 'utf8');
+    const z = (name: string) => new RegExp(`R:${name}\\na:0:0:4755\\nZ:(\\S+)`).exec(db)?.[1];
+    expect(z('tool')).toMatch(/^Q1/);
+    expect(z('tool-alias')).toBe(z('tool'));
+    expect(db).toContain('F:var/spool\nM:0:12:1770\n');
   });
 
   it('records device nodes in the manifest only, when allowed', () => {

@@ -125,9 +125,14 @@ export function installPackages(opts: InstallOptions): InstallResult {
           throw new PsyError('apk-checksum-mismatch', `${what}: '${rel}' does not match its recorded SHA-1`);
         }
         checksum = 'Q1' + sha.digest('base64');
+      } else if (entry.type === 'hardlink') {
+        // a hardlink has the content of the file it links to
+        const target = tree.resolve(RootTree.normalize(entry.linkTarget, what), what);
+        const owner = owners.get(target);
+        if (!owner) throw new PsyError('apk-unsafe-path', `${what}: hardlink '${rel}' points to '${entry.linkTarget}', which this install did not write`);
+        checksum = owner.checksum;
       } else {
-        const target = entry.type === 'hardlink' ? entry.linkTarget : entry.linkTarget;
-        checksum = 'Q1' + createHash('sha1').update(target).digest('base64');
+        checksum = 'Q1' + createHash('sha1').update(entry.linkTarget).digest('base64');
       }
       const prev = owners.get(real);
       if (prev && prev.pkg !== index) {
