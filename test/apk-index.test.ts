@@ -8,6 +8,9 @@ import {readApkIndex, writeApkIndex} from '../src/apk/apkindex.js';
 import {splitGzipMembers} from '../src/apk/gzip-members.js';
 import {generateSigningKey, keyringFromPem, loadKeyring, type Keyring} from '../src/apk/keys.js';
 import {recordLines} from '../src/apk/package-meta.js';
+import {readTar} from '../src/apk/tar.js';
+
+const readTarNames = (b: Buffer) => readTar(b, 'sig', {allowMissingEnd: true}).map((e) => e.path);
 import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
 
 const dirs: string[] = [];
@@ -146,6 +149,14 @@ describe('APKINDEX writing and signing', () => {
     expect(readFileSync(join(dir, 'APKINDEX'), 'utf8')).toContain('P:hello\nV:1.0-r0\n');
     // GNU tar lists exactly DESCRIPTION and APKINDEX
     expect(execFileSync('tar', ['-tzf', join(dir, 'signed')], {encoding: 'utf8'})).toBe('DESCRIPTION\nAPKINDEX\n');
+  });
+
+  it('signs with SHA-256 (.SIGN.RSA256.) when asked, as abuild-sign --type RSA256', () => {
+    const key = generateSigningKey('rsa256', 0x66000001);
+    const bytes = writeApkIndex({records: [], description: '', key, mtime: 1, algorithm: 'RSA256'});
+    const sigName = readTarNames(splitGzipMembers(bytes, 'x')[0]!.data);
+    expect(sigName).toEqual([`.SIGN.RSA256.${key.name}`]);
+    expect(readApkIndex(bytes, 'rsa256', {keyring: keyringFromPem([[key.name, key.publicKeyPem]])}).signedBy).toBe(key.name);
   });
 
   it('refuses a DESCRIPTION apk would ignore', () => {
