@@ -123,12 +123,17 @@ describe('settings.alpine validation', () => {
     });
     expect(s.accounts?.users?.[0]).toMatchObject({name: 'psy', uid: 1000, groups: ['ops']});
   });
+  it('accepts the names the OS build uses and leaves its other fields alone', () => {
+    const s = validateAlpineSettings({...ok, keys: undefined, keysDir: 'k', nodeRepositories: ['https://x/main'], cacheDir: 'c', kernelFlavor: 'lts', partitions: {}});
+    expect(s).toMatchObject({keys: 'k', runtimeRepositories: ['https://x/main'], cacheDir: 'c'});
+    expect(s).not.toHaveProperty('kernelFlavor');
+    expect(() => validateAlpineSettings({...ok, keys: undefined})).toThrow('settings.alpine.keys must be a folder of trusted keys or a list of folders (keysDir also works)');
+  });
   it.each([
     [{...ok, arch: ''}, 'settings.alpine.arch must be a non-empty string'],
     [{...ok, repositories: []}, 'settings.alpine.repositories must name at least one repository'],
     [{...ok, repositories: ['a b c']}, "settings.alpine.repositories[0] 'a b c' is not '[@tag] URL-or-folder'"],
     [{...ok, world: ['foo>']}, "settings.alpine.world[0] 'foo>' is not a dependency (name, name>=version, name@tag, !name)"],
-    [{...ok, bogus: 1}, 'settings.alpine.bogus is not a known setting'],
     [{...ok, accounts: {users: [{name: 'Bad Name', uid: 1}]}}, 'settings.alpine.accounts.users[0].name must be a valid account name'],
     [{...ok, accounts: {users: [{name: 'x', uid: -1}]}}, 'settings.alpine.accounts.users[0].uid must be an integer 0..65534'],
   ])('refuses %j', (value, message) => {

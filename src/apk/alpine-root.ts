@@ -31,7 +31,7 @@ export function openRepositories(ctx: AlpineContext): {client: RepositoryClient;
     baseDir: ctx.projectRoot,
     arch: ctx.settings.arch,
     keyring,
-    cacheDir: ctx.cacheDir ?? join(ctx.projectRoot, 'cache', 'apk'),
+    cacheDir: ctx.cacheDir ?? resolvePath(ctx.projectRoot, ctx.settings.cacheDir ?? join('cache', 'apk')),
     offline: ctx.offline,
     log: ctx.log,
   });

@@ -25,13 +25,15 @@ export interface AlpineSettings {
   readonly arch: string;
   /** `[@tag] location`: http(s) URL, file:// URL or folder (relative to the project root). */
   readonly repositories: readonly string[];
-  /** Folder(s) of trusted public keys (`*.rsa.pub`), relative to the project root. */
+  /** Folder(s) of trusted public keys (`*.rsa.pub`), relative to the project root (alias: keysDir). */
   readonly keys: string | readonly string[];
   /** Packages to install: apk dependency syntax (`name`, `name>=1.2`, `name@tag`, `!name`). */
   readonly world: readonly string[];
   /** Lockfile path; default `alpine/packages.lock.json`. */
   readonly lockfile?: string;
-  /** etc/apk/repositories of the installed system; default: the http(s) repositories. */
+  /** Download cache (relative to the project root); default `cache/apk`. */
+  readonly cacheDir?: string;
+  /** etc/apk/repositories of the installed system (alias: nodeRepositories); default: the http(s) repositories. */
   readonly runtimeRepositories?: readonly string[];
   /** Groups and users to create beyond what packages create. */
   readonly accounts?: AccountsSpec;
@@ -51,9 +53,12 @@ export function validateAlpineSettings(value: unknown, where = 'settings.alpine'
   };
   if (value === undefined || value === null) throw new PsyError('apk-settings', `${where} is missing in the config`);
   if (typeof value !== 'object' || Array.isArray(value)) throw new PsyError('apk-settings', `${where} must be an object`);
-  const v = value as Record<string, unknown>;
-  const known = new Set(['release', 'arch', 'repositories', 'keys', 'world', 'lockfile', 'runtimeRepositories', 'accounts']);
-  for (const k of Object.keys(v)) if (!known.has(k)) fail(k, `is not a known setting (known: ${[...known].join(', ')})`);
+  // settings.alpine is shared with the OS build (kernel flavor, partitions, ...): fields
+  // this module does not know are left to their owners. `keysDir`, `nodeRepositories`
+  // and `cacheDir` are the names the OS build uses for the same things.
+  const v = {...(value as Record<string, unknown>)};
+  if (v['keys'] === undefined && v['keysDir'] !== undefined) v['keys'] = v['keysDir'];
+  if (v['runtimeRepositories'] === undefined && v['nodeRepositories'] !== undefined) v['runtimeRepositories'] = v['nodeRepositories'];
   const str = (k: string, re?: RegExp): string => {
     const s = v[k];
     if (typeof s !== 'string' || s === '') return fail(k, 'must be a non-empty string');
@@ -77,7 +82,13 @@ export function validateAlpineSettings(value: unknown, where = 'settings.alpine'
       fail(`repositories[${i}]`, (err as Error).message.replace(/^repository /, ''));
     }
   });
-  const keys = typeof v['keys'] === 'string' ? str('keys') : strList('keys')!;
+  const rawKeys = v['keys'];
+  const keys =
+    typeof rawKeys === 'string' && rawKeys !== ''
+      ? rawKeys
+      : Array.isArray(rawKeys) && rawKeys.length > 0 && rawKeys.every((k) => typeof k === 'string' && k !== '')
+        ? (rawKeys as string[])
+        : fail('keys', 'must be a folder of trusted keys or a list of folders (keysDir also works)');
   const world = strList('world')!;
   if (world.length === 0) fail('world', 'must list at least one package');
   world.forEach((w, i) => {
@@ -88,9 +99,10 @@ export function validateAlpineSettings(value: unknown, where = 'settings.alpine'
     }
   });
   const lockfile = v['lockfile'] === undefined ? undefined : str('lockfile');
+  const cacheDir = v['cacheDir'] === undefined ? undefined : str('cacheDir');
   const runtimeRepositories = strList('runtimeRepositories', true);
   const accounts = v['accounts'] === undefined ? undefined : validateAccounts(v['accounts'], `${where}.accounts`);
-  return {release, arch, repositories, keys, world, lockfile, runtimeRepositories, accounts};
+  return {release, arch, repositories, keys, world, lockfile, cacheDir, runtimeRepositories, accounts};
 }
 
 function validateAccounts(value: unknown, where: string): AccountsSpec {
