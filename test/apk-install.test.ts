@@ -181,6 +181,22 @@ describe.skipIf(!haveAlpineTestData())('installer: round trip against the offici
       expect.arrayContaining(['busybox.post-install', 'busybox.trigger', 'alpine-baselayout.post-install']),
     );
     expect(result.busyboxLinks).toBe(303); // 304 applets, bin/sh comes from busybox-binsh
+
+    // same packages, same result: manifest and database byte for byte
+    const again = join(tempDir(), 'root');
+    const second = installPackages({
+      root: again,
+      packages: loadFixturePackages(fx, order),
+      world: fx.minirootfsWorld,
+      repositories: officialRepos,
+      keys: [[fx.keyName, readFileSync(join(fx.keysDir, fx.keyName))]],
+      arch: 'x86_64',
+      sourceDateEpoch: 1725622440,
+    });
+    expect(JSON.stringify(second.manifest)).toBe(JSON.stringify(result.manifest));
+    for (const f of ['installed', 'scripts.tar', 'triggers']) {
+      expect(readFileSync(join(again, 'lib/apk/db', f)).equals(readFileSync(join(root, 'lib/apk/db', f)))).toBe(true);
+    }
   });
 });
 
