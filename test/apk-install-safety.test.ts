@@ -209,4 +209,18 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
       install(join(tempDir(), 'root'), [base], {accounts: {users: [{name: 'root', uid: 5}]}}),
     ).toThrow('user root already exists in etc/passwd');
   });
+
+  it('locks an empty root password as Alpine images do, keeping owner and mode', () => {
+    const base = pkg('alpine-baselayout-data', [
+      {path: 'etc/', type: 'directory', mode: 0o755},
+      {path: 'etc/shadow', type: 'file', mode: 0o640, gid: 42, data: Buffer.from('root:::0:::::\nbin:!::0:::::\n')},
+    ]);
+    const root = join(tempDir(), 'root');
+    const r = install(root, [base]);
+    expect(readFileSync(join(root, 'etc/shadow'), 'utf8')).toBe('root:*::0:::::\nbin:!::0:::::\n');
+    expect(r.manifest.entries.find((e) => e.path === 'etc/shadow')).toMatchObject({mode: 0o640, gid: 42});
+    const open = join(tempDir(), 'root');
+    install(open, [base], {lockRootPassword: false});
+    expect(readFileSync(join(open, 'etc/shadow'), 'utf8')).toBe('root:::0:::::\nbin:!::0:::::\n');
+  });
 });

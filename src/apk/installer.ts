@@ -15,6 +15,7 @@ import {
   applyAccounts,
   applyBaselayoutEffects,
   installBusyboxLinks,
+  lockEmptyRootPassword,
   REPRODUCED,
   type AccountsSpec,
 } from './script-effects.js';
@@ -35,6 +36,8 @@ export interface InstallOptions {
   readonly accounts?: AccountsSpec;
   /** Time for files psy writes itself (db, world, links). */
   readonly sourceDateEpoch: number;
+  /** Lock an empty root password in etc/shadow as Alpine's images do (default true). */
+  readonly lockRootPassword?: boolean;
   /** Device nodes and fifos in packages are refused unless allowed (recorded, never created). */
   readonly allowDevices?: boolean;
   /** Verbose progress, including every install script that was not run. */
@@ -191,6 +194,7 @@ export function installPackages(opts: InstallOptions): InstallResult {
   const byName = new Set(opts.packages.map((p) => p.meta.name));
   if (byName.has('alpine-baselayout')) applyBaselayoutEffects(tree, epoch);
   const busyboxLinks = installBusyboxLinks(tree, epoch);
+  if ((opts.lockRootPassword ?? true) && lockEmptyRootPassword(tree, epoch)) log('locked the empty root password in etc/shadow');
   if (opts.accounts && ((opts.accounts.users?.length ?? 0) > 0 || (opts.accounts.groups?.length ?? 0) > 0)) {
     applyAccounts(tree, opts.accounts, epoch);
   }
