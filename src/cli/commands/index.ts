@@ -10,3 +10,4 @@ registerCommand('graph', async () => (await import('./graph.js')).command);
 registerCommand('clean', async () => (await import('./clean.js')).command);
 registerCommand('vm', async () => (await import('./vm.js')).command);
 registerCommand('mkinitpatch', async () => (await import('./mkinitpatch.js')).command);
+registerCommand('lock', async () => (await import('./lock.js')).command);
