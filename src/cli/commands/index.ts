@@ -2,3 +2,9 @@ import {registerCommand} from '../psy.js';
 
 // One line per command; the module is imported only when the command runs.
 registerCommand('version', async () => (await import('./version.js')).command);
+registerCommand('build', async () => (await import('./build.js')).command);
+registerCommand('explain', async () => (await import('./explain.js')).command);
+registerCommand('targets', async () => (await import('./targets.js')).command);
+registerCommand('query', async () => (await import('./query.js')).command);
+registerCommand('graph', async () => (await import('./graph.js')).command);
+registerCommand('clean', async () => (await import('./clean.js')).command);
