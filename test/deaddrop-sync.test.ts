@@ -220,7 +220,7 @@ describe('bad input against S3', () => {
   it('refuses a redirect to a foreign host on pull, and one leaving the bucket', async () => {
     const c = testClient(server.endpoint);
     await c.send(new PutObjectCommand({Bucket: bucket, Key: 'os/a.minisig', Body: 'x'}));
-    await c.send(new PutObjectCommand({Bucket: bucket, Key: 'os/x.latest.tar.minisig', Body: '', WebsiteRedirectLocation: 'https://evil.example/os/a.minisig'}));
+    await c.send(new PutObjectCommand({Bucket: bucket, Key: 'os/x.latest.tar.minisig', Body: Buffer.alloc(0), WebsiteRedirectLocation: 'https://evil.example/os/a.minisig', ContentLength: 0}));
     const copy = join(dir, 'copy');
     await expect(pull(opts(copy))).rejects.toMatchObject({
       code: 'foreign-redirect',
