@@ -40,6 +40,7 @@ export const S3RVER_ENV = {AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: '
 
 /** A plain client for reading the bucket back in assertions. */
 export function testClient(endpoint: string): S3Client {
+  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
   return new S3Client({
     endpoint,
     region: 'us-east-1',
