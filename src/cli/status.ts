@@ -1,0 +1,143 @@
+/**
+ * Build progress for people. On a terminal: one line rewritten in place
+ * (`[done/total] running: target (12s)`), refreshed every second so long steps show
+ * their elapsed time, and paused while a console-pool step owns the terminal. Elsewhere:
+ * one plain line per started step. A step's output is printed whole when it ends; a
+ * failure prints the target, the command or rule, the reason and the output.
+ */
+import type {BuildEvent, BuildLogger} from '../engine/events.js';
+
+export interface StatusOptions {
+  readonly out: NodeJS.WritableStream;
+  readonly tty: boolean;
+  readonly verbose: boolean;
+  /** Terminal width for eliding the status line. */
+  readonly columns?: number;
+}
+
+export class StatusPrinter implements BuildLogger {
+  readonly #o: StatusOptions;
+  #total = 0;
+  #done = 0;
+  #started = 0;
+  readonly #running = new Map<string, number>();
+  #lineShown = false;
+  #timer: NodeJS.Timeout | undefined;
+  #consoleBusy = false;
+  ranCount = 0;
+  freshCount = 0;
+
+  constructor(options: StatusOptions) {
+    this.#o = options;
+  }
+
+  event(e: BuildEvent): void {
+    switch (e.type) {
+      case 'plan':
+        this.#total = e.total;
+        return;
+      case 'fresh':
+        this.#done++;
+        this.freshCount++;
+        if (this.#o.verbose) this.#print(`up to date: ${e.target}`);
+        return;
+      case 'start':
+        this.#started++;
+        this.#running.set(e.target, Date.now());
+        if (e.console) {
+          this.#clear();
+          this.#consoleBusy = true;
+        }
+        if (!this.#o.tty || this.#o.verbose || e.console) {
+          const why = this.#o.verbose && e.reason !== '' ? ` (${e.reason})` : '';
+          this.#print(`[${this.#done + this.#running.size}/${this.#total}] ${e.description}${why}`);
+        } else {
+          this.#redraw();
+        }
+        this.#ensureTimer();
+        return;
+      case 'would-run':
+        this.#print(`would run ${e.target}: ${e.reason}`);
+        if (this.#o.verbose) this.#print(`  ${e.action}`);
+        return;
+      case 'finish':
+        this.#done++;
+        this.ranCount++;
+        this.#running.delete(e.target);
+        if (e.console) this.#consoleBusy = false;
+        if (e.output.length > 0) this.#print(e.output.replace(/\n$/, ''));
+        else this.#redraw();
+        return;
+      case 'fail':
+        this.#done++;
+        this.#running.delete(e.target);
+        if (e.console) this.#consoleBusy = false;
+        this.#print(`FAILED: ${e.target}: ${e.message}`);
+        this.#print(`  ${e.action}`);
+        if (e.output.length > 0) this.#print(e.output.replace(/\n$/, ''));
+        return;
+      case 'skip':
+        this.#done++;
+        if (this.#o.verbose) this.#print(`skipped ${e.target}: ${e.because} failed`);
+        return;
+      case 'warning':
+        this.#print(`psy: warning: ${e.message}`);
+        return;
+      case 'interrupted':
+        this.#print('psy: interrupted');
+        return;
+      default: {
+        const never: never = e;
+        throw new Error(`unknown event ${String(never)}`);
+      }
+    }
+  }
+
+  /** Stop the timer and leave the terminal on a fresh line. */
+  close(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#clear();
+  }
+
+  #ensureTimer(): void {
+    if (!this.#o.tty || this.#timer !== undefined) return;
+    this.#timer = setInterval(() => {
+      if (this.#running.size === 0) return;
+      this.#redraw();
+    }, 1000);
+    this.#timer.unref();
+  }
+
+  #statusText(): string {
+    const now = Date.now();
+    const running = [...this.#running.entries()].sort((a, b) => a[1] - b[1]);
+    const parts = running.slice(0, 3).map(([name, t]) => {
+      const s = Math.floor((now - t) / 1000);
+      return s >= 2 ? `${name} (${s}s)` : name;
+    });
+    const more = running.length > 3 ? ` +${running.length - 3}` : '';
+    const text = `[${this.#done}/${this.#total}] ${parts.join(', ')}${more}`;
+    const cols = this.#o.columns ?? 80;
+    return text.length > cols - 1 ? text.slice(0, cols - 4) + '...' : text;
+  }
+
+  #redraw(): void {
+    if (!this.#o.tty || this.#consoleBusy) return;
+    this.#o.out.write(`\r\x1b[K${this.#statusText()}`);
+    this.#lineShown = true;
+  }
+
+  #clear(): void {
+    if (this.#lineShown) {
+      this.#o.out.write('\r\x1b[K');
+      this.#lineShown = false;
+    }
+  }
+
+  #print(text: string): void {
+    this.#clear();
+    this.#o.out.write(text + '\n');
+    if (this.#o.tty && this.#running.size > 0) this.#redraw();
+  }
+}

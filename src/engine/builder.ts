@@ -1,0 +1,508 @@
+/**
+ * Execution (ninja's Plan + Builder in one): walks the wanted part of the graph in
+ * dependency order, decides per target from content hashes whether it is stale once
+ * every upstream is settled, and runs stale steps, at most `jobs` at a time and within
+ * their pool's depth, the longest critical path first.
+ *
+ * A step writes into a private temporary folder; on success its outputs are renamed
+ * into place, hashed, and only then is its record appended to the state log.
+ */
+import {lstatSync, mkdirSync, renameSync, rmSync} from 'node:fs';
+import {basename, dirname, join, relative} from 'node:path';
+import {isPsyError, PsyError} from '../errors.js';
+import type {BuildEvent, BuildLogger} from './events.js';
+import type {FileHasher} from './file-hasher.js';
+import type {Graph, GraphTarget} from './graph.js';
+import {StepProcess} from './process.js';
+import type {RuleContext, RunOptions, RunResult} from './rule.js';
+import {computeKey, currentOutputs, staleReason, type OutputHashes, type TargetKey} from './staleness.js';
+import type {StateLog} from './state-log.js';
+import type {ToolVersions} from './tools.js';
+
+export interface BuilderOptions {
+  readonly graph: Graph;
+  readonly want: Uint8Array;
+  readonly log: StateLog;
+  readonly files: FileHasher;
+  readonly tools: ToolVersions;
+  readonly logger: BuildLogger;
+  readonly jobs: number;
+  /** Stop after this many failures; 0 = never stop early. */
+  readonly keepGoing: number;
+  readonly dryRun: boolean;
+  readonly signal: AbortSignal | undefined;
+  readonly env: NodeJS.ProcessEnv;
+  /** Temporary folder for this run's steps (inside the output folder). */
+  readonly tmpRoot: string;
+}
+
+export interface BuilderResult {
+  readonly ran: string[];
+  readonly fresh: string[];
+  readonly failed: Array<{target: string; message: string}>;
+  readonly skipped: string[];
+  readonly wouldRun: Array<{target: string; reason: string}>;
+  readonly interrupted: boolean;
+}
+
+const enum S {
+  Waiting = 0,
+  Queued = 1,
+  Running = 2,
+  Done = 3,
+  Failed = 4,
+}
+
+interface Job {
+  readonly target: GraphTarget;
+  readonly key: TargetKey;
+  readonly started: number;
+  readonly tmp: string;
+  readonly abort: AbortController;
+  readonly procs: Set<StepProcess>;
+  readonly lines: string[];
+}
+
+/** Binary max-heap of target indices by critical path. */
+class ReadyQueue {
+  readonly #items: number[] = [];
+  constructor(readonly prio: (i: number) => number) {}
+  get size(): number {
+    return this.#items.length;
+  }
+  push(i: number): void {
+    const a = this.#items;
+    a.push(i);
+    let c = a.length - 1;
+    while (c > 0) {
+      const p = (c - 1) >> 1;
+      if (this.prio(a[p]!) >= this.prio(a[c]!)) break;
+      [a[p], a[c]] = [a[c]!, a[p]!];
+      c = p;
+    }
+  }
+  pop(): number | undefined {
+    const a = this.#items;
+    if (a.length === 0) return undefined;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let p = 0;
+      for (;;) {
+        const l = 2 * p + 1;
+        const r = l + 1;
+        let m = p;
+        if (l < a.length && this.prio(a[l]!) > this.prio(a[m]!)) m = l;
+        if (r < a.length && this.prio(a[r]!) > this.prio(a[m]!)) m = r;
+        if (m === p) break;
+        [a[p], a[m]] = [a[m]!, a[p]!];
+        p = m;
+      }
+    }
+    return top;
+  }
+}
+
+export class Builder {
+  readonly #o: BuilderOptions;
+  readonly #g: Graph;
+  readonly #state: Uint8Array;
+  readonly #pending: Int32Array;
+  readonly #keys: Array<TargetKey | undefined>;
+  readonly #reasons: Array<string | undefined>;
+  readonly #outHashes: OutputHashes;
+  readonly #ready: ReadyQueue;
+  readonly #evaluate: number[] = [];
+  readonly #running = new Map<number, Job>();
+  readonly #poolRunning = new Map<string, number>();
+  readonly #parked = new Map<string, number[]>();
+  readonly #result: BuilderResult = {ran: [], fresh: [], failed: [], skipped: [], wouldRun: [], interrupted: false};
+  readonly #madeDirs = new Set<string>();
+  #stopping = false;
+  #fatal: unknown;
+  #done: (() => void) | undefined;
+  #seq = 0;
+
+  constructor(options: BuilderOptions) {
+    this.#o = options;
+    this.#g = options.graph;
+    const n = this.#g.targets.length;
+    this.#state = new Uint8Array(n);
+    this.#pending = new Int32Array(n);
+    this.#keys = new Array(n);
+    this.#reasons = new Array(n);
+    this.#outHashes = new Array(n);
+    this.#ready = new ReadyQueue((i) => this.#g.targets[i]!.criticalPath);
+  }
+
+  async run(): Promise<BuilderResult> {
+    const {want} = this.#o;
+    let total = 0;
+    for (const t of this.#g.targets) {
+      if (!want[t.index]) continue;
+      total++;
+      this.#pending[t.index] = t.deps.length;
+      if (t.deps.length === 0) this.#evaluate.push(t.index);
+    }
+    this.#emit({type: 'plan', total});
+    const onAbort = () => this.#interrupt();
+    this.#o.signal?.addEventListener('abort', onAbort);
+    try {
+      if (this.#o.signal?.aborted === true) this.#interrupt();
+      await new Promise<void>((resolve) => {
+        this.#done = resolve;
+        this.#pump();
+      });
+    } finally {
+      this.#o.signal?.removeEventListener('abort', onAbort);
+    }
+    if (this.#fatal !== undefined) throw this.#fatal;
+    return this.#result;
+  }
+
+  #emit(e: BuildEvent): void {
+    this.#o.logger.event(e);
+  }
+
+  #interrupt(): void {
+    if (this.#result.interrupted) return;
+    (this.#result as {interrupted: boolean}).interrupted = true;
+    this.#stopping = true;
+    for (const job of this.#running.values()) {
+      job.abort.abort();
+      for (const p of job.procs) p.kill();
+    }
+    this.#pump();
+  }
+
+  /** Evaluate settled targets, start what may start, and detect the end. */
+  #pump(): void {
+    try {
+      while (this.#evaluate.length > 0 && !this.#stopping) {
+        this.#evaluateOne(this.#evaluate.pop()!);
+      }
+      while (!this.#stopping && this.#running.size < this.#o.jobs && this.#ready.size > 0) {
+        const i = this.#ready.pop()!;
+        const t = this.#g.targets[i]!;
+        if (t.pool !== undefined) {
+          const depth = this.#g.pools.get(t.pool)!;
+          const used = this.#poolRunning.get(t.pool) ?? 0;
+          if (used >= depth) {
+            let parked = this.#parked.get(t.pool);
+            if (parked === undefined) this.#parked.set(t.pool, (parked = []));
+            parked.push(i);
+            continue;
+          }
+          this.#poolRunning.set(t.pool, used + 1);
+        }
+        this.#start(t);
+      }
+    } catch (err) {
+      this.#fatal ??= err;
+      this.#stopping = true;
+      for (const job of this.#running.values()) {
+        job.abort.abort();
+        for (const p of job.procs) p.kill();
+      }
+    }
+    if (this.#running.size === 0 && (this.#stopping || (this.#ready.size === 0 && this.#evaluate.length === 0))) {
+      const done = this.#done;
+      this.#done = undefined;
+      done?.();
+    }
+  }
+
+  #evaluateOne(i: number): void {
+    const t = this.#g.targets[i]!;
+    const {files, tools, log} = this.#o;
+    const key = computeKey(this.#g, t, files, tools, this.#outHashes);
+    if (t.config.rule === undefined && t.config.command === undefined) {
+      // A group: done once its inputs are.
+      this.#outHashes[i] = [];
+      this.#complete(i);
+      return;
+    }
+    if (key === undefined) {
+      // Dry run: an upstream would rebuild, so its output is not known yet.
+      const up = t.deps.find((d) => this.#outHashes[d] === undefined);
+      this.#markWouldRun(t, `input target ${this.#g.targets[up ?? t.deps[0]!]!.name} will rebuild`);
+      return;
+    }
+    const rec = log.targets.get(t.name);
+    const outputs = currentOutputs(t, files);
+    const reason = staleReason(this.#g, t, key, rec, outputs);
+    if (reason === undefined) {
+      this.#outHashes[i] = outputs as string[];
+      this.#result.fresh.push(t.name);
+      this.#emit({type: 'fresh', target: t.name});
+      this.#complete(i);
+      return;
+    }
+    if (this.#o.dryRun) {
+      this.#markWouldRun(t, reason);
+      return;
+    }
+    this.#keys[i] = key;
+    this.#reasons[i] = reason;
+    this.#state[i] = S.Queued;
+    this.#ready.push(i);
+  }
+
+  #markWouldRun(t: GraphTarget, reason: string): void {
+    this.#result.wouldRun.push({target: t.name, reason});
+    this.#emit({type: 'would-run', target: t.name, reason, action: describeAction(t)});
+    this.#complete(t.index);
+  }
+
+  /** A target is settled (fresh or rebuilt): release its dependents. */
+  #complete(i: number): void {
+    this.#state[i] = S.Done;
+    const want = this.#o.want;
+    for (const d of this.#g.targets[i]!.dependents) {
+      if (!want[d] || this.#state[d] !== S.Waiting) continue;
+      if (--this.#pending[d]! === 0) this.#evaluate.push(d);
+    }
+  }
+
+  #start(t: GraphTarget): void {
+    const i = t.index;
+    this.#state[i] = S.Running;
+    const tmp = join(this.#o.tmpRoot, `${process.pid}-${++this.#seq}`);
+    const job: Job = {
+      target: t,
+      key: this.#keys[i]!,
+      started: Date.now(),
+      tmp,
+      abort: new AbortController(),
+      procs: new Set(),
+      lines: [],
+    };
+    this.#running.set(i, job);
+    const isConsole = t.pool === 'console';
+    this.#emit({type: 'start', target: t.name, description: t.config.description ?? t.name, reason: this.#reasons[i] ?? '', console: isConsole});
+    const tmpOutputs = t.outputs.map((o, k) => join(tmp, `o${k}`, basename(o.path)));
+    const work = async (): Promise<string> => {
+      for (const p of tmpOutputs) mkdirSync(dirname(p), {recursive: true});
+      mkdirSync(join(tmp, 'scratch'), {recursive: true});
+      if (t.config.command !== undefined) return this.#runCommand(job, t.config.command, tmpOutputs, isConsole);
+      await this.#runRule(job, tmpOutputs);
+      return job.lines.join('\n');
+    };
+    work().then(
+      (output) => this.#finish(job, tmpOutputs, output, undefined),
+      (err: unknown) => this.#finish(job, tmpOutputs, job.lines.join('\n'), err),
+    );
+  }
+
+  async #runCommand(job: Job, command: string, tmpOutputs: string[], isConsole: boolean): Promise<string> {
+    const t = job.target;
+    const root = this.#g.root;
+    const env: NodeJS.ProcessEnv = {...this.#o.env};
+    const all: string[] = [];
+    for (const input of t.inputs) {
+      const paths = input.items.map((item) =>
+        item.kind === 'file' ? item.path : this.#g.targets[item.target]!.outputs[item.output]!.path,
+      );
+      env[`in_${input.name}`] = paths.join(' ');
+      all.push(...paths);
+    }
+    env['in'] = all.join(' ');
+    const rels = tmpOutputs.map((p) => relative(root, p));
+    t.outputs.forEach((o, k) => (env[`out_${o.name}`] = rels[k]));
+    env['out'] = rels.join(' ');
+    env['tmp'] = relative(root, join(job.tmp, 'scratch'));
+    env['SOURCE_DATE_EPOCH'] = String(this.#g.sourceDateEpoch);
+    const proc = new StepProcess('/bin/sh', ['-c', command], {cwd: root, env, console: isConsole});
+    job.procs.add(proc);
+    const r = await proc.result;
+    job.procs.delete(proc);
+    const output = r.output.toString('utf8');
+    if (r.spawnError !== undefined) throw new StepFailure(`could not start /bin/sh: ${r.spawnError}`, output);
+    if (r.signal !== undefined) throw new StepFailure(`killed by ${r.signal}`, output);
+    if (r.code === 127) {
+      const missing = /(?:^|\s)(?:sh: \d+: )?([^\s:]+): (?:command )?not found/m.exec(output)?.[1];
+      throw new StepFailure(`command not found${missing === undefined ? '' : `: ${missing}`} (exit status 127)`, output);
+    }
+    if (r.code !== 0) throw new StepFailure(`command exited with status ${r.code}`, output);
+    return output;
+  }
+
+  async #runRule(job: Job, tmpOutputs: string[]): Promise<void> {
+    const t = job.target;
+    const rule = t.config.rule!;
+    const root = this.#g.root;
+    const inputs: Record<string, string[]> = {};
+    for (const input of t.inputs) {
+      inputs[input.name] = input.items.map((item) =>
+        join(root, item.kind === 'file' ? item.path : this.#g.targets[item.target]!.outputs[item.output]!.path),
+      );
+    }
+    const outputs: Record<string, string> = {};
+    t.outputs.forEach((o, k) => (outputs[o.name] = tmpOutputs[k]!));
+    // The rule creates its outputs itself; the parent folders are there.
+    const env = this.#o.env;
+    const ctx: RuleContext = {
+      target: t.name,
+      root,
+      inputs,
+      params: t.config.params ?? {},
+      outputs,
+      tmpDir: join(job.tmp, 'scratch'),
+      sourceDateEpoch: this.#g.sourceDateEpoch,
+      signal: job.abort.signal,
+      log: (line) => job.lines.push(line),
+      run: async (command: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> => {
+        if (job.abort.signal.aborted) throw new PsyError('interrupted', `${command}: interrupted`);
+        const proc = new StepProcess(command, args, {
+          cwd: opts?.cwd ?? root,
+          env: {...env, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch), ...opts?.env},
+          ...(opts?.input === undefined ? {} : {input: opts.input}),
+          captureStdout: opts?.captureStdout === true,
+        });
+        job.procs.add(proc);
+        const r = await proc.result;
+        job.procs.delete(proc);
+        const text = r.output.toString('utf8');
+        if (text.length > 0) job.lines.push(text.replace(/\n$/, ''));
+        const shown = [command, ...args].join(' ');
+        if (r.spawnError === 'ENOENT') throw new PsyError('command-not-found', `command not found: ${command}`);
+        if (r.spawnError !== undefined) throw new PsyError('command-failed', `${shown}: cannot start (${r.spawnError})`);
+        if (r.signal !== undefined) throw new PsyError('command-failed', `${shown}: killed by ${r.signal}`);
+        if (r.code !== 0) {
+          const tail = r.stderr.toString('utf8').trim().split('\n').slice(-1)[0] ?? '';
+          throw new PsyError('command-failed', `${shown}: exit status ${r.code}${tail === '' ? '' : ` (${tail})`}`);
+        }
+        return {stdout: r.stdout, stderr: r.stderr};
+      },
+    };
+    await rule.run(ctx);
+  }
+
+  #finish(job: Job, tmpOutputs: string[], output: string, error: unknown): void {
+    const t = job.target;
+    const i = t.index;
+    const isConsole = t.pool === 'console';
+    this.#running.delete(i);
+    if (t.pool !== undefined) {
+      this.#poolRunning.set(t.pool, (this.#poolRunning.get(t.pool) ?? 1) - 1);
+      const parked = this.#parked.get(t.pool);
+      if (parked !== undefined && parked.length > 0) this.#ready.push(parked.shift()!);
+    }
+    let failure: string | undefined;
+    if (this.#result.interrupted) {
+      failure = 'interrupted';
+    } else if (error !== undefined) {
+      failure = error instanceof StepFailure ? error.message : isPsyError(error) ? error.message : errorText(error);
+    } else {
+      try {
+        failure = this.#install(t, tmpOutputs, job);
+      } catch (err) {
+        failure = `could not move outputs into place: ${errorText(err)}`;
+      }
+    }
+    try {
+      rmSync(job.tmp, {recursive: true, force: true});
+    } catch {
+      // Cleaned at the next start.
+    }
+    if (failure === undefined) {
+      this.#result.ran.push(t.name);
+      this.#emit({type: 'finish', target: t.name, durationMs: Date.now() - job.started, output, console: isConsole});
+      this.#complete(i);
+    } else if (this.#result.interrupted) {
+      this.#state[i] = S.Failed;
+    } else {
+      this.#state[i] = S.Failed;
+      this.#result.failed.push({target: t.name, message: failure});
+      this.#emit({type: 'fail', target: t.name, action: describeAction(t), message: failure, output, console: isConsole});
+      this.#skipDependents(i);
+      const limit = this.#o.keepGoing;
+      if (limit > 0 && this.#result.failed.length >= limit) this.#stopping = true;
+    }
+    this.#pump();
+  }
+
+  /** Move outputs into place, hash them, record the success. Returns a failure text. */
+  #install(t: GraphTarget, tmpOutputs: string[], job: Job): string | undefined {
+    const root = this.#g.root;
+    for (let k = 0; k < t.outputs.length; k++) {
+      const o = t.outputs[k]!;
+      const st = lstatSync(tmpOutputs[k]!, {throwIfNoEntry: false});
+      const ok = o.kind === 'file' ? st?.isFile() === true : st?.isDirectory() === true;
+      if (!ok) {
+        return st === undefined
+          ? `step did not produce its declared output "${o.name}" (${o.path})`
+          : `output "${o.name}" (${o.path}) should be a ${o.kind === 'file' ? 'file' : 'directory'}`;
+      }
+    }
+    for (let k = 0; k < t.outputs.length; k++) {
+      const o = t.outputs[k]!;
+      const final = join(root, o.path);
+      const parent = dirname(final);
+      if (!this.#madeDirs.has(parent)) {
+        mkdirSync(parent, {recursive: true});
+        this.#madeDirs.add(parent);
+      }
+      const old = lstatSync(final, {throwIfNoEntry: false});
+      if (old !== undefined && (o.kind === 'dir' || old.isDirectory())) {
+        // rename(2) cannot replace a non-empty directory: move the old one aside first.
+        const aside = join(job.tmp, `old${k}`);
+        renameSync(final, aside);
+      }
+      renameSync(tmpOutputs[k]!, final);
+      this.#o.files.invalidate(o.path);
+    }
+    const hashes = t.outputs.map((o) => this.#o.files.output(o.path, o.kind));
+    if (hashes.some((h) => h === undefined)) return 'an output vanished right after it was moved into place';
+    this.#outHashes[t.index] = hashes as string[];
+    this.#o.log.putTarget({
+      name: t.name,
+      key: job.key.key,
+      action: job.key.action,
+      params: job.key.params,
+      tools: job.key.tools,
+      inputs: job.key.inputs,
+      outputs: t.outputs.map((o, k) => ({path: o.path, hash: hashes[k]!})),
+      start: job.started,
+      end: Date.now(),
+    });
+    return undefined;
+  }
+
+  #skipDependents(i: number): void {
+    const failed = this.#g.targets[i]!.name;
+    const stack = [...this.#g.targets[i]!.dependents];
+    while (stack.length > 0) {
+      const d = stack.pop()!;
+      if (!this.#o.want[d] || this.#state[d] !== S.Waiting) continue;
+      this.#state[d] = S.Failed;
+      this.#result.skipped.push(this.#g.targets[d]!.name);
+      this.#emit({type: 'skip', target: this.#g.targets[d]!.name, because: failed});
+      stack.push(...this.#g.targets[d]!.dependents);
+    }
+  }
+}
+
+class StepFailure extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
+    super(message);
+  }
+}
+
+export function describeAction(t: GraphTarget): string {
+  if (t.config.command !== undefined) return t.config.command;
+  if (t.config.rule !== undefined) return `rule ${t.config.rule.name}`;
+  return 'group';
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const first = (err.stack ?? '').split('\n').slice(1, 2).join('').trim();
+    return `${err.message}${isPsyError(err) || first === '' ? '' : ` (${first})`}`;
+  }
+  return String(err);
+}

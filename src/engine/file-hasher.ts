@@ -1,0 +1,166 @@
+/**
+ * Content hashes of files and directory trees, behind a stat cache kept in the state
+ * log: a file is re-read only when its (size, mtime, ctime, inode) changed, or when its
+ * cached stat was taken so soon after its mtime that a later same-timestamp write could
+ * hide behind it ("racy", as git calls it). Each path is stat'ed at most once per build
+ * unless it is invalidated (after an output is renamed into place).
+ */
+import {closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, type Stats} from 'node:fs';
+import {join} from 'node:path';
+import {createHasher, hashBytes} from './hash.js';
+import type {FileRecord, StateLog} from './state-log.js';
+
+/** A stat taken less than this long after the file's mtime does not prove it unchanged. */
+export const RACY_MS = 2000;
+const STREAM_ABOVE = 8 << 20;
+
+export class FileHasher {
+  readonly #root: string;
+  readonly #log: StateLog;
+  readonly #memo = new Map<string, string | null>();
+
+  constructor(root: string, log: StateLog) {
+    this.#root = root;
+    this.#log = log;
+  }
+
+  /** Forget what this run knows about a path (it was just replaced). */
+  invalidate(rel: string): void {
+    this.#memo.delete(rel);
+  }
+
+  /** Content hash of a regular file (relative to the root), or undefined if missing. */
+  file(rel: string): string | undefined {
+    const memo = this.#memo.get(rel);
+    if (memo !== undefined) return memo ?? undefined;
+    const abs = join(this.#root, rel);
+    const st = lstatSync(abs, {throwIfNoEntry: false});
+    if (st === undefined || !st.isFile()) {
+      this.#memo.set(rel, null);
+      return undefined;
+    }
+    const hash = this.#cached(rel, st) ?? this.#rehash(rel, st, () => hashFileContent(abs, st.size));
+    this.#memo.set(rel, hash);
+    return hash;
+  }
+
+  /** Content hash of an output: a file, or a whole directory tree. */
+  output(rel: string, kind: 'file' | 'dir'): string | undefined {
+    if (kind === 'file') return this.file(rel);
+    const memo = this.#memo.get(rel);
+    if (memo !== undefined) return memo ?? undefined;
+    const abs = join(this.#root, rel);
+    const st = lstatSync(abs, {throwIfNoEntry: false});
+    let hash: string | undefined;
+    if (st?.isDirectory() === true) {
+      // The stat fingerprint of every entry stands in for the stat data of a file.
+      const walk = walkTree(abs);
+      const key = `${rel}/`;
+      const rec = this.#log.files.get(key);
+      const now = Date.now();
+      if (rec !== undefined && rec.size === walk.entries && rec.hash.startsWith(walk.statPrint + ':') && rec.recordedAt - walk.maxTime > RACY_MS) {
+        hash = rec.hash.slice(walk.statPrint.length + 1);
+      } else {
+        hash = hashTree(abs);
+        if (now - walk.maxTime > RACY_MS || rec === undefined || !rec.hash.endsWith(':' + hash)) {
+          this.#log.putFile({path: key, size: walk.entries, mtimeMs: walk.maxTime, ctimeMs: 0, ino: 0, recordedAt: now, hash: `${walk.statPrint}:${hash}`});
+        }
+      }
+    }
+    this.#memo.set(rel, hash ?? null);
+    return hash;
+  }
+
+  #cached(rel: string, st: Stats): string | undefined {
+    const rec = this.#log.files.get(rel);
+    if (
+      rec !== undefined &&
+      rec.size === st.size &&
+      rec.mtimeMs === st.mtimeMs &&
+      rec.ctimeMs === st.ctimeMs &&
+      rec.ino === st.ino &&
+      rec.recordedAt - st.mtimeMs > RACY_MS
+    ) {
+      return rec.hash;
+    }
+    return undefined;
+  }
+
+  #rehash(rel: string, st: Stats, compute: () => string): string {
+    const recordedAt = Date.now();
+    const hash = compute();
+    const rec = this.#log.files.get(rel);
+    const same = rec !== undefined && rec.hash === hash && rec.size === st.size && rec.mtimeMs === st.mtimeMs && rec.ctimeMs === st.ctimeMs && rec.ino === st.ino;
+    // Re-record an unchanged racy entry only once it can be trusted, to keep the log small.
+    if (!same || recordedAt - st.mtimeMs > RACY_MS) {
+      const r: FileRecord = {path: rel, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, recordedAt, hash};
+      this.#log.putFile(r);
+    }
+    return hash;
+  }
+}
+
+export function hashFileContent(abs: string, size: number): string {
+  if (size <= STREAM_ABOVE) return hashBytes(readFileSync(abs));
+  const h = createHasher();
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const fd = openSync(abs, 'r');
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest();
+}
+
+interface TreeWalk {
+  entries: number;
+  statPrint: string;
+  maxTime: number;
+}
+
+function walkTree(dir: string): TreeWalk {
+  const h = createHasher();
+  let entries = 0;
+  let maxTime = 0;
+  const visit = (abs: string, rel: string) => {
+    for (const name of readdirSync(abs).sort()) {
+      const p = join(abs, name);
+      const st = lstatSync(p);
+      entries++;
+      maxTime = Math.max(maxTime, st.mtimeMs, st.ctimeMs);
+      h.update(`${rel}${name}\0${st.mode}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.ino}\n`);
+      if (st.isDirectory()) visit(p, `${rel}${name}/`);
+    }
+  };
+  visit(dir, '');
+  return {entries, statPrint: h.digest(), maxTime};
+}
+
+/** Hash of a tree: names, types, permission bits, file contents and link targets. */
+export function hashTree(dir: string): string {
+  const h = createHasher();
+  const visit = (abs: string, rel: string) => {
+    for (const name of readdirSync(abs).sort()) {
+      const p = join(abs, name);
+      const st = lstatSync(p);
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        h.update(`d\0${rel}${name}\0${mode}\n`);
+        visit(p, `${rel}${name}/`);
+      } else if (st.isSymbolicLink()) {
+        h.update(`l\0${rel}${name}\0${readlinkSync(p)}\n`);
+      } else if (st.isFile()) {
+        h.update(`f\0${rel}${name}\0${mode}\0${hashFileContent(p, st.size)}\n`);
+      } else {
+        h.update(`o\0${rel}${name}\0${st.mode}\n`);
+      }
+    }
+  };
+  visit(dir, '');
+  return h.digest();
+}

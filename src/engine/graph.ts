@@ -1,0 +1,374 @@
+/**
+ * Analysis: a loaded config → a validated target graph. Pure except for reading the
+ * file system to check inputs exist and to expand globs; runs nothing. Every problem is
+ * a one-line PsyError naming the target and the cause.
+ */
+import {statSync} from 'node:fs';
+import {createRequire} from 'node:module';
+import {isAbsolute, join, normalize, relative, sep} from 'node:path';
+import {PsyError} from '../errors.js';
+import type {InputSource, OutputSpec, PsyConfig, TargetConfig, TargetList} from './config.js';
+import type {LoadedConfig} from './load-config.js';
+
+export type InputItem =
+  /** A source file, relative to the root (normalised). */
+  | {readonly kind: 'file'; readonly path: string}
+  /** One output of another target. */
+  | {readonly kind: 'output'; readonly target: number; readonly output: number};
+
+export interface GraphInput {
+  readonly name: string;
+  readonly items: readonly InputItem[];
+  /** Glob patterns this input was expanded from (for watch mode). */
+  readonly globs: readonly string[];
+}
+
+export interface GraphOutput {
+  readonly name: string;
+  readonly kind: 'file' | 'dir';
+  /** Relative to the root (inside the output folder). */
+  readonly path: string;
+}
+
+export interface GraphTarget {
+  readonly index: number;
+  readonly name: string;
+  readonly config: TargetConfig;
+  readonly inputs: readonly GraphInput[];
+  readonly outputs: readonly GraphOutput[];
+  /** Upstream targets, unique, in declaration order. */
+  readonly deps: readonly number[];
+  /** Downstream targets. */
+  readonly dependents: number[];
+  /** Pool name, or undefined for the default pool. */
+  readonly pool: string | undefined;
+  /** Longest chain of targets from here to a sink (scheduling priority). */
+  criticalPath: number;
+}
+
+export interface Graph {
+  readonly root: string;
+  readonly configPath: string;
+  /** Output folder relative to the root. */
+  readonly outDir: string;
+  /** State folder, absolute. */
+  readonly stateDir: string;
+  readonly targets: readonly GraphTarget[];
+  readonly byName: ReadonlyMap<string, GraphTarget>;
+  /** Default targets (names). */
+  readonly defaults: readonly string[];
+  readonly pools: ReadonlyMap<string, number>;
+  readonly sourceDateEpoch: number;
+  readonly loaded: LoadedConfig;
+}
+
+const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function flattenTargets(list: TargetList, out: TargetConfig[] = []): TargetConfig[] {
+  for (const t of list) {
+    if (Array.isArray(t)) flattenTargets(t as TargetList, out);
+    else out.push(t as TargetConfig);
+  }
+  return out;
+}
+
+function asList<T>(v: T | readonly T[]): readonly T[] {
+  return Array.isArray(v) ? (v as readonly T[]) : [v as T];
+}
+
+function err(code: string, message: string): PsyError {
+  return new PsyError(code, message);
+}
+
+/** Analyse a loaded config into a graph; throws the first config error found. */
+export function analyze(loaded: LoadedConfig): Graph {
+  const {root, config} = loaded;
+  const outDir = normalizeRel(config.outDir ?? 'cache/out');
+  const stateDir = join(root, config.stateDir ?? 'cache/state');
+  if (!Array.isArray(config.targets)) {
+    throw err('config-shape', `${relative(root, loaded.configPath)}: "targets" must be an array`);
+  }
+  const decls = flattenTargets(config.targets as PsyConfig['targets']);
+  const pools = new Map<string, number>([['console', 1]]);
+  for (const [name, depth] of Object.entries(config.pools ?? {})) {
+    if (!Number.isInteger(depth) || depth < 1) {
+      throw err('bad-pool', `pool "${name}": depth must be a positive integer, got ${String(depth)}`);
+    }
+    pools.set(name, depth);
+  }
+
+  // Pass 1: names.
+  const byName = new Map<string, number>();
+  decls.forEach((t, i) => {
+    if (typeof t !== 'object' || t === null) {
+      throw err('config-shape', `targets[${i}] is not an object`);
+    }
+    if (typeof t.name !== 'string' || !TARGET_NAME.test(t.name) || t.name.includes('..')) {
+      throw err(
+        'invalid-target-name',
+        `invalid target name ${JSON.stringify(t.name)} (use letters, digits and _ . : / -, starting with a letter or digit)`,
+      );
+    }
+    if (byName.has(t.name)) throw err('duplicate-target', `target "${t.name}" is declared twice`);
+    byName.set(t.name, i);
+  });
+
+  // Pass 2: outputs (needed before inputs can refer to them).
+  const outputOwner = new Map<string, string>();
+  const outputsOf: GraphOutput[][] = decls.map((t) => {
+    const outs: GraphOutput[] = [];
+    const specs = Object.entries(t.outputs ?? {});
+    for (const [name, spec] of specs) {
+      if (!IDENT.test(name)) {
+        throw err('invalid-output-name', `target "${t.name}": output name "${name}" must be an identifier`);
+      }
+      const o = outputOf(spec as OutputSpec);
+      if (o === undefined) {
+        throw err('config-shape', `target "${t.name}": output "${name}" must be a path, {file} or {dir}`);
+      }
+      const rel = normalize(o.path);
+      if (isAbsolute(o.path) || rel === '.' || rel === '..' || rel.startsWith('..' + sep) || rel.startsWith('.psy-tmp')) {
+        throw err(
+          'output-outside',
+          `target "${t.name}": output "${name}" (${o.path}) is outside the output folder ${outDir}`,
+        );
+      }
+      const path = join(outDir, rel);
+      const prev = outputOwner.get(path);
+      if (prev !== undefined) {
+        throw err(
+          'duplicate-output',
+          prev === t.name
+            ? `target "${t.name}" declares output ${path} twice`
+            : `output ${path} is declared by both "${prev}" and "${t.name}"`,
+        );
+      }
+      outputOwner.set(path, t.name);
+      outs.push({name, kind: o.kind, path});
+    }
+    if (t.rule === undefined && t.command === undefined && outs.length > 0) {
+      throw err('no-action', `target "${t.name}" has outputs but neither a rule nor a command`);
+    }
+    if (t.rule !== undefined && t.command !== undefined) {
+      throw err('no-action', `target "${t.name}" has both a rule and a command; keep one`);
+    }
+    if (t.rule !== undefined && (typeof t.rule.run !== 'function' || typeof t.rule.name !== 'string')) {
+      throw err('config-shape', `target "${t.name}": rule must come from defineRule({name, version, module, run})`);
+    }
+    if ((t.rule !== undefined || t.command !== undefined) && outs.length === 0) {
+      throw err('no-outputs', `target "${t.name}" declares no outputs`);
+    }
+    if (t.pool !== undefined && !pools.has(t.pool)) {
+      throw err('unknown-pool', `target "${t.name}": unknown pool "${t.pool}"`);
+    }
+    return outs;
+  });
+  // A file output inside another target's directory output would be overwritten.
+  const dirOutputs = outputsOf.flat().filter((o) => o.kind === 'dir');
+  if (dirOutputs.length > 0) {
+    for (const [path, owner] of outputOwner) {
+      for (const d of dirOutputs) {
+        if (path !== d.path && path.startsWith(d.path + sep)) {
+          throw err('duplicate-output', `output ${path} of "${owner}" lies inside directory output ${d.path} of "${outputOwner.get(d.path)!}"`);
+        }
+      }
+    }
+  }
+
+  // Pass 3: inputs.
+  let fastGlob: typeof import('fast-glob') | undefined;
+  const outDirPrefix = outDir + sep;
+  const exists = new Map<string, boolean>();
+  const targets: GraphTarget[] = decls.map((t, index) => {
+    const inputs: GraphInput[] = [];
+    const deps: number[] = [];
+    const depSet = new Set<number>();
+    for (const [name, spec] of Object.entries(t.inputs ?? {})) {
+      if (!IDENT.test(name)) {
+        throw err('invalid-input-name', `target "${t.name}": input name "${name}" must be an identifier`);
+      }
+      const items: InputItem[] = [];
+      const globs: string[] = [];
+      for (const src of asList<InputSource>(spec as InputSource | readonly InputSource[])) {
+        if (typeof src === 'string' || (typeof src === 'object' && src !== null && 'files' in src)) {
+          const files = typeof src === 'string' ? [src] : asList(src.files);
+          for (const f of files) {
+            const path = normalizeRel(f);
+            if (path.startsWith(outDirPrefix)) {
+              throw err('input-in-output-folder', `target "${t.name}": input "${name}" reads ${f} from the output folder; name the target that makes it instead`);
+            }
+            let ok = exists.get(path);
+            if (ok === undefined) {
+              ok = statSync(join(root, path), {throwIfNoEntry: false})?.isFile() === true;
+              exists.set(path, ok);
+            }
+            if (!ok) throw err('missing-input', `target "${t.name}": input "${name}" file ${f} does not exist`);
+            items.push({kind: 'file', path});
+          }
+        } else if (typeof src === 'object' && src !== null && 'glob' in src) {
+          fastGlob ??= loadFastGlob();
+          for (const pattern of asList(src.glob)) {
+            const matches = fastGlob.sync(pattern, {
+              cwd: root,
+              onlyFiles: true,
+              ignore: [`${outDir}/**`, 'cache/**', 'node_modules/**', '.git/**'],
+            });
+            if (matches.length === 0) {
+              throw err('empty-glob', `target "${t.name}": input "${name}" glob "${pattern}" matches no file`);
+            }
+            globs.push(pattern);
+            for (const m of matches.sort()) items.push({kind: 'file', path: normalize(m)});
+          }
+        } else if (typeof src === 'object' && src !== null && 'target' in src) {
+          const up = byName.get(src.target);
+          if (up === undefined) {
+            throw err('unknown-dependency', `target "${t.name}": input "${name}" names unknown target "${src.target}"`);
+          }
+          const upOuts = outputsOf[up]!;
+          let chosen: number[];
+          if (src.output === undefined) {
+            chosen = upOuts.map((_, i) => i);
+            if (chosen.length === 0) {
+              throw err('unknown-dependency', `target "${t.name}": input "${name}" uses target "${src.target}", which has no outputs`);
+            }
+          } else {
+            const i = upOuts.findIndex((o) => o.name === src.output);
+            if (i < 0) {
+              throw err('unknown-dependency', `target "${t.name}": input "${name}" names unknown output "${src.output}" of target "${src.target}"`);
+            }
+            chosen = [i];
+          }
+          for (const o of chosen) items.push({kind: 'output', target: up, output: o});
+          if (!depSet.has(up)) {
+            depSet.add(up);
+            deps.push(up);
+          }
+        } else {
+          throw err('config-shape', `target "${t.name}": input "${name}" must be a path, {files}, {glob} or {target}`);
+        }
+      }
+      inputs.push({name, items, globs});
+    }
+    for (const [pname, value] of Object.entries(t.params ?? {})) {
+      if (value === undefined || typeof value === 'function') {
+        throw err('config-shape', `target "${t.name}": parameter "${pname}" must be a JSON value`);
+      }
+    }
+    return {
+      index,
+      name: t.name,
+      config: t,
+      inputs,
+      outputs: outputsOf[index]!,
+      deps,
+      dependents: [],
+      pool: t.pool,
+      criticalPath: 0,
+    };
+  });
+  for (const t of targets) for (const d of t.deps) targets[d]!.dependents.push(t.index);
+
+  const order = topoOrder(targets);
+  // Critical path: longest chain to a sink, computed sinks first.
+  for (let i = order.length - 1; i >= 0; i--) {
+    const t = targets[order[i]!]!;
+    let best = 0;
+    for (const d of t.dependents) best = Math.max(best, targets[d]!.criticalPath);
+    t.criticalPath = best + 1;
+  }
+
+  const defaults = config.default === undefined ? targets.map((t) => t.name) : [...asList(config.default)];
+  for (const d of defaults) {
+    if (!byName.has(d)) throw err('unknown-dependency', `default target "${d}" is not declared`);
+  }
+  const byNameT = new Map<string, GraphTarget>();
+  for (const t of targets) byNameT.set(t.name, t);
+  return {
+    root,
+    configPath: loaded.configPath,
+    outDir,
+    stateDir,
+    targets,
+    byName: byNameT,
+    defaults,
+    pools,
+    sourceDateEpoch: config.sourceDateEpoch ?? 0,
+    loaded,
+  };
+}
+
+function outputOf(spec: OutputSpec): {kind: 'file' | 'dir'; path: string} | undefined {
+  if (typeof spec === 'string') return {kind: 'file', path: spec};
+  if (typeof spec === 'object' && spec !== null) {
+    if ('file' in spec && typeof spec.file === 'string') return {kind: 'file', path: spec.file};
+    if ('dir' in spec && typeof spec.dir === 'string') return {kind: 'dir', path: spec.dir};
+  }
+  return undefined;
+}
+
+function normalizeRel(p: string): string {
+  return normalize(p).replace(/\/+$/, '');
+}
+
+function loadFastGlob(): typeof import('fast-glob') {
+  // fast-glob is CommonJS; load it synchronously only when a target uses a glob.
+  return requireCjs('fast-glob') as typeof import('fast-glob');
+}
+
+let requireFn: NodeRequire | undefined;
+function requireCjs(id: string): unknown {
+  requireFn ??= createRequire(import.meta.url);
+  return requireFn(id);
+}
+
+/** Topological order (dependencies first); throws a cycle error printing the cycle. */
+export function topoOrder(targets: readonly GraphTarget[]): number[] {
+  const state = new Uint8Array(targets.length); // 0 new, 1 on stack, 2 done
+  const order: number[] = [];
+  for (let start = 0; start < targets.length; start++) {
+    if (state[start] !== 0) continue;
+    // Iterative DFS: stack of [node, next dep index].
+    const stack: Array<[number, number]> = [[start, 0]];
+    state[start] = 1;
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const t = targets[top[0]]!;
+      if (top[1] < t.deps.length) {
+        const d = t.deps[top[1]++]!;
+        if (state[d] === 1) {
+          const path = stack.map(([n]) => n);
+          const cycle = path.slice(path.indexOf(d)).map((n) => targets[n]!.name);
+          throw err('cycle', `dependency cycle: ${[...cycle, targets[d]!.name].join(' -> ')}`);
+        }
+        if (state[d] === 0) {
+          state[d] = 1;
+          stack.push([d, 0]);
+        }
+      } else {
+        state[top[0]] = 2;
+        order.push(top[0]);
+        stack.pop();
+      }
+    }
+  }
+  return order;
+}
+
+/** The named targets and everything they depend on, as a membership mask. */
+export function closure(graph: Graph, names: readonly string[]): Uint8Array {
+  const want = new Uint8Array(graph.targets.length);
+  const stack: number[] = [];
+  for (const n of names) {
+    const t = graph.byName.get(n);
+    if (t === undefined) throw err('unknown-target', `unknown target "${n}" (see psy targets)`);
+    stack.push(t.index);
+  }
+  while (stack.length > 0) {
+    const i = stack.pop()!;
+    if (want[i]) continue;
+    want[i] = 1;
+    for (const d of graph.targets[i]!.deps) stack.push(d);
+  }
+  return want;
+}

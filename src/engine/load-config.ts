@@ -1,0 +1,330 @@
+/**
+ * Loads build.config.ts and the local TypeScript modules it imports (targets/, rules/,
+ * src/ libraries the rules call). Each module is transpiled with @swc/core into
+ * cache/config/mod/, named by the hash of its own source, its path and everything it
+ * imports, with local import specifiers rewritten to the compiled names.
+ *
+ * A manifest per config file lists the modules with their stat data and content hash.
+ * When every module still matches, the compiled entry is imported directly: a no-op
+ * build never loads @swc/core.
+ *
+ * The loader also knows each module's transitive local imports, so it can give a rule
+ * its identity: the hash of the rule module's source and of everything it imports.
+ */
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import {basename, dirname, isAbsolute, join, relative, resolve} from 'node:path';
+import {fileURLToPath, pathToFileURL} from 'node:url';
+import {isPsyError, PsyError} from '../errors.js';
+import type {PsyConfig} from './config.js';
+
+export interface LoadConfigOptions {
+  /** Folder to look for build.config.ts in, and to resolve `configPath` against. */
+  readonly cwd: string;
+  /** Config file (default `<cwd>/build.config.ts`). Its folder is the project root. */
+  readonly configPath?: string;
+}
+
+export interface LoadedConfig {
+  /** Absolute project root: the config file's folder. */
+  readonly root: string;
+  /** Absolute path of the config file. */
+  readonly configPath: string;
+  readonly config: PsyConfig;
+  /** Absolute paths of every local source module the config is made of. */
+  readonly modules: readonly string[];
+  /**
+   * Hash of a module's source and its transitive local imports, given its URL as the
+   * module saw it (`import.meta.url`) or its absolute path; undefined for a module the
+   * loader did not load.
+   */
+  moduleIdentity(moduleUrlOrPath: string): string | undefined;
+}
+
+interface ManifestModule {
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly ino: number;
+  /** Date.now() when the stat data was taken; a stat taken too close to mtime is racy. */
+  readonly recordedAt: number;
+  readonly hash: string;
+  /** Hash over this module and its transitive local imports. */
+  readonly identity: string;
+  /** Compiled file name in cache/config/mod/. */
+  readonly compiled: string;
+}
+
+interface Manifest {
+  readonly version: 1;
+  readonly entry: string;
+  readonly modules: readonly ManifestModule[];
+}
+
+const MANIFEST_VERSION = 1;
+/** A stat taken within this many ms of the file's mtime does not prove it unchanged. */
+const RACY_MS = 2000;
+
+export function configCacheDir(root: string): string {
+  return join(root, 'cache', 'config');
+}
+
+export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConfig> {
+  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  if (!existsSync(configPath)) {
+    throw new PsyError(
+      'no-config',
+      options.configPath === undefined
+        ? `no build.config.ts in ${options.cwd} (use --config FILE)`
+        : `config file ${options.configPath} not found`,
+    );
+  }
+  const root = dirname(configPath);
+  const cacheDir = configCacheDir(root);
+  const manifestPath = join(cacheDir, `manifest-${safeName(basename(configPath))}.json`);
+
+  let manifest = await validManifest(manifestPath, configPath);
+  if (manifest === undefined) {
+    manifest = await compileAll(configPath, root, cacheDir);
+    writeAtomic(manifestPath, JSON.stringify(manifest));
+  }
+  const config = await evaluate(manifest, root, cacheDir, configPath);
+
+  const byPath = new Map(manifest.modules.map((m) => [m.path, m.identity]));
+  return {
+    root,
+    configPath,
+    config,
+    modules: manifest.modules.map((m) => m.path),
+    moduleIdentity(moduleUrlOrPath) {
+      const path = moduleUrlOrPath.startsWith('file:')
+        ? fileURLToPath(moduleUrlOrPath)
+        : moduleUrlOrPath;
+      return byPath.get(path);
+    },
+  };
+}
+
+/** The manifest, if every module it lists is unchanged; reads no module unless racy. */
+async function validManifest(
+  manifestPath: string,
+  configPath: string,
+): Promise<Manifest | undefined> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  } catch {
+    return undefined;
+  }
+  if (manifest.version !== MANIFEST_VERSION || manifest.entry !== configPath) return undefined;
+  for (const m of manifest.modules) {
+    const st = statSync(m.path, {throwIfNoEntry: false});
+    if (st === undefined) return undefined;
+    const sameStat =
+      st.size === m.size && st.mtimeMs === m.mtimeMs && st.ctimeMs === m.ctimeMs && st.ino === m.ino;
+    if (sameStat && m.recordedAt - m.mtimeMs > RACY_MS) continue;
+    const {hashBytes, initHash} = await import('./hash.js');
+    await initHash();
+    if (hashBytes(readFileSync(m.path)) !== m.hash) return undefined;
+  }
+  if (!existsSync(join(configCacheDir(dirname(configPath)), 'mod', compiledOf(manifest)))) {
+    return undefined;
+  }
+  return manifest;
+}
+
+function compiledOf(manifest: Manifest): string {
+  const entry = manifest.modules.find((m) => m.path === manifest.entry);
+  if (entry === undefined) throw new Error('config manifest without its entry module');
+  return entry.compiled;
+}
+
+interface SourceModule {
+  readonly path: string;
+  readonly source: Buffer;
+  readonly hash: string;
+  readonly code: string;
+  /** Local imports: specifier as written → resolved absolute .ts path. */
+  readonly imports: Map<string, string>;
+  readonly stat: {size: number; mtimeMs: number; ctimeMs: number; ino: number};
+  readonly recordedAt: number;
+}
+
+const SPECIFIER = /(\bfrom\s*|\bimport\s*\(?\s*)(["'])([^"'\n]+)\2/g;
+
+async function compileAll(entry: string, root: string, cacheDir: string): Promise<Manifest> {
+  const {hashBytes, hashString, initHash} = await import('./hash.js');
+  await initHash();
+  const swc = await import('@swc/core');
+
+  const modules = new Map<string, SourceModule>();
+  const pending = [entry];
+  while (pending.length > 0) {
+    const path = pending.pop()!;
+    if (modules.has(path)) continue;
+    const recordedAt = Date.now();
+    const st = statSync(path);
+    const source = readFileSync(path);
+    let code: string;
+    try {
+      code = swc.transformSync(source.toString('utf8'), {
+        filename: path,
+        sourceMaps: false,
+        jsc: {parser: {syntax: 'typescript'}, target: 'es2022'},
+        module: {type: 'es6'},
+      }).code;
+    } catch (err) {
+      throw syntaxError(err, path, root);
+    }
+    const imports = new Map<string, string>();
+    for (const match of code.matchAll(SPECIFIER)) {
+      const spec = match[3]!;
+      if (!(spec.startsWith('.') || isAbsolute(spec) || spec.startsWith('file:'))) continue;
+      const target = resolveLocal(spec, path);
+      if (target === undefined) {
+        throw new PsyError(
+          'config-import',
+          `${relative(root, path)}: cannot resolve import '${spec}'`,
+        );
+      }
+      if (target.endsWith('.ts')) {
+        imports.set(spec, target);
+        pending.push(target);
+      }
+    }
+    modules.set(path, {
+      path,
+      source,
+      hash: hashBytes(source),
+      code,
+      imports,
+      stat: {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino},
+      recordedAt,
+    });
+  }
+
+  // Identity of a module = its own hash and path plus every module it reaches.
+  const identities = new Map<string, string>();
+  for (const path of modules.keys()) {
+    const seen = new Set<string>();
+    const stack = [path];
+    while (stack.length > 0) {
+      const p = stack.pop()!;
+      if (seen.has(p)) continue;
+      seen.add(p);
+      for (const dep of modules.get(p)!.imports.values()) stack.push(dep);
+    }
+    const parts = [...seen].sort().map((p) => `${p}\0${modules.get(p)!.hash}`);
+    identities.set(path, hashString(`${path}\n${parts.join('\n')}`));
+  }
+  const compiledName = (path: string) =>
+    `${identities.get(path)!}-${safeName(basename(path, '.ts'))}.mjs`;
+
+  const modDir = join(cacheDir, 'mod');
+  mkdirSync(modDir, {recursive: true});
+  const out: ManifestModule[] = [];
+  for (const m of modules.values()) {
+    const name = compiledName(m.path);
+    const file = join(modDir, name);
+    if (!existsSync(file)) {
+      const srcUrl = JSON.stringify(pathToFileURL(m.path).href);
+      const code = m.code
+        .replace(SPECIFIER, (whole, lead: string, quote: string, spec: string) => {
+          const target = m.imports.get(spec);
+          return target === undefined
+            ? whole
+            : `${lead}${quote}./${compiledName(target)}${quote}`;
+        })
+        .replaceAll('import.meta.url', srcUrl)
+        .replaceAll('import.meta.dirname', JSON.stringify(dirname(m.path)))
+        .replaceAll('import.meta.filename', JSON.stringify(m.path));
+      writeAtomic(file, code);
+    }
+    out.push({
+      path: m.path,
+      ...m.stat,
+      recordedAt: m.recordedAt,
+      hash: m.hash,
+      identity: identities.get(m.path)!,
+      compiled: name,
+    });
+  }
+  return {version: MANIFEST_VERSION, entry, modules: out};
+}
+
+/** './x.js' may name x.ts (TypeScript's NodeNext convention); bare names try .ts too. */
+function resolveLocal(spec: string, from: string): string | undefined {
+  const base = spec.startsWith('file:')
+    ? fileURLToPath(spec)
+    : isAbsolute(spec)
+      ? spec
+      : resolve(dirname(from), spec);
+  const candidates: string[] = [];
+  if (base.endsWith('.ts')) candidates.push(base);
+  else if (base.endsWith('.js')) candidates.push(base.slice(0, -3) + '.ts', base);
+  else if (base.endsWith('.mjs') || base.endsWith('.json')) candidates.push(base);
+  else candidates.push(base + '.ts', join(base, 'index.ts'), base + '.js', join(base, 'index.js'));
+  return candidates.find((c) => statSync(c, {throwIfNoEntry: false})?.isFile() === true);
+}
+
+function syntaxError(err: unknown, path: string, root: string): PsyError {
+  const text = err instanceof Error ? err.message : String(err);
+  const where = /,-\[(.*):(\d+):\d+\]/.exec(text);
+  const what = /^\s*x\s+(.+)$/m.exec(text)?.[1]?.trim() ?? 'syntax error';
+  const line = where?.[2] ?? '?';
+  return new PsyError('config-syntax', `${relative(root, path)}:${line}: ${what}`);
+}
+
+async function evaluate(
+  manifest: Manifest,
+  root: string,
+  cacheDir: string,
+  configPath: string,
+): Promise<PsyConfig> {
+  const file = join(cacheDir, 'mod', compiledOf(manifest));
+  const rel = relative(root, configPath);
+  let mod: {default?: unknown};
+  try {
+    mod = (await import(pathToFileURL(file).href)) as {default?: unknown};
+  } catch (err) {
+    if (isPsyError(err)) throw err;
+    let msg = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+    for (const m of manifest.modules) msg = msg.replaceAll(join(cacheDir, 'mod', m.compiled), m.path);
+    throw new PsyError('config-load', `${rel}: ${msg}`);
+  }
+  const config = mod.default;
+  if (typeof config !== 'object' || config === null || !('targets' in config)) {
+    throw new PsyError(
+      'config-shape',
+      `${rel}: the default export must be defineConfig({targets: [...]})`,
+    );
+  }
+  return config as PsyConfig;
+}
+
+function safeName(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/** Write a file via a temporary name and rename, so readers never see half of it. */
+export function writeAtomic(path: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(path), {recursive: true});
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    if (typeof data === 'string') writeSync(fd, data);
+    else writeSync(fd, data);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}

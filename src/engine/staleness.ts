@@ -1,0 +1,160 @@
+/**
+ * Action keys and the reasons a target is stale. The key of a target is the hash of
+ * what it does (rule identity or command text), its parameters, its tools' versions,
+ * its declared outputs and the content of every input, including upstream outputs —
+ * never whether an upstream ran, so an upstream that rebuilt to the same bytes stops
+ * the rebuild there (early cutoff).
+ */
+import {PsyError} from '../errors.js';
+import type {Graph, GraphTarget} from './graph.js';
+import {hashString} from './hash.js';
+import type {FileHasher} from './file-hasher.js';
+import type {TargetRecord} from './state-log.js';
+import type {ToolVersions} from './tools.js';
+
+export interface TargetKey {
+  readonly key: string;
+  readonly action: string;
+  readonly params: string;
+  readonly tools: string;
+  /** Content hash of each input item in graph order. */
+  readonly inputs: readonly string[];
+}
+
+/** Current content hashes of targets' outputs, indexed [target][output]. */
+export type OutputHashes = Array<readonly string[] | undefined>;
+
+const actionMemo = new WeakMap<object, string>();
+
+export function actionOf(graph: Graph, t: GraphTarget): string {
+  const cfg = t.config;
+  if (cfg.command !== undefined) return hashString(`command\0${cfg.command}`);
+  if (cfg.rule !== undefined) {
+    const rule = cfg.rule;
+    let a = actionMemo.get(rule);
+    if (a === undefined) {
+      const identity = graph.loaded.moduleIdentity(rule.module) ?? hashString(String(rule.run));
+      a = hashString(`rule\0${rule.name}\0${rule.version}\0${identity}`);
+      actionMemo.set(rule, a);
+    }
+    return a;
+  }
+  return 'group';
+}
+
+export function stableJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
+}
+
+export function inputLabel(graph: Graph, t: GraphTarget, index: number): string {
+  let i = 0;
+  for (const input of t.inputs) {
+    for (const item of input.items) {
+      if (i++ === index) {
+        if (item.kind === 'file') return item.path;
+        const up = graph.targets[item.target]!;
+        return up.outputs[item.output]!.path;
+      }
+    }
+  }
+  return `#${index}`;
+}
+
+/**
+ * The key of a target from the current inputs. Returns undefined when an upstream
+ * output's content is not known (dry run: the upstream would rebuild first).
+ */
+export function computeKey(
+  graph: Graph,
+  t: GraphTarget,
+  files: FileHasher,
+  tools: ToolVersions,
+  upstream: OutputHashes,
+): TargetKey | undefined {
+  const action = actionOf(graph, t);
+  const cfg = t.config;
+  const params = cfg.params === undefined ? '' : hashString(stableJson(cfg.params));
+  const toolSpecs = [...(cfg.rule?.tools ?? []), ...(cfg.tools ?? [])];
+  const toolText = tools.describe(t.name, toolSpecs);
+  const inputs: string[] = [];
+  let text = `${action}\0${params}\0${toolText}\0`;
+  for (const o of t.outputs) text += `o\0${o.name}\0${o.kind}\0${o.path}\0`;
+  for (const input of t.inputs) {
+    text += `i\0${input.name}\0`;
+    for (const item of input.items) {
+      let h: string | undefined;
+      if (item.kind === 'file') {
+        h = files.file(item.path);
+        if (h === undefined) {
+          throw new PsyError('missing-input', `target "${t.name}": input "${input.name}" file ${item.path} does not exist`);
+        }
+        text += `${item.path}\0${h}\0`;
+      } else {
+        h = upstream[item.target]?.[item.output];
+        if (h === undefined) return undefined;
+        text += `${item.target}:${item.output}\0${h}\0`;
+      }
+      inputs.push(h);
+    }
+  }
+  return {key: hashString(text), action, params, tools: toolText, inputs};
+}
+
+/** Current hashes of a target's outputs (undefined entries for missing ones). */
+export function currentOutputs(t: GraphTarget, files: FileHasher): Array<string | undefined> {
+  return t.outputs.map((o) => files.output(o.path, o.kind));
+}
+
+/**
+ * The first reason a target must run, or undefined when it is up to date. Order: never
+ * built, output missing, action changed, tool changed, parameters changed, input
+ * changed, output changed since it was built.
+ */
+export function staleReason(
+  graph: Graph,
+  t: GraphTarget,
+  key: TargetKey,
+  rec: TargetRecord | undefined,
+  outputs: ReadonlyArray<string | undefined>,
+): string | undefined {
+  if (t.config.rule === undefined && t.config.command === undefined) return undefined;
+  if (rec === undefined) return 'never built';
+  for (let i = 0; i < t.outputs.length; i++) {
+    if (outputs[i] === undefined) return `output ${t.outputs[i]!.path} missing`;
+  }
+  if (rec.key === key.key) {
+    for (let i = 0; i < t.outputs.length; i++) {
+      const recorded = rec.outputs[i];
+      if (recorded === undefined || recorded.path !== t.outputs[i]!.path) return 'outputs changed';
+      if (recorded.hash !== outputs[i]) return `output ${t.outputs[i]!.path} changed since it was built`;
+    }
+    return undefined;
+  }
+  if (rec.action !== key.action) return t.config.rule !== undefined ? `rule ${t.config.rule.name} changed` : 'command changed';
+  if (rec.tools !== key.tools) return toolChange(rec.tools, key.tools);
+  if (rec.params !== key.params) return 'parameters changed';
+  if (rec.inputs.length === key.inputs.length) {
+    for (let i = 0; i < key.inputs.length; i++) {
+      if (rec.inputs[i] !== key.inputs[i]) return `input ${inputLabel(graph, t, i)} changed`;
+    }
+  }
+  return rec.inputs.length === key.inputs.length ? 'declared inputs or outputs changed' : 'list of inputs changed';
+}
+
+function toolChange(before: string, after: string): string {
+  const old = new Map(before.split('\n').filter(Boolean).map((l) => l.split('=', 2) as [string, string]));
+  for (const line of after.split('\n').filter(Boolean)) {
+    const [cmd, version] = line.split('=', 2) as [string, string];
+    const was = old.get(cmd);
+    if (was === undefined) return `tool ${cmd} added`;
+    if (was !== version) return `tool ${cmd} ${shortVersion(was)} → ${shortVersion(version)}`;
+  }
+  return 'tools changed';
+}
+
+function shortVersion(v: string): string {
+  return /\d+(\.\d+)+/.exec(v)?.[0] ?? v;
+}
