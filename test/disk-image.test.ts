@@ -135,6 +135,20 @@ describe('disk images without root', () => {
     await expect(readFatFile(img, esp, '/nope')).rejects.toThrow(/no file \/nope/);
   });
 
+  it('formats a valid FAT32 ESP inside a full-size (3330 MiB, sparse) image', async () => {
+    const img = join(dir, 'full.img');
+    await buildDiskImage(img, {seed: 'full', epoch: EPOCH, partitions: psyopsPartitions()});
+    expect((await stat(img)).size).toBe(3330 * 1048576);
+    const esp = await findPartition(img, psyopsLabels.esp);
+    const {stdout} = await runTool('minfo', ['-i', `${img}@@${esp.offset}`, '::'], {env: {MTOOLS_SKIP_CHECK: '1'}});
+    const clusterSectors = Number(/cluster size: (\d+) sectors/.exec(stdout.toString())![1]);
+    const total = Number(/big size: (\d+) sectors/.exec(stdout.toString())![1]);
+    expect(total).toBeGreaterThan(128 * 2048 - 16); // the whole partition, not a slice of it
+    expect(total / clusterSectors).toBeGreaterThan(65525);
+    await writeFatFile(img, esp, '/a-long-file-name.cfg', 'x', EPOCH);
+    expect(await listFat(img, esp)).toEqual(['a-long-file-name.cfg']);
+  });
+
   it('says which partition is missing and which exist', async () => {
     const img = await buildSample(dir, 1600000000);
     await expect(findPartition(img, 'psyopsOS-C')).rejects.toThrow(

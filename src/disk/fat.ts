@@ -21,7 +21,7 @@ export interface FatOptions {
 }
 
 function mtoolsEnv(epoch: number): Record<string, string> {
-  return {MTOOLS_SKIP_CHECK: '1', SOURCE_DATE_EPOCH: String(epoch), MTOOLS_NO_VFAT: ''};
+  return {MTOOLS_SKIP_CHECK: '1', SOURCE_DATE_EPOCH: String(epoch)};
 }
 
 function drive(image: string, part: Partition): string {
@@ -31,10 +31,16 @@ function drive(image: string, part: Partition): string {
 export async function formatFat(image: string, part: Partition, opts: FatOptions, run: ToolRunner = runTool): Promise<void> {
   if (opts.label.length > 11) throw new PsyError('bad-label', `FAT label ${opts.label} is longer than 11 characters`);
   if (!/^[0-9a-fA-F]{8}$/.test(opts.volumeId)) throw new PsyError('bad-label', `FAT volume id ${opts.volumeId} is not 8 hex digits`);
+  // mkfs.fat picks the cluster size from the whole image file, not the partition, and
+  // can end below FAT32's 65525-cluster minimum; choose it from the partition instead.
+  const sectors = part.size / 512;
+  if (sectors < 66600) throw new PsyError('partition-too-small', `FAT32 partition ${part.name} must be at least 33 MiB`);
+  let perCluster = 1;
+  while (perCluster < 8 && sectors / (perCluster * 2) >= 66600) perCluster *= 2;
   // --invariant must come before -i, or it resets the serial to 1234-ABCD.
   await run(
     'mkfs.vfat',
-    ['-F', '32', '-n', opts.label, '--invariant', '-i', opts.volumeId, '--offset', String(part.startSector), image, String(part.size / 1024)],
+    ['-F', '32', '-S', '512', '-s', String(perCluster), '-n', opts.label, '--invariant', '-i', opts.volumeId, '--offset', String(part.startSector), image, String(part.size / 1024)],
     {env: {SOURCE_DATE_EPOCH: String(opts.epoch)}, captureStdout: true},
   );
 }

@@ -1,0 +1,115 @@
+import {createHash} from 'node:crypto';
+import {PsyError} from '../errors.js';
+import {splitGzipMembers, type GzipMember} from './gzip-members.js';
+import type {Keyring} from './keys.js';
+import {parsePkginfo, type PackageMeta} from './package-meta.js';
+import {signatureFiles, verifySignatures, type SignatureFile} from './signature.js';
+import {readTar, type TarEntry} from './tar.js';
+
+export type ScriptName =
+  | 'pre-install'
+  | 'post-install'
+  | 'pre-deinstall'
+  | 'post-deinstall'
+  | 'pre-upgrade'
+  | 'post-upgrade'
+  | 'trigger';
+
+export const SCRIPT_NAMES: readonly ScriptName[] = [
+  'pre-install',
+  'post-install',
+  'pre-deinstall',
+  'post-deinstall',
+  'pre-upgrade',
+  'post-upgrade',
+  'trigger',
+];
+
+/** A verified, parsed APK v2 package held in memory. */
+export interface ApkPackage {
+  /** Where it came from (path or URL), for messages. */
+  readonly source: string;
+  readonly meta: PackageMeta;
+  /** `Q1` + base64 SHA-1 of the compressed control member: what indexes call `C:`. */
+  readonly checksum: string;
+  /** Size of the .apk file. */
+  readonly size: number;
+  /** The key whose signature verified, or undefined when read without verification. */
+  readonly signedBy: string | undefined;
+  readonly signatures: readonly SignatureFile[];
+  /** Control-tar scripts by name (`.pre-install` → 'pre-install'), with their tar mode. */
+  readonly scripts: ReadonlyMap<ScriptName, Buffer>;
+  /** The data tar entries (everything installed). */
+  readonly dataEntries: readonly TarEntry[];
+}
+
+export interface ReadApkOptions {
+  /** Trusted keys. Without it, `allowUnsigned` must be set. */
+  readonly keyring?: Keyring;
+  /** Skip the signature check (the checksum from a verified index vouches instead). */
+  readonly skipSignature?: boolean;
+  /** The identity the caller expects (index `C:`); a different package is refused. */
+  readonly expectedChecksum?: string;
+}
+
+/** `Q1` + base64(SHA-1(bytes)). */
+export function q1(bytes: Buffer | string): string {
+  return 'Q1' + createHash('sha1').update(bytes).digest('base64');
+}
+
+/**
+ * Reads an APK v2 package: splits the signature, control and data gzip members, checks
+ * a signature by a trusted key over the control member, the identity against
+ * `expectedChecksum`, and the data member against `datahash`.
+ */
+export function readApk(bytes: Buffer, source: string, options: ReadApkOptions = {}): ApkPackage {
+  const what = `package ${source}`;
+  const members = splitGzipMembers(bytes, what, 3);
+  const first = readTar(members[0]!.data, what, {allowMissingEnd: true});
+  const signed = first.length > 0 && first.every((e) => e.path.startsWith('.SIGN.'));
+  const sigs = signed ? signatureFiles(first) : [];
+  const rest = signed ? members.slice(1) : members;
+  if (rest.length < 1) throw new PsyError('apk-corrupt', `${what}: no control section (truncated)`);
+  const control = rest[0]!;
+  const data: GzipMember | undefined = rest[1];
+  const controlBytes = bytes.subarray(control.offset, control.offset + control.length);
+  const checksum = q1(controlBytes);
+  if (options.expectedChecksum !== undefined && options.expectedChecksum !== checksum) {
+    throw new PsyError(
+      'apk-checksum-mismatch',
+      `${what}: checksum ${checksum} does not match the index (${options.expectedChecksum})`,
+    );
+  }
+  const controlEntries = readTar(control.data, what, {allowMissingEnd: true});
+  const pkginfoEntry = controlEntries.find((e) => e.path === '.PKGINFO');
+  if (!pkginfoEntry) throw new PsyError('apk-corrupt', `${what}: no .PKGINFO in the control section`);
+  const meta = parsePkginfo(pkginfoEntry.data.toString('utf8'), what);
+  if (!data) throw new PsyError('apk-corrupt', `${what}: no data section (truncated)`);
+  const dataBytes = bytes.subarray(data.offset, data.offset + data.length);
+
+  let signedBy: string | undefined;
+  if (!options.skipSignature) {
+    if (!options.keyring) throw new PsyError('apk-untrusted', `${what}: no keys given to verify it with`);
+    // Without datahash (legacy packages) the signature covers control and data together.
+    const covered = meta.datahash ? controlBytes : bytes.subarray(control.offset);
+    signedBy = verifySignatures(sigs, covered, options.keyring, what);
+  }
+  if (meta.datahash !== undefined) {
+    const actual = createHash('sha256').update(dataBytes).digest('hex');
+    if (actual !== meta.datahash) {
+      throw new PsyError('apk-checksum-mismatch', `${what}: data section does not match its datahash (content altered)`);
+    }
+  }
+  const scripts = new Map<ScriptName, Buffer>();
+  for (const e of controlEntries) {
+    const name = e.path.replace(/^\./, '') as ScriptName;
+    if (e.path.startsWith('.') && SCRIPT_NAMES.includes(name) && e.type === 'file') scripts.set(name, e.data);
+  }
+  const dataEntries = readTar(data.data, what);
+  return {source, meta, checksum, size: bytes.length, signedBy, signatures: sigs, scripts, dataEntries};
+}
+
+/** Hex SHA-1 a data entry carries in its `APK-TOOLS.checksum.SHA1` PAX record, if any. */
+export function entrySha1(e: TarEntry): string | undefined {
+  return e.pax['APK-TOOLS.checksum.SHA1'];
+}

@@ -1,0 +1,37 @@
+import {readdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs';
+import {join} from 'node:path';
+import {readApk} from './apk-package.js';
+import {writeApkIndex} from './apkindex.js';
+import type {Keyring, SigningKey} from './keys.js';
+import type {IndexRecord} from './package-meta.js';
+
+export interface IndexRepositoryOptions {
+  /** The `<base>/<arch>` folder holding the .apk files. */
+  readonly archDir: string;
+  readonly key: SigningKey;
+  readonly description: string;
+  readonly mtime: number;
+  /** Verify each package's signature with these keys before indexing (skipped when absent). */
+  readonly keyring?: Keyring;
+}
+
+/**
+ * Indexes every .apk of a repository folder into a signed APKINDEX.tar.gz beside them
+ * (`apk index` + `abuild-sign`). The index is written to a temporary name and renamed,
+ * so a reader never sees half an index.
+ */
+export function indexRepository(opts: IndexRepositoryOptions): {records: IndexRecord[]; path: string} {
+  const records: IndexRecord[] = [];
+  for (const name of readdirSync(opts.archDir).sort()) {
+    if (!name.endsWith('.apk')) continue;
+    const path = join(opts.archDir, name);
+    const pkg = readApk(readFileSync(path), path, opts.keyring ? {keyring: opts.keyring} : {skipSignature: true});
+    records.push({...pkg.meta, checksum: pkg.checksum, size: pkg.size});
+  }
+  const bytes = writeApkIndex({records, description: opts.description, key: opts.key, mtime: opts.mtime});
+  const out = join(opts.archDir, 'APKINDEX.tar.gz');
+  const tmp = `${out}.tmp-${process.pid}`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, out);
+  return {records, path: out};
+}

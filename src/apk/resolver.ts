@@ -1,0 +1,267 @@
+import {PsyError} from '../errors.js';
+import {formatDependency, parseDependencies, parseDependency, parseProvide, versionMatches, type Dependency} from './dependency.js';
+import type {IndexRecord} from './package-meta.js';
+import {compareVersions} from './version.js';
+
+/** One repository's packages as the resolver sees them. */
+export interface ResolverRepository {
+  /** The repository as configured (URL or folder), recorded in the lock. */
+  readonly name: string;
+  /** `@tag` of a tagged repository: used only for world entries that ask for it. */
+  readonly tag?: string | undefined;
+  readonly records: readonly IndexRecord[];
+}
+
+export interface ResolvedPackage {
+  readonly record: IndexRecord;
+  readonly repository: string;
+  /** Who pulled it in: 'world' or `name-version`. */
+  readonly requiredBy: readonly string[];
+}
+
+export interface ResolveOptions {
+  readonly world: readonly string[];
+  readonly repositories: readonly ResolverRepository[];
+  /** Only packages of this arch or `noarch`. */
+  readonly arch: string;
+  /** Prefer these identities (Q1) when they satisfy a dependency: keeps a lock stable. */
+  readonly preferred?: ReadonlySet<string>;
+}
+
+interface Candidate {
+  readonly record: IndexRecord;
+  readonly repo: number;
+  /** Version the name is provided at; undefined for a virtual (unversioned) provide. */
+  readonly providedVersion: string | undefined;
+}
+
+/**
+ * Resolves a world against repositories into an install order (dependencies first).
+ * apk's preferences: a locked identity, then the highest version of the requested
+ * name, then the highest provider_priority, then the earlier repository. Virtual names
+ * (unversioned provides) are chosen by provider_priority. `!name` conflicts exclude
+ * candidates; install_if packages join when all their conditions are installed. Greedy
+ * like apko's resolver (no backtracking): an impossible world is an error that names
+ * the missing name and who asked for it.
+ */
+export function resolve(opts: ResolveOptions): ResolvedPackage[] {
+  const providers = new Map<string, Candidate[]>();
+  const add = (name: string, c: Candidate) => {
+    let list = providers.get(name);
+    if (!list) providers.set(name, (list = []));
+    list.push(c);
+  };
+  const installIfs: Candidate[] = [];
+  opts.repositories.forEach((repo, ri) => {
+    for (const r of repo.records) {
+      if (r.arch !== opts.arch && r.arch !== 'noarch') continue;
+      add(r.name, {record: r, repo: ri, providedVersion: r.version});
+      for (const p of r.provides) {
+        const prov = parseProvide(p);
+        add(prov.name, {record: r, repo: ri, providedVersion: prov.version});
+      }
+      if (r.installIf.length) installIfs.push({record: r, repo: ri, providedVersion: r.version});
+    }
+  });
+
+  const selected = new Map<string, {c: Candidate; requiredBy: string[]}>(); // by package name
+  const provided = new Map<string, Candidate[]>(); // name → selected providers
+  const conflicts: Array<{dep: Dependency; by: string; byName: string}> = [];
+  const order: Candidate[] = [];
+  const label = (r: IndexRecord) => `${r.name}-${r.version}`;
+
+  const conflictsWith = (c: Candidate): string | undefined => {
+    for (const {dep, by, byName} of conflicts) {
+      if (c.record.name === byName) continue;
+      if (names(c.record).some((n) => n.name === dep.name && versionMatches(dep, n.version ?? c.record.version, c.record.checksum))) {
+        return by;
+      }
+    }
+    return undefined;
+  };
+
+  const satisfiedBySelected = (dep: Dependency): Candidate | undefined =>
+    (provided.get(dep.name) ?? []).find((c) => matches(dep, c));
+
+  const choose = (dep: Dependency, requester: string): Candidate => {
+    const all = (providers.get(dep.name) ?? []).filter((c) => {
+      const tag = opts.repositories[c.repo]!.tag;
+      return dep.tag ? tag === dep.tag : tag === undefined;
+    });
+    if (all.length === 0) {
+      throw new PsyError(
+        'apk-unsatisfiable',
+        `cannot resolve '${formatDependency(dep)}' required by ${requester}: no package in the repositories provides '${dep.name}'${dep.tag ? ` in repositories tagged @${dep.tag}` : ''}`,
+      );
+    }
+    const fits = all.filter((c) => matches(dep, c));
+    if (fits.length === 0) {
+      const have = [...new Set(all.map((c) => c.providedVersion ?? `(virtual, ${c.record.name})`))].join(', ');
+      throw new PsyError(
+        'apk-unsatisfiable',
+        `cannot resolve '${formatDependency(dep)}' required by ${requester}: available versions of '${dep.name}': ${have}`,
+      );
+    }
+    const usable = fits.filter((c) => {
+      const same = selected.get(c.record.name);
+      return (!same || same.c.record.checksum === c.record.checksum) && !conflictsWith(c);
+    });
+    if (usable.length === 0) {
+      const c = fits[0]!;
+      const same = selected.get(c.record.name);
+      const why = same
+        ? `${label(same.c.record)} is already selected (required by ${same.requiredBy.join(', ')})`
+        : `it conflicts with ${conflictsWith(c)}`;
+      throw new PsyError('apk-unsatisfiable', `cannot resolve '${formatDependency(dep)}' required by ${requester}: ${why}`);
+    }
+    const virtual = usable.every((c) => c.providedVersion === undefined);
+    if (virtual) {
+      const prio = usable.filter((c) => c.record.providerPriority !== undefined);
+      const distinct = new Set(usable.map((c) => c.record.name));
+      if (prio.length === 0 && distinct.size > 1) {
+        throw new PsyError(
+          'apk-unsatisfiable',
+          `'${dep.name}' (required by ${requester}) is a virtual package provided by ${[...distinct].sort().join(', ')}: add one of them to the world`,
+        );
+      }
+    }
+    return [...usable].sort((a, b) => prefer(a, b, virtual, opts.preferred))[0]!;
+  };
+
+  const install = (c: Candidate, requester: string) => {
+    const name = c.record.name;
+    const existing = selected.get(name);
+    if (existing) {
+      if (!existing.requiredBy.includes(requester)) existing.requiredBy.push(requester);
+      return;
+    }
+    const me = label(c.record);
+    const clash = conflictsWith(c);
+    if (clash) throw new PsyError('apk-unsatisfiable', `${me} (required by ${requester}) conflicts with ${clash}`);
+    selected.set(name, {c, requiredBy: [requester]});
+    for (const n of names(c.record)) {
+      let list = provided.get(n.name);
+      if (!list) provided.set(n.name, (list = []));
+      list.push(c);
+    }
+    const deps = parseDependencies(c.record.depends, me);
+    for (const d of deps.filter((x) => x.conflict)) {
+      for (const other of provided.get(d.name) ?? []) {
+        if (other.record.name !== name && matches({...d, conflict: false}, other)) {
+          throw new PsyError('apk-unsatisfiable', `${me} (required by ${requester}) conflicts with installed ${label(other.record)} ('!${d.name}')`);
+        }
+      }
+      conflicts.push({dep: {...d, conflict: false}, by: me, byName: name});
+    }
+    for (const d of deps) {
+      if (d.conflict) continue;
+      if (names(c.record).some((n) => n.name === d.name)) continue; // self-provided
+      const have = satisfiedBySelected(d);
+      if (have) {
+        const s = selected.get(have.record.name)!;
+        if (!s.requiredBy.includes(me)) s.requiredBy.push(me);
+        continue;
+      }
+      install(choose(d, me), me);
+    }
+    order.push(c);
+  };
+
+  for (const w of opts.world) {
+    const dep = parseDependency(w, 'world');
+    if (dep.conflict) {
+      conflicts.push({dep: {...dep, conflict: false}, by: 'world', byName: ''});
+      continue;
+    }
+    const have = satisfiedBySelected(dep);
+    if (have) {
+      selected.get(have.record.name)!.requiredBy.push('world');
+      continue;
+    }
+    install(choose(dep, 'world'), 'world');
+  }
+
+  // install_if: add packages whose every condition is installed, until nothing changes.
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const c of installIfs) {
+      if (selected.has(c.record.name)) continue;
+      const conds = parseDependencies(c.record.installIf, label(c.record));
+      if (!conds.every((d) => satisfiedBySelected(d))) continue;
+      const best = (providers.get(c.record.name) ?? []).filter((x) => x.record.installIf.length && x.providedVersion === x.record.version);
+      const pick = [...best].sort((a, b) => prefer(a, b, false, opts.preferred))[0]!;
+      if (pick.record.checksum !== c.record.checksum) continue;
+      if (conflictsWith(c)) continue;
+      install(c, `install_if ${c.record.installIf.join(' ')}`);
+      changed = true;
+    }
+  }
+
+  return order.map((c) => ({
+    record: c.record,
+    repository: opts.repositories[c.repo]!.name,
+    requiredBy: selected.get(c.record.name)!.requiredBy,
+  }));
+}
+
+function names(r: IndexRecord): Array<{name: string; version: string | undefined}> {
+  return [{name: r.name, version: r.version}, ...r.provides.map(parseProvide)];
+}
+
+function matches(dep: Dependency, c: Candidate): boolean {
+  if (c.providedVersion === undefined) return dep.op === 'any';
+  return versionMatches(dep, c.providedVersion, c.record.checksum);
+}
+
+function prefer(a: Candidate, b: Candidate, virtual: boolean, preferred?: ReadonlySet<string>): number {
+  if (preferred) {
+    const pa = preferred.has(a.record.checksum);
+    const pb = preferred.has(b.record.checksum);
+    if (pa !== pb) return pa ? -1 : 1;
+  }
+  if (virtual) {
+    const d = (b.record.providerPriority ?? 0) - (a.record.providerPriority ?? 0);
+    if (d !== 0) return d;
+  }
+  if (a.providedVersion !== undefined && b.providedVersion !== undefined) {
+    const v = compareVersions(b.providedVersion, a.providedVersion);
+    if (v !== 0) return v;
+  }
+  if (a.record.name === b.record.name) {
+    const v = compareVersions(b.record.version, a.record.version);
+    if (v !== 0) return v;
+  }
+  const p = (b.record.providerPriority ?? 0) - (a.record.providerPriority ?? 0);
+  if (p !== 0) return p;
+  if (a.repo !== b.repo) return a.repo - b.repo;
+  return a.record.name < b.record.name ? -1 : a.record.name > b.record.name ? 1 : 0;
+}
+
+/**
+ * Checks that a package set is complete for a world: every world entry and every
+ * dependency of every package is provided inside the set, and no conflict is violated.
+ * Returns the problems found (empty when consistent). Used by `psy lock --check`.
+ */
+export function checkPackageSet(world: readonly string[], records: readonly IndexRecord[]): string[] {
+  const problems: string[] = [];
+  const cands: Candidate[] = [];
+  for (const r of records) {
+    cands.push({record: r, repo: 0, providedVersion: r.version});
+    for (const p of r.provides) {
+      const prov = parseProvide(p);
+      cands.push({record: r, repo: 0, providedVersion: prov.version, ...{}} as Candidate);
+      (cands[cands.length - 1] as {providedName?: string}).providedName = prov.name;
+    }
+  }
+  const nameOf = (c: Candidate) => (c as {providedName?: string}).providedName ?? c.record.name;
+  const provides = (dep: Dependency) => cands.filter((c) => nameOf(c) === dep.name && matches({...dep, conflict: false}, c));
+  const check = (text: string, who: string) => {
+    const dep = parseDependency(text, who);
+    const found = provides(dep).filter((c) => !dep.conflict || c.record.name !== who.replace(/^(.*)-[^-]+-r\d+$/, '$1'));
+    if (dep.conflict && found.length) problems.push(`${who} conflicts with ${found[0]!.record.name}-${found[0]!.record.version} ('${text}')`);
+    if (!dep.conflict && !found.length) problems.push(`'${text}' required by ${who} is not in the set`);
+  };
+  for (const w of world) check(w, 'world');
+  for (const r of records) for (const d of r.depends) check(d, `${r.name}-${r.version}`);
+  return problems;
+}

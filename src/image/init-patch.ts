@@ -1,0 +1,66 @@
+import {spawnSync} from 'node:child_process';
+import {readFile, writeFile} from 'node:fs/promises';
+import {join} from 'node:path';
+import {PsyError} from '../errors.js';
+import {missingToolError, runTool, type ToolRunner} from '../disk/run-tool.js';
+
+/**
+ * The psyopsOS init patch in both directions: apply alpine/initramfs-init.patch to
+ * Alpine's upstream initramfs-init (a patch that no longer applies fails with the
+ * rejected hunk in the message), and regenerate the patch from an edited patched copy.
+ */
+
+export const patchLabels = {orig: 'initramfs-init.orig', patched: 'initramfs-init.patched'} as const;
+
+/** The first rejected hunk of a .rej file, squeezed onto one line. */
+export function firstRejectedHunk(rej: string): string {
+  const lines = rej.split('\n');
+  const start = lines.findIndex((l) => l.startsWith('@@'));
+  if (start === -1) return '';
+  const hunk: string[] = [lines[start]!];
+  for (const l of lines.slice(start + 1)) {
+    if (l.startsWith('@@')) break;
+    if (l.startsWith('+') || l.startsWith('-')) hunk.push(l.trimEnd());
+    if (hunk.length >= 6) break;
+  }
+  return hunk.join(' | ');
+}
+
+export async function applyInitPatch(
+  orig: string,
+  patch: string,
+  out: string,
+  scratch: string,
+  run: ToolRunner = runTool,
+  patchName = patch,
+): Promise<void> {
+  const rej = join(scratch, 'initramfs-init.rej');
+  try {
+    await run('patch', ['--batch', '--silent', '--no-backup-if-mismatch', '-o', out, '-r', rej, orig, patch], {captureStdout: true});
+  } catch (err) {
+    if ((err as {code?: string}).code === 'missing-tool') throw err;
+    const rejected = await readFile(rej, 'utf8').catch(() => '');
+    const hunk = firstRejectedHunk(rejected);
+    const why = hunk ? `rejected hunk: ${hunk}` : (err as Error).message;
+    throw new PsyError('patch-rejected', `${patchName} does not apply to the upstream initramfs-init; ${why}`);
+  }
+}
+
+/** Unified diff of the upstream init against the edited copy (the patch's new content). */
+export function makeInitPatch(orig: string, patched: string): string {
+  const res = spawnSync('diff', ['-u', '--label', patchLabels.orig, '--label', patchLabels.patched, orig, patched], {encoding: 'utf8'});
+  if (res.error && (res.error as NodeJS.ErrnoException).code === 'ENOENT') throw missingToolError('diff');
+  if (res.status === 0) return '';
+  if (res.status !== 1) throw new PsyError('tool-failed', `diff ${orig} ${patched} failed: ${res.stderr.trim()}`);
+  return res.stdout;
+}
+
+export async function writeInitPatch(orig: string, patched: string, patchOut: string): Promise<boolean> {
+  const text = makeInitPatch(orig, patched);
+  const before = await readFile(patchOut, 'utf8').catch(() => undefined);
+  if (before === text) return false;
+  await writeFile(patchOut + '.tmp', text);
+  const {rename} = await import('node:fs/promises');
+  await rename(patchOut + '.tmp', patchOut);
+  return true;
+}
