@@ -99,11 +99,12 @@ describe('refusals: nothing is written', () => {
     expect(sha(img), 'the image must be unchanged').toBe(before);
   }
 
-  it('accepts a good update from the same repository (control)', async () => {
+  it('accepts a good update over HTTP, latest followed through a redirect (control)', async () => {
     const {place, repoDir} = await setup();
     await rig.ostar('20250202-000000', {dir: repoDir});
     latest(repoDir, '20250202-000000');
-    const r = await apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: 'latest', tryOnce: true});
+    const rel = repoDir.split('/').pop()!;
+    const r = await apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest', tryOnce: true});
     expect(r.slots).toEqual([{slot: 'B', version: '20250202-000000'}]);
     expect((await readStatus(place)).nextBoot.boots).toBe('B');
   });

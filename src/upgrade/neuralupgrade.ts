@@ -80,7 +80,8 @@ export async function apply(ctx: UpgradeContext, req: ApplyRequest): Promise<App
   const wantEsp = req.targets.includes('efisys');
   if (slots.length === 0 && !wantEsp) throw new PsyError('usage', 'nothing to apply: name a, b, nonbooted and/or efisys');
   if (slots.length > 0 && place.kind === 'live' && slots.length > 1) throw new PsyError('usage', 'a running node can only write its nonbooted slot');
-  const tryOnce = req.tryOnce ?? place.kind === 'live';
+  // a system that booted from a slot tries what it writes; a bare image build does not
+  const tryOnce = req.tryOnce ?? (place.kind === 'live' || place.booted !== undefined);
   if (tryOnce && slots.length > 1) throw new PsyError('usage', 'only one slot can be tried once; give --no-try or one slot');
 
   if (!wantEsp && (req.espTar !== undefined || req.espVersion !== undefined)) throw new PsyError('usage', '--esp-tar/--esp-version given without the efisys target');
