@@ -5,7 +5,7 @@ import {resolveBoot} from '../boot/resolve.js';
 import {PsyError} from '../errors.js';
 import {ensureEnvFiles, readEspEnv} from './boot-env.js';
 import {FatVolume} from './esp-fs.js';
-import type {VerifiedUpdate} from './fetch-update.js';
+import {ESP_MANIFEST, type VerifiedUpdate} from './fetch-update.js';
 import type {Place} from './place.js';
 import type {StepHook} from './apply-os.js';
 
@@ -22,7 +22,7 @@ export const ESP_STEPS = [
   'write-grub-dir', // 2. the new grub-<id>/ directory beside the old one, flushed
   'write-efi-new', // 3. BOOTX64.NEW written, flushed, read back and compared
   'switch', // 4. rename BOOTX64.NEW over BOOTX64.EFI, flushed
-  'record', // 5. the signature as the ESP's version record (new file + rename)
+  'record', // 5. manifest.json and the signature as the ESP's version record (new file + rename each)
   'cleanup', // 6. remove grub directories no BOOTX64.EFI points at
 ] as const;
 
@@ -116,6 +116,12 @@ export async function installEsp(place: Place, update: VerifiedUpdate, options: 
   esp.flush();
 
   await step('record');
+  const manifest = update.members.find((m) => m.name === ESP_MANIFEST);
+  if (manifest) {
+    await esp.write(`/${ESP_MANIFEST}.new`, readMember(update.tarPath, manifest.dataOffset, manifest.size));
+    esp.flush();
+    await esp.rename(`/${ESP_MANIFEST}.new`, `/${ESP_MANIFEST}`);
+  }
   await esp.write(`${ESP_RECORD}.new`, Buffer.from(update.signatureText));
   esp.flush();
   await esp.rename(`${ESP_RECORD}.new`, ESP_RECORD);

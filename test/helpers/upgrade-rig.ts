@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {buildEspTree} from '../../src/boot/esp-tree.js';
 import {buildDiskImage, psyopsPartitions} from '../../src/disk/index.js';
-import {writeTar, type TarEntry} from '../../src/image/tar.js';
+import {directoryEntries, writeTar, type TarEntry} from '../../src/image/tar.js';
 import {formatPublicKey, generateKeyPair, type KeyPair} from '../../src/sign/keys.js';
 import {signFile} from '../../src/sign/signature.js';
 import {formatTrustedComment} from '../../src/sign/trusted-comment.js';
@@ -109,9 +109,9 @@ export class UpgradeRig {
     });
     const name = `psyopsESP.x86_64-uefi.${version}.tar`;
     const path = join(dir, name);
-    const entries: TarEntry[] = [];
-    for (const f of built.files) entries.push({type: 'file', path: f, mode: 0o644, source: join(tree, f), size: (await stat(join(tree, f))).size});
-    await writeTar(path, entries, EPOCH);
+    // laid out as the esptar rule does: the tree, manifest.json, folders as entries
+    await writeFile(join(tree, 'manifest.json'), JSON.stringify({version: 1, extra_programs: {}}, null, 2) + '\n');
+    await writeTar(path, await directoryEntries(tree), EPOCH);
     await this.sign(path, {type: 'psyopsESP', filename: name, version, platform: 'x86_64-uefi'});
     return {path, grubDir: built.grubDir};
   }
