@@ -13,7 +13,7 @@ import type {VerifiedUpdate} from './fetch-update.js';
 import {assertNotMounted, type Place} from './place.js';
 import {flushPath} from './region.js';
 import {RECORD_MANIFEST, RECORD_SIGNATURE, type SlotManifest} from './slot-record.js';
-import {hashSlotFile, invalidateSlot, makeSlotFs, writeSlotFile} from './slot-fs.js';
+import {hashSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
 import {resolveBoot} from '../boot/resolve.js';
 import {ENV_TRY} from '../boot/grub-cfg.js';
 import {readGrubEnvTolerant} from '../boot/grubenv.js';
@@ -121,8 +121,9 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     flushPath(region.path);
 
     await step('read-back');
+    const back = await hashSlotFiles(region, members.map((m) => m.name));
     for (const m of members) {
-      const got = await hashSlotFile(region, m.name);
+      const got = back.get(m.name);
       if (!got || got.sha256 !== m.sha256 || got.size !== m.size) {
         throw new PsyError('slot-verify-failed', `${label}: ${m.name} read back differs from what was written; the slot stays unbootable`);
       }
@@ -131,8 +132,14 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     await step('record');
     await writeFile(join(stage, 'sig'), update.signatureText);
     await writeFile(join(stage, 'manifest'), JSON.stringify(manifest, null, 2) + '\n');
-    await writeSlotFile(region, RECORD_SIGNATURE, join(stage, 'sig'), epoch);
-    await writeSlotFile(region, RECORD_MANIFEST, join(stage, 'manifest'), epoch);
+    await writeSlotFiles(
+      region,
+      [
+        {name: RECORD_SIGNATURE, hostFile: join(stage, 'sig')},
+        {name: RECORD_MANIFEST, hostFile: join(stage, 'manifest')},
+      ],
+      epoch,
+    );
     flushPath(region.path);
 
     await step('try-once');

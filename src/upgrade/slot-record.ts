@@ -2,7 +2,7 @@ import {verifyTrustedComment} from '../sign/signature.js';
 import type {PublicKey} from '../sign/keys.js';
 import {parseTrustedComment, type TrustedFields} from '../sign/trusted-comment.js';
 import {peekTrustedFields} from './update-meta.js';
-import {hashSlotFile, readSlotFile, slotFsLabel} from './slot-fs.js';
+import {hashSlotFiles, readSlotFile, slotFsLabel} from './slot-fs.js';
 import type {Region} from './region.js';
 
 /** Written into a slot after it was read back: the signature and the member hashes. */
@@ -70,8 +70,9 @@ export async function readSlotState(
   if (version !== manifest.version) return {label, condition: 'corrupt', detail: 'manifest and signature name different versions', manifest};
   const base = {label, version, manifest, ...(fields ? {fields} : {})};
   if (!options.verifyContent) return {...base, condition: 'installed'};
+  const back = await hashSlotFiles(r, manifest.members.map((m) => m.name));
   for (const m of manifest.members) {
-    const got = await hashSlotFile(r, m.name);
+    const got = back.get(m.name);
     if (!got || got.sha256 !== m.sha256 || got.size !== m.size) return {...base, condition: 'corrupt', detail: `${m.name} differs from the record`};
   }
   return {...base, condition: 'verified'};
