@@ -20,6 +20,7 @@ const GLOBAL_HELP = `Global options:
   --disk FILE          act on a disk image (partitions from its GPT) instead of this node
   --booted A|B         the booted slot (default: psyopsos= from the kernel command line)
   --cmdline PATH       kernel command line to read (default /proc/cmdline)
+  --dev DIR            device directory holding disk/by-partlabel, disk/by-label (default /dev)
   --repository R       update repository: a folder, http(s)://URL or s3://bucket/prefix
                        (default: $NEURALUPGRADE_REPOSITORY)
   --s3-endpoint URL    S3 API endpoint for s3:// repositories (S3-compatible servers)
@@ -35,6 +36,7 @@ const globalOptions = {
   disk: {type: 'string'},
   booted: {type: 'string'},
   cmdline: {type: 'string'},
+  dev: {type: 'string'},
   repository: {type: 'string'},
   's3-endpoint': {type: 'string'},
   pubkey: {type: 'string'},
@@ -50,6 +52,7 @@ type GlobalValues = {
   disk?: string;
   booted?: string;
   cmdline?: string;
+  dev?: string;
   repository?: string;
   's3-endpoint'?: string;
   pubkey?: string;
@@ -125,6 +128,7 @@ class Session {
       } else {
         this.#place = await openLive({
           ...(this.g.cmdline ? {cmdlinePath: this.g.cmdline} : {}),
+          ...(this.g.dev ? {devDir: this.g.dev} : {}),
           ...(booted ? {bootedOverride: booted} : {}),
         });
       }
