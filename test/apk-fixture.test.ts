@@ -41,6 +41,7 @@ describe.skipIf(!haveAlpineTestData())('offline fixture repository', () => {
     expect(paths.has(`lib/modules/${rel}/modules.dep`)).toBe(true);
     expect([...paths].some((p) => /^lib\/modules\/[^/]+\/kernel\/fs\/squashfs\/squashfs\.ko/.test(p))).toBe(true);
     expect(pkg.meta.depends).toEqual(['initramfs-generator']);
+    expect(pkg.dataEntries.find((e) => e.path === 'usr/share/kernel/lts/kernel.release')?.data.toString()).toBe(`${rel}\n`);
   });
 
   it('mkinitfs carries the real initramfs-init and features.d, and a named nlplug-findfs stand-in', () => {

@@ -9,7 +9,7 @@ import {installPackages} from '../src/apk/installer.js';
 import {loadKeyring} from '../src/apk/keys.js';
 import type {ManifestEntry} from '../src/apk/manifest.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
-import {haveAlpineTestData} from './helpers/shared-data.js';
+import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -181,5 +181,50 @@ describe.skipIf(!haveAlpineTestData())('installer: round trip against the offici
       expect.arrayContaining(['busybox.post-install', 'busybox.trigger', 'alpine-baselayout.post-install']),
     );
     expect(result.busyboxLinks).toBe(303); // 304 applets, bin/sh comes from busybox-binsh
+
+    // same packages, same result: manifest and database byte for byte
+    const again = join(tempDir(), 'root');
+    const second = installPackages({
+      root: again,
+      packages: loadFixturePackages(fx, order),
+      world: fx.minirootfsWorld,
+      repositories: officialRepos,
+      keys: [[fx.keyName, readFileSync(join(fx.keysDir, fx.keyName))]],
+      arch: 'x86_64',
+      sourceDateEpoch: 1725622440,
+    });
+    expect(JSON.stringify(second.manifest)).toBe(JSON.stringify(result.manifest));
+    for (const f of ['installed', 'scripts.tar', 'triggers']) {
+      expect(readFileSync(join(again, 'lib/apk/db', f)).equals(readFileSync(join(root, 'lib/apk/db', f)))).toBe(true);
+    }
+  });
+});
+
+describe.skipIf(!haveAlpineTestData())('installer: a real Alpine package with scripts', () => {
+  it('installs the aarch64 alpine-baselayout 3.2.0 with its modes and lists the scripts it did not run', () => {
+    const keyring = loadKeyring(join(alpineTestData, 'keys'));
+    const pkg = readApk(readFileSync(join(alpineTestData, 'v3.16/main/aarch64/alpine-baselayout-3.2.0-r23.apk')), 'baselayout', {keyring});
+    const root = join(tempDir(), 'root');
+    const log: string[] = [];
+    const r = installPackages({root, packages: [pkg], world: ['alpine-baselayout'], repositories: [], keys: [], arch: 'aarch64', sourceDateEpoch: 1, log: (l) => log.push(l)});
+    const m = new Map(r.manifest.entries.map((e) => [e.path, e]));
+    expect(m.get('tmp')).toMatchObject({type: 'directory', mode: 0o1777});
+    expect(m.get('var/empty')).toMatchObject({type: 'directory', mode: 0o555});
+    expect(m.get('root')).toMatchObject({type: 'directory', mode: 0o700});
+    expect(m.get('var/run')).toMatchObject({type: 'symlink', target: '/run'});
+    expect(readlinkSync(join(root, 'var/run'))).toBe('/run');
+    // on disk the owner can always write (modes are in the manifest)
+    expect(lstatSync(join(root, 'var/empty')).mode & 0o7777).toBe(0o755);
+    expect(log).toEqual([
+      'installed alpine-baselayout-3.2.0-r23',
+      'skipped alpine-baselayout.pre-install (reproduced: group shadow (gid 42))',
+      'skipped alpine-baselayout.post-install (reproduced: etc/shadow owned root:shadow, mode 0640)',
+    ]);
+    // scripts are kept in scripts.tar for apk on the node, upgrade ones included
+    const names = execFileSync('tar', ['-tf', join(root, 'lib/apk/db/scripts.tar')], {encoding: 'utf8'}).split('\n').filter(Boolean);
+    expect(names).toEqual(['pre-install', 'post-install', 'pre-upgrade', 'post-upgrade'].map((s) => `alpine-baselayout-3.2.0-r23.${pkg.checksum}.${s}`));
+    const db = readFileSync(join(root, 'lib/apk/db/installed'), 'utf8');
+    expect(db).toContain(`C:${pkg.checksum}\nP:alpine-baselayout\nV:3.2.0-r23\nA:aarch64\nS:11012\n`);
+    expect(db).toContain('F:tmp\nM:0:0:1777\n');
   });
 });

@@ -181,3 +181,14 @@ describe.skipIf(!haveAlpineTestData())('resolver (real Alpine v3.16 index)', () 
     expect(checkPackageSet(['alpine-base'], withoutMusl)).toContain("'so:libc.musl-x86_64.so.1' required by busybox-1.35.0-r17 is not in the set");
   });
 });
+
+describe('package set check', () => {
+  it('accepts self-provided names and reports conflicts and gaps', () => {
+    const a = rec('a', '1', {provides: ['cmd:a=1'], depends: ['cmd:a', 'b>=2', '!c']});
+    const b = rec('b', '2');
+    const c = rec('c', '1');
+    expect(checkPackageSet(['a'], [a, b])).toEqual([]);
+    expect(checkPackageSet(['a', 'd'], [a, b, c])).toEqual(["'d' required by world is not in the set", "a-1 conflicts with c-1 ('!c')"]);
+    expect(checkPackageSet(['a'], [a, rec('b', '1')])).toEqual(["'b>=2' required by a-1 is not in the set"]);
+  });
+});

@@ -15,6 +15,7 @@ import {
   applyAccounts,
   applyBaselayoutEffects,
   installBusyboxLinks,
+  lockEmptyRootPassword,
   REPRODUCED,
   type AccountsSpec,
 } from './script-effects.js';
@@ -35,6 +36,8 @@ export interface InstallOptions {
   readonly accounts?: AccountsSpec;
   /** Time for files psy writes itself (db, world, links). */
   readonly sourceDateEpoch: number;
+  /** Lock an empty root password in etc/shadow as Alpine's images do (default true). */
+  readonly lockRootPassword?: boolean;
   /** Device nodes and fifos in packages are refused unless allowed (recorded, never created). */
   readonly allowDevices?: boolean;
   /** Verbose progress, including every install script that was not run. */
@@ -105,13 +108,7 @@ export function installPackages(opts: InstallOptions): InstallResult {
       const base = rel.slice(slash + 1);
       const attrs = {mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime};
       if (entry.type === 'directory') {
-        const st = tree.lstat(real);
-        if (st?.isSymbolicLink()) {
-          // apk accepts a directory over a symlink to a directory (usr-merge layouts).
-          tree.resolve(`${rel}/x`, what);
-        } else {
-          tree.mkdir(real, attrs);
-        }
+        tree.ensureDir(rel, attrs, what);
         dirOf(rel, entry);
         continue;
       }
@@ -131,9 +128,14 @@ export function installPackages(opts: InstallOptions): InstallResult {
           throw new PsyError('apk-checksum-mismatch', `${what}: '${rel}' does not match its recorded SHA-1`);
         }
         checksum = 'Q1' + sha.digest('base64');
+      } else if (entry.type === 'hardlink') {
+        // a hardlink has the content of the file it links to
+        const target = tree.resolve(RootTree.normalize(entry.linkTarget, what), what);
+        const owner = owners.get(target);
+        if (!owner) throw new PsyError('apk-unsafe-path', `${what}: hardlink '${rel}' points to '${entry.linkTarget}', which this install did not write`);
+        checksum = owner.checksum;
       } else {
-        const target = entry.type === 'hardlink' ? entry.linkTarget : entry.linkTarget;
-        checksum = 'Q1' + createHash('sha1').update(target).digest('base64');
+        checksum = 'Q1' + createHash('sha1').update(entry.linkTarget).digest('base64');
       }
       const prev = owners.get(real);
       if (prev && prev.pkg !== index) {
@@ -192,6 +194,7 @@ export function installPackages(opts: InstallOptions): InstallResult {
   const byName = new Set(opts.packages.map((p) => p.meta.name));
   if (byName.has('alpine-baselayout')) applyBaselayoutEffects(tree, epoch);
   const busyboxLinks = installBusyboxLinks(tree, epoch);
+  if ((opts.lockRootPassword ?? true) && lockEmptyRootPassword(tree, epoch)) log('locked the empty root password in etc/shadow');
   if (opts.accounts && ((opts.accounts.users?.length ?? 0) > 0 || (opts.accounts.groups?.length ?? 0) > 0)) {
     applyAccounts(tree, opts.accounts, epoch);
   }
@@ -211,10 +214,7 @@ export function installPackages(opts: InstallOptions): InstallResult {
 
 function writeDatabase(tree: RootTree, opts: InstallOptions, installed: readonly InstalledPackage[]): void {
   const epoch = opts.sourceDateEpoch;
-  const dir = (rel: string) => {
-    const real = tree.resolve(rel, 'apk database');
-    tree.mkdir(real, {mode: 0o755, uid: 0, gid: 0, mtime: epoch});
-  };
+  const dir = (rel: string) => tree.ensureDir(rel, {mode: 0o755, uid: 0, gid: 0, mtime: epoch}, 'apk database');
   const file = (rel: string, data: string | Buffer, mode = 0o644) => {
     const real = tree.resolve(rel, 'apk database');
     tree.writeFile(real, Buffer.isBuffer(data) ? data : Buffer.from(data), {mode, uid: 0, gid: 0, mtime: epoch});

@@ -244,24 +244,26 @@ function prefer(a: Candidate, b: Candidate, virtual: boolean, preferred?: Readon
  */
 export function checkPackageSet(world: readonly string[], records: readonly IndexRecord[]): string[] {
   const problems: string[] = [];
-  const cands: Candidate[] = [];
+  // every name in the set → the packages providing it (and at which version)
+  const byName = new Map<string, Array<{record: IndexRecord; candidate: Candidate}>>();
   for (const r of records) {
-    cands.push({record: r, repo: 0, providedVersion: r.version});
-    for (const p of r.provides) {
-      const prov = parseProvide(p);
-      cands.push({record: r, repo: 0, providedVersion: prov.version, ...{}} as Candidate);
-      (cands[cands.length - 1] as {providedName?: string}).providedName = prov.name;
+    for (const n of names(r)) {
+      let list = byName.get(n.name);
+      if (!list) byName.set(n.name, (list = []));
+      list.push({record: r, candidate: {record: r, repo: 0, providedVersion: n.version}});
     }
   }
-  const nameOf = (c: Candidate) => (c as {providedName?: string}).providedName ?? c.record.name;
-  const provides = (dep: Dependency) => cands.filter((c) => nameOf(c) === dep.name && matches({...dep, conflict: false}, c));
-  const check = (text: string, who: string) => {
+  const check = (text: string, who: string, self: string | undefined) => {
     const dep = parseDependency(text, who);
-    const found = provides(dep).filter((c) => !dep.conflict || c.record.name !== who.replace(/^(.*)-[^-]+-r\d+$/, '$1'));
-    if (dep.conflict && found.length) problems.push(`${who} conflicts with ${found[0]!.record.name}-${found[0]!.record.version} ('${text}')`);
+    const found = (byName.get(dep.name) ?? []).filter(
+      (p) => (!dep.conflict || p.record.name !== self) && matches({...dep, conflict: false}, p.candidate),
+    );
+    if (dep.conflict && found.length) {
+      problems.push(`${who} conflicts with ${found[0]!.record.name}-${found[0]!.record.version} ('${text}')`);
+    }
     if (!dep.conflict && !found.length) problems.push(`'${text}' required by ${who} is not in the set`);
   };
-  for (const w of world) check(w, 'world');
-  for (const r of records) for (const d of r.depends) check(d, `${r.name}-${r.version}`);
+  for (const w of world) check(w, 'world', undefined);
+  for (const r of records) for (const d of r.depends) check(d, `${r.name}-${r.version}`, r.name);
   return problems;
 }

@@ -140,6 +140,19 @@ export class RootTree {
     this.record({path: real, type: 'directory', onDisk: true, ...e});
   }
 
+  /**
+   * A directory at root-relative `rel`: created, or kept when present; a symlink to a
+   * directory inside the root is accepted as apk does (usr-merge layouts).
+   */
+  ensureDir(rel: string, e: Omit<ManifestEntry, 'path' | 'type' | 'onDisk'>, what: string): void {
+    const real = this.resolve(rel, what);
+    if (this.lstat(real)?.isSymbolicLink()) {
+      this.resolve(`${rel}/x`, what); // checks the link stays inside the root
+      return;
+    }
+    this.mkdir(real, e);
+  }
+
   symlink(real: string, target: string, e: Omit<ManifestEntry, 'path' | 'type' | 'onDisk' | 'mode'>): void {
     this.removeNonDir(real);
     symlinkSync(target, this.abs(real));

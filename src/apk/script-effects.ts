@@ -147,3 +147,18 @@ export function applyBaselayoutEffects(tree: RootTree, mtime: number): void {
   const e = tree.entries.get(real);
   if (e && e.type === 'file') tree.record({...e, uid: 0, gid: 42, mode: 0o640});
 }
+
+/**
+ * Alpine's image builder (aports scripts/genrootfs.sh) locks root's empty password
+ * (`root::` → `root:*:`), so an image never allows a passwordless root login.
+ * Returns whether anything changed.
+ */
+export function lockEmptyRootPassword(tree: RootTree, mtime: number): boolean {
+  const lines = readLines(tree, 'etc/shadow');
+  if (!lines) return false;
+  const i = lines.findIndex((l) => l.startsWith('root::'));
+  if (i < 0) return false;
+  lines[i] = 'root:*:' + lines[i]!.slice('root::'.length);
+  writeLines(tree, 'etc/shadow', lines, {mode: 0o640, gid: 42}, mtime);
+  return true;
+}

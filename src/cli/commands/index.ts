@@ -13,3 +13,4 @@ registerCommand('sign', async () => (await import('./sign.js')).command);
 registerCommand('verify', async () => (await import('./verify.js')).command);
 registerCommand('publish', async () => (await import('./publish.js')).command);
 registerCommand('deaddrop', async () => (await import('./deaddrop.js')).command);
+registerCommand('lock', async () => (await import('./lock.js')).command);

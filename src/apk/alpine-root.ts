@@ -1,0 +1,171 @@
+import {readdirSync, readFileSync, statSync} from 'node:fs';
+import {isAbsolute, join, resolve as resolvePath} from 'node:path';
+import {PsyError} from '../errors.js';
+import type {ApkPackage} from './apk-package.js';
+import {installPackages, type InstallResult} from './installer.js';
+import {loadKeyring, type Keyring} from './keys.js';
+import {type AlpineLock} from './lockfile.js';
+import {writeManifest} from './manifest.js';
+import {parseRepositoryLine, RepositoryClient, type RepositorySpec} from './repository.js';
+import {resolve, type ResolverRepository} from './resolver.js';
+import {keyDirs, type AlpineSettings} from './settings.js';
+
+/** What the Alpine operations need: validated settings and where the project is. */
+export interface AlpineContext {
+  readonly settings: AlpineSettings;
+  /** Project root (folder of build.config.ts): relative paths in settings start here. */
+  readonly projectRoot: string;
+  /** Download cache; default `<projectRoot>/cache/apk`. */
+  readonly cacheDir?: string;
+  readonly offline?: boolean;
+  readonly log?: (line: string) => void;
+}
+
+function keyFolders(ctx: AlpineContext): string[] {
+  return keyDirs(ctx.settings).map((d) => (isAbsolute(d) ? d : resolvePath(ctx.projectRoot, d)));
+}
+
+export function openRepositories(ctx: AlpineContext): {client: RepositoryClient; specs: RepositorySpec[]; keyring: Keyring} {
+  const keyring = loadKeyring(keyFolders(ctx));
+  const client = new RepositoryClient({
+    baseDir: ctx.projectRoot,
+    arch: ctx.settings.arch,
+    keyring,
+    cacheDir: ctx.cacheDir ?? resolvePath(ctx.projectRoot, ctx.settings.cacheDir ?? join('cache', 'apk')),
+    offline: ctx.offline,
+    log: ctx.log,
+  });
+  const specs = ctx.settings.repositories.map((r) => parseRepositoryLine(r, ctx.settings.release));
+  return {client, specs, keyring};
+}
+
+async function loadIndexes(ctx: AlpineContext): Promise<ResolverRepository[]> {
+  const {client, specs} = openRepositories(ctx);
+  const indexes = await Promise.all(specs.map((s) => client.index(s)));
+  return specs.map((s, i) => ({name: s.location, tag: s.tag, records: indexes[i]!.records}));
+}
+
+/** Resolves the world against the repositories into a lock (`psy lock`). */
+export async function lockWorld(ctx: AlpineContext): Promise<AlpineLock> {
+  const repos = await loadIndexes(ctx);
+  const resolved = resolve({world: ctx.settings.world, repositories: repos, arch: ctx.settings.arch});
+  return {
+    lockVersion: 1,
+    release: ctx.settings.release,
+    arch: ctx.settings.arch,
+    repositories: ctx.settings.repositories.map((r) => parseRepositoryLine(r, ctx.settings.release).location),
+    world: [...ctx.settings.world],
+    packages: resolved.map((p) => ({
+      name: p.record.name,
+      version: p.record.version,
+      repository: p.repository,
+      checksum: p.record.checksum,
+    })),
+  };
+}
+
+/** Where the lock no longer matches the settings (no repository access needed). */
+export function lockSettingsProblems(settings: AlpineSettings, lock: AlpineLock): string[] {
+  const problems: string[] = [];
+  const repos = settings.repositories.map((r) => parseRepositoryLine(r, settings.release).location);
+  if (lock.arch !== settings.arch) problems.push(`arch is ${settings.arch} but the lock is for ${lock.arch}`);
+  if (lock.release !== settings.release) problems.push(`release is ${settings.release} but the lock is for ${lock.release}`);
+  const added = settings.world.filter((w) => !lock.world.includes(w));
+  const removed = lock.world.filter((w) => !settings.world.includes(w));
+  if (added.length) problems.push(`world adds ${added.join(', ')}`);
+  if (removed.length) problems.push(`world drops ${removed.join(', ')}`);
+  if (JSON.stringify(repos) !== JSON.stringify(lock.repositories)) problems.push('repositories differ from the ones the lock was made with');
+  return problems;
+}
+
+/**
+ * `psy lock --check`: the settings must be those the lock was made from, and resolving
+ * the world again (preferring the locked identities) must give exactly the lock.
+ */
+export async function checkLock(ctx: AlpineContext, lock: AlpineLock): Promise<string[]> {
+  const problems = lockSettingsProblems(ctx.settings, lock);
+  if (problems.length) return problems;
+  const repos = await loadIndexes(ctx);
+  const again = resolve({
+    world: ctx.settings.world,
+    repositories: repos,
+    arch: ctx.settings.arch,
+    preferred: new Set(lock.packages.map((p) => p.checksum)),
+  });
+  const want = new Map(again.map((p) => [p.record.name, p]));
+  const have = new Map(lock.packages.map((p) => [p.name, p]));
+  for (const [name, p] of want) {
+    const l = have.get(name);
+    if (!l) problems.push(`${name}-${p.record.version} is needed but not locked`);
+    else if (l.checksum !== p.record.checksum) {
+      problems.push(`${name}: locked ${l.version} (${l.checksum}) is no longer available; resolves to ${p.record.version}`);
+    }
+  }
+  for (const name of have.keys()) if (!want.has(name)) problems.push(`${name} is locked but no longer needed`);
+  return problems;
+}
+
+export interface InstallFromLockOptions extends AlpineContext {
+  readonly lock: AlpineLock;
+  /** Folder to install into (created; must be empty). */
+  readonly targetRoot: string;
+  readonly sourceDateEpoch: number;
+  /** Also write the manifest (see manifest.ts) to this file. */
+  readonly manifestPath?: string;
+}
+
+/**
+ * Installs exactly the locked packages into a root folder: each fetched (or taken from
+ * the cache), checked against its locked identity and its signature, installed in lock
+ * order. The lock must match the settings; a stale lock is an error, not a silent
+ * re-resolve.
+ */
+export async function installFromLock(opts: InstallFromLockOptions): Promise<InstallResult> {
+  const stale = lockSettingsProblems(opts.settings, opts.lock);
+  if (stale.length) {
+    throw new PsyError('apk-lock-stale', `the lock does not match settings.alpine (${stale.join('; ')}): run psy lock`);
+  }
+  const {client, specs} = openRepositories(opts);
+  const byLocation = new Map(specs.map((s) => [s.location, s]));
+  const fetchOne = async (p: AlpineLock['packages'][number]): Promise<ApkPackage> => {
+    const spec = byLocation.get(p.repository);
+    if (!spec) throw new PsyError('apk-lock-stale', `locked ${p.name} comes from ${p.repository}, which is not configured: run psy lock`);
+    return client.package(spec, p.name, p.version, p.checksum);
+  };
+  const packages: ApkPackage[] = [];
+  // a few downloads at a time, install order kept
+  const queue = [...opts.lock.packages];
+  const results = new Array<ApkPackage>(queue.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({length: Math.min(4, queue.length)}, async () => {
+      while (next < queue.length) {
+        const i = next++;
+        results[i] = await fetchOne(queue[i]!);
+      }
+    }),
+  );
+  packages.push(...results);
+  const keys: Array<[string, Buffer]> = [];
+  for (const dir of keyFolders(opts)) {
+    for (const name of readdirSync(dir).sort()) {
+      if (statSync(join(dir, name)).isFile()) keys.push([name, readFileSync(join(dir, name))]);
+    }
+  }
+  const runtime =
+    opts.settings.runtimeRepositories ??
+    opts.settings.repositories.filter((r) => /^(@\S+\s+)?https?:\/\//.test(r.trim()));
+  const result = installPackages({
+    root: opts.targetRoot,
+    packages,
+    world: opts.settings.world,
+    repositories: runtime.map((r) => r.replaceAll('{release}', opts.settings.release)),
+    keys,
+    arch: opts.settings.arch,
+    accounts: opts.settings.accounts,
+    sourceDateEpoch: opts.sourceDateEpoch,
+    log: opts.log,
+  });
+  if (opts.manifestPath) writeManifest(opts.manifestPath, result.manifest);
+  return result;
+}

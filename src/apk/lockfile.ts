@@ -1,0 +1,74 @@
+import {readFileSync, renameSync, writeFileSync} from 'node:fs';
+import {PsyError} from '../errors.js';
+
+/** One pinned package: enough to fetch it again and know it is the same bytes. */
+export interface LockedPackage {
+  readonly name: string;
+  readonly version: string;
+  /** The repository location as configured (`settings.alpine.repositories`). */
+  readonly repository: string;
+  /** `Q1…` identity: SHA-1 of the control section, which pins the data via datahash. */
+  readonly checksum: string;
+}
+
+/**
+ * alpine/packages.lock.json: the resolved world. Packages are in install order
+ * (dependencies first). The settings it was resolved from are recorded so a change of
+ * world, repositories, arch or release is noticed (`psy lock --check`).
+ */
+export interface AlpineLock {
+  readonly lockVersion: 1;
+  readonly release: string;
+  readonly arch: string;
+  readonly repositories: readonly string[];
+  readonly world: readonly string[];
+  readonly packages: readonly LockedPackage[];
+}
+
+export function readLock(path: string): AlpineLock {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PsyError('apk-lock', code === 'ENOENT' ? `lockfile ${path} does not exist (run psy lock)` : `cannot read lockfile ${path} (${code})`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new PsyError('apk-lock', `lockfile ${path} is not valid JSON (${(err as Error).message})`);
+  }
+  const l = v as Partial<AlpineLock>;
+  if (l.lockVersion !== 1 || !Array.isArray(l.packages) || !Array.isArray(l.world) || !Array.isArray(l.repositories) || typeof l.arch !== 'string' || typeof l.release !== 'string') {
+    throw new PsyError('apk-lock', `lockfile ${path} is not a psy Alpine lock (lockVersion 1)`);
+  }
+  l.packages.forEach((p, i) => {
+    for (const k of ['name', 'version', 'repository', 'checksum'] as const) {
+      if (typeof p?.[k] !== 'string' || p[k] === '') throw new PsyError('apk-lock', `lockfile ${path}: packages[${i}].${k} is missing`);
+    }
+  });
+  return l as AlpineLock;
+}
+
+/** Stable text (one package per line) so diffs of the lock read well in review. */
+export function formatLock(lock: AlpineLock): string {
+  const head = {
+    lockVersion: lock.lockVersion,
+    release: lock.release,
+    arch: lock.arch,
+    repositories: lock.repositories,
+    world: lock.world,
+  };
+  const headText = JSON.stringify(head, null, 2).replace(/\n}$/, '');
+  const pkgs = lock.packages.map(
+    (p) => '    ' + JSON.stringify({name: p.name, version: p.version, repository: p.repository, checksum: p.checksum}),
+  );
+  return `${headText},\n  "packages": [\n${pkgs.join(',\n')}\n  ]\n}\n`;
+}
+
+export function writeLock(path: string, lock: AlpineLock): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, formatLock(lock));
+  renameSync(tmp, path);
+}

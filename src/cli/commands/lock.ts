@@ -1,0 +1,64 @@
+import {existsSync, mkdirSync, readFileSync} from 'node:fs';
+import {dirname, isAbsolute, join} from 'node:path';
+import {checkLock, lockWorld} from '../../apk/alpine-root.js';
+import {formatLock, readLock, writeLock} from '../../apk/lockfile.js';
+import {DEFAULT_LOCKFILE, validateAlpineSettings} from '../../apk/settings.js';
+import {loadConfig} from '../../engine/load-config.js';
+import {PsyError} from '../../errors.js';
+import {parseCommandArgs, writeLine, type Command} from '../command.js';
+
+export const command: Command = {
+  name: 'lock',
+  summary: 'resolve the Alpine world into alpine/packages.lock.json',
+  help: `Usage: psy lock [--check] [--offline] [--config FILE] [--verbose]
+
+Resolves settings.alpine.world of build.config.ts against the configured repositories
+(signatures checked with settings.alpine.keys) and writes every resolved package's
+name, version, repository and Q1 checksum to the lockfile (settings.alpine.lockfile,
+default ${DEFAULT_LOCKFILE}), in install order. Builds install exactly the lock.
+
+  --check     do not write; exit 1 when the lock does not match the world, the
+              settings, or what the repositories resolve to now
+  --offline   use only the download cache (cache/apk) and local repositories
+  --verbose   print every download`,
+  async run(argv, io) {
+    const {values, positionals} = parseCommandArgs('lock', argv, {
+      check: {type: 'boolean'},
+      offline: {type: 'boolean'},
+      verbose: {type: 'boolean'},
+      config: {type: 'string'},
+    });
+    if (positionals.length) throw new PsyError('usage', `lock takes no arguments (got '${positionals[0]}')`);
+    const loaded = await loadConfig({cwd: io.cwd, configPath: values.config});
+    const settings = validateAlpineSettings(loaded.config.settings?.['alpine']);
+    const lockRel = settings.lockfile ?? DEFAULT_LOCKFILE;
+    const lockPath = isAbsolute(lockRel) ? lockRel : join(loaded.root, lockRel);
+    const ctx = {
+      settings,
+      projectRoot: loaded.root,
+      offline: values.offline === true,
+      log: values.verbose === true ? (l: string) => writeLine(io.stderr, l) : undefined,
+    };
+    if (values.check === true) {
+      const lock = readLock(lockPath);
+      const problems = await checkLock(ctx, lock);
+      if (problems.length) {
+        for (const p of problems) writeLine(io.stderr, `psy lock: ${lockRel}: ${p}`);
+        writeLine(io.stderr, `psy lock: ${lockRel} is out of date (run psy lock)`);
+        return 1;
+      }
+      writeLine(io.stdout, `${lockRel}: up to date (${lock.packages.length} packages)`);
+      return 0;
+    }
+    const lock = await lockWorld(ctx);
+    const before = existsSync(lockPath) ? readFileSync(lockPath, 'utf8') : undefined;
+    if (before === formatLock(lock)) {
+      writeLine(io.stdout, `${lockRel}: unchanged (${lock.packages.length} packages)`);
+      return 0;
+    }
+    mkdirSync(dirname(lockPath), {recursive: true});
+    writeLock(lockPath, lock);
+    writeLine(io.stdout, `${lockRel}: ${lock.packages.length} packages`);
+    return 0;
+  },
+};
