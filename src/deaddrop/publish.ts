@@ -177,15 +177,15 @@ export async function publishToReplica(opts: PublishOptions): Promise<PublishRes
   await repair(osDir, log);
   await step('repair');
 
-  const artifacts: PublishedArtifact[] = [];
+  // Everything that can fail on bad input is checked before the first write.
   const now = opts.now ?? new Date();
+  const plans: Array<{a: PublishArtifact; label: string; unchanged?: PublishedArtifact; version: string; tarball: string; comment: string}> = [];
   for (const a of opts.artifacts) {
     const label = `${a.kind}.${a.id}`;
     const [sha256, st] = await Promise.all([sha256File(a.path), stat(a.path)]);
     const current = await latestState(osDir, a, opts.publicKey);
     if (current && current.sha256 === sha256) {
-      log(`${label}: unchanged, latest stays ${current.version}`);
-      artifacts.push({
+      const unchanged: PublishedArtifact = {
         kind: a.kind,
         id: a.id,
         version: current.version,
@@ -193,14 +193,28 @@ export async function publishToReplica(opts: PublishOptions): Promise<PublishRes
         signature: `${OS_DIR}/${signatureName(a.kind, a.id, current.version)}`,
         trustedComment: current.comment,
         changed: false,
-      });
+      };
+      plans.push({a, label, unchanged, version: current.version, tarball: '', comment: current.comment});
       continue;
     }
     const scan = await scanArtifact(osDir, a.kind, a.id);
     const version = nextVersion(now, scan.versions.keys());
     const tarball = tarballName(a.kind, a.id, version);
-    const fields = await artifactFields(a, st.size, sha256, tarball, version);
-    const comment = formatTrustedComment(fields);
+    const comment = formatTrustedComment(await artifactFields(a, st.size, sha256, tarball, version));
+    plans.push({a, label, version, tarball, comment});
+  }
+  if (opts.apkRepository !== undefined) {
+    const st = await stat(opts.apkRepository).catch(() => undefined);
+    if (!st?.isDirectory()) throw new PsyError('missing-input', `APK repository ${opts.apkRepository} is not a directory`);
+  }
+
+  const artifacts: PublishedArtifact[] = [];
+  for (const {a, label, unchanged, version, tarball, comment} of plans) {
+    if (unchanged) {
+      log(`${label}: unchanged, latest stays ${version}`);
+      artifacts.push(unchanged);
+      continue;
+    }
     await copyFileAtomic(a.path, join(osDir, tarball));
     await step(`tarball:${label}`);
     // sign the replica's copy: what was signed is exactly what is published

@@ -12,6 +12,8 @@ import {type S3Settings} from './settings.js';
  * store the SDK's aws-chunked checksum framing inside the object otherwise.
  */
 export function createS3Client(s: S3Settings, env: NodeJS.ProcessEnv): S3Client {
+  // The SDK version is pinned; its notice about future versions needing Node 22 is noise.
+  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
   const keyId = env['AWS_ACCESS_KEY_ID'];
   const secret = env['AWS_SECRET_ACCESS_KEY'];
   const token = env['AWS_SESSION_TOKEN'];

@@ -241,7 +241,7 @@ export async function push(opts: SyncOptions): Promise<SyncResult> {
         const e = local.get(a.key)!;
         if (a.op === 'redirect') {
           await opts.client
-            .send(new PutObjectCommand({Bucket: s.bucket, Key: s.prefix + a.key, Body: '', WebsiteRedirectLocation: redirectLocation(s, a.target), ContentType: contentType(a.key)}))
+            .send(new PutObjectCommand({Bucket: s.bucket, Key: s.prefix + a.key, Body: Buffer.alloc(0), ContentLength: 0, WebsiteRedirectLocation: redirectLocation(s, a.target), ContentType: contentType(a.key)}))
             .catch((err: unknown) => {
               throw s3Error(err, s, `writing redirect ${a.key} to`);
             });

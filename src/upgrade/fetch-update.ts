@@ -13,13 +13,15 @@ export const OS_REQUIRED = ['kernel', 'initramfs', 'squashfs'] as const;
 export const OS_OPTIONAL = ['kernel.version', 'modloop', 'squashfs.alpine_version', 'System.map', 'config'] as const;
 const OS_NAMES = new Set<string>([...OS_REQUIRED, ...OS_OPTIONAL]);
 
+/** The esptar's list of extra EFI programs (read by `show`; not used to boot). */
+export const ESP_MANIFEST = 'manifest.json';
 const ESP_GRUB_DIR = /^grub-[0-9a-f]{12}$/;
 const ESP_FILE = /^grub-[0-9a-f]{12}\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function allowedNames(kind: UpdateTarget['kind']): {file: (n: string) => boolean; dir: (n: string) => boolean} {
   if (kind === 'os') return {file: (n) => OS_NAMES.has(n), dir: () => false};
   return {
-    file: (n) => n === 'EFI/BOOT/BOOTX64.EFI' || ESP_FILE.test(n),
+    file: (n) => n === 'EFI/BOOT/BOOTX64.EFI' || n === ESP_MANIFEST || ESP_FILE.test(n),
     dir: (n) => n === 'EFI' || n === 'EFI/BOOT' || ESP_GRUB_DIR.test(n),
   };
 }

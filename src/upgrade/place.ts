@@ -1,5 +1,5 @@
 import {execFile} from 'node:child_process';
-import {existsSync, readFileSync, realpathSync} from 'node:fs';
+import {existsSync, readFileSync, realpathSync, statSync} from 'node:fs';
 import {basename} from 'node:path';
 import {promisify} from 'node:util';
 import {ESP_LABEL, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-cfg.js';
@@ -85,6 +85,9 @@ async function deviceFor(label: string, devDir: string): Promise<string> {
 function deviceSize(dev: string): number {
   const sys = `/sys/class/block/${basename(dev)}/size`;
   if (existsSync(sys)) return Number(readFileSync(sys, 'utf8').trim()) * 512;
+  // a partition kept in a plain file (a device directory set up for tests or a chroot)
+  const st = statSync(dev, {throwIfNoEntry: false});
+  if (st?.isFile()) return st.size;
   throw new PsyError('no-such-partition', `cannot read the size of ${dev}`);
 }
 

@@ -175,7 +175,12 @@ export class S3Repository implements Repository {
     return `s3://${this.#bucket}/${this.#prefix}`;
   }
   async #s3() {
-    const sdk = await import('@aws-sdk/client-s3');
+    let sdk: typeof import('@aws-sdk/client-s3');
+    try {
+      sdk = await import('@aws-sdk/client-s3');
+    } catch {
+      throw new PsyError('missing-tool', 's3:// repositories need @aws-sdk/client-s3, which this installation lacks; use the bucket over HTTP(S) instead');
+    }
     if (!this.#client) {
       this.#client = new sdk.S3Client({
         region: this.#options.region ?? process.env['AWS_REGION'] ?? 'us-east-1',

@@ -1,0 +1,137 @@
+import {createHash} from 'node:crypto';
+import {closeSync, openSync, readSync} from 'node:fs';
+import {EFI_BOOT_PATH, GRUB_DIR_PREFIX, type SlotName} from '../boot/grub-cfg.js';
+import {resolveBoot} from '../boot/resolve.js';
+import {PsyError} from '../errors.js';
+import {ensureEnvFiles, readEspEnv} from './boot-env.js';
+import {FatVolume} from './esp-fs.js';
+import {ESP_MANIFEST, type VerifiedUpdate} from './fetch-update.js';
+import type {Place} from './place.js';
+import type {StepHook} from './apply-os.js';
+
+/** The ESP's version record: the esptar's signature. */
+export const ESP_RECORD = '/psyopsESP.tar.minisig';
+const EFI_NEW = '/EFI/BOOT/BOOTX64.NEW';
+
+/**
+ * The numbered steps of an ESP update. New files go beside the old ones; the rename of
+ * BOOTX64.EFI (whose built-in prefix names its grub directory) is the only switch.
+ */
+export const ESP_STEPS = [
+  'env-init', // 1. create the environment block and its mirror if missing
+  'write-grub-dir', // 2. the new grub-<id>/ directory beside the old one, flushed
+  'write-efi-new', // 3. BOOTX64.NEW written, flushed, read back and compared
+  'switch', // 4. rename BOOTX64.NEW over BOOTX64.EFI, flushed
+  'record', // 5. manifest.json and the signature as the ESP's version record (new file + rename each)
+  'cleanup', // 6. remove grub directories no BOOTX64.EFI points at
+] as const;
+
+/** The grub directory a BOOTX64.EFI was built for (its embedded prefix). */
+export function grubDirOf(efi: Uint8Array | undefined): string | undefined {
+  if (!efi) return undefined;
+  const m = /\/(grub-[0-9a-f]{12})\0/.exec(Buffer.from(efi).toString('latin1'));
+  return m?.[1];
+}
+
+export interface EspBootState {
+  /** BOOTX64.EFI exists and its grub directory holds a grub.cfg. */
+  readonly bootable: boolean;
+  readonly grubDir: string | undefined;
+  readonly efiSha256: string | undefined;
+}
+
+export async function espBootState(esp: FatVolume): Promise<EspBootState> {
+  const efi = await esp.read(EFI_BOOT_PATH);
+  const grubDir = grubDirOf(efi);
+  const cfg = grubDir ? await esp.exists(`/${grubDir}/grub.cfg`) : false;
+  return {bootable: efi !== undefined && cfg, grubDir, efiSha256: efi ? createHash('sha256').update(efi).digest('hex') : undefined};
+}
+
+function readMember(tarPath: string, offset: number, size: number): Buffer {
+  const buf = Buffer.alloc(size);
+  const fd = openSync(tarPath, 'r');
+  try {
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, buf, done, size - done, offset + done);
+      if (n === 0) throw new PsyError('bad-tarball', `${tarPath}: truncated member`);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return buf;
+}
+
+export interface InstallEspOptions {
+  readonly sourceDateEpoch?: number;
+  readonly beforeStep?: StepHook;
+  readonly log?: (line: string) => void;
+  /** The slot the environment block defaults to when it has to be created. */
+  readonly defaultSlot?: SlotName;
+}
+
+export async function installEsp(place: Place, update: VerifiedUpdate, options: InstallEspOptions = {}): Promise<{grubDir: string}> {
+  if (update.meta.kind !== 'esp') throw new PsyError('wrong-type', `${update.meta.filename} is not an ESP update`);
+  const esp = new FatVolume(place.esp.path, place.esp.offset, options.sourceDateEpoch);
+  const log = options.log ?? (() => {});
+  const efiMember = update.members.find((m) => m.name === 'EFI/BOOT/BOOTX64.EFI')!;
+  const efi = readMember(update.tarPath, efiMember.dataOffset, efiMember.size);
+  const grubDir = update.members.find((m) => m.name.startsWith(GRUB_DIR_PREFIX))!.name.split('/')[0]!;
+  if (grubDirOf(efi) !== grubDir) {
+    throw new PsyError('bad-tarball', `${update.meta.filename}: BOOTX64.EFI is built for ${grubDirOf(efi) ?? 'no grub-<id> directory'}, the tarball holds ${grubDir}`);
+  }
+  let n = 0;
+  const step = async (name: (typeof ESP_STEPS)[number]) => {
+    n++;
+    await options.beforeStep?.(n, name);
+    log(`ESP: ${n}/${ESP_STEPS.length} ${name}`);
+  };
+
+  await step('env-init');
+  const known = resolveBoot(await readEspEnv(esp)).knownGood;
+  await ensureEnvFiles(esp, options.defaultSlot ?? place.booted ?? known);
+
+  await step('write-grub-dir');
+  const current = await espBootState(esp);
+  if (current.grubDir !== grubDir) {
+    // a directory of this name that no BOOTX64.EFI points at may be a cut-off earlier try
+    await esp.removeTree(`/${grubDir}`);
+    await esp.mkdirp(`/${grubDir}`);
+    for (const m of update.members.filter((x) => x.name.startsWith(grubDir + '/'))) {
+      await esp.write(`/${m.name}`, readMember(update.tarPath, m.dataOffset, m.size));
+    }
+  }
+  esp.flush();
+
+  await step('write-efi-new');
+  await esp.mkdirp('/EFI/BOOT');
+  await esp.write(EFI_NEW, efi);
+  esp.flush();
+  const back = await esp.read(EFI_NEW);
+  if (!back || !back.equals(efi)) throw new PsyError('esp-verify-failed', 'BOOTX64.NEW read back differs from what was written; the ESP is unchanged');
+
+  await step('switch');
+  await esp.rename(EFI_NEW, EFI_BOOT_PATH);
+  esp.flush();
+
+  await step('record');
+  const manifest = update.members.find((m) => m.name === ESP_MANIFEST);
+  if (manifest) {
+    await esp.write(`/${ESP_MANIFEST}.new`, readMember(update.tarPath, manifest.dataOffset, manifest.size));
+    esp.flush();
+    await esp.rename(`/${ESP_MANIFEST}.new`, `/${ESP_MANIFEST}`);
+  }
+  await esp.write(`${ESP_RECORD}.new`, Buffer.from(update.signatureText));
+  esp.flush();
+  await esp.rename(`${ESP_RECORD}.new`, ESP_RECORD);
+  esp.flush();
+
+  await step('cleanup');
+  for (const entry of await esp.list('/')) {
+    const name = entry.replace(/\/$/, '');
+    if (entry.endsWith('/') && name.startsWith(GRUB_DIR_PREFIX) && name !== grubDir) await esp.removeTree(`/${name}`);
+  }
+  esp.flush();
+  return {grubDir};
+}

@@ -1,0 +1,151 @@
+import {createHash} from 'node:crypto';
+import {createReadStream, createWriteStream} from 'node:fs';
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {pipeline} from 'node:stream/promises';
+import {Transform} from 'node:stream';
+import {slotLabel, type SlotName} from '../boot/grub-cfg.js';
+import {PsyError} from '../errors.js';
+import {readEspEnv, setTrySlot} from './boot-env.js';
+import {FatVolume} from './esp-fs.js';
+import type {VerifiedUpdate} from './fetch-update.js';
+import {assertNotMounted, type Place} from './place.js';
+import {flushPath} from './region.js';
+import {RECORD_MANIFEST, RECORD_SIGNATURE, type SlotManifest} from './slot-record.js';
+import {hashSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
+import {resolveBoot} from '../boot/resolve.js';
+import {ENV_TRY} from '../boot/grub-cfg.js';
+import {readGrubEnvTolerant} from '../boot/grubenv.js';
+
+/**
+ * The numbered write steps of an OS apply, in order. A power cut between any two leaves
+ * a machine that boots a slot whose content verifies (test/upgrade-fault-injection).
+ */
+export const OS_STEPS = [
+  'clear-try', // 1. the target is no longer a pending try (one small env write, if it was)
+  'invalidate', // 2. zero the slot's superblock: its label is gone, nothing can boot it
+  'write', // 3. the complete filesystem (mke2fs -d)
+  'flush', // 4. fsync the device or image
+  'read-back', // 5. every member read back through the filesystem and hashed
+  'record', // 6. signature + manifest written onto the slot, flushed
+  'try-once', // 7. one small env write: boot the new slot once
+] as const;
+export type OsStep = (typeof OS_STEPS)[number];
+
+/** Called before each step (1-based); tests throw from it to cut the power there. */
+export type StepHook = (step: number, name: string) => void | Promise<void>;
+
+export interface InstallOsOptions {
+  readonly sourceDateEpoch?: number;
+  /** Set the new slot as the one to try once (a live node's apply); else leave the boot choice. */
+  readonly tryOnce: boolean;
+  readonly beforeStep?: StepHook;
+  readonly tmpDir?: string;
+  readonly log?: (line: string) => void;
+}
+
+async function extractMember(tarPath: string, offset: number, size: number, dest: string): Promise<string> {
+  const h = createHash('sha256');
+  const tee = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      h.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  if (size === 0) {
+    await writeFile(dest, '');
+  } else {
+    await pipeline(createReadStream(tarPath, {start: offset, end: offset + size - 1, highWaterMark: 1 << 20}), tee, createWriteStream(dest));
+  }
+  return size === 0 ? createHash('sha256').digest('hex') : h.digest('hex');
+}
+
+/** Refuses targets that would take away the slot this machine falls back to. */
+export async function checkOsTarget(place: Place, slot: SlotName): Promise<void> {
+  const label = slotLabel(slot);
+  if (place.booted === slot) throw new PsyError('busy', `${label} is the booted slot; apply to the other one (nonbooted)`);
+  if (place.kind === 'live') {
+    const esp = new FatVolume(place.esp.path, place.esp.offset);
+    const res = resolveBoot(await readEspEnv(esp));
+    if (res.knownGood === slot) {
+      throw new PsyError(
+        'busy',
+        `${label} is the known-good default slot; the booted slot has not been marked good yet (run neuralupgrade mark-good first)`,
+      );
+    }
+    assertNotMounted(place, place.slots[slot], label);
+  }
+}
+
+/**
+ * Writes a verified ostar into a slot: mark unbootable, write whole, flush, read back and
+ * hash, record version + signature, then (tryOnce) one small write to try it once.
+ */
+export async function installOs(place: Place, slot: SlotName, update: VerifiedUpdate, options: InstallOsOptions): Promise<SlotManifest> {
+  if (update.meta.kind !== 'os') throw new PsyError('wrong-type', `${update.meta.filename} is not an OS update`);
+  await checkOsTarget(place, slot);
+  const label = slotLabel(slot);
+  const region = place.slots[slot];
+  const esp = new FatVolume(place.esp.path, place.esp.offset);
+  const epoch = options.sourceDateEpoch ?? 0;
+  const log = options.log ?? (() => {});
+  const stage = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'neuralupgrade-slot-'));
+  let n = 0;
+  const step = async (name: OsStep) => {
+    n++;
+    if (OS_STEPS[n - 1] !== name) throw new Error(`step order: ${name} at ${n}`);
+    await options.beforeStep?.(n, name);
+    log(`${label}: ${n}/${OS_STEPS.length} ${name}`);
+  };
+  try {
+    // Unpack outside the slot first: only the listed, verified members.
+    const content = join(stage, 'content');
+    await mkdir(content);
+    const members: Array<{name: string; size: number; sha256: string}> = [];
+    for (const m of update.members) members.push({name: m.name, size: m.size, sha256: await extractMember(update.tarPath, m.dataOffset, m.size, join(content, m.name))});
+    members.sort((a, b) => (a.name < b.name ? -1 : 1));
+    const manifest: SlotManifest = {version: update.meta.version, filename: update.meta.filename, members};
+
+    await step('clear-try');
+    const env = await readEspEnv(esp);
+    if (env.primary !== undefined && readGrubEnvTolerant(env.primary)?.get(ENV_TRY) === label) await setTrySlot(esp, undefined);
+
+    await step('invalidate');
+    invalidateSlot(region);
+
+    await step('write');
+    await makeSlotFs(region, {label, sourceDir: content, sourceDateEpoch: epoch});
+
+    await step('flush');
+    flushPath(region.path);
+
+    await step('read-back');
+    const back = await hashSlotFiles(region, members.map((m) => m.name));
+    for (const m of members) {
+      const got = back.get(m.name);
+      if (!got || got.sha256 !== m.sha256 || got.size !== m.size) {
+        throw new PsyError('slot-verify-failed', `${label}: ${m.name} read back differs from what was written; the slot stays unbootable`);
+      }
+    }
+
+    await step('record');
+    await writeFile(join(stage, 'sig'), update.signatureText);
+    await writeFile(join(stage, 'manifest'), JSON.stringify(manifest, null, 2) + '\n');
+    await writeSlotFiles(
+      region,
+      [
+        {name: RECORD_SIGNATURE, hostFile: join(stage, 'sig')},
+        {name: RECORD_MANIFEST, hostFile: join(stage, 'manifest')},
+      ],
+      epoch,
+    );
+    flushPath(region.path);
+
+    await step('try-once');
+    if (options.tryOnce) await setTrySlot(esp, slot);
+    return manifest;
+  } finally {
+    await rm(stage, {recursive: true, force: true});
+  }
+}

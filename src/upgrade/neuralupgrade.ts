@@ -1,0 +1,132 @@
+import {otherSlot, slotLabel, type SlotName} from '../boot/grub-cfg.js';
+import {PsyError} from '../errors.js';
+import type {PublicKey} from '../sign/keys.js';
+import {ESP_RECORD, installEsp} from './apply-esp.js';
+import {installOs, type StepHook} from './apply-os.js';
+import {setDefault, versionFloor} from './control.js';
+import {FatVolume} from './esp-fs.js';
+import {downloadVerified, verifyLocal, type VerifiedUpdate, type VerifyRules} from './fetch-update.js';
+import type {Place} from './place.js';
+import type {Repository} from './repository.js';
+import {peekTrustedFields, type UpdateTarget} from './update-meta.js';
+
+/** What every neuralupgrade operation needs: where, from where, with which key. */
+export interface UpgradeContext {
+  readonly place: Place;
+  readonly repository?: Repository;
+  readonly pubkey: PublicKey;
+  readonly osTarget: UpdateTarget;
+  readonly espTarget: UpdateTarget;
+  readonly tmpDir: string;
+  readonly allowDowngrade?: boolean;
+  readonly sourceDateEpoch?: number;
+  readonly log?: (line: string) => void;
+}
+
+export type ApplyTarget = 'a' | 'b' | 'nonbooted' | 'efisys';
+
+export interface ApplyRequest {
+  readonly targets: readonly ApplyTarget[];
+  readonly osVersion?: string;
+  readonly osTar?: string;
+  readonly espVersion?: string;
+  readonly espTar?: string;
+  /** Try an applied slot once (default: on a live node yes, on an image no). */
+  readonly tryOnce?: boolean;
+  /** Make this slot the known-good default after writing (image builds). */
+  readonly defaultSlot?: SlotName;
+  /** Fault injection for tests: called before each numbered write step. */
+  readonly beforeStep?: (what: 'esp' | SlotName, step: number, name: string) => void | Promise<void>;
+}
+
+export interface ApplyResult {
+  readonly slots: ReadonlyArray<{slot: SlotName; version: string}>;
+  readonly esp: {version: string; grubDir: string} | undefined;
+  readonly tryOnce: SlotName | undefined;
+}
+
+function slotsFor(place: Place, targets: readonly ApplyTarget[]): SlotName[] {
+  const out = new Set<SlotName>();
+  if (targets.includes('nonbooted')) {
+    if (targets.includes('a') || targets.includes('b')) throw new PsyError('usage', 'nonbooted cannot be combined with a or b');
+    if (place.booted === undefined) throw new PsyError('usage', `nonbooted needs a booted slot; ${place.description} has none (name a or b)`);
+    out.add(otherSlot(place.booted));
+  }
+  if (targets.includes('a')) out.add('A');
+  if (targets.includes('b')) out.add('B');
+  return [...out];
+}
+
+async function espFloor(place: Place): Promise<string | undefined> {
+  const rec = await new FatVolume(place.esp.path, place.esp.offset).read(ESP_RECORD);
+  return rec ? peekTrustedFields(rec.toString('utf8'), ESP_RECORD)?.['version'] : undefined;
+}
+
+async function obtain(ctx: UpgradeContext, rules: VerifyRules, version: string | undefined, tar: string | undefined, flag: string): Promise<VerifiedUpdate> {
+  if (tar !== undefined && version !== undefined) throw new PsyError('usage', `give either --${flag}-tar or --${flag}-version, not both`);
+  if (tar !== undefined) return verifyLocal(tar, rules);
+  if (version === undefined) throw new PsyError('usage', `this target needs --${flag}-version V|latest or --${flag}-tar FILE`);
+  if (!ctx.repository) throw new PsyError('usage', `--${flag}-version needs a repository (--repository URL|DIR|s3://bucket/prefix)`);
+  return downloadVerified(ctx.repository, version, rules, ctx.tmpDir);
+}
+
+/**
+ * `apply`: every signature, metadata rule and tarball is verified before the first byte
+ * is written anywhere; then the ESP (if asked), then each slot, then the boot choice.
+ */
+export async function apply(ctx: UpgradeContext, req: ApplyRequest): Promise<ApplyResult> {
+  const {place} = ctx;
+  const slots = slotsFor(place, req.targets);
+  const wantEsp = req.targets.includes('efisys');
+  if (slots.length === 0 && !wantEsp) throw new PsyError('usage', 'nothing to apply: name a, b, nonbooted and/or efisys');
+  if (slots.length > 0 && place.kind === 'live' && slots.length > 1) throw new PsyError('usage', 'a running node can only write its nonbooted slot');
+  // a system that booted from a slot tries what it writes; a bare image build does not
+  const tryOnce = req.tryOnce ?? (place.kind === 'live' || place.booted !== undefined);
+  if (tryOnce && slots.length > 1) throw new PsyError('usage', 'only one slot can be tried once; give --no-try or one slot');
+
+  if (!wantEsp && (req.espTar !== undefined || req.espVersion !== undefined)) throw new PsyError('usage', '--esp-tar/--esp-version given without the efisys target');
+  if (slots.length === 0 && (req.osTar !== undefined || req.osVersion !== undefined)) throw new PsyError('usage', '--os-tar/--os-version given without a slot target (a, b or nonbooted)');
+
+  const updates: VerifiedUpdate[] = [];
+  try {
+    const osUpdate = slots.length
+      ? await obtain(ctx, {target: ctx.osTarget, pubkey: ctx.pubkey, floor: await versionFloor(place), allowDowngrade: ctx.allowDowngrade ?? false}, req.osVersion, req.osTar, 'os')
+      : undefined;
+    if (osUpdate) updates.push(osUpdate);
+    const espUpdate = wantEsp
+      ? await obtain(ctx, {target: ctx.espTarget, pubkey: ctx.pubkey, floor: await espFloor(place), allowDowngrade: ctx.allowDowngrade ?? false}, req.espVersion, req.espTar, 'esp')
+      : undefined;
+    if (espUpdate) updates.push(espUpdate);
+
+    let esp: ApplyResult['esp'];
+    if (espUpdate) {
+      const hook: StepHook | undefined = req.beforeStep ? (n, name) => req.beforeStep!('esp', n, name) : undefined;
+      const r = await installEsp(place, espUpdate, {
+        ...(ctx.sourceDateEpoch !== undefined ? {sourceDateEpoch: ctx.sourceDateEpoch} : {}),
+        ...(hook ? {beforeStep: hook} : {}),
+        ...(req.defaultSlot ? {defaultSlot: req.defaultSlot} : {}),
+        ...(ctx.log ? {log: ctx.log} : {}),
+      });
+      esp = {version: espUpdate.meta.version, grubDir: r.grubDir};
+    }
+    const done: Array<{slot: SlotName; version: string}> = [];
+    for (const slot of slots) {
+      const hook: StepHook | undefined = req.beforeStep ? (n, name) => req.beforeStep!(slot, n, name) : undefined;
+      await installOs(place, slot, osUpdate!, {
+        tryOnce,
+        ...(ctx.sourceDateEpoch !== undefined ? {sourceDateEpoch: ctx.sourceDateEpoch} : {}),
+        ...(hook ? {beforeStep: hook} : {}),
+        tmpDir: ctx.tmpDir,
+        ...(ctx.log ? {log: ctx.log} : {}),
+      });
+      done.push({slot, version: osUpdate!.meta.version});
+    }
+    if (req.defaultSlot) {
+      await setDefault(place, req.defaultSlot, {pubkey: ctx.pubkey});
+      ctx.log?.(`default boot slot: ${slotLabel(req.defaultSlot)}`);
+    }
+    return {slots: done, esp, tryOnce: tryOnce ? slots[0] : undefined};
+  } finally {
+    for (const u of updates) await u.cleanup();
+  }
+}

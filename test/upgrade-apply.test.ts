@@ -1,0 +1,71 @@
+import {execFileSync} from 'node:child_process';
+import {readFileSync} from 'node:fs';
+import {afterEach, beforeEach, describe, expect, it} from 'vitest';
+import {GRUBENV_MIRROR_PATH, GRUBENV_PATH} from '../src/boot/grub-cfg.js';
+import {readGrubEnvTolerant} from '../src/boot/grubenv.js';
+import {installEsp} from '../src/upgrade/apply-esp.js';
+import {installOs} from '../src/upgrade/apply-os.js';
+import {markGood, readStatus, setDefault, versionFloor} from '../src/upgrade/control.js';
+import {FatVolume} from '../src/upgrade/esp-fs.js';
+import {verifyLocal} from '../src/upgrade/fetch-update.js';
+import {openImage, type Place} from '../src/upgrade/place.js';
+import {parsePublicKey} from '../src/sign/keys.js';
+import {EPOCH, UpgradeRig} from './helpers/upgrade-rig.js';
+
+const OS = {kind: 'os', arch: 'x86_64'} as const;
+const ESP = {kind: 'esp', arch: 'x86_64-uefi'} as const;
+
+describe('apply to a disk image', () => {
+  let rig: UpgradeRig;
+  beforeEach(() => {
+    rig = new UpgradeRig('upgrade-apply');
+  });
+  afterEach(() => rig.cleanup());
+
+  it('installs ESP and A, tries B once, and mark-good makes B the default', async () => {
+    const img = await rig.image();
+    const place = await openImage(img);
+    const pubkey = parsePublicKey(readFileSync(rig.pubkeyPath, 'utf8'));
+    const esptar = await rig.esptar('20250101-000000');
+    const os1 = await rig.ostar('20250101-000000');
+    // the real minisign accepts what src/sign made
+    expect(execFileSync('minisign', ['-V', '-p', rig.pubkeyPath, '-m', os1], {encoding: 'utf8'})).toMatch(/Signature and comment signature verified/);
+
+    await installEsp(place, await verifyLocal(esptar.path, {target: ESP, pubkey}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
+    await installOs(place, 'A', await verifyLocal(os1, {target: OS, pubkey}), {tryOnce: false, sourceDateEpoch: EPOCH});
+    await setDefault(place, 'A', {pubkey});
+    await markGood(place, {slot: 'A', pubkey});
+
+    let st = await readStatus(place, {pubkey, verifyContent: true});
+    expect(st.slots.A.condition).toBe('verified');
+    expect(st.slots.A.version).toBe('20250101-000000');
+    expect(st.slots.B.condition).toBe('incomplete'); // formatted, no OS recorded
+    expect(st.esp.bootable).toBe(true);
+    expect(st.esp.grubDir).toBe(esptar.grubDir);
+    expect(st.esp.version).toBe('20250101-000000');
+    expect(st.nextBoot.boots).toBe('A');
+    expect(st.env.highWaterMark).toBe('20250101-000000');
+    expect(await versionFloor(place)).toBe('20250101-000000');
+
+    // a node booted from A applies v2 to B and tries it once
+    const os2 = await rig.ostar('20250202-000000');
+    const live: Place = {...place, booted: 'A'};
+    await installOs(live, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: '20250101-000000'}), {tryOnce: true, sourceDateEpoch: EPOCH});
+    st = await readStatus(place, {pubkey, verifyContent: true});
+    expect(st.slots.B.condition).toBe('verified');
+    expect(st.nextBoot).toMatchObject({boots: 'B', knownGood: 'A', trySpent: true});
+    // if B never reaches mark-good, the boot after that is A again
+    expect(st.bootAfterThat).toMatchObject({boots: 'A', tryRequested: undefined});
+
+    // B booted and healthy: mark-good
+    await markGood({...place, booted: 'B'}, {pubkey});
+    st = await readStatus(place, {pubkey});
+    expect(st.nextBoot).toMatchObject({boots: 'B', knownGood: 'B', tryRequested: undefined});
+    expect(st.env.highWaterMark).toBe('20250202-000000');
+    // both copies of the env block agree, and grub-editenv reads ours
+    const esp = new FatVolume(place.esp.path, place.esp.offset);
+    for (const p of [GRUBENV_PATH, GRUBENV_MIRROR_PATH]) {
+      expect(readGrubEnvTolerant((await esp.read(p))!)?.get('psyopsos_default')).toBe('psyopsOS-B');
+    }
+  });
+});
