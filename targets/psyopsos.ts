@@ -1,6 +1,5 @@
-import type {InputSpec, PsyConfig, TargetConfig} from '../src/engine/config.js';
+import type {InputSpec, JsonValue, PsyConfig, TargetConfig} from '../src/engine/config.js';
 import alpineRoot from '../rules/alpine-root.js';
-import {localIndexFiles} from '../rules/alpine-repositories.js';
 import diskimg from '../rules/diskimg.js';
 import esptar from '../rules/esptar.js';
 import initOrig from '../rules/init-orig.js';
@@ -11,7 +10,7 @@ import modloop from '../rules/modloop.js';
 import ostar from '../rules/ostar.js';
 import sectar from '../rules/sectar.js';
 import squashfs from '../rules/squashfs.js';
-import {withDefaults, type AlpineSettings} from './settings.js';
+import {alpineSettingsFor, packageSettingsOf, withDefaults, type AlpineSettings} from './settings.js';
 
 /**
  * The psyopsOS artifacts as targets. Each names what it reads, so an edit of the init
@@ -20,26 +19,26 @@ import {withDefaults, type AlpineSettings} from './settings.js';
  */
 export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[] {
   const s = withDefaults(partial);
-  const repo = {repositories: [...s.repositories], arch: s.arch, cacheDir: s.cacheDir, keysDir: s.keysDir, nodeRepositories: [...(s.nodeRepositories ?? s.repositories)]};
-  // Local repositories' indexes are inputs: a changed repository re-runs the installs.
-  const indexes = localIndexFiles(s);
-  const repoInputs: Record<string, InputSpec> = indexes.length ? {indexes: {files: indexes}} : {};
-  const world = [...new Set([...s.world, 'mkinitfs'])];
+  const kernelPackages = [`linux-${s.kernelFlavor}`, ...s.firmware];
+  // The lock is the input of both installs: a new lock re-runs them, and early cutoff
+  // stops at whatever did not really change below.
+  const lockInput: Record<string, InputSpec> = {lock: s.lockfile};
+  const settings = packageSettingsOf(s) as JsonValue;
   const targets: TargetConfig[] = [
     {
       name: 'rootfs',
       description: 'the Alpine world installed into a folder (plus its ownership manifest)',
       rule: alpineRoot,
-      inputs: repoInputs,
-      params: {...repo, world},
+      inputs: lockInput,
+      params: {settings, part: 'system', kernelPackages},
       outputs: {root: {dir: 'rootfs/root'}, manifest: 'rootfs/manifest.json'},
     },
     {
       name: 'kernel-root',
       description: `linux-${s.kernelFlavor} and firmware installed into a folder`,
       rule: alpineRoot,
-      inputs: repoInputs,
-      params: {...repo, world: [`linux-${s.kernelFlavor}`, ...s.firmware]},
+      inputs: lockInput,
+      params: {settings, part: 'kernel', kernelPackages},
       outputs: {root: {dir: 'kernel-root/root'}, manifest: 'kernel-root/manifest.json'},
     },
     {
@@ -154,6 +153,6 @@ export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<P
     default: 'diskimg',
     sourceDateEpoch: 1700000000,
     ...extra,
-    settings: {alpine: withDefaults(alpine), ...extra.settings},
+    settings: {alpine: alpineSettingsFor(withDefaults(alpine)), ...extra.settings},
   };
 }

@@ -15,6 +15,8 @@ export interface AlpineSettings {
   readonly nodeRepositories?: readonly string[];
   /** Download cache for mirror indexes and packages. */
   readonly cacheDir: string;
+  /** The lock `psy lock` writes and the installs read. */
+  readonly lockfile: string;
   /** Packages of the root filesystem (mkinitfs is added: the init comes from it). */
   readonly world: readonly string[];
   /** linux-<flavor> is the kernel package. */
@@ -52,6 +54,7 @@ export const defaultAlpineSettings: AlpineSettings = {
   repositories: ['https://dl-cdn.alpinelinux.org/alpine/v3.21/main', 'https://dl-cdn.alpinelinux.org/alpine/v3.21/community'],
   keysDir: 'alpine/keys',
   cacheDir: 'cache/apk',
+  lockfile: 'alpine/packages.lock.json',
   world: ['alpine-base', 'busybox', 'mkinitfs', 'openssh', 'minisign', 'util-linux', 'e2fsprogs', 'grub-efi'],
   kernelFlavor: 'lts',
   firmware: [],
@@ -68,4 +71,28 @@ export const defaultAlpineSettings: AlpineSettings = {
 
 export function withDefaults(s: Partial<AlpineSettings>): AlpineSettings {
   return {...defaultAlpineSettings, ...s, compression: {...defaultAlpineSettings.compression, ...s.compression}, partitions: {...defaultAlpineSettings.partitions, ...s.partitions}};
+}
+
+/**
+ * settings.alpine as written into the config: the world `psy lock` resolves is the
+ * system's world plus mkinitfs (the init comes from it), the kernel and its firmware.
+ */
+export function alpineSettingsFor(s: AlpineSettings): AlpineSettings {
+  const world = [...new Set([...s.world, 'mkinitfs', `linux-${s.kernelFlavor}`, ...s.firmware])];
+  return {...s, world};
+}
+
+/** The part of settings.alpine the package installs depend on (their step parameters). */
+export function packageSettingsOf(s: AlpineSettings): Record<string, unknown> {
+  const full = alpineSettingsFor(s);
+  return {
+    release: full.release,
+    arch: full.arch,
+    repositories: [...full.repositories],
+    keysDir: full.keysDir,
+    world: full.world,
+    lockfile: full.lockfile,
+    cacheDir: full.cacheDir,
+    ...(full.nodeRepositories ? {nodeRepositories: [...full.nodeRepositories]} : {}),
+  };
 }

@@ -7,7 +7,7 @@ import {build, type BuildResult} from '../src/engine/build.js';
 import type {BuildEvent} from '../src/engine/events.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {haveAlpineTestData} from './helpers/shared-data.js';
-import {fixtureSettings, writeConfig, writeProject} from './os-project.js';
+import {fixtureSettings, lockProject, writeConfig, writeProject} from './os-project.js';
 
 const artifacts: Array<[string, string]> = [
   ['initramfs', 'initramfs'],
@@ -120,11 +120,15 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
     }
   }, 300_000);
 
-  it('a package missing from the repositories is named', async () => {
-    await writeConfig(one, fixtureSettings(one, fx, {world: [...fx.minirootfsWorld, 'no-such-package']}));
+  it('a package missing from the repositories is named, and a lock that no longer matches the world is refused', async () => {
+    const withMissing = fixtureSettings(one, fx, {world: [...fx.minirootfsWorld, 'no-such-package']});
+    const err = (await lockProject(one, withMissing).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/no-such-package/);
+    expect(err.message).not.toContain('\n');
+    await writeConfig(one, withMissing);
     try {
       const msg = failure(await timedBuild(one));
-      expect(msg).toMatch(/^rootfs: .*no-such-package/);
+      expect(msg).toMatch(/^(rootfs|kernel-root): the lock does not match settings\.alpine \(world adds no-such-package\): run psy lock$/);
     } finally {
       await writeConfig(one, fixtureSettings(one, fx));
     }

@@ -6,7 +6,10 @@
  */
 import {cp, mkdir, writeFile} from 'node:fs/promises';
 import {join, relative} from 'node:path';
-import type {AlpineSettings} from '../targets/settings.js';
+import {lockWorld} from '../src/apk/alpine-root.js';
+import {writeLock} from '../src/apk/lockfile.js';
+import {validateAlpineSettings} from '../src/apk/settings.js';
+import {alpineSettingsFor, withDefaults, type AlpineSettings} from '../targets/settings.js';
 import type {FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {repoRoot} from './helpers/shared-data.js';
 
@@ -41,6 +44,14 @@ export async function writeProject(dir: string, settings: Partial<AlpineSettings
     "::sysinit:/bin/sh -c '/usr/sbin/psyopsos-slot > /dev/console; sync; poweroff -f'\n",
   );
   await writeConfig(dir, settings);
+  await lockProject(dir, settings);
+}
+
+/** What `psy lock` does: resolve settings.alpine's world into alpine/packages.lock.json. */
+export async function lockProject(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
+  const full = alpineSettingsFor(withDefaults(settings));
+  const lock = await lockWorld({settings: validateAlpineSettings(full), projectRoot: dir});
+  writeLock(join(dir, full.lockfile), lock);
 }
 
 export async function writeConfig(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
