@@ -29,7 +29,7 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS image built from the fixture re
   });
 
   it('boots slot A from RAM with the modloop mounted, then slot B once the env block says B', async () => {
-    const a = await bootAndWatch({image, accel: 'tcg', logFile: join(dir, 'serial-a.log'), marker: markerPattern, timeoutMs: 240_000});
+    const a = await bootAndWatch({image, accel: 'tcg', logFile: join(dir, 'serial-a.log'), marker: markerPattern, timeoutMs: 420_000});
     console.log(`boot A: ${a.seconds.toFixed(1)} s: ${a.line}`);
     expect(a.match[1]).toBe('psyopsOS-A');
     expect(a.match[2]).toBe('overlay');
@@ -38,9 +38,9 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS image built from the fixture re
 
     const esp = await findPartition(image, psyopsLabels.esp);
     await writeFatFile(image, esp, '/grubenv', formatGrubEnv({psyopsos_default: psyopsLabels.b}), 1700000000);
-    const b = await bootAndWatch({image, accel: 'tcg', logFile: join(dir, 'serial-b.log'), marker: markerPattern, timeoutMs: 240_000});
+    const b = await bootAndWatch({image, accel: 'tcg', logFile: join(dir, 'serial-b.log'), marker: markerPattern, timeoutMs: 420_000});
     console.log(`boot B: ${b.seconds.toFixed(1)} s: ${b.line}`);
     expect(b.match[1]).toBe('psyopsOS-B');
     expect(b.log).toContain('Loading psyopsOS slot psyopsOS-B into RAM: ok.');
-  }, 600_000);
+  }, 900_000);
 });

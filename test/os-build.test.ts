@@ -1,3 +1,4 @@
+import {spawnSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {mkdir, mkdtemp, readFile, readdir, rm, symlink, utimes, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
@@ -6,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {build, type BuildResult} from '../src/engine/build.js';
 import type {BuildEvent} from '../src/engine/events.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
-import {haveAlpineTestData} from './helpers/shared-data.js';
+import {haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
 import {fixtureSettings, lockProject, writeConfig, writeProject} from './os-project.js';
 
 const artifacts: Array<[string, string]> = [
@@ -168,4 +169,37 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
       await writeConfig(one, base0);
     }
   }, 300_000);
+
+  it('psy mkinitpatch --edit writes the patched init; psy mkinitpatch turns edits back into the patch', async () => {
+    const npmBuild = spawnSync('npm', ['run', 'build'], {cwd: repoRoot, encoding: 'utf8'});
+    expect(npmBuild.status, npmBuild.stderr).toBe(0);
+    const psy = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), ...args], {cwd: one, encoding: 'utf8'});
+    const patchPath = join(one, 'alpine/initramfs-init.patch');
+    const patch = await readFile(patchPath, 'utf8');
+    const edited = join(one, 'alpine/initramfs-init.patched');
+    try {
+      const missing = psy('mkinitpatch');
+      expect(missing.status).not.toBe(0);
+      expect(missing.stderr.trim()).toMatch(/no edited init at alpine\/initramfs-init\.patched: run psy mkinitpatch --edit first$/);
+      const e = psy('mkinitpatch', '--edit');
+      expect(e.status, e.stderr).toBe(0);
+      const text = await readFile(edited, 'utf8');
+      expect(text).toContain('KOPT_psyopsos=');
+      expect(psy('mkinitpatch', '--edit').status).not.toBe(0); // keeps unsaved edits
+      const same = psy('mkinitpatch');
+      expect(same.stdout).toContain('unchanged');
+      await writeFile(edited, text.replace('\tKOPT_overlaytmpfs=yes\n', '\tKOPT_overlaytmpfs=yes\n\tKOPT_overlaytmpfsflags=size=90%\n'));
+      const save = psy('mkinitpatch');
+      expect(save.status, save.stderr).toBe(0);
+      const now = await readFile(patchPath, 'utf8');
+      expect(now).toContain('+\tKOPT_overlaytmpfsflags=size=90%');
+      expect(now).toMatch(/@@ -\d+,6 \+\d+,29 @@/);
+      const rebuilt = await timedBuild(one);
+      expect([...rebuilt.result.ran].sort()).toEqual(['diskimg', 'init', 'initramfs', 'ostar']);
+    } finally {
+      await writeFile(patchPath, patch);
+      await rm(edited, {force: true});
+    }
+  }, 600_000);
 });
+
