@@ -5,6 +5,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {build, type BuildResult} from '../src/engine/build.js';
+import {findPartition, listExt4, psyopsLabels, readExt4File} from '../src/disk/index.js';
 import type {BuildEvent} from '../src/engine/events.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
@@ -199,6 +200,28 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
     } finally {
       await writeFile(patchPath, patch);
       await rm(edited, {force: true});
+    }
+  }, 600_000);
+
+  it('naming a node builds its sectar into the psyops-secret partition', async () => {
+    const secrets = join(one, 'secrets/testnode1');
+    await mkdir(secrets, {recursive: true});
+    await writeFile(join(secrets, 'mactab'), 'psy0 ac:ed:de:ad:be:ef\n');
+    const withNode = fixtureSettings(one, fx, {node: {name: 'testnode1', secretsDir: 'secrets/testnode1'}});
+    await writeConfig(one, withNode);
+    try {
+      const r = await timedBuild(one);
+      expect(r.result.ok, JSON.stringify(r.result.failed)).toBe(true);
+      expect([...r.result.ran].sort()).toEqual(['diskimg', 'sectar']);
+      const image = r.result.outputs['diskimg']!['image']!;
+      expect(image).toMatch(/psyopsOS\.x86_64-uefi\.testnode1\.img$/);
+      const secret = await findPartition(image, psyopsLabels.secret);
+      expect((await readExt4File(image, secret, '/nodename')).toString()).toBe('testnode1\n');
+      expect((await readExt4File(image, secret, '/mactab')).toString()).toBe('psy0 ac:ed:de:ad:be:ef\n');
+      const files = await listExt4(image, secret, '/');
+      expect(files.find((f) => f.path === 'mactab')!.mode & 0o777).toBe(0o600);
+    } finally {
+      await writeConfig(one, fixtureSettings(one, fx));
     }
   }, 600_000);
 });
