@@ -28,13 +28,13 @@ export default defineRule({
     const lockPath = ctx.inputs['lock']![0]!;
     const lock = readLock(lockPath);
     const stale = lockSettingsProblems(settings, lock);
-    if (stale.length) throw new PsyError('apk-lock-stale', `${ctx.target}: the lock does not match settings.alpine (${stale.join('; ')}): run psy lock`);
+    if (stale.length) throw new PsyError('apk-lock-stale', `the lock does not match settings.alpine (${stale.join('; ')}): run psy lock`);
     const kernelNames = new Set(ctx.params['kernelPackages'] as string[]);
     const part = String(ctx.params['part']);
     const wanted = lock.packages.filter((p) => kernelNames.has(p.name) === (part === 'kernel'));
     for (const name of kernelNames) {
       if (part === 'kernel' && !lock.packages.some((p) => p.name === name)) {
-        throw new PsyError('apk-lock-stale', `${ctx.target}: ${name} is not in the lock; add it to settings.alpine.world and run psy lock`);
+        throw new PsyError('apk-lock-stale', `${name} is not in the lock; add it to settings.alpine.world and run psy lock`);
       }
     }
     const {client, specs} = openRepositories({settings, projectRoot: ctx.root, log: (l) => ctx.log(l)});
@@ -42,14 +42,14 @@ export default defineRule({
     const packages: ApkPackage[] = [];
     for (const p of wanted) {
       const spec = byLocation.get(p.repository);
-      if (!spec) throw new PsyError('apk-lock-stale', `${ctx.target}: locked ${p.name} comes from ${p.repository}, which is not configured: run psy lock`);
+      if (!spec) throw new PsyError('apk-lock-stale', `locked ${p.name} comes from ${p.repository}, which is not configured: run psy lock`);
       try {
         packages.push(await client.package(spec, p.name, p.version, p.checksum));
       } catch (err) {
         if (isPsyError(err) && err.code === 'apk-network') {
           throw new PsyError(
             'mirror-unreachable',
-            `${ctx.target}: Alpine mirror cannot be reached (${err.message}); build offline from the package cache (${settings.cacheDir ?? 'cache/apk'}, filled by an earlier online build) or from a local repository folder in settings.alpine.repositories (see docs/readme-os.md)`,
+            `Alpine mirror cannot be reached (${err.message}); build offline from the package cache (${settings.cacheDir ?? 'cache/apk'}, filled by an earlier online build) or from a local repository folder in settings.alpine.repositories (see docs/readme-os.md)`,
           );
         }
         throw err;
@@ -73,6 +73,6 @@ export default defineRule({
       sourceDateEpoch: ctx.sourceDateEpoch,
     });
     writeManifest(ctx.outputs['manifest']!, result.manifest);
-    ctx.log(`${ctx.target}: installed ${packages.length} locked packages`);
+    ctx.log(`installed ${packages.length} locked packages`);
   },
 });

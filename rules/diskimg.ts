@@ -30,7 +30,7 @@ export default defineRule({
     if (osBytes > sizes.slotMiB * 1048576 * 0.9 - 4 * 1048576) {
       throw new PsyError(
         'slot-too-small',
-        `${ctx.target}: the OS (${(osBytes / 1048576).toFixed(1)} MiB: kernel, initramfs, modloop, squashfs) does not fit a ${sizes.slotMiB} MiB slot; raise settings.alpine.partitions.slotMiB`,
+        `the OS (${(osBytes / 1048576).toFixed(1)} MiB: kernel, initramfs, modloop, squashfs) does not fit a ${sizes.slotMiB} MiB slot; raise settings.alpine.partitions.slotMiB`,
       );
     }
     const esp = join(ctx.tmpDir, 'esp');

@@ -14,7 +14,7 @@ export default defineRule({
     try {
       await copyFile(src, ctx.outputs['init']!);
     } catch {
-      throw new PsyError('missing-file', `${ctx.target}: the installed root has no usr/share/mkinitfs/initramfs-init; add mkinitfs to settings.alpine.world`);
+      throw new PsyError('missing-file', `the installed root has no usr/share/mkinitfs/initramfs-init; add mkinitfs to settings.alpine.world`);
     }
   },
 });

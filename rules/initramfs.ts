@@ -38,6 +38,6 @@ export default defineRule({
       ctx.tmpDir,
       ctx.run,
     );
-    ctx.log(`${ctx.target}: ${r.modules.length} modules, ${r.files.length} files`);
+    ctx.log(`${r.modules.length} modules, ${r.files.length} files`);
   },
 });

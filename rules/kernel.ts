@@ -25,7 +25,7 @@ export default defineRule({
       try {
         await copyFile(join(boot, name), out);
       } catch {
-        throw new PsyError('missing-file', `${ctx.target}: boot/${name} is not in the installed linux-${flavor} package`);
+        throw new PsyError('missing-file', `boot/${name} is not in the installed linux-${flavor} package`);
       }
     };
     await need(`vmlinuz-${flavor}`, ctx.outputs['kernel']!);
@@ -33,7 +33,7 @@ export default defineRule({
     await need(`config-${flavor}`, ctx.outputs['config']!);
     const versions = await readdir(join(root, 'lib/modules')).catch(() => [] as string[]);
     if (versions.length !== 1) {
-      throw new PsyError('kernel-modules', `${ctx.target}: expected one lib/modules/<version> in linux-${flavor}, found ${versions.length ? versions.join(', ') : 'none'}`);
+      throw new PsyError('kernel-modules', `expected one lib/modules/<version> in linux-${flavor}, found ${versions.length ? versions.join(', ') : 'none'}`);
     }
     const version = versions[0]!;
     await writeFile(ctx.outputs['version']!, version + '\n');

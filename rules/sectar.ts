@@ -19,7 +19,7 @@ export default defineRule({
     const dir = String(ctx.params['dir']);
     const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
     if (!(await lstat(abs).catch(() => undefined))?.isDirectory()) {
-      throw new PsyError('missing-input', `${ctx.target}: secrets folder ${dir} for node ${node} does not exist`);
+      throw new PsyError('missing-input', `secrets folder ${dir} for node ${node} does not exist`);
     }
     const entries: TarEntry[] = (await directoryEntries(abs)).map((e) => (e.type === 'file' ? {...e, mode: 0o600} : e));
     if (!entries.some((e) => e.path === 'nodename')) {

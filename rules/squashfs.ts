@@ -34,7 +34,7 @@ export default defineRule({
     for (const dir of (ctx.params['overlayDirs'] as string[] | undefined) ?? []) {
       const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
       if (!(await lstat(abs).catch(() => undefined))?.isDirectory()) {
-        throw new PsyError('missing-input', `${ctx.target}: overlay folder ${dir} does not exist`);
+        throw new PsyError('missing-input', `overlay folder ${dir} does not exist`);
       }
       await cp(abs, stage, {recursive: true, verbatimSymlinks: true, force: true});
     }
