@@ -9,6 +9,7 @@ import {findPartition, listExt4, psyopsLabels, readExt4File} from '../src/disk/i
 import type {BuildEvent} from '../src/engine/events.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
+import {parseTar} from '../src/image/tar.js';
 import {fixtureSettings, lockProject, writeConfig, writeProject} from './os-project.js';
 
 const artifacts: Array<[string, string]> = [
@@ -220,6 +221,30 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
       expect((await readExt4File(image, secret, '/mactab')).toString()).toBe('psy0 ac:ed:de:ad:be:ef\n');
       const files = await listExt4(image, secret, '/');
       expect(files.find((f) => f.path === 'mactab')!.mode & 0o777).toBe(0o600);
+    } finally {
+      await writeConfig(one, fixtureSettings(one, fx));
+    }
+  }, 600_000);
+
+  it('EFI extras go into the esptar with a manifest and a menu entry; the OS tarball is untouched', async () => {
+    await mkdir(join(one, 'efi'), {recursive: true});
+    await writeFile(join(one, 'efi/hello.efi'), Buffer.from('MZ-not-really-an-efi-program'));
+    await writeConfig(one, fixtureSettings(one, fx, {efiExtras: {'efi/hello.efi': 'Hello EFI'}}));
+    try {
+      const r = await timedBuild(one);
+      expect(r.result.ok, JSON.stringify(r.result.failed)).toBe(true);
+      expect([...r.result.ran].sort()).toEqual(['diskimg', 'esptar']);
+      const names: string[] = [];
+      const files = new Map<string, string>();
+      parseTar(await readFile(r.result.outputs['esptar']!['esptar']!), 'esptar', (m, d) => {
+        names.push(m.path);
+        files.set(m.path, d.toString());
+      });
+      expect(names).toContain('EFI/BOOT/BOOTX64.EFI');
+      expect(names.some((n) => /^grub-[0-9a-f]+\/hello\.efi$/.test(n))).toBe(true);
+      expect(JSON.parse(files.get('manifest.json')!)).toEqual({version: 1, extra_programs: {'hello.efi': 'Hello EFI'}});
+      const cfg = [...files.entries()].find(([n]) => n.endsWith('/grub.cfg'))![1];
+      expect(cfg).toContain("menuentry 'Hello EFI'");
     } finally {
       await writeConfig(one, fixtureSettings(one, fx));
     }
