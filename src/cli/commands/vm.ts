@@ -102,8 +102,17 @@ export const command: Command = {
     const args = qemuArgs({...base, serial: {kind: 'stdio'}}, accel);
     return new Promise<number>((resolvePromise, reject) => {
       const child = spawn(QEMU, args, {stdio: 'inherit'});
+      // Ctrl-C reaches the guest (QEMU owns the raw terminal); a TERM or HUP sent to
+      // psy must not leave the VM running.
+      const forward = (sig: NodeJS.Signals) => child.kill(sig);
+      process.on('SIGTERM', forward);
+      process.on('SIGHUP', forward);
       child.on('error', (e) => reject(qemuMissing(e) ?? new PsyError('vm-failed', `${QEMU}: ${e.message}`)));
-      child.on('close', (code) => resolvePromise(code ?? 1));
+      child.on('close', (code) => {
+        process.off('SIGTERM', forward);
+        process.off('SIGHUP', forward);
+        resolvePromise(code ?? 1);
+      });
     });
   },
 };
