@@ -205,6 +205,7 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
   }, 600_000);
 
   it('naming a node builds its sectar into the psyops-secret partition', async () => {
+    expect((await timedBuild(one)).result.ok).toBe(true); // settle what earlier tests left stale
     const secrets = join(one, 'secrets/testnode1');
     await mkdir(secrets, {recursive: true});
     await writeFile(join(secrets, 'mactab'), 'psy0 ac:ed:de:ad:be:ef\n');
@@ -227,6 +228,7 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
   }, 600_000);
 
   it('EFI extras go into the esptar with a manifest and a menu entry; the OS tarball is untouched', async () => {
+    expect((await timedBuild(one)).result.ok).toBe(true); // settle what earlier tests left stale
     await mkdir(join(one, 'efi'), {recursive: true});
     await writeFile(join(one, 'efi/hello.efi'), Buffer.from('MZ-not-really-an-efi-program'));
     await writeConfig(one, fixtureSettings(one, fx, {efiExtras: {'efi/hello.efi': 'Hello EFI'}}));
