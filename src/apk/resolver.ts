@@ -56,10 +56,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     for (const r of repo.records) {
       if (r.arch !== opts.arch && r.arch !== 'noarch') continue;
       add(r.name, {record: r, repo: ri, providedVersion: r.version});
-      for (const p of r.provides) {
-        const prov = parseProvide(p);
-        add(prov.name, {record: r, repo: ri, providedVersion: prov.version});
-      }
+      for (const prov of names(r).slice(1)) add(prov.name, {record: r, repo: ri, providedVersion: prov.version});
       if (r.installIf.length) installIfs.push({record: r, repo: ri, providedVersion: r.version});
     }
   });
@@ -144,7 +141,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
       if (!list) provided.set(n.name, (list = []));
       list.push(c);
     }
-    const deps = parseDependencies(c.record.depends, me);
+    const deps = depsOf(c.record);
     for (const d of deps.filter((x) => x.conflict)) {
       for (const other of provided.get(d.name) ?? []) {
         if (other.record.name !== name && matches({...d, conflict: false}, other)) {
@@ -186,7 +183,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     changed = false;
     for (const c of installIfs) {
       if (selected.has(c.record.name)) continue;
-      const conds = parseDependencies(c.record.installIf, label(c.record));
+      const conds = installIfOf(c.record);
       if (!conds.every((d) => satisfiedBySelected(d))) continue;
       const best = (providers.get(c.record.name) ?? []).filter((x) => x.record.installIf.length && x.providedVersion === x.record.version);
       const pick = [...best].sort((a, b) => prefer(a, b, false, opts.preferred))[0]!;
@@ -204,8 +201,27 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   }));
 }
 
+// Parsed forms per record, computed once: resolving a world touches the same records often.
+const namesCache = new WeakMap<IndexRecord, Array<{name: string; version: string | undefined}>>();
+const depsCache = new WeakMap<IndexRecord, Dependency[]>();
+const installIfCache = new WeakMap<IndexRecord, Dependency[]>();
+
 function names(r: IndexRecord): Array<{name: string; version: string | undefined}> {
-  return [{name: r.name, version: r.version}, ...r.provides.map(parseProvide)];
+  let n = namesCache.get(r);
+  if (!n) namesCache.set(r, (n = [{name: r.name, version: r.version}, ...r.provides.map(parseProvide)]));
+  return n;
+}
+
+function depsOf(r: IndexRecord): Dependency[] {
+  let d = depsCache.get(r);
+  if (!d) depsCache.set(r, (d = parseDependencies(r.depends, `${r.name}-${r.version}`)));
+  return d;
+}
+
+function installIfOf(r: IndexRecord): Dependency[] {
+  let d = installIfCache.get(r);
+  if (!d) installIfCache.set(r, (d = parseDependencies(r.installIf, `${r.name}-${r.version}`)));
+  return d;
 }
 
 function matches(dep: Dependency, c: Candidate): boolean {
