@@ -170,6 +170,24 @@ describe.skipIf(!haveAlpineTestData())('resolver (real Alpine v3.16 index)', () 
     );
   });
 
+  it('resolves a sample of the index to complete package sets', () => {
+    const failures: string[] = [];
+    let resolved = 0;
+    index.records.forEach((r, i) => {
+      if (i % 40 !== 0) return;
+      try {
+        const set = resolve({world: [r.name], arch: 'x86_64', repositories: main()});
+        expect(checkPackageSet([r.name], set.map((p) => p.record))).toEqual([]);
+        resolved++;
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+    });
+    expect(resolved).toBeGreaterThan(120);
+    // the only packages of main that cannot resolve need community (not in this test data)
+    for (const f of failures) expect(f).toMatch(/no package in the repositories provides/);
+  });
+
   it('resolves a base system with /bin/sh, so: and install_if', () => {
     const r = resolve({world: ['alpine-base', 'openssh'], arch: 'x86_64', repositories: main()});
     const got = new Set(r.map((p) => p.record.name));
