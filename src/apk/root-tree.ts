@@ -113,6 +113,11 @@ export class RootTree {
     if (!st) return;
     if (st.isDirectory()) throw new PsyError('apk-file-conflict', `'${real}' is a directory and cannot be replaced`);
     unlinkSync(this.abs(real));
+    if (st.isSymbolicLink()) {
+      // a replaced symlink may have been a directory on the way to other paths
+      this.#dirs.clear();
+      this.#dirs.set('', '');
+    }
   }
 
   writeFile(real: string, data: Buffer, e: Omit<ManifestEntry, 'path' | 'type' | 'onDisk'>): void {
