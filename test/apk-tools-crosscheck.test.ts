@@ -16,7 +16,7 @@ import {installPackages, type InstallResult} from '../src/apk/installer.js';
 import {loadKeyring} from '../src/apk/keys.js';
 import {resolve} from '../src/apk/resolver.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
-import {haveAlpineTestData} from './helpers/shared-data.js';
+import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -121,6 +121,46 @@ describe.skipIf(!haveAlpineTestData())('real apk-tools accepts what psy writes',
     const links = extra.filter((p) => manifest.get(p)!.type === 'symlink' && manifest.get(p)!.target === '/bin/busybox');
     expect(links.length).toBe(installed.busyboxLinks);
     expect(extra.filter((p) => !links.includes(p))).toEqual(['etc/apk/repositories']);
+  });
+
+  it('resolves the real v3.16 index to the same packages as apk add --simulate', () => {
+    const sim = join(work, 'sim');
+    mkdirSync(join(sim, 'etc/apk/keys'), {recursive: true});
+    for (const k of readdirSync(join(alpineTestData, 'keys'))) cpSync(join(alpineTestData, 'keys', k), join(sim, 'etc/apk/keys', k));
+    apk('--root', sim, 'add', '--initdb', '--no-cache');
+    const repo = join(alpineTestData, 'v3.16/main');
+    const index = readApkIndex(readFileSync(join(repo, 'x86_64/APKINDEX.tar.gz')), 'v3.16', {keyring: loadKeyring(join(alpineTestData, 'keys'))});
+    const worlds = [
+      ['alpine-base', 'openssh'],
+      ['strace'],
+      ['busybox', 'curl'],
+      ['python3'],
+      ['vim'],
+      ['alpine-base', 'vim', 'gvim'],
+      ['busybox', 'vim', 'gvim'],
+      ['linux-lts'],
+      ['busybox', 'curl', 'git', 'openssh', 'e2fsprogs', 'util-linux', 'grub-efi', 'linux-lts', 'mkinitfs'],
+      ['curl'], // refused by both: /bin/sh is virtual and nothing provides it with a priority
+      ['openssh-client-default', 'openssh-client-krb5'], // refused by both: conflict
+    ];
+    for (const world of worlds) {
+      let theirs: string[];
+      try {
+        const out = apk('--root', sim, 'add', '--simulate', '--no-cache', '--repository', repo, ...world);
+        theirs = [...out.matchAll(/Installing (\S+) \((\S+)\)/g)].map((m) => `${m[1]}-${m[2]}`).sort();
+      } catch {
+        theirs = ['refused'];
+      }
+      let ours: string[];
+      try {
+        ours = resolve({world, arch: 'x86_64', repositories: [{name: repo, records: index.records}]})
+          .map((p) => `${p.record.name}-${p.record.version}`)
+          .sort();
+      } catch {
+        ours = ['refused'];
+      }
+      expect(ours, world.join(' ')).toEqual(theirs);
+    }
   });
 
   it('apk works on the root psy installed: info, audit, del', () => {
