@@ -148,6 +148,12 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
     {path: 'etc/app.conf', type: 'file', mode: 0o644, data: Buffer.from(data)},
   ];
 
+  it('refuses a directory where an earlier package put a file', () => {
+    const a = pkg('a', [{path: 'etc/', type: 'directory', mode: 0o755}, {path: 'etc/x', type: 'file', mode: 0o644, data: Buffer.from('f')}]);
+    const b = pkg('b', [{path: 'etc/', type: 'directory', mode: 0o755}, {path: 'etc/x/', type: 'directory', mode: 0o755}]);
+    expect(() => install(join(tempDir(), 'root'), [a, b])).toThrow("package b-1.0-r0: directory 'etc/x' would replace a file or link installed before");
+  });
+
   it('refuses a file conflict between unrelated packages, naming both', () => {
     expect(() => install(join(tempDir(), 'root'), [pkg('one', conf('1')), pkg('two', conf('2'))])).toThrow(
       "package two-1.0-r0: 'etc/app.conf' is already installed by one-1.0-r0 (no replaces, different origin)",
