@@ -115,6 +115,21 @@ describe('installer refuses archives that reach outside the root', () => {
     expect(readFileSync(join(base, 'root/etc/conf'), 'utf8')).toBe('pkg');
   });
 
+  it('follows a directory symlink as it is after another package replaced it', () => {
+    const base = tempDir();
+    const a = craft('a', [
+      {path: 'data1/', type: 'directory', mode: 0o755, mtime: 1},
+      {path: 'data2/', type: 'directory', mode: 0o755, mtime: 1},
+      {path: 'cur', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: 'data1'},
+      file('cur/one'),
+    ]);
+    const b = craft('b', [{path: 'cur', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: 'data2'}, file('cur/two')]);
+    const bSameOrigin = {...b, meta: {...b.meta, origin: 'a'}};
+    install(join(base, 'root'), [a, bSameOrigin]);
+    expect(readdirSync(join(base, 'root/data1'))).toEqual(['one']);
+    expect(readdirSync(join(base, 'root/data2'))).toEqual(['two']);
+  });
+
   it('refuses a file whose content does not match its PAX SHA-1', () => {
     const p = craft('liar', [{...file('etc/x', 'real'), pax: [['APK-TOOLS.checksum.SHA1', createHash('sha1').update('fake').digest('hex')]]}]);
     expect(() => install(join(tempDir(), 'root'), [p])).toThrow("'etc/x' does not match its recorded SHA-1");
@@ -132,6 +147,12 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
     {path: 'etc/', type: 'directory', mode: 0o755},
     {path: 'etc/app.conf', type: 'file', mode: 0o644, data: Buffer.from(data)},
   ];
+
+  it('refuses a directory where an earlier package put a file', () => {
+    const a = pkg('a', [{path: 'etc/', type: 'directory', mode: 0o755}, {path: 'etc/x', type: 'file', mode: 0o644, data: Buffer.from('f')}]);
+    const b = pkg('b', [{path: 'etc/', type: 'directory', mode: 0o755}, {path: 'etc/x/', type: 'directory', mode: 0o755}]);
+    expect(() => install(join(tempDir(), 'root'), [a, b])).toThrow("package b-1.0-r0: directory 'etc/x' would replace a file or link installed before");
+  });
 
   it('refuses a file conflict between unrelated packages, naming both', () => {
     expect(() => install(join(tempDir(), 'root'), [pkg('one', conf('1')), pkg('two', conf('2'))])).toThrow(

@@ -75,6 +75,10 @@ describe.skipIf(!haveAlpineTestData())('psy lock', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('psy lock: alpine/packages.lock.json: world adds zlib\n');
     expect(bad.stderr).toContain('is out of date (run psy lock)');
+    // relocking says what changed
+    const relock = await psy(dir, 'lock');
+    expect(relock.stdout).toBe(`alpine/packages.lock.json: ${lock.packages.length + 1} packages\n  + zlib 1.3.1-r1\n`);
+    expect((await psy(dir, 'lock', '--check')).code).toBe(0);
   });
 
   it('--check notices a locked package that the repository no longer has', async () => {

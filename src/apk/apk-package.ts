@@ -44,7 +44,7 @@ export interface ApkPackage {
 }
 
 export interface ReadApkOptions {
-  /** Trusted keys. Without it, `allowUnsigned` must be set. */
+  /** Trusted keys. Required unless `skipSignature` is set. */
   readonly keyring?: Keyring;
   /** Skip the signature check (the checksum from a verified index vouches instead). */
   readonly skipSignature?: boolean;
@@ -107,9 +107,4 @@ export function readApk(bytes: Buffer, source: string, options: ReadApkOptions =
   }
   const dataEntries = readTar(data.data, what);
   return {source, meta, checksum, size: bytes.length, signedBy, signatures: sigs, scripts, dataEntries};
-}
-
-/** Hex SHA-1 a data entry carries in its `APK-TOOLS.checksum.SHA1` PAX record, if any. */
-export function entrySha1(e: TarEntry): string | undefined {
-  return e.pax['APK-TOOLS.checksum.SHA1'];
 }

@@ -94,6 +94,7 @@ export function writeApkIndex(input: WriteIndexInput): Buffer {
   });
   const tar = writeTar([file('DESCRIPTION', input.description), file('APKINDEX', formatIndexText(records))], {
     format: 'gnu',
+    fullWidthNumbers: true,
   });
   const body = gzipMember(tar);
   return input.key ? Buffer.concat([signatureMember(body, input.key, input.mtime, input.algorithm), body]) : body;

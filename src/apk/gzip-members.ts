@@ -11,7 +11,6 @@ export interface GzipMember {
   readonly data: Buffer;
 }
 
-const FTEXT = 1;
 const FHCRC = 2;
 const FEXTRA = 4;
 const FNAME = 8;
@@ -44,7 +43,6 @@ export function splitGzipMembers(buf: Buffer, what: string, maxMembers = Infinit
     if (flags & FNAME) p = skipZeroTerminated(buf, p, what);
     if (flags & FCOMMENT) p = skipZeroTerminated(buf, p, what);
     if (flags & FHCRC) p += 2;
-    void FTEXT;
     if (p >= buf.length) throw truncated(what);
     let data: Buffer;
     let consumed: number;

@@ -73,7 +73,7 @@ export function formatScriptsTar(pkgs: readonly InstalledPackage[], order: reado
       });
     }
   }
-  return writeTar(entries, {format: 'gnu', recordSize: 10240});
+  return writeTar(entries, {format: 'gnu', recordSize: 10240, fullWidthNumbers: true});
 }
 
 /** triggers: `Q1… glob glob…` per package with triggers, install order. */

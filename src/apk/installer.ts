@@ -59,6 +59,14 @@ export interface InstallResult {
   readonly busyboxLinks: number;
 }
 
+const INITDB_DEVICES: ReadonlyArray<readonly [string, number, number, number]> = [
+  ['console', 0o600, 5, 1],
+  ['null', 0o666, 1, 3],
+  ['random', 0o666, 1, 8],
+  ['urandom', 0o666, 1, 9],
+  ['zero', 0o666, 1, 5],
+];
+
 interface Owner {
   readonly pkg: number;
   readonly dir: string;
@@ -219,7 +227,15 @@ function writeDatabase(tree: RootTree, opts: InstallOptions, installed: readonly
     const real = tree.resolve(rel, 'apk database');
     tree.writeFile(real, Buffer.isBuffer(data) ? data : Buffer.from(data), {mode, uid: 0, gid: 0, mtime: epoch});
   };
-  for (const d of ['etc', 'etc/apk', 'etc/apk/keys', 'lib', 'lib/apk', 'lib/apk/db', 'var', 'var/cache', 'var/cache/apk']) dir(d);
+  for (const d of ['etc', 'etc/apk', 'etc/apk/keys', 'lib', 'lib/apk', 'lib/apk/db', 'var', 'var/cache', 'var/cache/apk', 'dev']) dir(d);
+  // The device nodes `apk add --initdb` makes (as root); creating them needs root, so
+  // they exist only in the manifest, for the filesystem builder.
+  for (const [name, mode, major, minor] of INITDB_DEVICES) {
+    const real = tree.resolve(`dev/${name}`, 'apk database');
+    if (!tree.entries.has(real) && !tree.lstat(real)) {
+      tree.special(real, 'char', {mode, uid: 0, gid: 0, mtime: epoch, major, minor});
+    }
+  }
   file('lib/apk/db/installed', formatInstalledDb(installed));
   file('lib/apk/db/scripts.tar', formatScriptsTar(installed, SCRIPT_NAMES));
   file('lib/apk/db/triggers', formatTriggers(installed));

@@ -72,3 +72,20 @@ export function writeLock(path: string, lock: AlpineLock): void {
   writeFileSync(tmp, formatLock(lock));
   renameSync(tmp, path);
 }
+
+/** What changed between two locks, one line per package, sorted by name. */
+export function lockChanges(before: AlpineLock, after: AlpineLock): string[] {
+  const old = new Map(before.packages.map((p) => [p.name, p]));
+  const now = new Map(after.packages.map((p) => [p.name, p]));
+  const names = [...new Set([...old.keys(), ...now.keys()])].sort();
+  const out: string[] = [];
+  for (const n of names) {
+    const a = old.get(n);
+    const b = now.get(n);
+    if (!a) out.push(`+ ${n} ${b!.version}`);
+    else if (!b) out.push(`- ${n} ${a.version}`);
+    else if (a.version !== b.version) out.push(`~ ${n} ${a.version} -> ${b.version}`);
+    else if (a.checksum !== b.checksum) out.push(`~ ${n} ${a.version} (rebuilt: ${a.checksum} -> ${b.checksum})`);
+  }
+  return out;
+}

@@ -56,10 +56,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     for (const r of repo.records) {
       if (r.arch !== opts.arch && r.arch !== 'noarch') continue;
       add(r.name, {record: r, repo: ri, providedVersion: r.version});
-      for (const p of r.provides) {
-        const prov = parseProvide(p);
-        add(prov.name, {record: r, repo: ri, providedVersion: prov.version});
-      }
+      for (const prov of names(r).slice(1)) add(prov.name, {record: r, repo: ri, providedVersion: prov.version});
       if (r.installIf.length) installIfs.push({record: r, repo: ri, providedVersion: r.version});
     }
   });
@@ -67,7 +64,6 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   const selected = new Map<string, {c: Candidate; requiredBy: string[]}>(); // by package name
   const provided = new Map<string, Candidate[]>(); // name → selected providers
   const conflicts: Array<{dep: Dependency; by: string; byName: string}> = [];
-  const order: Candidate[] = [];
   const label = (r: IndexRecord) => `${r.name}-${r.version}`;
 
   const conflictsWith = (c: Candidate): string | undefined => {
@@ -83,7 +79,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   const satisfiedBySelected = (dep: Dependency): Candidate | undefined =>
     (provided.get(dep.name) ?? []).find((c) => matches(dep, c));
 
-  const choose = (dep: Dependency, requester: string): Candidate => {
+  const choose = (dep: Dependency, requester: string): Candidate | undefined => {
     const all = (providers.get(dep.name) ?? []).filter((c) => {
       const tag = opts.repositories[c.repo]!.tag;
       return dep.tag ? tag === dep.tag : tag === undefined;
@@ -115,18 +111,12 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
       throw new PsyError('apk-unsatisfiable', `cannot resolve '${formatDependency(dep)}' required by ${requester}: ${why}`);
     }
     const virtual = usable.every((c) => c.providedVersion === undefined);
-    if (virtual) {
-      const prio = usable.filter((c) => c.record.providerPriority !== undefined);
-      const distinct = new Set(usable.map((c) => c.record.name));
-      if (prio.length === 0 && distinct.size > 1) {
-        throw new PsyError(
-          'apk-unsatisfiable',
-          `'${dep.name}' (required by ${requester}) is a virtual package provided by ${[...distinct].sort().join(', ')}: add one of them to the world`,
-        );
-      }
-    }
-    return [...usable].sort((a, b) => prefer(a, b, virtual, opts.preferred))[0]!;
+    // apk never picks a provider of a virtual name by itself unless it has a
+    // provider_priority; the name may still be satisfied by a package selected otherwise.
+    if (virtual && usable.every((c) => c.record.providerPriority === undefined)) return undefined;
+    return [...usable].sort((a, b) => prefer(a, b, virtual, dep.name, opts.preferred))[0]!;
   };
+  const pending: Array<{dep: Dependency; requester: string}> = [];
 
   const install = (c: Candidate, requester: string) => {
     const name = c.record.name;
@@ -138,13 +128,25 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     const me = label(c.record);
     const clash = conflictsWith(c);
     if (clash) throw new PsyError('apk-unsatisfiable', `${me} (required by ${requester}) conflicts with ${clash}`);
+    // A name (own or versioned provide) has one owner: two packages cannot both be it.
+    for (const n of names(c.record)) {
+      if (n.version === undefined) continue;
+      const other = (provided.get(n.name) ?? []).find((o) => o.providedVersion !== undefined && o.record.name !== name);
+      if (other) {
+        throw new PsyError(
+          'apk-unsatisfiable',
+          `${me} (required by ${requester}) and ${label(other.record)} (required by ${selected.get(other.record.name)!.requiredBy.join(', ')}) both provide '${n.name}'`,
+        );
+      }
+    }
     selected.set(name, {c, requiredBy: [requester]});
     for (const n of names(c.record)) {
       let list = provided.get(n.name);
       if (!list) provided.set(n.name, (list = []));
-      list.push(c);
+      // each name at the version this package provides it (not the one it was chosen by)
+      list.push({record: c.record, repo: c.repo, providedVersion: n.version});
     }
-    const deps = parseDependencies(c.record.depends, me);
+    const deps = depsOf(c.record);
     for (const d of deps.filter((x) => x.conflict)) {
       for (const other of provided.get(d.name) ?? []) {
         if (other.record.name !== name && matches({...d, conflict: false}, other)) {
@@ -162,13 +164,24 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
         if (!s.requiredBy.includes(me)) s.requiredBy.push(me);
         continue;
       }
-      install(choose(d, me), me);
+      const pick = choose(d, me);
+      if (pick) install(pick, me);
+      else pending.push({dep: d, requester: me});
     }
-    order.push(c);
   };
 
-  for (const w of opts.world) {
-    const dep = parseDependency(w, 'world');
+  // A world entry that another world entry's package provides is satisfied by that
+  // package (apk installs gvim alone for `vim gvim`: gvim provides vim).
+  const worldDeps = opts.world.map((w) => parseDependency(w, 'world'));
+  const byOtherWorldEntry = (dep: Dependency): Candidate | undefined => {
+    for (const other of worldDeps) {
+      if (other === dep || other.conflict || other.name === dep.name) continue;
+      const c = (providers.get(dep.name) ?? []).find((x) => x.record.name === other.name && matches(dep, x));
+      if (c) return c;
+    }
+    return undefined;
+  };
+  for (const dep of worldDeps) {
     if (dep.conflict) {
       conflicts.push({dep: {...dep, conflict: false}, by: 'world', byName: ''});
       continue;
@@ -178,7 +191,9 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
       selected.get(have.record.name)!.requiredBy.push('world');
       continue;
     }
-    install(choose(dep, 'world'), 'world');
+    const pick = byOtherWorldEntry(dep) ?? choose(dep, 'world');
+    if (pick) install(pick, 'world');
+    else pending.push({dep, requester: 'world'});
   }
 
   // install_if: add packages whose every condition is installed, until nothing changes.
@@ -186,16 +201,47 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     changed = false;
     for (const c of installIfs) {
       if (selected.has(c.record.name)) continue;
-      const conds = parseDependencies(c.record.installIf, label(c.record));
+      const conds = installIfOf(c.record);
       if (!conds.every((d) => satisfiedBySelected(d))) continue;
       const best = (providers.get(c.record.name) ?? []).filter((x) => x.record.installIf.length && x.providedVersion === x.record.version);
-      const pick = [...best].sort((a, b) => prefer(a, b, false, opts.preferred))[0]!;
+      const pick = [...best].sort((a, b) => prefer(a, b, false, c.record.name, opts.preferred))[0]!;
       if (pick.record.checksum !== c.record.checksum) continue;
       if (conflictsWith(c)) continue;
       install(c, `install_if ${c.record.installIf.join(' ')}`);
       changed = true;
     }
   }
+
+  // virtual names no package was chosen for
+  for (const {dep, requester} of pending) {
+    const have = satisfiedBySelected(dep);
+    if (have) {
+      const s = selected.get(have.record.name)!;
+      if (!s.requiredBy.includes(requester)) s.requiredBy.push(requester);
+      continue;
+    }
+    const by = [...new Set((providers.get(dep.name) ?? []).map((c) => c.record.name))].sort();
+    throw new PsyError(
+      'apk-unsatisfiable',
+      `'${dep.name}' (required by ${requester}) is a virtual package provided by ${by.join(', ')}: add one of them to the world`,
+    );
+  }
+
+  // Install order: dependencies first, depth first in the order they are listed (as apk).
+  const order: Candidate[] = [];
+  const placed = new Set<string>();
+  const place = (c: Candidate) => {
+    const name = c.record.name;
+    if (placed.has(name)) return;
+    placed.add(name);
+    for (const d of [...depsOf(c.record), ...installIfOf(c.record)]) {
+      if (d.conflict) continue;
+      const p = satisfiedBySelected(d);
+      if (p && p.record.name !== name) place(selected.get(p.record.name)!.c);
+    }
+    order.push(c);
+  };
+  for (const {c} of selected.values()) place(c);
 
   return order.map((c) => ({
     record: c.record,
@@ -204,8 +250,27 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   }));
 }
 
+// Parsed forms per record, computed once: resolving a world touches the same records often.
+const namesCache = new WeakMap<IndexRecord, Array<{name: string; version: string | undefined}>>();
+const depsCache = new WeakMap<IndexRecord, Dependency[]>();
+const installIfCache = new WeakMap<IndexRecord, Dependency[]>();
+
 function names(r: IndexRecord): Array<{name: string; version: string | undefined}> {
-  return [{name: r.name, version: r.version}, ...r.provides.map(parseProvide)];
+  let n = namesCache.get(r);
+  if (!n) namesCache.set(r, (n = [{name: r.name, version: r.version}, ...r.provides.map(parseProvide)]));
+  return n;
+}
+
+function depsOf(r: IndexRecord): Dependency[] {
+  let d = depsCache.get(r);
+  if (!d) depsCache.set(r, (d = parseDependencies(r.depends, `${r.name}-${r.version}`)));
+  return d;
+}
+
+function installIfOf(r: IndexRecord): Dependency[] {
+  let d = installIfCache.get(r);
+  if (!d) installIfCache.set(r, (d = parseDependencies(r.installIf, `${r.name}-${r.version}`)));
+  return d;
 }
 
 function matches(dep: Dependency, c: Candidate): boolean {
@@ -213,7 +278,7 @@ function matches(dep: Dependency, c: Candidate): boolean {
   return versionMatches(dep, c.providedVersion, c.record.checksum);
 }
 
-function prefer(a: Candidate, b: Candidate, virtual: boolean, preferred?: ReadonlySet<string>): number {
+function prefer(a: Candidate, b: Candidate, virtual: boolean, name: string, preferred?: ReadonlySet<string>): number {
   if (preferred) {
     const pa = preferred.has(a.record.checksum);
     const pb = preferred.has(b.record.checksum);
@@ -227,6 +292,8 @@ function prefer(a: Candidate, b: Candidate, virtual: boolean, preferred?: Readon
     const v = compareVersions(b.providedVersion, a.providedVersion);
     if (v !== 0) return v;
   }
+  // the package that is the name itself before others providing it
+  if ((a.record.name === name) !== (b.record.name === name)) return a.record.name === name ? -1 : 1;
   if (a.record.name === b.record.name) {
     const v = compareVersions(b.record.version, a.record.version);
     if (v !== 0) return v;

@@ -113,6 +113,11 @@ export class RootTree {
     if (!st) return;
     if (st.isDirectory()) throw new PsyError('apk-file-conflict', `'${real}' is a directory and cannot be replaced`);
     unlinkSync(this.abs(real));
+    if (st.isSymbolicLink()) {
+      // a replaced symlink may have been a directory on the way to other paths
+      this.#dirs.clear();
+      this.#dirs.set('', '');
+    }
   }
 
   writeFile(real: string, data: Buffer, e: Omit<ManifestEntry, 'path' | 'type' | 'onDisk'>): void {
@@ -127,13 +132,13 @@ export class RootTree {
     this.record({path: real, type: 'file', onDisk: true, ...e});
   }
 
-  mkdir(real: string, e: Omit<ManifestEntry, 'path' | 'type' | 'onDisk'>): void {
+  mkdir(real: string, e: Omit<ManifestEntry, 'path' | 'type' | 'onDisk'>, what = 'install'): void {
     const st = this.lstat(real);
     if (st?.isDirectory()) {
       if (!this.entries.has(real)) this.record({path: real, type: 'directory', onDisk: true, ...e});
       return;
     }
-    if (st) throw new PsyError('apk-file-conflict', `'${real}' exists and is not a directory`);
+    if (st) throw new PsyError('apk-file-conflict', `${what}: directory '${real}' would replace a file or link installed before`);
     mkdirSync(this.abs(real), {mode: diskMode('directory', e.mode)});
     // mkdir's mode passes through the umask; sticky and group/other write need a chmod.
     if (diskMode('directory', e.mode) & 0o7022) chmodSync(this.abs(real), diskMode('directory', e.mode));
@@ -150,7 +155,7 @@ export class RootTree {
       this.resolve(`${rel}/x`, what); // checks the link stays inside the root
       return;
     }
-    this.mkdir(real, e);
+    this.mkdir(real, e, what);
   }
 
   symlink(real: string, target: string, e: Omit<ManifestEntry, 'path' | 'type' | 'onDisk' | 'mode'>): void {

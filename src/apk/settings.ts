@@ -41,7 +41,7 @@ export interface AlpineSettings {
 
 export const DEFAULT_LOCKFILE = 'alpine/packages.lock.json';
 
-/** Typed helper for build.config.ts. */
+/** Gives `settings.alpine` in build.config.ts its type. */
 export function defineAlpineSettings(settings: AlpineSettings): AlpineSettings {
   return settings;
 }

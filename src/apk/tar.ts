@@ -216,6 +216,11 @@ export interface WriteTarOptions {
   readonly endOfArchive?: boolean;
   /** Pad the archive to a multiple of this many bytes (10240 for GNU tar's default). */
   readonly recordSize?: number;
+  /**
+   * apk-tools writes size and mtime as 12 octal digits without a terminating NUL (its
+   * index and scripts.tar); GNU tar (abuild's signature tar) as 11 digits and a NUL.
+   */
+  readonly fullWidthNumbers?: boolean;
 }
 
 const TYPEFLAG: Record<TarEntryType, string> = {
@@ -245,7 +250,7 @@ export function writeTar(entries: Iterable<TarWriteEntry>, options: WriteTarOpti
     if (Buffer.byteLength(link) > 100) pax.push(['linkpath', link]);
     if (pax.length > 0) {
       const body = encodePax(pax);
-      push(header({name: paxHeaderName(e.path), flag: 'x', mode: 0o644, size: body.length, mtime: e.mtime, format, uname: e.uname, gname: e.gname}));
+      push(header({name: paxHeaderName(e.path), flag: 'x', mode: 0o644, size: body.length, mtime: e.mtime, format, uname: e.uname, gname: e.gname, full: options.fullWidthNumbers}));
       push(padBlock(body));
     }
     const data = e.type === 'file' ? (e.data ?? Buffer.alloc(0)) : Buffer.alloc(0);
@@ -264,6 +269,7 @@ export function writeTar(entries: Iterable<TarWriteEntry>, options: WriteTarOpti
         devMajor: e.devMajor,
         devMinor: e.devMinor,
         format,
+        full: options.fullWidthNumbers,
       }),
     );
     if (data.length > 0) push(padBlock(data));
@@ -319,6 +325,7 @@ interface HeaderFields {
   devMajor?: number | undefined;
   devMinor?: number | undefined;
   format: 'ustar' | 'gnu';
+  full?: boolean | undefined;
 }
 
 function header(f: HeaderFields): Buffer {
@@ -327,8 +334,8 @@ function header(f: HeaderFields): Buffer {
   writeOctal(h, 100, 8, f.mode);
   writeOctal(h, 108, 8, f.uid ?? 0);
   writeOctal(h, 116, 8, f.gid ?? 0);
-  writeOctal(h, 124, 12, f.size);
-  writeOctal(h, 136, 12, f.mtime);
+  writeOctal(h, 124, 12, f.size, f.full);
+  writeOctal(h, 136, 12, f.mtime, f.full);
   h.fill(0x20, 148, 156);
   h.write(f.flag, 156, 1, 'latin1');
   if (f.link) h.write(f.link, 157, 100, 'utf8');
@@ -350,8 +357,12 @@ function header(f: HeaderFields): Buffer {
   return h;
 }
 
-function writeOctal(h: Buffer, off: number, len: number, value: number): void {
+function writeOctal(h: Buffer, off: number, len: number, value: number, full = false): void {
   const s = Math.max(0, Math.floor(value)).toString(8);
+  if (full && s.length <= len) {
+    h.write(s.padStart(len, '0'), off, len, 'latin1');
+    return;
+  }
   if (s.length > len - 1) {
     // base-256 for values that do not fit (large files, far-future mtimes)
     let v = value;

@@ -1,7 +1,7 @@
 import {existsSync, mkdirSync, readFileSync} from 'node:fs';
 import {dirname, isAbsolute, join} from 'node:path';
 import {checkLock, lockWorld} from '../../apk/alpine-root.js';
-import {formatLock, readLock, writeLock} from '../../apk/lockfile.js';
+import {formatLock, lockChanges, readLock, writeLock, type AlpineLock} from '../../apk/lockfile.js';
 import {DEFAULT_LOCKFILE, validateAlpineSettings} from '../../apk/settings.js';
 import {loadConfig} from '../../engine/load-config.js';
 import {PsyError} from '../../errors.js';
@@ -56,9 +56,19 @@ default ${DEFAULT_LOCKFILE}), in install order. Builds install exactly the lock.
       writeLine(io.stdout, `${lockRel}: unchanged (${lock.packages.length} packages)`);
       return 0;
     }
+    const previous = before === undefined ? undefined : safeReadLock(lockPath);
     mkdirSync(dirname(lockPath), {recursive: true});
     writeLock(lockPath, lock);
     writeLine(io.stdout, `${lockRel}: ${lock.packages.length} packages`);
+    if (previous) for (const line of lockChanges(previous, lock)) writeLine(io.stdout, `  ${line}`);
     return 0;
   },
 };
+
+function safeReadLock(path: string): AlpineLock | undefined {
+  try {
+    return readLock(path);
+  } catch {
+    return undefined; // an unreadable old lock is simply replaced
+  }
+}
