@@ -5,8 +5,7 @@ import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
 import {highWaterMark, readEspEnv, setDefaultSlot} from './boot-env.js';
 import {ESP_RECORD, espBootState, type EspBootState} from './apply-esp.js';
-import {FatVolume} from './esp-fs.js';
-import type {Place} from './place.js';
+import {espVolume, type Place} from './place.js';
 import {readSlotState, type SlotState} from './slot-record.js';
 import {slotFsLabel} from './slot-fs.js';
 import {peekTrustedFields} from './update-meta.js';
@@ -37,7 +36,7 @@ function envCopy(buf: Uint8Array | undefined): EnvCopyState {
 
 /** Everything `status` and `show` report, read without writing anything. */
 export async function readStatus(place: Place, options: {pubkey?: PublicKey; verifyContent?: boolean} = {}): Promise<SystemStatus> {
-  const esp = new FatVolume(place.esp.path, place.esp.offset);
+  const esp = espVolume(place, false);
   const env = await readEspEnv(esp);
   const loadable = (s: SlotName) => slotFsLabel(place.slots[s]) === slotLabel(s);
   const nextBoot = resolveBoot(env, loadable);
@@ -60,7 +59,7 @@ export async function readStatus(place: Place, options: {pubkey?: PublicKey; ver
 
 /** The floor an OS update must be above: the env's high-water mark. */
 export async function versionFloor(place: Place): Promise<string | undefined> {
-  return highWaterMark(await readEspEnv(new FatVolume(place.esp.path, place.esp.offset)));
+  return highWaterMark(await readEspEnv(espVolume(place, false)));
 }
 
 async function requireInstalled(place: Place, slot: SlotName, pubkey: PublicKey | undefined): Promise<SlotState> {
@@ -74,7 +73,7 @@ async function requireInstalled(place: Place, slot: SlotName, pubkey: PublicKey 
 /** Makes `slot` the known-good default (without raising the high-water mark). */
 export async function setDefault(place: Place, slot: SlotName, options: {pubkey?: PublicKey; force?: boolean} = {}): Promise<void> {
   if (!options.force) await requireInstalled(place, slot, options.pubkey);
-  await setDefaultSlot(new FatVolume(place.esp.path, place.esp.offset), slot);
+  await setDefaultSlot(espVolume(place, true), slot);
 }
 
 /**
@@ -85,6 +84,6 @@ export async function markGood(place: Place, options: {slot?: SlotName; pubkey?:
   const slot = options.slot ?? place.booted;
   if (slot === undefined) throw new PsyError('usage', 'mark-good needs the booted slot (run on the node, or give --slot A|B with --disk)');
   const state = await requireInstalled(place, slot, options.pubkey);
-  await setDefaultSlot(new FatVolume(place.esp.path, place.esp.offset), slot, state.version);
+  await setDefaultSlot(espVolume(place, true), slot, state.version);
   return {slot, version: state.version!};
 }

@@ -4,6 +4,7 @@ import {basename} from 'node:path';
 import {promisify} from 'node:util';
 import {ESP_LABEL, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
+import {FatVolume} from './esp-fs.js';
 import type {Region} from './region.js';
 
 const run = promisify(execFile);
@@ -133,4 +134,10 @@ export async function openLive(options: LiveOptions = {}): Promise<Place> {
 export function assertNotMounted(place: Place, region: Region, what: string): void {
   if (place.kind !== 'live') return;
   if (mountedDevices().has(region.path)) throw new PsyError('busy', `${what} (${region.path}) is mounted; refusing to write it`);
+}
+
+/** The ESP of a place; for writing on a live node, refused while the ESP is mounted. */
+export function espVolume(place: Place, forWrite: boolean, sourceDateEpoch?: number): FatVolume {
+  if (forWrite) assertNotMounted(place, place.esp, 'the ESP');
+  return new FatVolume(place.esp.path, place.esp.offset, sourceDateEpoch);
 }
