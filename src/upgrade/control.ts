@@ -8,7 +8,7 @@ import {ESP_RECORD, espBootState, type EspBootState} from './apply-esp.js';
 import {espVolume, type Place} from './place.js';
 import {readSlotState, type SlotState} from './slot-record.js';
 import {slotFsLabel} from './slot-fs.js';
-import {peekTrustedFields} from './update-meta.js';
+import {compareVersions, peekTrustedFields} from './update-meta.js';
 
 export interface EnvCopyState {
   readonly present: boolean;
@@ -57,9 +57,15 @@ export async function readStatus(place: Place, options: {pubkey?: PublicKey; ver
   };
 }
 
-/** The floor an OS update must be above: the env's high-water mark. */
+/**
+ * The floor an OS update must be above: the env's high-water mark, and at least the
+ * version the running slot has recorded (so a lost environment block does not reopen
+ * the door to older versions).
+ */
 export async function versionFloor(place: Place): Promise<string | undefined> {
-  return highWaterMark(await readEspEnv(espVolume(place, false)));
+  const marks = [highWaterMark(await readEspEnv(espVolume(place, false)))];
+  if (place.booted !== undefined) marks.push((await readSlotState(place.slots[place.booted], slotLabel(place.booted))).version);
+  return marks.filter((v): v is string => v !== undefined).sort(compareVersions).at(-1);
 }
 
 async function requireInstalled(place: Place, slot: SlotName, pubkey: PublicKey | undefined): Promise<SlotState> {
