@@ -2,6 +2,7 @@ import {execFile} from 'node:child_process';
 import {existsSync, readFileSync, realpathSync, statSync} from 'node:fs';
 import {basename} from 'node:path';
 import {promisify} from 'node:util';
+import {readPartitions, type Partition} from '../disk/gpt.js';
 import {ESP_LABEL, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
 import {FatVolume} from './esp-fs.js';
@@ -25,31 +26,13 @@ export interface Place {
   readonly booted: SlotName | undefined;
 }
 
-interface SfdiskPartition {
-  node: string;
-  start: number;
-  size: number;
-  type: string;
-  name?: string;
-}
-
-/** Partitions of a GPT image, by GPT name; the psyopsOS order (ESP, secret, A, B) when unnamed. */
+/** Partitions of a GPT image (src/disk), by GPT name; the psyopsOS order (ESP, secret, A, B) when unnamed. */
 export async function openImage(file: string): Promise<Place> {
   if (!existsSync(file)) throw new PsyError('no-such-disk', `disk image ${file} does not exist`);
-  let parts: SfdiskPartition[];
-  let sectorSize = 512;
-  try {
-    const {stdout} = await run('sfdisk', ['-J', file]);
-    const table = (JSON.parse(stdout) as {partitiontable: {partitions?: SfdiskPartition[]; sectorsize?: number}}).partitiontable;
-    parts = table.partitions ?? [];
-    sectorSize = table.sectorsize ?? 512;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new PsyError('missing-tool', 'sfdisk not found (install fdisk)');
-    throw new PsyError('bad-disk', `${file} has no readable partition table`);
-  }
-  const region = (p: SfdiskPartition): Region => ({path: file, offset: p.start * sectorSize, size: p.size * sectorSize});
+  const parts = await readPartitions(file);
+  const region = (p: Partition): Region => ({path: file, offset: p.offset, size: p.size});
   const byName = (n: string) => parts.find((p) => p.name === n);
-  const esp = byName(ESP_LABEL) ?? parts.find((p) => p.type.toUpperCase() === ESP_TYPE_GUID);
+  const esp = byName(ESP_LABEL) ?? parts.find((p) => p.typeGuid.toUpperCase() === ESP_TYPE_GUID);
   const a = byName(slotLabel('A')) ?? (parts.length === 4 ? parts[2] : undefined);
   const b = byName(slotLabel('B')) ?? (parts.length === 4 ? parts[3] : undefined);
   if (!esp || !a || !b) {
