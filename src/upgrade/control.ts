@@ -84,12 +84,21 @@ export async function setDefault(place: Place, slot: SlotName, options: {pubkey?
 
 /**
  * Run by the booted system once its health checks pass: the booted slot becomes the
- * known-good default and the high-water mark rises to its version.
+ * known-good default and the high-water mark rises to its version. A slot without a
+ * version record (an image built from unsigned artifacts) still becomes the default;
+ * the mark stays where it is. A slot whose record does not verify is refused.
  */
-export async function markGood(place: Place, options: {slot?: SlotName; pubkey?: PublicKey} = {}): Promise<{slot: SlotName; version: string}> {
+export async function markGood(
+  place: Place,
+  options: {slot?: SlotName; pubkey?: PublicKey} = {},
+): Promise<{slot: SlotName; version: string | undefined}> {
   const slot = options.slot ?? place.booted;
   if (slot === undefined) throw new PsyError('usage', 'mark-good needs the booted slot (run on the node, or give --slot A|B with --disk)');
-  const state = await requireInstalled(place, slot, options.pubkey);
+  const state = await readSlotState(place.slots[slot], slotLabel(slot), options.pubkey ? {pubkey: options.pubkey} : {});
+  const unrecorded = state.condition === 'incomplete' && place.booted === slot;
+  if (state.condition !== 'installed' && !unrecorded) {
+    throw new PsyError('slot-not-installed', `${slotLabel(slot)} holds no complete, signed OS (${state.condition}${state.detail ? ': ' + state.detail : ''})`);
+  }
   await setDefaultSlot(espVolume(place, true), slot, state.version);
-  return {slot, version: state.version!};
+  return {slot, version: state.version};
 }
