@@ -35,6 +35,11 @@ describe('static grub.cfg and ESP tree', () => {
       expect(cfg).toContain(`linux /kernel ro psyopsos=psyopsOS-${s} console=tty0 console=ttyS0,115200 panic=7`);
     }
     expect(cfg).toContain('initrd /initramfs');
+    // fallback by entry number (GRUB 2.06 ignores names there); A and B are entries 0 and 1
+    expect(cfg).toMatch(/set default=psyopsOS-B\n\s+set fallback=0\n/);
+    expect(cfg).toMatch(/set default=psyopsOS-A\n\s+set fallback=1\n/);
+    const entries = [...cfg.matchAll(/^menuentry '([^']+)'/gm)].map((m) => m[1]);
+    expect(entries.slice(0, 2)).toEqual(['psyopsOS-A', 'psyopsOS-B']);
     // the spend happens before the boot choice can move to the new slot
     expect(cfg.indexOf('save_env')).toBeLessThan(cfg.indexOf('set psyopsos_boot="$psyopsos_next"'));
   });

@@ -1,8 +1,11 @@
 import {execFileSync} from 'node:child_process';
-import {readFileSync} from 'node:fs';
+import {readFileSync, writeFileSync} from 'node:fs';
+import {join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {GRUBENV_MIRROR_PATH, GRUBENV_PATH} from '../src/boot/grub-cfg.js';
-import {readGrubEnvTolerant} from '../src/boot/grubenv.js';
+import {formatGrubEnv, readGrubEnvTolerant} from '../src/boot/grubenv.js';
+import {buildDiskImage, psyopsPartitions} from '../src/disk/index.js';
+import {extractTar} from '../src/image/tar.js';
 import {installEsp} from '../src/upgrade/apply-esp.js';
 import {installOs} from '../src/upgrade/apply-os.js';
 import {markGood, readStatus, setDefault, versionFloor} from '../src/upgrade/control.js';
@@ -67,5 +70,42 @@ describe('apply to a disk image', () => {
     for (const p of [GRUBENV_PATH, GRUBENV_MIRROR_PATH]) {
       expect(readGrubEnvTolerant((await esp.read(p))!)?.get('psyopsos_default')).toBe('psyopsOS-B');
     }
+  });
+
+  it('takes over an image laid out by the diskimg rule (unsigned slots, env block in the ESP tree)', async () => {
+    const pubkey = parsePublicKey(readFileSync(rig.pubkeyPath, 'utf8'));
+    // as rules/diskimg.ts does: the esptar unpacked plus both env copies, the ostar unpacked into A and B
+    const esptar = await rig.esptar('20250101-000000');
+    const espDir = join(rig.dir, 'esp-unpacked');
+    const osDir = join(rig.dir, 'os-unpacked');
+    await extractTar(esptar.path, espDir);
+    const env = formatGrubEnv({psyopsos_default: 'psyopsOS-A'});
+    writeFileSync(join(espDir, 'grubenv'), env);
+    writeFileSync(join(espDir, 'grubenv.mirror'), env);
+    await extractTar(await rig.ostar('20250101-000000'), osDir);
+    const img = join(rig.dir, 'diskimg.img');
+    await buildDiskImage(img, {
+      seed: 'diskimg',
+      epoch: EPOCH,
+      partitions: psyopsPartitions({espMiB: 40, secretMiB: 4, slotMiB: 24}, {esp: {dir: espDir}, a: {dir: osDir}, b: {dir: osDir}}),
+    });
+    const place = {...(await openImage(img)), booted: 'A' as const};
+    let st = await readStatus(place, {pubkey});
+    expect(st.esp).toMatchObject({bootable: true, grubDir: esptar.grubDir});
+    expect(st.slots.A).toMatchObject({condition: 'incomplete', detail: 'no version record'});
+    expect(st.nextBoot.boots).toBe('A');
+    // the first boot's health check passes: mark-good works without a record
+    expect(await markGood(place, {pubkey})).toEqual({slot: 'A', version: undefined});
+    // and the node updates as usual, ESP included
+    const os2 = await rig.ostar('20250202-000000');
+    await installOs(place, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: await versionFloor(place)}), {tryOnce: true, sourceDateEpoch: EPOCH});
+    const esp2 = await rig.esptar('20250202-000000');
+    await installEsp(place, await verifyLocal(esp2.path, {target: ESP, pubkey}), {sourceDateEpoch: EPOCH});
+    st = await readStatus(place, {pubkey, verifyContent: true});
+    expect(st.esp).toMatchObject({bootable: true, grubDir: esp2.grubDir, version: '20250202-000000'});
+    expect(st.slots.B.condition).toBe('verified');
+    expect(st.nextBoot).toMatchObject({boots: 'B', knownGood: 'A', trySpent: true});
+    expect(await markGood({...place, booted: 'B'}, {pubkey})).toEqual({slot: 'B', version: '20250202-000000'});
+    expect((await readStatus(place)).env.highWaterMark).toBe('20250202-000000');
   });
 });

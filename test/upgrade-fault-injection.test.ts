@@ -143,6 +143,14 @@ describe('power cut at every write step', () => {
       const cfg = await esp.read(`/${st.esp.grubDir}/grub.cfg`);
       expect(cfg?.equals(readFileSync(join(tree, st.esp.grubDir!, 'grub.cfg')))).toBe(true);
       expect(await assertBootsVerifiedSlot(place, pubkey)).toEqual({slot: 'A', version: V1});
+      const grubDirs = (await esp.list('/')).filter((e) => e.startsWith('grub-'));
+      if (cut > ESP_STEPS.length) {
+        // finished: only the new grub directory is left, the record names the new version
+        expect(grubDirs).toEqual([`${st.esp.grubDir}/`]);
+        expect(st.esp.version).toBe(V2);
+      } else {
+        expect(grubDirs).toContain(`${st.esp.grubDir}/`);
+      }
     });
   }
 });

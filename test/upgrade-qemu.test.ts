@@ -3,6 +3,8 @@ import {existsSync} from 'node:fs';
 import {join} from 'node:path';
 import {promisify} from 'node:util';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
+import {openImage} from '../src/upgrade/place.js';
+import {invalidateSlot} from '../src/upgrade/slot-fs.js';
 import {bootAndWatch} from '../src/vm/boot-watch.js';
 import {repoRoot} from './helpers/shared-data.js';
 import {testInitramfs, testKernel} from './helpers/test-boot-payload.js';
@@ -45,7 +47,7 @@ describe.skipIf(!haveQemu)('A/B updates in QEMU', () => {
     });
     return {side: r.match[1]!, version: r.match[2]!};
   }
-  async function status(booted?: string): Promise<{nextBoot: {knownGood: string; tryRequested?: string}; env: {primary: {vars: Record<string, string>}}}> {
+  async function status(booted?: string): Promise<{nextBoot: {knownGood: string; chosen: string; boots?: string; tryRequested?: string}; env: {primary: {vars: Record<string, string>}}}> {
     return JSON.parse(await nu(['status', '--json', ...(booted ? ['--booted', booted] : [])]));
   }
 
@@ -61,7 +63,7 @@ describe.skipIf(!haveQemu)('A/B updates in QEMU', () => {
   }, 600_000);
   afterAll(() => rig?.cleanup());
 
-  it('boots A; tries B once; mark-good; a panicking update falls back; a killed apply boots the default', async () => {
+  it('boots A; tries B once; mark-good; a panicking update falls back; a killed apply boots the default; an unloadable default falls back', async () => {
     expect(await boot()).toEqual({side: 'A', version: '20250101-000000'});
 
     // the running A applies v2 to B: the next boot tries B, GRUB spends the flag itself
@@ -96,5 +98,12 @@ describe.skipIf(!haveQemu)('A/B updates in QEMU', () => {
     });
     await new Promise((r) => child.on('close', r));
     expect(await boot()).toEqual({side: 'B', version: '20250202-000000'});
+
+    // GRUB's fallback: A rewritten completely (no try), then the default B loses its
+    // filesystem; the resolver and GRUB both go from B to A
+    await nu(['apply', 'nonbooted', '--booted', 'B', '--os-tar', good, '--no-try']);
+    invalidateSlot((await openImage(img)).slots.B);
+    expect((await status()).nextBoot).toMatchObject({chosen: 'B', boots: 'A'});
+    expect(await boot()).toEqual({side: 'A', version: '20250404-000000'});
   }, 900_000);
 });

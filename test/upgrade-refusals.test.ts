@@ -6,6 +6,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {installEsp} from '../src/upgrade/apply-esp.js';
 import {installOs} from '../src/upgrade/apply-os.js';
 import {markGood, readStatus, setDefault} from '../src/upgrade/control.js';
+import {FatVolume} from '../src/upgrade/esp-fs.js';
 import {verifyLocal} from '../src/upgrade/fetch-update.js';
 import {apply, type UpgradeContext} from '../src/upgrade/neuralupgrade.js';
 import {openImage, type Place} from '../src/upgrade/place.js';
@@ -140,6 +141,17 @@ describe('refusals: nothing is written', () => {
     await refused(apply(ctx(place), {targets: ['nonbooted'], osTar: await rig.ostar(V1, {dir: repoDir})}), 'downgrade', /not above/, img, before);
     await apply({...ctx(place), allowDowngrade: true}, {targets: ['nonbooted'], osTar: tar});
     expect((await readStatus(place)).slots.B.version).toBe('20241231-000000');
+  });
+
+  it('still refuses an older version when both environment copies are lost', async () => {
+    const {place, img, repoDir} = await setup();
+    const esp = new FatVolume(place.esp.path, place.esp.offset);
+    await esp.overwriteInPlace('/grubenv', Buffer.alloc(1024));
+    await esp.overwriteInPlace('/grubenv.mirror', Buffer.alloc(1024));
+    expect((await readStatus(place)).env.highWaterMark).toBeUndefined();
+    const tar = await rig.ostar('20241231-000000', {dir: repoDir});
+    // the booted slot's own record (v1) is the floor now
+    await refused(apply(ctx(place), {targets: ['nonbooted'], osTar: tar}), 'downgrade', /not above the installed high-water mark 20250101-000000/, img, sha(img));
   });
 
   it('refuses the wrong architecture', async () => {

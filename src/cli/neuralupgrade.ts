@@ -351,7 +351,7 @@ from it once it is healthy. --os-tar/--esp-tar need FILE.minisig beside them.
       const r = await markGood(place, {pubkey: s.pubkey(), ...(slot ? {slot} : {})});
       const floor = await versionFloor(place);
       if (s.json) s.emit({...r, highWaterMark: floor});
-      else s.out(`${slotLabel(r.slot)} (version ${r.version}) is the default; high-water mark ${floor}`);
+      else s.out(`${slotLabel(r.slot)} (${r.version ? 'version ' + r.version : 'no version record'}) is the default; high-water mark ${floor ?? '(none)'}`);
       return 0;
     },
   },

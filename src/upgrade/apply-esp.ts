@@ -6,7 +6,7 @@ import {PsyError} from '../errors.js';
 import {ensureEnvFiles, readEspEnv} from './boot-env.js';
 import {FatVolume} from './esp-fs.js';
 import {ESP_MANIFEST, type VerifiedUpdate} from './fetch-update.js';
-import type {Place} from './place.js';
+import {espVolume, type Place} from './place.js';
 import type {StepHook} from './apply-os.js';
 
 /** The ESP's version record: the esptar's signature. */
@@ -73,7 +73,7 @@ export interface InstallEspOptions {
 
 export async function installEsp(place: Place, update: VerifiedUpdate, options: InstallEspOptions = {}): Promise<{grubDir: string}> {
   if (update.meta.kind !== 'esp') throw new PsyError('wrong-type', `${update.meta.filename} is not an ESP update`);
-  const esp = new FatVolume(place.esp.path, place.esp.offset, options.sourceDateEpoch);
+  const esp = espVolume(place, true, options.sourceDateEpoch);
   const log = options.log ?? (() => {});
   const efiMember = update.members.find((m) => m.name === 'EFI/BOOT/BOOTX64.EFI')!;
   const efi = readMember(update.tarPath, efiMember.dataOffset, efiMember.size);

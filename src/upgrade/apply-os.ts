@@ -8,9 +8,8 @@ import {Transform} from 'node:stream';
 import {slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
 import {readEspEnv, setTrySlot} from './boot-env.js';
-import {FatVolume} from './esp-fs.js';
 import type {VerifiedUpdate} from './fetch-update.js';
-import {assertNotMounted, type Place} from './place.js';
+import {assertNotMounted, espVolume, type Place} from './place.js';
 import {flushPath} from './region.js';
 import {RECORD_MANIFEST, RECORD_SIGNATURE, type SlotManifest} from './slot-record.js';
 import {hashSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
@@ -66,7 +65,7 @@ export async function checkOsTarget(place: Place, slot: SlotName): Promise<void>
   const label = slotLabel(slot);
   if (place.booted === slot) throw new PsyError('busy', `${label} is the booted slot; apply to the other one (nonbooted)`);
   if (place.kind === 'live') {
-    const esp = new FatVolume(place.esp.path, place.esp.offset);
+    const esp = espVolume(place, false);
     const res = resolveBoot(await readEspEnv(esp));
     if (res.knownGood === slot) {
       throw new PsyError(
@@ -87,7 +86,7 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
   await checkOsTarget(place, slot);
   const label = slotLabel(slot);
   const region = place.slots[slot];
-  const esp = new FatVolume(place.esp.path, place.esp.offset);
+  const esp = espVolume(place, options.tryOnce);
   const epoch = options.sourceDateEpoch ?? 0;
   const log = options.log ?? (() => {});
   const stage = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'neuralupgrade-slot-'));

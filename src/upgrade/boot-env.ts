@@ -10,6 +10,7 @@ import {
 import {GRUBENV_SIZE, formatGrubEnv, readGrubEnvTolerant, updateGrubEnvBlock} from '../boot/grubenv.js';
 import {resolveBoot, type BootResolution, type EspEnvFiles} from '../boot/resolve.js';
 import type {FatVolume} from './esp-fs.js';
+import {compareVersions} from './update-meta.js';
 
 /** Both environment files as they are on the ESP. */
 export async function readEspEnv(esp: FatVolume): Promise<EspEnvFiles> {
@@ -26,7 +27,7 @@ export function highWaterMark(env: EspEnvFiles): string | undefined {
   const vals = [env.primary, env.mirror]
     .map((b) => (b === undefined ? undefined : readGrubEnvTolerant(b)?.get(ENV_HWM)))
     .filter((v): v is string => v !== undefined && v !== '');
-  return vals.sort().at(-1);
+  return vals.sort(compareVersions).at(-1);
 }
 
 /**
@@ -60,7 +61,7 @@ export async function setTrySlot(esp: FatVolume, slot: SlotName | undefined): Pr
  */
 export async function setDefaultSlot(esp: FatVolume, slot: SlotName, hwm?: string): Promise<void> {
   const env = await readEspEnv(esp);
-  const mark = [hwm, highWaterMark(env)].filter((v): v is string => !!v).sort().at(-1);
+  const mark = [hwm, highWaterMark(env)].filter((v): v is string => !!v).sort(compareVersions).at(-1);
   const vars: Record<string, string | undefined> = {[ENV_DEFAULT]: slotLabel(slot)};
   if (mark !== undefined) vars[ENV_HWM] = mark;
   await writeEnvFile(esp, GRUBENV_MIRROR_PATH, env.mirror, vars);

@@ -5,11 +5,10 @@ import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
 import {highWaterMark, readEspEnv, setDefaultSlot} from './boot-env.js';
 import {ESP_RECORD, espBootState, type EspBootState} from './apply-esp.js';
-import {FatVolume} from './esp-fs.js';
-import type {Place} from './place.js';
+import {espVolume, type Place} from './place.js';
 import {readSlotState, type SlotState} from './slot-record.js';
 import {slotFsLabel} from './slot-fs.js';
-import {peekTrustedFields} from './update-meta.js';
+import {compareVersions, peekTrustedFields} from './update-meta.js';
 
 export interface EnvCopyState {
   readonly present: boolean;
@@ -37,7 +36,7 @@ function envCopy(buf: Uint8Array | undefined): EnvCopyState {
 
 /** Everything `status` and `show` report, read without writing anything. */
 export async function readStatus(place: Place, options: {pubkey?: PublicKey; verifyContent?: boolean} = {}): Promise<SystemStatus> {
-  const esp = new FatVolume(place.esp.path, place.esp.offset);
+  const esp = espVolume(place, false);
   const env = await readEspEnv(esp);
   const loadable = (s: SlotName) => slotFsLabel(place.slots[s]) === slotLabel(s);
   const nextBoot = resolveBoot(env, loadable);
@@ -58,9 +57,15 @@ export async function readStatus(place: Place, options: {pubkey?: PublicKey; ver
   };
 }
 
-/** The floor an OS update must be above: the env's high-water mark. */
+/**
+ * The floor an OS update must be above: the env's high-water mark, and at least the
+ * version the running slot has recorded (so a lost environment block does not reopen
+ * the door to older versions).
+ */
 export async function versionFloor(place: Place): Promise<string | undefined> {
-  return highWaterMark(await readEspEnv(new FatVolume(place.esp.path, place.esp.offset)));
+  const marks = [highWaterMark(await readEspEnv(espVolume(place, false)))];
+  if (place.booted !== undefined) marks.push((await readSlotState(place.slots[place.booted], slotLabel(place.booted))).version);
+  return marks.filter((v): v is string => v !== undefined).sort(compareVersions).at(-1);
 }
 
 async function requireInstalled(place: Place, slot: SlotName, pubkey: PublicKey | undefined): Promise<SlotState> {
@@ -74,17 +79,26 @@ async function requireInstalled(place: Place, slot: SlotName, pubkey: PublicKey 
 /** Makes `slot` the known-good default (without raising the high-water mark). */
 export async function setDefault(place: Place, slot: SlotName, options: {pubkey?: PublicKey; force?: boolean} = {}): Promise<void> {
   if (!options.force) await requireInstalled(place, slot, options.pubkey);
-  await setDefaultSlot(new FatVolume(place.esp.path, place.esp.offset), slot);
+  await setDefaultSlot(espVolume(place, true), slot);
 }
 
 /**
  * Run by the booted system once its health checks pass: the booted slot becomes the
- * known-good default and the high-water mark rises to its version.
+ * known-good default and the high-water mark rises to its version. A slot without a
+ * version record (an image built from unsigned artifacts) still becomes the default;
+ * the mark stays where it is. A slot whose record does not verify is refused.
  */
-export async function markGood(place: Place, options: {slot?: SlotName; pubkey?: PublicKey} = {}): Promise<{slot: SlotName; version: string}> {
+export async function markGood(
+  place: Place,
+  options: {slot?: SlotName; pubkey?: PublicKey} = {},
+): Promise<{slot: SlotName; version: string | undefined}> {
   const slot = options.slot ?? place.booted;
   if (slot === undefined) throw new PsyError('usage', 'mark-good needs the booted slot (run on the node, or give --slot A|B with --disk)');
-  const state = await requireInstalled(place, slot, options.pubkey);
-  await setDefaultSlot(new FatVolume(place.esp.path, place.esp.offset), slot, state.version);
-  return {slot, version: state.version!};
+  const state = await readSlotState(place.slots[slot], slotLabel(slot), options.pubkey ? {pubkey: options.pubkey} : {});
+  const unrecorded = state.condition === 'incomplete' && place.booted === slot;
+  if (state.condition !== 'installed' && !unrecorded) {
+    throw new PsyError('slot-not-installed', `${slotLabel(slot)} holds no complete, signed OS (${state.condition}${state.detail ? ': ' + state.detail : ''})`);
+  }
+  await setDefaultSlot(espVolume(place, true), slot, state.version);
+  return {slot, version: state.version};
 }

@@ -19,7 +19,7 @@ export class FatVolume {
   constructor(path: string, offset: number, sourceDateEpoch?: number) {
     this.#path = path;
     this.#offset = offset;
-    this.#env = {...process.env, MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: undefined};
+    this.#env = {...process.env, MTOOLS_SKIP_CHECK: '1'};
     if (sourceDateEpoch !== undefined) this.#env['SOURCE_DATE_EPOCH'] = String(sourceDateEpoch);
   }
 
@@ -34,7 +34,7 @@ export class FatVolume {
     return `${this.#path}@@${this.#offset}`;
   }
 
-  #mtool(tool: string, args: string[], binary = false): Promise<{stdout: Buffer; code: number; stderr: string}> {
+  #mtool(tool: string, args: string[]): Promise<{stdout: Buffer; code: number; stderr: string}> {
     return new Promise((resolve, reject) => {
       execFile(
         tool,
@@ -46,7 +46,7 @@ export class FatVolume {
             return;
           }
           const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? ((err as {code: number}).code) : 1) : 0;
-          resolve({stdout: binary ? stdout : stdout, code, stderr: stderr.toString('utf8').trim()});
+          resolve({stdout, code, stderr: stderr.toString('utf8').trim()});
         },
       );
     });
@@ -60,7 +60,7 @@ export class FatVolume {
 
   /** A file's bytes, or undefined when it does not exist. */
   async read(path: string): Promise<Buffer | undefined> {
-    const r = await this.#mtool('mcopy', ['-n', `::${path}`, '-'], true);
+    const r = await this.#mtool('mcopy', ['-n', `::${path}`, '-']);
     return r.code === 0 ? r.stdout : undefined;
   }
 

@@ -4,9 +4,8 @@ import type {PublicKey} from '../sign/keys.js';
 import {ESP_RECORD, installEsp} from './apply-esp.js';
 import {installOs, type StepHook} from './apply-os.js';
 import {setDefault, versionFloor} from './control.js';
-import {FatVolume} from './esp-fs.js';
 import {downloadVerified, verifyLocal, type VerifiedUpdate, type VerifyRules} from './fetch-update.js';
-import type {Place} from './place.js';
+import {espVolume, type Place} from './place.js';
 import type {Repository} from './repository.js';
 import {peekTrustedFields, type UpdateTarget} from './update-meta.js';
 
@@ -58,7 +57,7 @@ function slotsFor(place: Place, targets: readonly ApplyTarget[]): SlotName[] {
 }
 
 async function espFloor(place: Place): Promise<string | undefined> {
-  const rec = await new FatVolume(place.esp.path, place.esp.offset).read(ESP_RECORD);
+  const rec = await espVolume(place, false).read(ESP_RECORD);
   return rec ? peekTrustedFields(rec.toString('utf8'), ESP_RECORD)?.['version'] : undefined;
 }
 

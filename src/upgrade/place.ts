@@ -2,8 +2,10 @@ import {execFile} from 'node:child_process';
 import {existsSync, readFileSync, realpathSync, statSync} from 'node:fs';
 import {basename} from 'node:path';
 import {promisify} from 'node:util';
+import {readPartitions, type Partition} from '../disk/gpt.js';
 import {ESP_LABEL, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
+import {FatVolume} from './esp-fs.js';
 import type {Region} from './region.js';
 
 const run = promisify(execFile);
@@ -24,31 +26,13 @@ export interface Place {
   readonly booted: SlotName | undefined;
 }
 
-interface SfdiskPartition {
-  node: string;
-  start: number;
-  size: number;
-  type: string;
-  name?: string;
-}
-
-/** Partitions of a GPT image, by GPT name; the psyopsOS order (ESP, secret, A, B) when unnamed. */
+/** Partitions of a GPT image (src/disk), by GPT name; the psyopsOS order (ESP, secret, A, B) when unnamed. */
 export async function openImage(file: string): Promise<Place> {
   if (!existsSync(file)) throw new PsyError('no-such-disk', `disk image ${file} does not exist`);
-  let parts: SfdiskPartition[];
-  let sectorSize = 512;
-  try {
-    const {stdout} = await run('sfdisk', ['-J', file]);
-    const table = (JSON.parse(stdout) as {partitiontable: {partitions?: SfdiskPartition[]; sectorsize?: number}}).partitiontable;
-    parts = table.partitions ?? [];
-    sectorSize = table.sectorsize ?? 512;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new PsyError('missing-tool', 'sfdisk not found (install fdisk)');
-    throw new PsyError('bad-disk', `${file} has no readable partition table`);
-  }
-  const region = (p: SfdiskPartition): Region => ({path: file, offset: p.start * sectorSize, size: p.size * sectorSize});
+  const parts = await readPartitions(file);
+  const region = (p: Partition): Region => ({path: file, offset: p.offset, size: p.size});
   const byName = (n: string) => parts.find((p) => p.name === n);
-  const esp = byName(ESP_LABEL) ?? parts.find((p) => p.type.toUpperCase() === ESP_TYPE_GUID);
+  const esp = byName(ESP_LABEL) ?? parts.find((p) => p.typeGuid.toUpperCase() === ESP_TYPE_GUID);
   const a = byName(slotLabel('A')) ?? (parts.length === 4 ? parts[2] : undefined);
   const b = byName(slotLabel('B')) ?? (parts.length === 4 ? parts[3] : undefined);
   if (!esp || !a || !b) {
@@ -133,4 +117,10 @@ export async function openLive(options: LiveOptions = {}): Promise<Place> {
 export function assertNotMounted(place: Place, region: Region, what: string): void {
   if (place.kind !== 'live') return;
   if (mountedDevices().has(region.path)) throw new PsyError('busy', `${what} (${region.path}) is mounted; refusing to write it`);
+}
+
+/** The ESP of a place; for writing on a live node, refused while the ESP is mounted. */
+export function espVolume(place: Place, forWrite: boolean, sourceDateEpoch?: number): FatVolume {
+  if (forWrite) assertNotMounted(place, place.esp, 'the ESP');
+  return new FatVolume(place.esp.path, place.esp.offset, sourceDateEpoch);
 }

@@ -50,7 +50,7 @@ export async function readSlotState(
   if (slotFsLabel(r) !== label) return {label, condition: 'empty'};
   const sig = await readSlotFile(r, RECORD_SIGNATURE);
   const man = await readSlotFile(r, RECORD_MANIFEST);
-  if (sig === undefined || man === undefined) return {label, condition: 'incomplete'};
+  if (sig === undefined || man === undefined) return {label, condition: 'incomplete', detail: 'no version record'};
   let manifest: SlotManifest;
   try {
     manifest = JSON.parse(man.toString('utf8')) as SlotManifest;
