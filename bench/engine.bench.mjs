@@ -5,7 +5,7 @@
 //
 // Environment: PSY_BENCH_SIZES (default "100,1000,10000"), PSY_BENCH_JOBS (default 4).
 import {spawnSync} from 'node:child_process';
-import {appendFileSync, mkdtempSync, rmSync, utimesSync} from 'node:fs';
+import {appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -33,12 +33,23 @@ const tools = {
   },
 };
 
+// CPU time (user+sys of the tool and its children) through GNU time when present: on a
+// shared machine it is steadier than wall time.
+const gnuTime = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+const cpuFile = join(tmpdir(), `psy-bench-cpu-${process.pid}`);
+
 function timeRun(tool, dir) {
+  const argv = gnuTime === undefined ? tool.cmd : [gnuTime, '-f', '%U %S', '-o', cpuFile, ...tool.cmd];
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(tool.cmd[0], tool.cmd.slice(1), {cwd: dir, encoding: 'utf8', maxBuffer: 1 << 28});
+  const r = spawnSync(argv[0], argv.slice(1), {cwd: dir, encoding: 'utf8', maxBuffer: 1 << 28});
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${tool.cmd.join(' ')} failed in ${dir}: ${r.stderr}${r.stdout.slice(-2000)}`);
-  return {secs, commands: tool.count(r.stdout)};
+  let cpu = NaN;
+  if (gnuTime !== undefined) {
+    const [u, sy] = readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
+    cpu = u + sy;
+  }
+  return {secs, cpu, commands: tool.count(r.stdout)};
 }
 
 const median = (xs) => {
@@ -59,7 +70,7 @@ function benchSize(n) {
   const results = {};
   const record = (scenario, name, runs) => {
     results[scenario] ??= {};
-    results[scenario][name] = {median: median(runs.map((r) => r.secs)), commands: runs.at(-1).commands, runs: runs.length};
+    results[scenario][name] = {median: median(runs.map((r) => r.secs)), cpu: median(runs.map((r) => r.cpu)), commands: runs.at(-1).commands, runs: runs.length};
   };
   const names = Object.keys(tools);
   // full: everything deleted first (outputs and tool state).
@@ -93,6 +104,7 @@ function benchSize(n) {
     utimesSync(join(dir, meta.wide.src), t, t);
   });
   rmSync(base, {recursive: true, force: true});
+  rmSync(cpuFile, {force: true});
   return {meta, results};
 }
 
@@ -101,13 +113,15 @@ function table({meta, results}) {
   const lines = [
     `### N = ${n} (fan-in ${meta.fanin}; narrow cone ${meta.narrow.cone}, wide cone ${meta.wide.cone}; -j${JOBS})`,
     '',
-    '| scenario | psy | ninja | make | psy/ninja | commands psy/ninja/make |',
-    '|---|---:|---:|---:|---:|---|',
+    '| scenario | psy | ninja | make | psy/ninja | CPU psy/ninja/make | CPU psy/ninja | commands psy/ninja/make |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const [scenario, r] of Object.entries(results)) {
     const f = (x) => `${x.median.toFixed(3)} (${x.runs})`;
     const ratio = r.psy.median / r.ninja.median;
-    lines.push(`| ${scenario} | ${f(r.psy)} | ${f(r.ninja)} | ${f(r.make)} | ${ratio.toFixed(2)}× | ${r.psy.commands}/${r.ninja.commands}/${r.make.commands} |`);
+    const cpu = `${r.psy.cpu.toFixed(2)}/${r.ninja.cpu.toFixed(2)}/${r.make.cpu.toFixed(2)}`;
+    const cpuRatio = r.ninja.cpu > 0 ? `${(r.psy.cpu / r.ninja.cpu).toFixed(2)}×` : 'n/a';
+    lines.push(`| ${scenario} | ${f(r.psy)} | ${f(r.ninja)} | ${f(r.make)} | ${ratio.toFixed(2)}× | ${cpu} | ${cpuRatio} | ${r.psy.commands}/${r.ninja.commands}/${r.make.commands} |`);
   }
   return lines.join('\n');
 }
@@ -115,7 +129,8 @@ function table({meta, results}) {
 export async function run() {
   const sizes = (process.env.PSY_BENCH_SIZES ?? '100,1000,10000').split(',').map(Number);
   const v = (cmd) => spawnSync(cmd[0], cmd.slice(1), {encoding: 'utf8'}).stdout.split('\n')[0];
-  console.log(`node ${process.version}, ${v(['ninja', '--version'])}, ${v(['make', '--version'])}; medians in seconds (runs)\n`);
+  console.log(`node ${process.version}, ${v(['ninja', '--version'])}, ${v(['make', '--version'])}; medians of wall seconds (runs); CPU = user+sys seconds of the tool and its children`);
+  console.log(`load average at start: ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
   for (const n of sizes) {
     const t0 = Date.now();
     const r = benchSize(n);
