@@ -7,7 +7,7 @@ import {loadKeyring, type Keyring} from './keys.js';
 import {type AlpineLock} from './lockfile.js';
 import {writeManifest} from './manifest.js';
 import {parseRepositoryLine, RepositoryClient, type RepositorySpec} from './repository.js';
-import {resolve, type ResolverRepository} from './resolver.js';
+import {checkPackageSet, resolve, type ResolverRepository} from './resolver.js';
 import {keyDirs, type AlpineSettings} from './settings.js';
 
 /** What the Alpine operations need: validated settings and where the project is. */
@@ -146,6 +146,12 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
     }),
   );
   packages.push(...results);
+  // a hand-edited or truncated lock must not give a root with missing dependencies
+  const gaps = checkPackageSet(
+    opts.settings.world,
+    packages.map((p) => ({...p.meta, checksum: p.checksum, size: p.size})),
+  );
+  if (gaps.length) throw new PsyError('apk-lock-stale', `the lock is not complete (${gaps.slice(0, 3).join('; ')}): run psy lock`);
   const keys: Array<[string, Buffer]> = [];
   for (const dir of keyFolders(opts)) {
     for (const name of readdirSync(dir).sort()) {
