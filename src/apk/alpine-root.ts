@@ -137,14 +137,24 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
   const queue = [...opts.lock.packages];
   const results = new Array<ApkPackage>(queue.length);
   let next = 0;
-  await Promise.all(
+  let failed = false;
+  // every worker stops and is waited for before an error is reported, so nothing is
+  // still writing into the cache after this returns
+  const settled = await Promise.allSettled(
     Array.from({length: Math.min(4, queue.length)}, async () => {
-      while (next < queue.length) {
+      while (next < queue.length && !failed) {
         const i = next++;
-        results[i] = await fetchOne(queue[i]!);
+        try {
+          results[i] = await fetchOne(queue[i]!);
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
       }
     }),
   );
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
   packages.push(...results);
   // a hand-edited or truncated lock must not give a root with missing dependencies
   const gaps = checkPackageSet(
