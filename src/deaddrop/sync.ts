@@ -6,7 +6,6 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import {Upload} from '@aws-sdk/lib-storage';
 import {createHash} from 'node:crypto';
 import {createReadStream, createWriteStream} from 'node:fs';
 import {lstat, mkdir, readdir, readFile, rename, rm, rmdir} from 'node:fs/promises';
@@ -211,8 +210,7 @@ export function planPush(local: Map<string, LocalEntry>, remote: Map<string, Rem
 /** Makes the bucket equal to the replica. */
 export async function push(opts: SyncOptions): Promise<SyncResult> {
   const state = await loadState(opts.root);
-  const local = await scanReplica(opts.root, state);
-  const remote = await describeRemote(opts, state);
+  const [local, remote] = await Promise.all([scanReplica(opts.root, state), describeRemote(opts, state)]);
   const plan = planPush(local, remote, opts.s3);
   const result = {plan, uploaded: 0, downloaded: 0, redirects: 0, deleted: 0, bytes: 0};
   if (opts.dryRun) return result;
@@ -267,11 +265,24 @@ async function uploadFile(opts: SyncOptions, e: Extract<LocalEntry, {type: 'file
   const params = {Bucket: s.bucket, Key: s.prefix + e.key, ContentType: contentType(e.key), Metadata: {[SHA_META]: e.sha256}};
   try {
     if (e.size < s.multipartThreshold) {
-      // a Buffer body: exact length, no aws-chunked stream encoding
-      const r = await opts.client.send(new PutObjectCommand({...params, Body: await readFile(e.path)}));
+      // A known length and no aws-chunked encoding (checksums WHEN_REQUIRED) keep the
+      // body byte-exact on every server; small files go as one Buffer.
+      const body = e.size <= 8 * 2 ** 20 ? await readFile(e.path) : createReadStream(e.path, {highWaterMark: 1 << 20});
+      const cmd = new PutObjectCommand({...params, Body: body, ContentLength: e.size});
+      // SigV4 signs the payload's sha256; we already have it, so spare the SDK a second pass
+      cmd.middlewareStack.add(
+        (next) => async (args) => {
+          const req = args.request as {headers?: Record<string, string>};
+          if (req.headers) req.headers['x-amz-content-sha256'] = e.sha256;
+          return next(args);
+        },
+        {step: 'build', name: 'psyKnownPayloadHash'},
+      );
+      const r = await opts.client.send(cmd);
       opts.onProgress?.({key: e.key, loaded: e.size, total: e.size});
       return r.ETag;
     }
+    const {Upload} = await import('@aws-sdk/lib-storage');
     const upload = new Upload({
       client: opts.client,
       params: {...params, Body: createReadStream(e.path, {highWaterMark: 1 << 20})},
