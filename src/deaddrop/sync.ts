@@ -1,11 +1,4 @@
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import type {S3Client} from '@aws-sdk/client-s3';
 import {createHash} from 'node:crypto';
 import {createReadStream, createWriteStream} from 'node:fs';
 import {lstat, mkdir, readdir, readFile, rename, rm, rmdir} from 'node:fs/promises';
@@ -13,6 +6,7 @@ import {dirname, join, posix, relative} from 'node:path';
 import {pipeline} from 'node:stream/promises';
 import type {Readable} from 'node:stream';
 import {PsyError} from '../errors.js';
+import {libStorage, s3 as sdk} from './aws-sdk.js';
 import {fsyncDir, replaceSymlink, scratchPath} from './fs-atomic.js';
 import {PRIVATE_PREFIX} from './layout.js';
 import {loadState, saveState, scanReplica, type LocalEntry, type SyncState} from './local-tree.js';
@@ -102,7 +96,7 @@ async function listRemote(opts: SyncOptions): Promise<Map<string, RemoteObject>>
   try {
     do {
       const r = await opts.client.send(
-        new ListObjectsV2Command({
+        new sdk.ListObjectsV2Command({
           Bucket: opts.s3.bucket,
           Prefix: opts.s3.prefix || undefined,
           ContinuationToken: token,
@@ -125,7 +119,7 @@ async function listRemote(opts: SyncOptions): Promise<Map<string, RemoteObject>>
 
 async function headRemote(opts: SyncOptions, key: string): Promise<RemoteInfo> {
   try {
-    const h = await opts.client.send(new HeadObjectCommand({Bucket: opts.s3.bucket, Key: opts.s3.prefix + key}));
+    const h = await opts.client.send(new sdk.HeadObjectCommand({Bucket: opts.s3.bucket, Key: opts.s3.prefix + key}));
     return {sha256: h.Metadata?.[SHA_META], redirect: h.WebsiteRedirectLocation};
   } catch (err) {
     throw s3Error(err, opts.s3, `reading ${key} from`);
@@ -223,7 +217,7 @@ export async function push(opts: SyncOptions): Promise<SyncResult> {
         for (let i = 0; i < actions.length; i += 1000) {
           const batch = actions.slice(i, i + 1000);
           const r = await opts.client
-            .send(new DeleteObjectsCommand({Bucket: s.bucket, Delete: {Objects: batch.map((a) => ({Key: s.prefix + a.key})), Quiet: true}}))
+            .send(new sdk.DeleteObjectsCommand({Bucket: s.bucket, Delete: {Objects: batch.map((a) => ({Key: s.prefix + a.key})), Quiet: true}}))
             .catch((err: unknown) => {
               throw s3Error(err, s, 'deleting from');
             });
@@ -239,7 +233,7 @@ export async function push(opts: SyncOptions): Promise<SyncResult> {
         const e = local.get(a.key)!;
         if (a.op === 'redirect') {
           await opts.client
-            .send(new PutObjectCommand({Bucket: s.bucket, Key: s.prefix + a.key, Body: Buffer.alloc(0), ContentLength: 0, WebsiteRedirectLocation: redirectLocation(s, a.target), ContentType: contentType(a.key)}))
+            .send(new sdk.PutObjectCommand({Bucket: s.bucket, Key: s.prefix + a.key, Body: Buffer.alloc(0), ContentLength: 0, WebsiteRedirectLocation: redirectLocation(s, a.target), ContentType: contentType(a.key)}))
             .catch((err: unknown) => {
               throw s3Error(err, s, `writing redirect ${a.key} to`);
             });
@@ -268,7 +262,7 @@ async function uploadFile(opts: SyncOptions, e: Extract<LocalEntry, {type: 'file
       // A known length and no aws-chunked encoding (checksums WHEN_REQUIRED) keep the
       // body byte-exact on every server; small files go as one Buffer.
       const body = e.size <= 8 * 2 ** 20 ? await readFile(e.path) : createReadStream(e.path, {highWaterMark: 1 << 20});
-      const cmd = new PutObjectCommand({...params, Body: body, ContentLength: e.size});
+      const cmd = new sdk.PutObjectCommand({...params, Body: body, ContentLength: e.size});
       // SigV4 signs the payload's sha256; we already have it, so spare the SDK a second pass
       cmd.middlewareStack.add(
         (next) => async (args) => {
@@ -282,7 +276,7 @@ async function uploadFile(opts: SyncOptions, e: Extract<LocalEntry, {type: 'file
       opts.onProgress?.({key: e.key, loaded: e.size, total: e.size});
       return r.ETag;
     }
-    const {Upload} = await import('@aws-sdk/lib-storage');
+    const {Upload} = libStorage();
     const upload = new Upload({
       client: opts.client,
       params: {...params, Body: createReadStream(e.path, {highWaterMark: 1 << 20})},
@@ -420,7 +414,7 @@ async function download(opts: SyncOptions, key: string, path: string, size: numb
   await mkdir(dirname(path), {recursive: true});
   const tmp = scratchPath(path);
   try {
-    const r = await opts.client.send(new GetObjectCommand({Bucket: s.bucket, Key: s.prefix + key}));
+    const r = await opts.client.send(new sdk.GetObjectCommand({Bucket: s.bucket, Key: s.prefix + key}));
     const h = createHash('sha256');
     let loaded = 0;
     const body = r.Body as Readable;
