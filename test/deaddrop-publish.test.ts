@@ -175,4 +175,25 @@ describe('publishing into the replica', () => {
     // nothing changed by the failed attempts
     expect(readlinkSync(join(root, 'os', 'psyopsOS.x86_64.latest.tar.minisig'))).toBe('psyopsOS.x86_64.20250101-000000.tar.minisig');
   });
+
+  it('lets one writer at a time use the replica, and takes over the lock of a dead one', async () => {
+    makeOstar(join(dir, 'psyopsOS.tar'), 'one');
+    makeEsptar(join(dir, 'psyopsESP.tar'), 'one');
+    const {spawn} = await import('node:child_process');
+    const holder = spawn('sleep', ['30']);
+    try {
+      mkdirSync(root, {recursive: true});
+      writeFileSync(join(root, '.psy-lock'), `${holder.pid} psy deaddrop forcepull\n`);
+      await expect(publish('2025-01-01T00:00:00Z')).rejects.toMatchObject({
+        code: 'locked',
+        message: `the replica ${root} is in use by psy deaddrop forcepull (pid ${holder.pid})`,
+      });
+    } finally {
+      holder.kill();
+    }
+    await new Promise((ok) => holder.once('exit', ok));
+    const r = await publish('2025-01-01T00:00:00Z');
+    expect(r.artifacts.every((a) => a.changed)).toBe(true);
+    expect(readdirSync(root)).not.toContain('.psy-lock');
+  });
 });

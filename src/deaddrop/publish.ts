@@ -6,6 +6,7 @@ import {signFile, verifyTrustedComment} from '../sign/signature.js';
 import {formatTrustedComment, parseTrustedComment} from '../sign/trusted-comment.js';
 import {copyFileAtomic, fsyncDir, replaceSymlink, writeFileAtomic} from './fs-atomic.js';
 import {sha256File} from './hash.js';
+import {withReplicaLock} from './replica-lock.js';
 import {
   APK_DIR,
   latestName,
@@ -157,6 +158,10 @@ async function latestState(
  * signed version. An artifact whose content equals latest's gets no new version.
  */
 export async function publishToReplica(opts: PublishOptions): Promise<PublishResult> {
+  return withReplicaLock(opts.root, 'psy publish', () => publishLocked(opts));
+}
+
+async function publishLocked(opts: PublishOptions): Promise<PublishResult> {
   const log = opts.log ?? (() => undefined);
   const step = async (name: string): Promise<void> => {
     await opts.onStep?.(name);
