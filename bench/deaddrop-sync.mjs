@@ -13,7 +13,7 @@ import {dirname, join} from 'node:path';
 import {createInterface} from 'node:readline';
 import {fileURLToPath} from 'node:url';
 import {parseArgs} from 'node:util';
-import {GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client} from '@aws-sdk/client-s3';
+import {DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client} from '@aws-sdk/client-s3';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const {values: args} = parseArgs({options: {'big-mb': {type: 'string', default: '110'}, runs: {type: 'string', default: '3'}, json: {type: 'boolean', default: false}, keep: {type: 'boolean', default: false}}});
@@ -87,14 +87,25 @@ function timeRun(name) {
   return ms;
 }
 
+const client = new S3Client({endpoint, region: 'us-east-1', forcePathStyle: true, credentials: {accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER'}, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED'});
+
+async function emptyBucket(bucket) {
+  for (;;) {
+    const list = await client.send(new ListObjectsV2Command({Bucket: bucket}));
+    const keys = (list.Contents ?? []).map((o) => ({Key: o.Key}));
+    if (keys.length === 0) return;
+    await client.send(new DeleteObjectsCommand({Bucket: bucket, Delete: {Objects: keys, Quiet: true}}));
+  }
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = {};
-function phase(label, runs, before) {
+async function phase(label, runs, before) {
   results[label] = {};
   for (const name of Object.keys(tools)) {
     const times = [];
     for (let i = 0; i < runs; i++) {
-      before?.(name, i);
+      await before?.(name, i);
       times.push(timeRun(name));
     }
     results[label][name] = median(times);
@@ -105,13 +116,16 @@ function phase(label, runs, before) {
 try {
   log(`replica: building (3 × ${(BIG / 2 ** 20).toFixed(0)} MiB OS tarballs + 91 smaller files + 2 latest symlinks)`);
   makeReplica();
-  phase('first push', 1);
-  phase('no-op push', RUNS);
+  // every first push starts from an empty bucket, and psy without its hash cache
+  await phase('first push', RUNS, async (name) => {
+    await emptyBucket(`bench-${name}`);
+    rmSync(join(replica, '.psy-sync-state.json'), {force: true});
+  });
+  await phase('no-op push', RUNS);
   // each tool gets its own change, so every run has exactly one changed file to send
-  phase('one file changed', RUNS, (name, i) => fill(join(replica, 'apk', 'v3.21', 'psyopsOS', 'x86_64', 'pkg40-1.0-r0.apk'), 300_000, `${name}${i}${Date.now()}`));
+  await phase('one file changed', RUNS, (name, i) => fill(join(replica, 'apk', 'v3.21', 'psyopsOS', 'x86_64', 'pkg40-1.0-r0.apk'), 300_000, `${name}${i}${Date.now()}`));
 
   // ---- correctness: sizes intact, and what became of the latest symlinks
-  const client = new S3Client({endpoint, region: 'us-east-1', forcePathStyle: true, credentials: {accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER'}, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED'});
   const latest = 'os/psyopsOS.x86_64.latest.tar.minisig';
   const symlinks = {};
   for (const name of Object.keys(tools)) {
@@ -140,7 +154,7 @@ try {
   }
   if (args.json) console.log(JSON.stringify(out, null, 2));
   else {
-    console.log('\ndeaddrop sync benchmark (same replica, same s3rver on 127.0.0.1, one run)');
+    console.log(`\ndeaddrop sync benchmark (same replica, same s3rver on 127.0.0.1, one run, median of ${RUNS})`);
     console.log(`${'phase'.padEnd(18)} ${'psy'.padStart(8)} ${'aws'.padStart(8)} ${'rclone'.padStart(8)}   psy/aws  psy/rclone`);
     for (const [label, s] of Object.entries(out.seconds)) {
       console.log(`${label.padEnd(18)} ${s.psy.toFixed(2).padStart(7)}s ${s.aws.toFixed(2).padStart(7)}s ${s.rclone.toFixed(2).padStart(7)}s   ${out.ratios[label]['psy/aws'].toFixed(2).padStart(7)}  ${out.ratios[label]['psy/rclone'].toFixed(2).padStart(10)}`);
