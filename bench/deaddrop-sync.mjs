@@ -100,16 +100,20 @@ async function emptyBucket(bucket) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = {};
+// Runs interleave the tools (psy, aws, rclone, psy, ...) so load from other processes
+// on the machine spreads over all of them alike.
 async function phase(label, runs, before) {
+  const times = Object.fromEntries(Object.keys(tools).map((n) => [n, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const name of Object.keys(tools)) {
+      await before?.(name, i);
+      times[name].push(timeRun(name));
+    }
+  }
   results[label] = {};
   for (const name of Object.keys(tools)) {
-    const times = [];
-    for (let i = 0; i < runs; i++) {
-      await before?.(name, i);
-      times.push(timeRun(name));
-    }
-    results[label][name] = median(times);
-    log(`${label.padEnd(18)} ${name.padEnd(7)} ${(results[label][name] / 1000).toFixed(2)} s (median of ${runs})`);
+    results[label][name] = median(times[name]);
+    log(`${label.padEnd(18)} ${name.padEnd(7)} ${(results[label][name] / 1000).toFixed(2)} s (median of ${runs}: ${times[name].map((t) => (t / 1000).toFixed(2)).join(' ')})`);
   }
 }
 
