@@ -13,7 +13,8 @@ import {isPsyError, PsyError} from '../errors.js';
 import type {BuildEvent, BuildLogger} from './events.js';
 import type {FileHasher} from './file-hasher.js';
 import type {Graph, GraphTarget} from './graph.js';
-import {StepProcess} from './process.js';
+import type {StepProcess} from './process.js';
+import type {ShellPool} from './shell-pool.js';
 import type {RuleContext, RunOptions, RunResult} from './rule.js';
 import {computeKey, currentOutputs, staleReason, type OutputHashes, type TargetKey} from './staleness.js';
 import type {StateLog} from './state-log.js';
@@ -45,6 +46,12 @@ export interface BuilderResult {
   readonly interrupted: boolean;
 }
 
+// Loaded when the first step runs: a no-op build never pays for child_process.
+let processModule: Promise<typeof import('./process.js')> | undefined;
+let shellPoolModule: Promise<typeof import('./shell-pool.js')> | undefined;
+const loadProcess = () => (processModule ??= import('./process.js'));
+const loadShellPool = () => (shellPoolModule ??= import('./shell-pool.js'));
+
 const enum S {
   Waiting = 0,
   Queued = 1,
@@ -60,7 +67,11 @@ interface Job {
   readonly tmp: string;
   readonly abort: AbortController;
   readonly procs: Set<StepProcess>;
+  /** Kill functions of steps running in shell workers. */
+  readonly kills: Set<() => void>;
   readonly lines: string[];
+  readonly aside: string[];
+  scratch: boolean;
 }
 
 /** Binary max-heap of target indices by critical path. */
@@ -123,6 +134,7 @@ export class Builder {
   #fatal: unknown;
   #done: (() => void) | undefined;
   #seq = 0;
+  #shells: ShellPool | undefined;
 
   constructor(options: BuilderOptions) {
     this.#o = options;
@@ -146,6 +158,7 @@ export class Builder {
       if (t.deps.length === 0) this.#evaluate.push(t.index);
     }
     this.#emit({type: 'plan', total});
+    if (!this.#o.dryRun) mkdirSync(this.#o.tmpRoot, {recursive: true});
     const onAbort = () => this.#interrupt();
     this.#o.signal?.addEventListener('abort', onAbort);
     try {
@@ -172,6 +185,7 @@ export class Builder {
     for (const job of this.#running.values()) {
       job.abort.abort();
       for (const p of job.procs) p.kill();
+      for (const k of job.kills) k();
     }
     this.#pump();
   }
@@ -204,12 +218,17 @@ export class Builder {
       for (const job of this.#running.values()) {
         job.abort.abort();
         for (const p of job.procs) p.kill();
+        for (const k of job.kills) k();
       }
     }
     if (this.#running.size === 0 && (this.#stopping || (this.#ready.size === 0 && this.#evaluate.length === 0))) {
       const done = this.#done;
       this.#done = undefined;
-      done?.();
+      if (done !== undefined) {
+        this.#shells?.close();
+        this.#shells = undefined;
+        done();
+      }
     }
   }
 
@@ -268,7 +287,7 @@ export class Builder {
   #start(t: GraphTarget): void {
     const i = t.index;
     this.#state[i] = S.Running;
-    const tmp = join(this.#o.tmpRoot, `${process.pid}-${++this.#seq}`);
+    const tmp = join(this.#o.tmpRoot, `${process.pid}.${++this.#seq}`);
     const job: Job = {
       target: t,
       key: this.#keys[i]!,
@@ -276,15 +295,17 @@ export class Builder {
       tmp,
       abort: new AbortController(),
       procs: new Set(),
+      kills: new Set(),
       lines: [],
+      aside: [],
+      scratch: false,
     };
     this.#running.set(i, job);
     const isConsole = t.pool === 'console';
     this.#emit({type: 'start', target: t.name, description: t.config.description ?? t.name, reason: this.#reasons[i] ?? '', console: isConsole});
-    const tmpOutputs = t.outputs.map((o, k) => join(tmp, `o${k}`, basename(o.path)));
+    // Temporaries are plain names in one folder (no folder per step: mkdir/rmdir cost).
+    const tmpOutputs = t.outputs.map((o, k) => `${tmp}.${k}.${basename(o.path)}`);
     const work = async (): Promise<string> => {
-      for (const p of tmpOutputs) mkdirSync(dirname(p), {recursive: true});
-      mkdirSync(join(tmp, 'scratch'), {recursive: true});
       if (t.config.command !== undefined) return this.#runCommand(job, t.config.command, tmpOutputs, isConsole);
       await this.#runRule(job, tmpOutputs);
       return job.lines.join('\n');
@@ -295,36 +316,62 @@ export class Builder {
     );
   }
 
+  #scratch(job: Job): string {
+    const dir = `${job.tmp}.scratch`;
+    if (!job.scratch) {
+      mkdirSync(dir, {recursive: true});
+      job.scratch = true;
+    }
+    return dir;
+  }
+
   async #runCommand(job: Job, command: string, tmpOutputs: string[], isConsole: boolean): Promise<string> {
     const t = job.target;
     const root = this.#g.root;
-    const env: NodeJS.ProcessEnv = {...this.#o.env};
+    const vars: Record<string, string> = {};
     const all: string[] = [];
     for (const input of t.inputs) {
       const paths = input.items.map((item) =>
         item.kind === 'file' ? item.path : this.#g.targets[item.target]!.outputs[item.output]!.path,
       );
-      env[`in_${input.name}`] = paths.join(' ');
-      all.push(...paths);
+      vars[`in_${input.name}`] = paths.join(' ');
+      for (const p of paths) all.push(p);
     }
-    env['in'] = all.join(' ');
+    vars['in'] = all.join(' ');
     const rels = tmpOutputs.map((p) => relative(root, p));
-    t.outputs.forEach((o, k) => (env[`out_${o.name}`] = rels[k]));
-    env['out'] = rels.join(' ');
-    env['tmp'] = relative(root, join(job.tmp, 'scratch'));
-    env['SOURCE_DATE_EPOCH'] = String(this.#g.sourceDateEpoch);
-    const proc = new StepProcess('/bin/sh', ['-c', command], {cwd: root, env, console: isConsole});
-    job.procs.add(proc);
-    const r = await proc.result;
-    job.procs.delete(proc);
-    const output = r.output.toString('utf8');
-    if (r.spawnError !== undefined) throw new StepFailure(`could not start /bin/sh: ${r.spawnError}`, output);
-    if (r.signal !== undefined) throw new StepFailure(`killed by ${r.signal}`, output);
-    if (r.code === 127) {
-      const missing = /(?:^|\s)(?:sh: \d+: )?([^\s:]+): (?:command )?not found/m.exec(output)?.[1];
+    t.outputs.forEach((o, k) => {
+      vars[`out_${o.name}`] = rels[k]!;
+      if (o.kind === 'dir') mkdirSync(tmpOutputs[k]!, {recursive: true});
+    });
+    vars['out'] = rels.join(' ');
+    if (/\btmp\b/.test(command)) vars['tmp'] = relative(root, this.#scratch(job));
+    let code: number | undefined;
+    let output: string;
+    const {ShellPool} = await loadShellPool();
+    if (!isConsole && ShellPool.accepts(command)) {
+      this.#shells ??= new ShellPool(root, {...this.#o.env, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch)});
+      const r = await this.#shells.run(command, vars, (kill) => job.kills.add(kill));
+      job.kills.clear();
+      code = r.code;
+      output = r.output.toString('utf8');
+      if (this.#result.interrupted) throw new StepFailure('interrupted', output);
+    } else {
+      const env: NodeJS.ProcessEnv = {...this.#o.env, ...vars, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch)};
+      const {StepProcess} = await loadProcess();
+      const proc = new StepProcess('/bin/sh', ['-c', command], {cwd: root, env, console: isConsole});
+      job.procs.add(proc);
+      const r = await proc.result;
+      job.procs.delete(proc);
+      output = r.output.toString('utf8');
+      if (r.spawnError !== undefined) throw new StepFailure(`could not start /bin/sh: ${r.spawnError}`, output);
+      if (r.signal !== undefined) throw new StepFailure(`killed by ${r.signal}`, output);
+      code = r.code;
+    }
+    if (code === 127) {
+      const missing = /(?:^|\s)([^\s:]+): (?:command )?not found/m.exec(output)?.[1];
       throw new StepFailure(`command not found${missing === undefined ? '' : `: ${missing}`} (exit status 127)`, output);
     }
-    if (r.code !== 0) throw new StepFailure(`command exited with status ${r.code}`, output);
+    if (code !== 0) throw new StepFailure(`command exited with status ${code}`, output);
     return output;
   }
 
@@ -340,20 +387,24 @@ export class Builder {
     }
     const outputs: Record<string, string> = {};
     t.outputs.forEach((o, k) => (outputs[o.name] = tmpOutputs[k]!));
-    // The rule creates its outputs itself; the parent folders are there.
+    // The rule creates its outputs itself; the parent folder is there.
     const env = this.#o.env;
+    const scratch = () => this.#scratch(job);
     const ctx: RuleContext = {
       target: t.name,
       root,
       inputs,
       params: t.config.params ?? {},
       outputs,
-      tmpDir: join(job.tmp, 'scratch'),
+      get tmpDir() {
+        return scratch();
+      },
       sourceDateEpoch: this.#g.sourceDateEpoch,
       signal: job.abort.signal,
       log: (line) => job.lines.push(line),
       run: async (command: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> => {
         if (job.abort.signal.aborted) throw new PsyError('interrupted', `${command}: interrupted`);
+        const {StepProcess} = await loadProcess();
         const proc = new StepProcess(command, args, {
           cwd: opts?.cwd ?? root,
           env: {...env, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch), ...opts?.env},
@@ -402,7 +453,9 @@ export class Builder {
       }
     }
     try {
-      rmSync(job.tmp, {recursive: true, force: true});
+      if (failure !== undefined) for (const p of tmpOutputs) rmSync(p, {recursive: true, force: true});
+      if (job.scratch) rmSync(`${job.tmp}.scratch`, {recursive: true, force: true});
+      for (const p of job.aside) rmSync(p, {recursive: true, force: true});
     } catch {
       // Cleaned at the next start.
     }
@@ -447,8 +500,9 @@ export class Builder {
       const old = lstatSync(final, {throwIfNoEntry: false});
       if (old !== undefined && (o.kind === 'dir' || old.isDirectory())) {
         // rename(2) cannot replace a non-empty directory: move the old one aside first.
-        const aside = join(job.tmp, `old${k}`);
+        const aside = `${job.tmp}.old${k}`;
         renameSync(final, aside);
+        job.aside.push(aside);
       }
       renameSync(tmpOutputs[k]!, final);
       this.#o.files.invalidate(o.path);

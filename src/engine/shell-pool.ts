@@ -1,0 +1,158 @@
+/**
+ * Long-lived `/bin/sh` workers that run one-line shell commands for the engine.
+ *
+ * Why: starting a process from Node costs ~3 ms of main-thread time (a large process
+ * forks), more than many build steps take. A small shell forks cheaply, so each worker
+ * receives one line per step, runs the command in a subshell with the step's variables
+ * exported, and answers with a sentinel carrying the exit status. The command itself is
+ * an ordinary `sh` command; its stdout and stderr are captured together.
+ *
+ * Each worker is its own process group, so an interrupt kills the worker and everything
+ * the step started with one signal. Commands spanning several lines (and console-pool
+ * steps) are started directly instead.
+ */
+import {spawn, type ChildProcess} from 'node:child_process';
+
+export interface ShellResult {
+  readonly code: number;
+  readonly output: Buffer;
+}
+
+interface Pending {
+  readonly resolve: (r: ShellResult) => void;
+}
+
+class ShellWorker {
+  readonly #child: ChildProcess;
+  readonly #token: Buffer;
+  #chunks: Buffer[] = [];
+  #pending: Pending | undefined;
+  #dead = false;
+  readonly #onDeath: (w: ShellWorker) => void;
+
+  constructor(cwd: string, env: NodeJS.ProcessEnv, onDeath: (w: ShellWorker) => void) {
+    this.#onDeath = onDeath;
+    // Only has to be unlikely to appear in a step's output by accident.
+    const token = `psy-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+    this.#token = Buffer.from(`\x1e${token} `, 'latin1');
+    // `read -r` keeps backslashes; each line is eval'ed in a subshell fed from /dev/null.
+    const script = `while IFS= read -r psy_line; do (eval "$psy_line") </dev/null 2>&1; printf '\\036%s %d\\n' ${token} $?; done`;
+    this.#child = spawn('/bin/sh', ['-c', script], {cwd, env, detached: true, stdio: ['pipe', 'pipe', 'ignore']});
+    this.#child.stdout!.on('data', (b: Buffer) => this.#data(b));
+    this.#child.stdin!.on('error', () => {});
+    this.#child.on('close', () => {
+      this.#dead = true;
+      const p = this.#pending;
+      this.#pending = undefined;
+      p?.resolve({code: 137, output: Buffer.concat(this.#chunks)});
+      this.#onDeath(this);
+    });
+  }
+
+  get busy(): boolean {
+    return this.#pending !== undefined;
+  }
+
+  get dead(): boolean {
+    return this.#dead;
+  }
+
+  run(line: string): Promise<ShellResult> {
+    return new Promise((resolve) => {
+      this.#pending = {resolve};
+      this.#chunks = [];
+      this.#child.stdin!.write(line + '\n');
+    });
+  }
+
+  #data(b: Buffer): void {
+    this.#chunks.push(b);
+    if (this.#pending === undefined) return;
+    // The sentinel ends with a newline; look only when this chunk has one.
+    if (b.indexOf(10) < 0) return;
+    const all = this.#chunks.length === 1 ? b : Buffer.concat(this.#chunks);
+    const at = all.lastIndexOf(this.#token);
+    if (at < 0) {
+      this.#chunks = [all];
+      return;
+    }
+    const end = all.indexOf(10, at);
+    if (end < 0) {
+      this.#chunks = [all];
+      return;
+    }
+    const code = Number.parseInt(all.toString('latin1', at + this.#token.length, end), 10);
+    const output = all.subarray(0, at);
+    const p = this.#pending;
+    this.#pending = undefined;
+    this.#chunks = [];
+    p.resolve({code, output});
+  }
+
+  kill(sig: NodeJS.Signals): void {
+    if (this.#dead || this.#child.pid === undefined) return;
+    try {
+      process.kill(-this.#child.pid, sig);
+    } catch {
+      // Gone already.
+    }
+  }
+
+  close(): void {
+    this.#child.stdin!.end();
+  }
+}
+
+export class ShellPool {
+  readonly #cwd: string;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #idle: ShellWorker[] = [];
+  readonly #all = new Set<ShellWorker>();
+
+  constructor(cwd: string, env: NodeJS.ProcessEnv) {
+    this.#cwd = cwd;
+    this.#env = env;
+  }
+
+  /** Whether a command can go through a worker (one line, no NUL). */
+  static accepts(command: string): boolean {
+    return !/[\n\r\0]/.test(command);
+  }
+
+  /**
+   * Run `command` with `vars` exported. `onStart` receives a kill function that
+   * terminates the step (the worker and the step's processes).
+   */
+  async run(command: string, vars: Readonly<Record<string, string>>, onStart: (kill: () => void) => void): Promise<ShellResult> {
+    let w = this.#idle.pop();
+    while (w !== undefined && w.dead) w = this.#idle.pop();
+    if (w === undefined) {
+      w = new ShellWorker(this.#cwd, this.#env, (dead) => this.#all.delete(dead));
+      this.#all.add(w);
+    }
+    const worker = w;
+    let exports = '';
+    for (const [k, v] of Object.entries(vars)) exports += `${k}=${quote(v)}; export ${k}; `;
+    onStart(() => {
+      worker.kill('SIGTERM');
+      setTimeout(() => worker.kill('SIGKILL'), 2000).unref();
+    });
+    const r = await worker.run(`${exports}eval ${quote(command)}`);
+    if (!worker.dead) this.#idle.push(worker);
+    return r;
+  }
+
+  close(): void {
+    for (const w of this.#all) w.close();
+    this.#all.clear();
+    this.#idle.length = 0;
+  }
+
+  killAll(): void {
+    for (const w of this.#all) w.kill('SIGKILL');
+  }
+}
+
+function quote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
