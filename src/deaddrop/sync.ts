@@ -161,7 +161,10 @@ async function describeRemote(opts: SyncOptions, state: SyncState): Promise<Map<
     else toHead.push(o);
   }
   await pool(toHead, Math.max(opts.s3.concurrency, 16), async (o) => {
-    out.set(o.key, {...o, ...(await headRemote(opts, o.key))});
+    const info = await headRemote(opts, o.key);
+    out.set(o.key, {...o, ...info});
+    // next time the listing alone says this object is unchanged
+    if (o.size > 0 && info.redirect === undefined && info.sha256 !== undefined) remember(state, opts.s3, o.key, o.etag, o.size, info.sha256);
   });
   return out;
 }
