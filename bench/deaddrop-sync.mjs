@@ -7,7 +7,7 @@
 // Usage: npm run build && node bench/deaddrop-sync.mjs [--big-mb 110] [--runs 3] [--json]
 import {spawn, spawnSync} from 'node:child_process';
 import {createHash, randomBytes} from 'node:crypto';
-import {mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync} from 'node:fs';
+import {closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {dirname, join} from 'node:path';
 import {createInterface} from 'node:readline';
@@ -149,9 +149,17 @@ export async function run(argv) {
         const rl = keys.find((k) => k.startsWith(latest));
         note = rl ? `stored as ${rl}` : 'missing (symlink skipped)';
       }
-      const sig = await client.send(new GetObjectCommand({Bucket: bucket, Key: 'os/psyopsOS.x86_64.20250301-000000.tar.minisig'}));
-      const okBytes = createHash('sha256').update(Buffer.from(await sig.Body.transformToByteArray())).digest('hex');
-      symlinks[name] = {objects: keys.length, latest: note, intact: okBytes.length === 64};
+      // every regular file arrived byte-exact in size (the aws-chunked trap adds bytes),
+      // and one signature in content
+      const sizes = new Map((list.Contents ?? []).map((o) => [o.Key, o.Size]));
+      const wrongSize = [...sizes].filter(([k, size]) => {
+        const local = join(replica, ...k.split('/'));
+        return !lstatSync(local, {throwIfNoEntry: false})?.isSymbolicLink() && existsSync(local) && statSync(local).size !== size;
+      });
+      const sigKey = 'os/psyopsOS.x86_64.20250301-000000.tar.minisig';
+      const sig = await client.send(new GetObjectCommand({Bucket: bucket, Key: sigKey}));
+      const sameSig = createHash('sha256').update(Buffer.from(await sig.Body.transformToByteArray())).digest('hex') === createHash('sha256').update(readFileSync(join(replica, ...sigKey.split('/')))).digest('hex');
+      symlinks[name] = {objects: keys.length, latest: note, intact: wrongSize.length === 0 && sameSig};
     }
 
     const out = {replica: {objects: 96, symlinks: 2, bigMiB: BIG / 2 ** 20}, seconds: {}, ratios: {}, symlinks};
@@ -166,8 +174,8 @@ export async function run(argv) {
       for (const [label, s] of Object.entries(out.seconds)) {
         console.log(`${label.padEnd(18)} ${s.psy.toFixed(2).padStart(7)}s ${s.aws.toFixed(2).padStart(7)}s ${s.rclone.toFixed(2).padStart(7)}s   ${out.ratios[label]['psy/aws'].toFixed(2).padStart(7)}  ${out.ratios[label]['psy/rclone'].toFixed(2).padStart(10)}`);
       }
-      console.log('\nlatest symlink in each bucket:');
-      for (const [name, s] of Object.entries(symlinks)) console.log(`  ${name.padEnd(7)} ${s.objects} objects; ${s.latest}`);
+      console.log('\neach bucket after the runs:');
+      for (const [name, s] of Object.entries(symlinks)) console.log(`  ${name.padEnd(7)} ${s.objects} objects, ${s.intact ? 'contents intact' : 'CONTENTS DIFFER'}; latest: ${s.latest}`);
     }
   } finally {
     server.kill('SIGTERM');
