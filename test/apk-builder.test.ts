@@ -70,6 +70,8 @@ describe('package builder (alpine/packages/NAME)', () => {
     const keyring = keyringFromPem([[loaded.name, loaded.publicKeyPem]]);
     const index = readApkIndex(readFileSync(first.indexPath), 'repo', {keyring});
     expect(index.description).toBe('psyopsOS');
+    // noarch in the package, the repository's arch in the index (as apk index --rewrite-arch)
+    expect(index.records[0]!.arch).toBe('x86_64');
     const pkg = readApk(bytes, 'psyopsos-base', {keyring, expectedChecksum: index.records[0]!.checksum});
     expect(pkg.signedBy).toBe('psyops.rsa.pub');
     expect(pkg.meta).toMatchObject({name: 'psyopsos-base', version: '1.2.0-r3', arch: 'noarch', buildDate: 1700000000, depends: ['busybox', 'so:libc.musl-x86_64.so.1']});

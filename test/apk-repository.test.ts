@@ -93,6 +93,16 @@ describe.skipIf(!haveAlpineTestData())('repositories: http, folders, cache, offl
     expect(again).toEqual(lock);
   });
 
+  it('refuses a lock that lacks a dependency', async () => {
+    const project = tempDir();
+    const ctx: AlpineContext = {settings: settings(http.url), projectRoot: project};
+    const lock = await lockWorld(ctx);
+    const cut = {...lock, packages: lock.packages.filter((p) => p.name !== 'musl')};
+    await expect(installFromLock({...ctx, lock: cut, targetRoot: join(project, 'root'), sourceDateEpoch: 1})).rejects.toThrow(
+      /the lock is not complete \('so:libc\.musl-x86_64\.so\.1' required by \S+ is not in the set.*\): run psy lock/,
+    );
+  });
+
   it('offline without a cache says which URL it would need', async () => {
     const project = tempDir();
     await expect(lockWorld({settings: settings(http.url), projectRoot: project, offline: true})).rejects.toThrow(

@@ -6,14 +6,15 @@
  */
 import {execFileSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
-import {cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync} from 'node:fs';
+import {cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {readApk} from '../src/apk/apk-package.js';
 import {readApkIndex} from '../src/apk/apkindex.js';
 import {installPackages, type InstallResult} from '../src/apk/installer.js';
-import {loadKeyring} from '../src/apk/keys.js';
+import {generateSigningKey, loadKeyring} from '../src/apk/keys.js';
+import {buildRepository} from '../src/apk/package-builder.js';
 import {resolve} from '../src/apk/resolver.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
@@ -160,6 +161,30 @@ describe.skipIf(!haveAlpineTestData())('real apk-tools accepts what psy writes',
         ours = ['refused'];
       }
       expect(ours, world.join(' ')).toEqual(theirs);
+    }
+  });
+
+  it.skipIf(!isRoot)('apk installs a package psy built from a declaration (SHA-1 and SHA-256 signed)', () => {
+    const project = join(work, 'project');
+    const decl = join(project, 'alpine/packages/psy-hello');
+    mkdirSync(join(decl, 'files/usr/bin'), {recursive: true});
+    mkdirSync(join(decl, 'scripts'), {recursive: true});
+    writeFileSync(join(decl, 'apk.json'), JSON.stringify({version: '1.0-r0', paths: {'usr/bin/psy-hello': {mode: '4711'}}, dirs: ['var/lib/psy-hello'], symlinks: {'usr/bin/hi': 'psy-hello'}}));
+    writeFileSync(join(decl, 'files/usr/bin/psy-hello'), '#!/bin/sh\necho hello\n');
+    writeFileSync(join(decl, 'scripts/post-install'), '#!/bin/sh\nexit 0\n');
+    for (const algorithm of ['RSA', 'RSA256'] as const) {
+      const key = generateSigningKey(`psy-${algorithm.toLowerCase()}`, 0x66000000);
+      const repo = join(work, `repo-${algorithm}`);
+      buildRepository({packagesDir: join(project, 'alpine/packages'), repoDir: repo, arch: 'x86_64', key, sourceDateEpoch: 1700000000, algorithm});
+      const root = join(work, `declared-${algorithm}`);
+      mkdirSync(join(root, 'etc/apk/keys'), {recursive: true});
+      writeFileSync(join(root, 'etc/apk/keys', key.name), key.publicKeyPem);
+      expect(apk('--root', root, 'verify', join(repo, 'x86_64/psy-hello-1.0-r0.apk'))).toContain(': 0 - OK');
+      apk('--root', root, 'add', '--initdb', '--no-scripts', '--no-cache', '--repository', repo, 'psy-hello');
+      expect(lstatSync(join(root, 'usr/bin/psy-hello')).mode & 0o7777).toBe(0o4711);
+      expect(readlinkSync(join(root, 'usr/bin/hi'))).toBe('psy-hello');
+      expect(lstatSync(join(root, 'var/lib/psy-hello')).isDirectory()).toBe(true);
+      expect(apk('--root', root, 'info', '-e', 'psy-hello').trim()).toBe('psy-hello');
     }
   });
 

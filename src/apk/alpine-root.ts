@@ -7,7 +7,7 @@ import {loadKeyring, type Keyring} from './keys.js';
 import {type AlpineLock} from './lockfile.js';
 import {writeManifest} from './manifest.js';
 import {parseRepositoryLine, RepositoryClient, type RepositorySpec} from './repository.js';
-import {resolve, type ResolverRepository} from './resolver.js';
+import {checkPackageSet, resolve, type ResolverRepository} from './resolver.js';
 import {keyDirs, type AlpineSettings} from './settings.js';
 
 /** What the Alpine operations need: validated settings and where the project is. */
@@ -137,15 +137,31 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
   const queue = [...opts.lock.packages];
   const results = new Array<ApkPackage>(queue.length);
   let next = 0;
-  await Promise.all(
+  let failed = false;
+  // every worker stops and is waited for before an error is reported, so nothing is
+  // still writing into the cache after this returns
+  const settled = await Promise.allSettled(
     Array.from({length: Math.min(4, queue.length)}, async () => {
-      while (next < queue.length) {
+      while (next < queue.length && !failed) {
         const i = next++;
-        results[i] = await fetchOne(queue[i]!);
+        try {
+          results[i] = await fetchOne(queue[i]!);
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
       }
     }),
   );
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
   packages.push(...results);
+  // a hand-edited or truncated lock must not give a root with missing dependencies
+  const gaps = checkPackageSet(
+    opts.settings.world,
+    packages.map((p) => ({...p.meta, checksum: p.checksum, size: p.size})),
+  );
+  if (gaps.length) throw new PsyError('apk-lock-stale', `the lock is not complete (${gaps.slice(0, 3).join('; ')}): run psy lock`);
   const keys: Array<[string, Buffer]> = [];
   for (const dir of keyFolders(opts)) {
     for (const name of readdirSync(dir).sort()) {

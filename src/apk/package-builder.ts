@@ -6,6 +6,7 @@ import {SCRIPT_NAMES, type ScriptName} from './apk-package.js';
 import {buildApk, type ApkDataEntry, type BuiltApk} from './apk-writer.js';
 import {parseDependency} from './dependency.js';
 import type {SigningKey} from './keys.js';
+import type {SignatureAlgorithm} from './signature.js';
 import {emptyMeta, isValidPackageName, type PackageMeta} from './package-meta.js';
 import {indexRepository} from './repository-index.js';
 import {isValidVersion} from './version.js';
@@ -149,7 +150,12 @@ function exists(p: string): boolean {
 }
 
 /** Builds the signed package of one declaration. `arch` replaces a declared `noarch` only if asked. */
-export function buildDeclaredPackage(decl: PackageDeclaration, key: SigningKey, sourceDateEpoch: number): BuiltApk {
+export function buildDeclaredPackage(
+  decl: PackageDeclaration,
+  key: SigningKey,
+  sourceDateEpoch: number,
+  algorithm: SignatureAlgorithm = 'RSA',
+): BuiltApk {
   const entries = new Map<string, ApkDataEntry>();
   const attrs = (p: string, mode: number) => {
     const a = decl.paths[p] ?? {};
@@ -199,6 +205,7 @@ export function buildDeclaredPackage(decl: PackageDeclaration, key: SigningKey, 
     entries: [...entries.values()],
     scripts: decl.scripts,
     key,
+    algorithm,
   });
 }
 
@@ -211,6 +218,8 @@ export interface BuildRepositoryOptions {
   readonly key: SigningKey;
   readonly sourceDateEpoch: number;
   readonly description?: string;
+  /** `RSA` (SHA-1, abuild's default) or `RSA256` (abuild-sign --type RSA256). */
+  readonly algorithm?: SignatureAlgorithm;
   /** Only these package folders (default: all). */
   readonly only?: readonly string[];
 }
@@ -233,11 +242,18 @@ export function buildRepository(opts: BuildRepositoryOptions): {packages: BuiltA
   for (const n of names) {
     const decl = readPackageDeclaration(join(opts.packagesDir, n));
     if (decl.meta.arch !== 'noarch' && decl.meta.arch !== opts.arch) continue;
-    const built = buildDeclaredPackage(decl, opts.key, opts.sourceDateEpoch);
+    const built = buildDeclaredPackage(decl, opts.key, opts.sourceDateEpoch, opts.algorithm);
     writeFileSync(join(tmp, `${built.meta.name}-${built.meta.version}.apk`), built.bytes);
     packages.push(built);
   }
-  indexRepository({archDir: tmp, key: opts.key, description: opts.description ?? '', mtime: opts.sourceDateEpoch});
+  indexRepository({
+    archDir: tmp,
+    key: opts.key,
+    description: opts.description ?? '',
+    mtime: opts.sourceDateEpoch,
+    algorithm: opts.algorithm,
+    rewriteArch: opts.arch,
+  });
   rmSync(archDir, {recursive: true, force: true});
   renameSync(tmp, archDir);
   return {packages, indexPath: join(archDir, 'APKINDEX.tar.gz')};

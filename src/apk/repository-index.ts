@@ -4,6 +4,7 @@ import {readApk} from './apk-package.js';
 import {writeApkIndex} from './apkindex.js';
 import type {Keyring, SigningKey} from './keys.js';
 import type {IndexRecord} from './package-meta.js';
+import type {SignatureAlgorithm} from './signature.js';
 
 export interface IndexRepositoryOptions {
   /** The `<base>/<arch>` folder holding the .apk files. */
@@ -13,6 +14,13 @@ export interface IndexRepositoryOptions {
   readonly mtime: number;
   /** Verify each package's signature with these keys before indexing (skipped when absent). */
   readonly keyring?: Keyring;
+  readonly algorithm?: SignatureAlgorithm;
+  /**
+   * Record `noarch` packages under this arch, as `apk index --rewrite-arch` (abuild) does:
+   * apk finds a package at `<repo>/<A:>/<file>`, so a noarch package in an x86_64 folder
+   * must say x86_64 in the index.
+   */
+  readonly rewriteArch?: string;
 }
 
 /**
@@ -26,9 +34,10 @@ export function indexRepository(opts: IndexRepositoryOptions): {records: IndexRe
     if (!name.endsWith('.apk')) continue;
     const path = join(opts.archDir, name);
     const pkg = readApk(readFileSync(path), path, opts.keyring ? {keyring: opts.keyring} : {skipSignature: true});
-    records.push({...pkg.meta, checksum: pkg.checksum, size: pkg.size});
+    const arch = pkg.meta.arch === 'noarch' && opts.rewriteArch ? opts.rewriteArch : pkg.meta.arch;
+    records.push({...pkg.meta, arch, checksum: pkg.checksum, size: pkg.size});
   }
-  const bytes = writeApkIndex({records, description: opts.description, key: opts.key, mtime: opts.mtime});
+  const bytes = writeApkIndex({records, description: opts.description, key: opts.key, mtime: opts.mtime, algorithm: opts.algorithm});
   const out = join(opts.archDir, 'APKINDEX.tar.gz');
   const tmp = `${out}.tmp-${process.pid}`;
   writeFileSync(tmp, bytes);
