@@ -31,7 +31,7 @@ describe('static grub.cfg and ESP tree', () => {
     expect(cfg).toMatch(/load_env --file \/grubenv.mirror psyopsos_default/);
     expect(cfg).toMatch(/save_env --file \/grubenv psyopsos_try/);
     for (const s of ['A', 'B']) {
-      expect(cfg).toContain(`search --no-floppy --label psyopsOS-${s} --set root`);
+      expect(cfg).toContain(`if search --no-floppy --label psyopsOS-${s} --set root; then`);
       expect(cfg).toContain(`linux /kernel ro psyopsos=psyopsOS-${s} console=tty0 console=ttyS0,115200 panic=7`);
     }
     expect(cfg).toContain('initrd /initramfs');

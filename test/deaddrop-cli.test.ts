@@ -77,6 +77,10 @@ describe('psy publish with a synthetic config', () => {
     expect(tree(replica)).toEqual(t1);
 
     writeFileSync(join(dir, 'os', 'kernel.version'), '6.6.40-0-lts\n');
+    const stale = await psy(['publish', '--no-build', '--no-sync'], dir, S3RVER_ENV);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toMatch(/^psy publish: --no-build, but these targets are stale: ostar$/m);
+    expect(tree(replica)).toEqual(t1);
     const dry = await psy(['deaddrop', 'forcepush', '--dry-run'], dir, S3RVER_ENV);
     expect(dry.stdout).toBe('0 actions, 8 unchanged (dry run, nothing changed)\n');
     const p3 = await psy(['publish'], dir, S3RVER_ENV);

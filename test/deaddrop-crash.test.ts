@@ -108,17 +108,17 @@ describe('a publish killed after each step', () => {
     await push({root: join(fresh, 'cache', 'deaddrop'), s3: parseS3Settings(deaddrop('count').s3), client: createS3Client(parseS3Settings(deaddrop('count').s3), S3RVER_ENV)});
     change(fresh);
     const steps = runPublish(fresh, 0).steps.map((l) => l.replace(/^\d+ /, ''));
-    expect(steps).toEqual([
+    expect(steps.slice(0, 12)).toEqual([
       'repair',
       'tarball:psyopsOS.x86_64', 'signature:psyopsOS.x86_64', 'latest:psyopsOS.x86_64',
       'tarball:psyopsESP.x86_64-uefi', 'signature:psyopsESP.x86_64-uefi', 'latest:psyopsESP.x86_64-uefi',
       'apk:packages', 'apk:index', 'apk:delete',
       'prune:psyopsOS.x86_64', 'prune:psyopsESP.x86_64-uefi',
-      ...steps.slice(12, 15).sort(), // three blobs, in parallel
-      ...steps.slice(15, 18).sort(), // two signatures and the APK index
-      ...steps.slice(18, 20).sort(), // two latest redirects
-      'push:delete:5',
     ]);
+    // then the push: three blobs and three signatures/indexes (each group in parallel),
+    // two redirects, one batch of deletions
+    expect(steps).toHaveLength(21);
+    expect(steps[20]).toBe('push:delete:5');
     expect(steps.slice(12, 15).every((s) => s.startsWith('push:blob:'))).toBe(true);
     expect(steps.slice(15, 18).every((s) => s.startsWith('push:signature:'))).toBe(true);
     expect(steps.slice(18, 20).every((s) => s.startsWith('push:redirect:'))).toBe(true);

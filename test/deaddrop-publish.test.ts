@@ -71,6 +71,17 @@ describe('publishing into the replica', () => {
       (await verifyFile(join(root, 'os', 'psyopsESP.x86_64-uefi.20250421-102030.tar'), keys.publicKey)).trustedComment,
     );
     expect(esp).toMatchObject({type: 'psyopsESP', platform: 'x86_64-uefi', version: '20250421-102030'});
+    expect(esp).not.toHaveProperty('efi_programs');
+    // an ESP tarball with a psyops manifest.json names its EFI programs
+    const {execFileSync} = await import('node:child_process');
+    mkdirSync(join(dir, 'esp2'));
+    writeFileSync(join(dir, 'esp2', 'manifest.json'), JSON.stringify({version: 1, extra_programs: {'/tcshell.efi': 'UEFI Shell', '/memtest64.efi': 'MemTest86'}}));
+    execFileSync('tar', ['-cf', join(dir, 'psyopsESP.tar'), '-C', join(dir, 'esp2'), 'manifest.json']);
+    const r2 = await publish('2025-04-22T00:00:00Z');
+    const esp2 = parseTrustedComment(
+      (await verifyFile(join(root, 'os', `psyopsESP.x86_64-uefi.${r2.artifacts[1]!.version}.tar`), keys.publicKey)).trustedComment,
+    );
+    expect(esp2['efi_programs']).toBe('memtest64.efi,tcshell.efi');
     expect((await readTarMembers(tar, ['kernel.version'])).get('kernel.version')?.toString()).toBe('6.6.36-0-lts\n');
   });
 
@@ -174,5 +185,26 @@ describe('publishing into the replica', () => {
     await expect(publish('2025-01-04T00:00:00Z')).rejects.toThrow(/ostar: .*psyopsOS.tar is not a file/);
     // nothing changed by the failed attempts
     expect(readlinkSync(join(root, 'os', 'psyopsOS.x86_64.latest.tar.minisig'))).toBe('psyopsOS.x86_64.20250101-000000.tar.minisig');
+  });
+
+  it('lets one writer at a time use the replica, and takes over the lock of a dead one', async () => {
+    makeOstar(join(dir, 'psyopsOS.tar'), 'one');
+    makeEsptar(join(dir, 'psyopsESP.tar'), 'one');
+    const {spawn} = await import('node:child_process');
+    const holder = spawn('sleep', ['30']);
+    try {
+      mkdirSync(root, {recursive: true});
+      writeFileSync(join(root, '.psy-lock'), `${holder.pid} psy deaddrop forcepull\n`);
+      await expect(publish('2025-01-01T00:00:00Z')).rejects.toMatchObject({
+        code: 'locked',
+        message: `the replica ${root} is in use by psy deaddrop forcepull (pid ${holder.pid})`,
+      });
+    } finally {
+      holder.kill();
+    }
+    await new Promise((ok) => holder.once('exit', ok));
+    const r = await publish('2025-01-01T00:00:00Z');
+    expect(r.artifacts.every((a) => a.changed)).toBe(true);
+    expect(readdirSync(root)).not.toContain('.psy-lock');
   });
 });

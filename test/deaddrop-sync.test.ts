@@ -140,6 +140,16 @@ describe('push and pull against s3rver', () => {
     expect((await pull(opts(copy))).plan.actions).toEqual([]);
     rmSync(join(copy, '.psy-sync-state.json'));
     expect((await push(opts(copy))).uploaded).toBe(0);
+    // the HEADs that run found each object's sha256; afterwards the listing suffices,
+    // only the two zero-byte objects (the latest redirects) are read again
+    const counted = opts(copy);
+    const calls: string[] = [];
+    counted.client.middlewareStack.add((next, context) => async (args) => {
+      calls.push(context.commandName ?? '?');
+      return next(args);
+    }, {step: 'initialize'});
+    expect((await push(counted)).uploaded).toBe(0);
+    expect(calls.sort()).toEqual(['HeadObjectCommand', 'HeadObjectCommand', 'ListObjectsV2Command']);
   });
 
   it('pushes a changed replica incrementally, deletes last, and mirrors deletions on pull', async () => {

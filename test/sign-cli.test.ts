@@ -107,4 +107,37 @@ describe('psy keygen / sign / verify', () => {
     expect(badTc.code).toBe(1);
     expect(badTc.stderr).toBe("psy sign: --trusted-comment: 'no' is not a key=value pair\n");
   });
+
+  it('asks for the password on a terminal, without echo', async () => {
+    const k = await psy(['keygen', '--fast-kdf', '-s', 'r.key'], dir, {PSY_SIGNING_PASSWORD: 'hunter2'});
+    expect(k.code, k.stderr).toBe(0);
+    // `script` gives psy a real pseudo-terminal; the password is typed once the prompt shows
+    const {spawn} = await import('node:child_process');
+    const {repoRoot} = await import('./helpers/shared-data.js');
+    const typed = (password: string) =>
+      new Promise<{code: number | null; out: string}>((ok, bad) => {
+        const child = spawn('script', ['-qec', `${process.execPath} ${join(repoRoot, 'bin', 'psy.js')} sign -s r.key os.tar`, '/dev/null'], {
+          cwd: dir,
+          env: {PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir, TERM: 'dumb'},
+        });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('Password for r.key: ') && !out.includes('\u0000sent')) {
+            out += '\u0000sent';
+            child.stdin.write(`${password}\r`);
+          }
+        });
+        child.on('error', bad);
+        child.on('close', (code) => ok({code, out: out.replace('\u0000sent', '')}));
+      });
+    const wrong = await typed('nope');
+    expect(wrong.code).toBe(1);
+    expect(wrong.out).toContain('psy sign: r.key: wrong password (or corrupted key file)');
+    expect(wrong.out).not.toContain('nope');
+    const right = await typed('hunter2');
+    expect(right.code, right.out).toBe(0);
+    expect(right.out).not.toContain('hunter2');
+    expect(minisignV(['-p', 'r.pub', '-m', 'os.tar']).status).toBe(0);
+  });
 });

@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto';
-import {copyFileSync, readFileSync} from 'node:fs';
+import {execFileSync} from 'node:child_process';
+import {copyFileSync, readFileSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {EFI_BOOT_PATH} from '../src/boot/grub-cfg.js';
@@ -9,7 +10,7 @@ import {markGood, readStatus, setDefault} from '../src/upgrade/control.js';
 import {FatVolume} from '../src/upgrade/esp-fs.js';
 import {verifyLocal, type VerifiedUpdate} from '../src/upgrade/fetch-update.js';
 import {openImage, type Place} from '../src/upgrade/place.js';
-import {writeRegion} from '../src/upgrade/region.js';
+import {readRegion, writeRegion} from '../src/upgrade/region.js';
 import {parsePublicKey, type PublicKey} from '../src/sign/keys.js';
 import {EPOCH, UpgradeRig} from './helpers/upgrade-rig.js';
 
@@ -143,6 +144,10 @@ describe('power cut at every write step', () => {
       const cfg = await esp.read(`/${st.esp.grubDir}/grub.cfg`);
       expect(cfg?.equals(readFileSync(join(tree, st.esp.grubDir!, 'grub.cfg')))).toBe(true);
       expect(await assertBootsVerifiedSlot(place, pubkey)).toEqual({slot: 'A', version: V1});
+      // the FAT itself is consistent: no cross-linked or lost clusters (fsck.fat, read-only)
+      const espCopy = join(rig.dir, `esp-cut-${cut}.fat`);
+      writeFileSync(espCopy, readRegion(place.esp, 0, place.esp.size));
+      execFileSync('fsck.fat', ['-n', espCopy], {stdio: 'pipe'});
       const grubDirs = (await esp.list('/')).filter((e) => e.startsWith('grub-'));
       if (cut > ESP_STEPS.length) {
         // finished: only the new grub directory is left, the record names the new version

@@ -171,9 +171,11 @@ export function grubCfg(options: GrubCfgOptions = {}): string {
     const label = slotLabel(slot);
     lines.push(
       `menuentry ${quote(label)} --id ${label} {`,
-      `  search --no-floppy --label ${label} --set root`,
-      `  linux /kernel ro psyopsos=${label} console=tty0 console=ttyS0,115200 panic=${panic}${extra}`,
-      '  initrd /initramfs',
+      // a slot whose label is gone returns at once, without an error to wait on: fallback
+      `  if search --no-floppy --label ${label} --set root; then`,
+      `    linux /kernel ro psyopsos=${label} console=tty0 console=ttyS0,115200 panic=${panic}${extra}`,
+      '    initrd /initramfs',
+      '  fi',
       '}',
     );
   }

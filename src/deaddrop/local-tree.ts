@@ -37,12 +37,34 @@ export async function saveState(root: string, state: SyncState): Promise<void> {
  * identity changed) and symlinks as redirects to the key they point at. A link that
  * leaves the replica or dangles is an error: publishing it would break readers.
  */
-export async function scanReplica(root: string, state: SyncState): Promise<Map<string, LocalEntry>> {
+/** Runs at most `limit` of the given tasks at once. */
+export function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async (task) => {
+    if (active >= limit) await new Promise<void>((ok) => waiting.push(ok));
+    active++;
+    try {
+      return await task();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+export async function scanReplica(
+  root: string,
+  state: SyncState,
+  onFile?: (entry: Extract<LocalEntry, {type: 'file'}>) => void,
+): Promise<Map<string, LocalEntry>> {
   const out = new Map<string, LocalEntry>();
   const realRoot = await realpath(root).catch(() => {
     throw new PsyError('missing-input', `replica ${root} does not exist`);
   });
-  const fresh: SyncState['files'] = {};
+  // First walk the tree and check every link (cheap), so a bad link fails the scan
+  // before any file is hashed or handed to onFile.
+  const files: Array<{key: string; path: string}> = [];
   const walk = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, {withFileTypes: true});
     await Promise.all(
@@ -66,19 +88,29 @@ export async function scanReplica(root: string, state: SyncState): Promise<Map<s
           out.set(key, {type: 'redirect', key, path, target: direct.startsWith('..') ? relTarget.split(sep).join('/') : direct});
           return;
         }
-        if (!e.isFile()) return;
-        const st = await lstat(path);
-        const cached = state.files[key];
-        const sha256 =
-          cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs && cached.ctimeMs === st.ctimeMs && cached.ino === st.ino
-            ? cached.sha256
-            : await sha256File(path);
-        fresh[key] = {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256};
-        out.set(key, {type: 'file', key, path, size: st.size, sha256});
+        if (e.isFile()) files.push({key, path});
       }),
     );
   };
   await walk(root);
+  const fresh: SyncState['files'] = {};
+  const hashing = limiter(4);
+  // biggest first: the longest uploads start earliest
+  const sized = await Promise.all(files.map(async (f) => ({...f, st: await lstat(f.path)})));
+  sized.sort((a, b) => b.st.size - a.st.size);
+  await Promise.all(
+    sized.map(async ({key, path, st}) => {
+      const cached = state.files[key];
+      const sha256 =
+        cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs && cached.ctimeMs === st.ctimeMs && cached.ino === st.ino
+          ? cached.sha256
+          : await hashing(() => sha256File(path));
+      fresh[key] = {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256};
+      const entry = {type: 'file' as const, key, path, size: st.size, sha256};
+      out.set(key, entry);
+      onFile?.(entry);
+    }),
+  );
   state.files = fresh;
   return out;
 }

@@ -6,6 +6,7 @@ import {signFile, verifyTrustedComment} from '../sign/signature.js';
 import {formatTrustedComment, parseTrustedComment} from '../sign/trusted-comment.js';
 import {copyFileAtomic, fsyncDir, replaceSymlink, writeFileAtomic} from './fs-atomic.js';
 import {sha256File} from './hash.js';
+import {withReplicaLock} from './replica-lock.js';
 import {
   APK_DIR,
   latestName,
@@ -99,6 +100,18 @@ async function artifactFields(a: PublishArtifact, size: number, sha256: string, 
     delete extra['architecture'];
   } else {
     fields['platform'] = a.id;
+    // psyops ESP tarballs list their extra EFI programs in manifest.json
+    const manifest = (await readTarMembers(a.path, ['manifest.json'])).get('manifest.json');
+    if (manifest !== undefined && extra['efi_programs'] === undefined) {
+      let programs: unknown;
+      try {
+        programs = (JSON.parse(manifest.toString('utf8')) as {extra_programs?: unknown}).extra_programs;
+      } catch {
+        throw new PsyError('bad-artifact', `${a.source}: ${a.path}: manifest.json is not valid JSON`);
+      }
+      const names = programs !== null && typeof programs === 'object' ? Object.keys(programs).map((n) => n.replace(/^\/+/, '')).sort() : [];
+      if (names.length > 0 && names.every((n) => /^[^\s=,]+$/.test(n))) fields['efi_programs'] = names.join(',');
+    }
   }
   for (const reserved of ['type', 'filename', 'version', 'size', 'sha256', 'platform']) {
     if (reserved in extra) throw new PsyError('bad-config', `${a.source}: trusted comment field '${reserved}' is set by publish`);
@@ -157,6 +170,10 @@ async function latestState(
  * signed version. An artifact whose content equals latest's gets no new version.
  */
 export async function publishToReplica(opts: PublishOptions): Promise<PublishResult> {
+  return withReplicaLock(opts.root, 'psy publish', () => publishLocked(opts));
+}
+
+async function publishLocked(opts: PublishOptions): Promise<PublishResult> {
   const log = opts.log ?? (() => undefined);
   const step = async (name: string): Promise<void> => {
     await opts.onStep?.(name);

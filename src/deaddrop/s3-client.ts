@@ -1,4 +1,5 @@
-import {HeadBucketCommand, S3Client} from '@aws-sdk/client-s3';
+import type {S3Client} from '@aws-sdk/client-s3';
+import {s3 as sdk} from './aws-sdk.js';
 import {PsyError} from '../errors.js';
 import {type S3Settings} from './settings.js';
 
@@ -18,7 +19,7 @@ export function createS3Client(s: S3Settings, env: NodeJS.ProcessEnv): S3Client 
   const secret = env['AWS_SECRET_ACCESS_KEY'];
   const token = env['AWS_SESSION_TOKEN'];
   const endpoint = s.endpoint ?? env['AWS_ENDPOINT_URL_S3'] ?? env['AWS_ENDPOINT_URL'];
-  return new S3Client({
+  return new sdk.S3Client({
     region: s.region ?? env['AWS_REGION'] ?? env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
     ...(endpoint !== undefined ? {endpoint} : {}),
     forcePathStyle: s.forcePathStyle,
@@ -62,7 +63,7 @@ export function s3Error(err: unknown, s: S3Settings, what: string): PsyError {
 /** Fails early (before anything is changed) when the bucket cannot be used. */
 export async function checkBucket(client: S3Client, s: S3Settings): Promise<void> {
   try {
-    await client.send(new HeadBucketCommand({Bucket: s.bucket}));
+    await client.send(new sdk.HeadBucketCommand({Bucket: s.bucket}));
   } catch (err) {
     throw s3Error(err, s, 'checking bucket');
   }

@@ -34,7 +34,11 @@ export interface S3Settings {
   readonly forcePathStyle: boolean;
   /** Parallel transfers. */
   readonly concurrency: number;
-  /** Files at least this large go up in parts. */
+  /**
+   * Files at least this large go up in parts (default 200 MiB, as rclone: below that a
+   * single streamed PUT signed with the already known sha256 costs one read of the file;
+   * parts cost a second hashing pass in the SDK).
+   */
   readonly multipartThreshold: number;
   readonly partSize: number;
   /** Absolute redirect URLs under this base are accepted on pull (others are foreign). */
@@ -165,7 +169,7 @@ export function parseS3Settings(value: unknown): S3Settings {
     endpoint,
     forcePathStyle: fps ?? endpoint !== undefined,
     concurrency: int(s, 'concurrency', '.s3', 8, 1),
-    multipartThreshold: int(s, 'multipartThreshold', '.s3', 64 * 2 ** 20, partSize),
+    multipartThreshold: int(s, 'multipartThreshold', '.s3', 200 * 2 ** 20, partSize),
     partSize,
     publicUrl,
   };

@@ -1,22 +1,16 @@
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import {Upload} from '@aws-sdk/lib-storage';
+import type {S3Client} from '@aws-sdk/client-s3';
 import {createHash} from 'node:crypto';
 import {createReadStream, createWriteStream} from 'node:fs';
 import {lstat, mkdir, readdir, readFile, rename, rm, rmdir} from 'node:fs/promises';
 import {dirname, join, posix, relative} from 'node:path';
 import {pipeline} from 'node:stream/promises';
-import type {Readable} from 'node:stream';
+import {Transform, type Readable} from 'node:stream';
 import {PsyError} from '../errors.js';
+import {libStorage, s3 as sdk} from './aws-sdk.js';
 import {fsyncDir, replaceSymlink, scratchPath} from './fs-atomic.js';
 import {PRIVATE_PREFIX} from './layout.js';
-import {loadState, saveState, scanReplica, type LocalEntry, type SyncState} from './local-tree.js';
+import {withReplicaLock} from './replica-lock.js';
+import {limiter, loadState, saveState, scanReplica, type LocalEntry, type SyncState} from './local-tree.js';
 import {s3Error} from './s3-client.js';
 import {type S3Settings} from './settings.js';
 
@@ -103,7 +97,7 @@ async function listRemote(opts: SyncOptions): Promise<Map<string, RemoteObject>>
   try {
     do {
       const r = await opts.client.send(
-        new ListObjectsV2Command({
+        new sdk.ListObjectsV2Command({
           Bucket: opts.s3.bucket,
           Prefix: opts.s3.prefix || undefined,
           ContinuationToken: token,
@@ -126,7 +120,7 @@ async function listRemote(opts: SyncOptions): Promise<Map<string, RemoteObject>>
 
 async function headRemote(opts: SyncOptions, key: string): Promise<RemoteInfo> {
   try {
-    const h = await opts.client.send(new HeadObjectCommand({Bucket: opts.s3.bucket, Key: opts.s3.prefix + key}));
+    const h = await opts.client.send(new sdk.HeadObjectCommand({Bucket: opts.s3.bucket, Key: opts.s3.prefix + key}));
     return {sha256: h.Metadata?.[SHA_META], redirect: h.WebsiteRedirectLocation};
   } catch (err) {
     throw s3Error(err, opts.s3, `reading ${key} from`);
@@ -167,7 +161,10 @@ async function describeRemote(opts: SyncOptions, state: SyncState): Promise<Map<
     else toHead.push(o);
   }
   await pool(toHead, Math.max(opts.s3.concurrency, 16), async (o) => {
-    out.set(o.key, {...o, ...(await headRemote(opts, o.key))});
+    const info = await headRemote(opts, o.key);
+    out.set(o.key, {...o, ...info});
+    // next time the listing alone says this object is unchanged
+    if (o.size > 0 && info.redirect === undefined && info.sha256 !== undefined) remember(state, opts.s3, o.key, o.etag, o.size, info.sha256);
   });
   return out;
 }
@@ -210,14 +207,54 @@ export function planPush(local: Map<string, LocalEntry>, remote: Map<string, Rem
 
 /** Makes the bucket equal to the replica. */
 export async function push(opts: SyncOptions): Promise<SyncResult> {
+  return withReplicaLock(opts.root, 'psy deaddrop forcepush', () => pushLocked(opts));
+}
+
+async function pushLocked(opts: SyncOptions): Promise<SyncResult> {
   const state = await loadState(opts.root);
-  const local = await scanReplica(opts.root, state);
-  const remote = await describeRemote(opts, state);
-  const plan = planPush(local, remote, opts.s3);
-  const result = {plan, uploaded: 0, downloaded: 0, redirects: 0, deleted: 0, bytes: 0};
-  if (opts.dryRun) return result;
   const s = opts.s3;
+  const remoteP = describeRemote(opts, state);
+  remoteP.catch(() => undefined);
+  const result = {plan: {direction: 'push' as const, actions: [] as SyncAction[], unchanged: 0}, uploaded: 0, downloaded: 0, redirects: 0, deleted: 0, bytes: 0};
+  // Blobs go first in any case, so each one is uploaded as soon as it is hashed and
+  // known to differ, overlapping hashing with the network.
+  const transfers = limiter(s.concurrency);
+  const early = new Map<string, Promise<void>>();
+  const upload = (e: Extract<LocalEntry, {type: 'file'}>): Promise<void> =>
+    transfers(async () => {
+      const etag = await uploadFile(opts, e);
+      remember(state, s, e.key, etag, e.size, e.sha256);
+      result.uploaded++;
+      result.bytes += e.size;
+      await opts.onStep?.(`blob:${e.key}`);
+    });
+  const onFile = opts.dryRun
+    ? undefined
+    : (e: Extract<LocalEntry, {type: 'file'}>): void => {
+        if (phaseOf(e.key) !== 'blob') return;
+        const p = remoteP.then((remote) => {
+          const r = remote.get(e.key);
+          if (r && r.redirect === undefined && r.sha256 === e.sha256 && r.size === e.size) return;
+          return upload(e);
+        });
+        p.catch(() => undefined);
+        early.set(e.key, p);
+      };
+  let local: Map<string, LocalEntry>;
+  let remote: Awaited<typeof remoteP>;
   try {
+    [local, remote] = await Promise.all([scanReplica(opts.root, state, onFile), remoteP]);
+  } catch (err) {
+    await Promise.allSettled(early.values());
+    throw err;
+  }
+  const plan = planPush(local, remote, opts.s3);
+  result.plan = plan as typeof result.plan;
+  if (opts.dryRun) return result;
+  try {
+    const settled = await Promise.allSettled(early.values());
+    const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) throw failed.reason;
     for (const phase of PHASES) {
       const actions = plan.actions.filter((a) => a.phase === phase);
       if (actions.length === 0) continue;
@@ -225,7 +262,7 @@ export async function push(opts: SyncOptions): Promise<SyncResult> {
         for (let i = 0; i < actions.length; i += 1000) {
           const batch = actions.slice(i, i + 1000);
           const r = await opts.client
-            .send(new DeleteObjectsCommand({Bucket: s.bucket, Delete: {Objects: batch.map((a) => ({Key: s.prefix + a.key})), Quiet: true}}))
+            .send(new sdk.DeleteObjectsCommand({Bucket: s.bucket, Delete: {Objects: batch.map((a) => ({Key: s.prefix + a.key})), Quiet: true}}))
             .catch((err: unknown) => {
               throw s3Error(err, s, 'deleting from');
             });
@@ -237,11 +274,11 @@ export async function push(opts: SyncOptions): Promise<SyncResult> {
         }
         continue;
       }
-      await pool(actions, s.concurrency, async (a) => {
+      await pool(actions.filter((a) => !early.has(a.key)), s.concurrency, async (a) => {
         const e = local.get(a.key)!;
         if (a.op === 'redirect') {
           await opts.client
-            .send(new PutObjectCommand({Bucket: s.bucket, Key: s.prefix + a.key, Body: Buffer.alloc(0), ContentLength: 0, WebsiteRedirectLocation: redirectLocation(s, a.target), ContentType: contentType(a.key)}))
+            .send(new sdk.PutObjectCommand({Bucket: s.bucket, Key: s.prefix + a.key, Body: Buffer.alloc(0), ContentLength: 0, WebsiteRedirectLocation: redirectLocation(s, a.target), ContentType: contentType(a.key)}))
             .catch((err: unknown) => {
               throw s3Error(err, s, `writing redirect ${a.key} to`);
             });
@@ -267,11 +304,24 @@ async function uploadFile(opts: SyncOptions, e: Extract<LocalEntry, {type: 'file
   const params = {Bucket: s.bucket, Key: s.prefix + e.key, ContentType: contentType(e.key), Metadata: {[SHA_META]: e.sha256}};
   try {
     if (e.size < s.multipartThreshold) {
-      // a Buffer body: exact length, no aws-chunked stream encoding
-      const r = await opts.client.send(new PutObjectCommand({...params, Body: await readFile(e.path)}));
-      opts.onProgress?.({key: e.key, loaded: e.size, total: e.size});
+      // A known length and no aws-chunked encoding (checksums WHEN_REQUIRED) keep the
+      // body byte-exact on every server; small files go as one Buffer.
+      const body = e.size <= 8 * 2 ** 20 ? await readFile(e.path) : countingStream(e, opts.onProgress);
+      const cmd = new sdk.PutObjectCommand({...params, Body: body, ContentLength: e.size});
+      // SigV4 signs the payload's sha256; we already have it, so spare the SDK a second pass
+      cmd.middlewareStack.add(
+        (next) => async (args) => {
+          const req = args.request as {headers?: Record<string, string>};
+          if (req.headers) req.headers['x-amz-content-sha256'] = e.sha256;
+          return next(args);
+        },
+        {step: 'build', name: 'psyKnownPayloadHash'},
+      );
+      const r = await opts.client.send(cmd);
+      if (e.size <= 8 * 2 ** 20) opts.onProgress?.({key: e.key, loaded: e.size, total: e.size});
       return r.ETag;
     }
+    const {Upload} = libStorage();
     const upload = new Upload({
       client: opts.client,
       params: {...params, Body: createReadStream(e.path, {highWaterMark: 1 << 20})},
@@ -285,6 +335,21 @@ async function uploadFile(opts: SyncOptions, e: Extract<LocalEntry, {type: 'file
   } catch (err) {
     throw s3Error(err, s, `uploading ${e.key} to`);
   }
+}
+
+/** The file as a stream that reports how much of it was read (sent) so far. */
+function countingStream(e: Extract<LocalEntry, {type: 'file'}>, onProgress: SyncOptions['onProgress']): Readable {
+  let loaded = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      loaded += chunk.length;
+      onProgress?.({key: e.key, loaded, total: e.size});
+      done(null, chunk);
+    },
+  });
+  const source = createReadStream(e.path, {highWaterMark: 1 << 20});
+  source.on('error', (err) => counter.destroy(err));
+  return source.pipe(counter);
 }
 
 /** Accepts a redirect only when it stays in this bucket (and prefix); returns the target key. */
@@ -319,8 +384,11 @@ async function localMd5(path: string): Promise<string> {
 
 /** Makes the replica equal to the bucket. */
 export async function pull(opts: SyncOptions): Promise<SyncResult> {
+  return withReplicaLock(opts.root, 'psy deaddrop forcepull', () => pullLocked(opts));
+}
+
+async function pullLocked(opts: SyncOptions): Promise<SyncResult> {
   const s = opts.s3;
-  await mkdir(opts.root, {recursive: true});
   const state = await loadState(opts.root);
   const local = await scanReplica(opts.root, state).catch(async (err: unknown) => {
     // a broken local link must not block a pull, which is how it gets repaired
@@ -409,7 +477,7 @@ async function download(opts: SyncOptions, key: string, path: string, size: numb
   await mkdir(dirname(path), {recursive: true});
   const tmp = scratchPath(path);
   try {
-    const r = await opts.client.send(new GetObjectCommand({Bucket: s.bucket, Key: s.prefix + key}));
+    const r = await opts.client.send(new sdk.GetObjectCommand({Bucket: s.bucket, Key: s.prefix + key}));
     const h = createHash('sha256');
     let loaded = 0;
     const body = r.Body as Readable;

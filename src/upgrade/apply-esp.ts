@@ -21,7 +21,7 @@ export const ESP_STEPS = [
   'env-init', // 1. create the environment block and its mirror if missing
   'write-grub-dir', // 2. the new grub-<id>/ directory beside the old one, flushed
   'write-efi-new', // 3. BOOTX64.NEW written, flushed, read back and compared
-  'switch', // 4. rename BOOTX64.NEW over BOOTX64.EFI, flushed
+  'switch', // 4. BOOTX64.EFI's directory entry takes BOOTX64.NEW's clusters (one 32-byte write)
   'record', // 5. manifest.json and the signature as the ESP's version record (new file + rename each)
   'cleanup', // 6. remove grub directories no BOOTX64.EFI points at
 ] as const;
@@ -112,7 +112,8 @@ export async function installEsp(place: Place, update: VerifiedUpdate, options: 
   if (!back || !back.equals(efi)) throw new PsyError('esp-verify-failed', 'BOOTX64.NEW read back differs from what was written; the ESP is unchanged');
 
   await step('switch');
-  await esp.rename(EFI_NEW, EFI_BOOT_PATH);
+  if (await esp.exists(EFI_BOOT_PATH)) await esp.switchFile('/EFI/BOOT', 'BOOTX64.NEW', 'BOOTX64.EFI');
+  else await esp.rename(EFI_NEW, EFI_BOOT_PATH);
   esp.flush();
 
   await step('record');

@@ -147,6 +147,90 @@ export class FatVolume {
     }
   }
 
+  /**
+   * Replaces `dir/target` by `dir/source` with one 32-byte directory-entry write, as the
+   * kernel's vfat rename does: the target's entry takes the source's first cluster and
+   * size (the switch), then the source entry is marked deleted and the target's old
+   * clusters are freed. Both must be plain 8.3 upper-case names (no long-name entries).
+   * A power cut leaves either the old file or the new one under the target name, never
+   * neither (mtools' own rename-over removes the target first).
+   */
+  async switchFile(dir: string, source: string, target: string): Promise<void> {
+    const short = (n: string): Buffer => {
+      const m = /^([A-Z0-9_-]{1,8})(?:\.([A-Z0-9_-]{1,3}))?$/.exec(n);
+      if (!m) throw new PsyError('esp-write-failed', `${n} is not a plain 8.3 name`);
+      return Buffer.from(m[1]!.padEnd(8, ' ') + (m[2] ?? '').padEnd(3, ' '), 'latin1');
+    };
+    const geo = this.#geometry();
+    if (!geo.fat32) {
+      await this.rename(`${dir}/${source}`, `${dir}/${target}`);
+      return;
+    }
+    const dirClusters = parseShowFat((await this.#must('mshowfat', [`::${dir}`], `reading ${dir}`)).toString('utf8'));
+    const oldClusters = parseShowFat((await this.#must('mshowfat', [`::${dir}/${target}`], `reading ${dir}/${target}`)).toString('utf8'));
+    const want = {source: short(source), target: short(target)};
+    const found: {source?: number; target?: number} = {};
+    const fd = openSync(this.#path, fsc.O_RDWR);
+    try {
+      const buf = Buffer.alloc(geo.clusterBytes);
+      for (const c of dirClusters) {
+        const at = this.#offset + geo.dataStart + (c - 2) * geo.clusterBytes;
+        readSync(fd, buf, 0, buf.length, at);
+        for (let e = 0; e < buf.length; e += 32) {
+          if (buf[e] === 0 || buf[e] === 0xe5 || (buf[e + 11]! & 0x0f) === 0x0f) continue;
+          const name = buf.subarray(e, e + 11);
+          if (name.equals(want.source)) found.source = at + e;
+          if (name.equals(want.target)) found.target = at + e;
+        }
+      }
+      if (found.source === undefined || found.target === undefined) {
+        throw new PsyError('esp-write-failed', `${dir}: directory entries for ${source} and ${target} not found`);
+      }
+      const src = Buffer.alloc(32);
+      const dst = Buffer.alloc(32);
+      readSync(fd, src, 0, 32, found.source);
+      readSync(fd, dst, 0, 32, found.target);
+      // the switch: first cluster (high 20-21, low 26-27), size (28-31) and times of the new file
+      src.copy(dst, 13, 13, 32);
+      writeSync(fd, dst, 0, 32, found.target);
+      fsyncSync(fd);
+      // the source name goes away without freeing the clusters it now shares with the target
+      writeSync(fd, Buffer.from([0xe5]), 0, 1, found.source);
+      fsyncSync(fd);
+      // the target's old clusters are free again, in every FAT copy
+      const bs = Buffer.alloc(512);
+      readSync(fd, bs, 0, 512, this.#offset);
+      const bps = bs.readUInt16LE(11);
+      const fats = bs.readUInt8(16);
+      const fatBytes = (bs.readUInt16LE(22) || bs.readUInt32LE(36)) * bps;
+      const fatStart = this.#offset + bs.readUInt16LE(14) * bps;
+      const entry = Buffer.alloc(4);
+      for (const c of oldClusters) {
+        for (let f = 0; f < fats; f++) {
+          const at = fatStart + f * fatBytes + c * 4;
+          readSync(fd, entry, 0, 4, at);
+          // keep the reserved top four bits of a FAT32 entry
+          entry.writeUInt32LE(entry.readUInt32LE(0) & 0xf0000000, 0);
+          writeSync(fd, entry, 0, 4, at);
+        }
+      }
+      // FSInfo's free-cluster count is only a hint, but keep it right for fsck
+      const info = this.#offset + bs.readUInt16LE(48) * bps;
+      const fsinfo = Buffer.alloc(512);
+      readSync(fd, fsinfo, 0, 512, info);
+      if (fsinfo.readUInt32LE(0) === 0x41615252 && fsinfo.readUInt32LE(484) === 0x61417272) {
+        const free = fsinfo.readUInt32LE(488);
+        if (free !== 0xffffffff) {
+          entry.writeUInt32LE(free + oldClusters.length, 0);
+          writeSync(fd, entry, 0, 4, info + 488);
+        }
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   /** fsync the image or device, so everything mtools wrote is on stable storage. */
   flush(): void {
     const fd = openSync(this.#path, fsc.O_RDONLY);
@@ -157,7 +241,7 @@ export class FatVolume {
     }
   }
 
-  #geometry(): {dataStart: number; clusterBytes: number} {
+  #geometry(): {dataStart: number; clusterBytes: number; fat32: boolean} {
     const bs = Buffer.alloc(512);
     const fd = openSync(this.#path, fsc.O_RDONLY);
     try {
@@ -179,6 +263,7 @@ export class FatVolume {
     return {
       dataStart: (reserved + fats * fatSize + rootDirSectors) * bytesPerSector,
       clusterBytes: sectorsPerCluster * bytesPerSector,
+      fat32: fatSize16 === 0,
     };
   }
 }
