@@ -98,6 +98,8 @@ export class Watcher {
   #buildCount = 0;
   #abort: AbortController | undefined;
   #set: WatchSet | undefined;
+  /** The config object the last build ran with (the loader returns the same object while unchanged). */
+  #lastConfig: unknown;
   #lastSummary = '';
   #root: string | undefined;
   #running: Promise<void> | undefined;
@@ -194,9 +196,13 @@ export class Watcher {
     try {
       loaded = await loadConfig({cwd: this.#o.cwd, ...(this.#o.configPath === undefined ? {} : {configPath: this.#o.configPath})});
       this.#root = loaded.root;
-      // Watch before building: a save during the build must not be missed.
-      await this.#watch(watchSetOf(analyze(loaded), this.#o.targets));
-      if (this.#state === 'stopped') return;
+      // A new or changed config may declare inputs not watched yet: watch them before
+      // building, so a save during the build is not missed. Otherwise skip this second
+      // analysis (the engine analyses again), it sits between the save and the build.
+      if (loaded.config !== this.#lastConfig || this.#set === undefined) {
+        await this.#watch(watchSetOf(analyze(loaded), this.#o.targets));
+        if (this.#state === 'stopped') return;
+      }
       const result = await this.#build({
         cwd: this.#o.cwd,
         loaded,
@@ -207,6 +213,9 @@ export class Watcher {
         logger: this.#o.buildLogger(n),
         signal: abort.signal,
       });
+      this.#lastConfig = loaded.config;
+      // Glob matches may have changed; new files under a glob base are seen regardless.
+      if (!result.interrupted) await this.#watch(watchSetOf(result.graph, this.#o.targets));
       this.#o.onEvent({type: 'build-done', build: n, result, durationMs: Date.now() - started});
     } catch (err) {
       // Keep watching what we know, plus the config, so the fix is seen.
