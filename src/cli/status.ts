@@ -19,7 +19,6 @@ export class StatusPrinter implements BuildLogger {
   readonly #o: StatusOptions;
   #total = 0;
   #done = 0;
-  #started = 0;
   readonly #running = new Map<string, number>();
   #lineShown = false;
   #timer: NodeJS.Timeout | undefined;
@@ -42,7 +41,6 @@ export class StatusPrinter implements BuildLogger {
         if (this.#o.verbose) this.#print(`up to date: ${e.target}`);
         return;
       case 'start':
-        this.#started++;
         this.#running.set(e.target, Date.now());
         if (e.console) {
           this.#clear();

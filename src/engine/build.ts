@@ -9,7 +9,7 @@ import {readdirSync, rmSync} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
-import {FileHasher} from './file-hasher.js';
+import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, type Graph} from './graph.js';
 import {initHash} from './hash.js';
 import {loadConfig, type LoadedConfig} from './load-config.js';
@@ -59,7 +59,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const logger = options.logger ?? silentLogger;
   const hashReady = initHash();
   const loaded = options.loaded ?? (await loadConfig({cwd: options.cwd, ...(options.configPath === undefined ? {} : {configPath: options.configPath})}));
-  const graph = analyze(loaded);
+  const stats = new StatCache(loaded.root);
+  const graph = analyze(loaded, stats.get);
   const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   const want = closure(graph, names);
   await hashReady;
@@ -71,7 +72,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   try {
     if (lock !== undefined) removeStaleTemporaries(tmpRoot);
     log = StateLog.open(graph.stateDir, {readOnly: dryRun, warn});
-    const files = new FileHasher(graph.root, log);
+    const files = new FileHasher(graph.root, log, stats);
     const env = options.env ?? process.env;
     const tools = new ToolVersions(log, env['PATH']);
     const builder = new Builder({

@@ -5,8 +5,8 @@
  * hide behind it ("racy", as git calls it). Each path is stat'ed at most once per build
  * unless it is invalidated (after an output is renamed into place).
  */
-import {closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, type Stats} from 'node:fs';
-import {join} from 'node:path';
+import {closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync} from 'node:fs';
+import {join, sep} from 'node:path';
 import {createHasher, hashBytes} from './hash.js';
 import type {FileRecord, StateLog} from './state-log.js';
 
@@ -14,27 +14,75 @@ import type {FileRecord, StateLog} from './state-log.js';
 export const RACY_MS = 2000;
 const STREAM_ABOVE = 8 << 20;
 
+/** The stat fields psy uses; kept instead of fs.Stats to keep the heap small. */
+export interface FileStat {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly ino: number;
+  isFile(): boolean;
+}
+
+class CompactStat implements FileStat {
+  constructor(
+    readonly size: number,
+    readonly mtimeMs: number,
+    readonly ctimeMs: number,
+    readonly ino: number,
+    readonly file: boolean,
+  ) {}
+  isFile(): boolean {
+    return this.file;
+  }
+}
+
+/** stat(2) of paths relative to the root, once per run (shared by analysis and hashing). */
+export class StatCache {
+  readonly #root: string;
+  readonly #stats = new Map<string, FileStat | null>();
+
+  constructor(root: string) {
+    this.#root = root;
+  }
+
+  readonly get = (rel: string): FileStat | undefined => {
+    const memo = this.#stats.get(rel);
+    if (memo !== undefined) return memo ?? undefined;
+    const st = statSync(this.#root + sep + rel, {throwIfNoEntry: false});
+    const c = st === undefined ? undefined : new CompactStat(st.size, st.mtimeMs, st.ctimeMs, st.ino, st.isFile());
+    this.#stats.set(rel, c ?? null);
+    return c;
+  };
+
+  invalidate(rel: string): void {
+    this.#stats.delete(rel);
+  }
+}
+
 export class FileHasher {
   readonly #root: string;
   readonly #log: StateLog;
   readonly #memo = new Map<string, string | null>();
+  readonly #stats: StatCache;
 
-  constructor(root: string, log: StateLog) {
+  constructor(root: string, log: StateLog, stats: StatCache = new StatCache(root)) {
     this.#root = root;
     this.#log = log;
+    this.#stats = stats;
   }
 
   /** Forget what this run knows about a path (it was just replaced). */
   invalidate(rel: string): void {
     this.#memo.delete(rel);
+    this.#stats.invalidate(rel);
   }
 
   /** Content hash of a regular file (relative to the root), or undefined if missing. */
   file(rel: string): string | undefined {
     const memo = this.#memo.get(rel);
     if (memo !== undefined) return memo ?? undefined;
-    const abs = join(this.#root, rel);
-    const st = lstatSync(abs, {throwIfNoEntry: false});
+    const abs = this.#root + sep + rel;
+    const st = this.#stats.get(rel);
     if (st === undefined || !st.isFile()) {
       this.#memo.set(rel, null);
       return undefined;
@@ -71,7 +119,7 @@ export class FileHasher {
     return hash;
   }
 
-  #cached(rel: string, st: Stats): string | undefined {
+  #cached(rel: string, st: FileStat): string | undefined {
     const rec = this.#log.files.get(rel);
     if (
       rec !== undefined &&
@@ -86,7 +134,7 @@ export class FileHasher {
     return undefined;
   }
 
-  #rehash(rel: string, st: Stats, compute: () => string): string {
+  #rehash(rel: string, st: FileStat, compute: () => string): string {
     const recordedAt = Date.now();
     const hash = compute();
     const rec = this.#log.files.get(rel);

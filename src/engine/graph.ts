@@ -81,8 +81,11 @@ function err(code: string, message: string): PsyError {
   return new PsyError(code, message);
 }
 
+/** Stat of a path relative to the root (memoised per run by the caller). */
+export type StatFn = (rel: string) => {isFile(): boolean} | undefined;
+
 /** Analyse a loaded config into a graph; throws the first config error found. */
-export function analyze(loaded: LoadedConfig): Graph {
+export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
   const {root, config} = loaded;
   const outDir = normalizeRel(config.outDir ?? 'cache/out');
   const stateDir = join(root, config.stateDir ?? 'cache/state');
@@ -127,14 +130,14 @@ export function analyze(loaded: LoadedConfig): Graph {
       if (o === undefined) {
         throw err('config-shape', `target "${t.name}": output "${name}" must be a path, {file} or {dir}`);
       }
-      const rel = normalize(o.path);
+      const rel = normalizeRel(o.path);
       if (isAbsolute(o.path) || rel === '.' || rel === '..' || rel.startsWith('..' + sep) || rel.startsWith('.psy-tmp')) {
         throw err(
           'output-outside',
           `target "${t.name}": output "${name}" (${o.path}) is outside the output folder ${outDir}`,
         );
       }
-      const path = join(outDir, rel);
+      const path = outDir + sep + rel;
       const prev = outputOwner.get(path);
       if (prev !== undefined) {
         throw err(
@@ -183,7 +186,6 @@ export function analyze(loaded: LoadedConfig): Graph {
   const targets: GraphTarget[] = decls.map((t, index) => {
     const inputs: GraphInput[] = [];
     const deps: number[] = [];
-    const depSet = new Set<number>();
     for (const [name, spec] of Object.entries(t.inputs ?? {})) {
       if (!IDENT.test(name)) {
         throw err('invalid-input-name', `target "${t.name}": input name "${name}" must be an identifier`);
@@ -200,7 +202,8 @@ export function analyze(loaded: LoadedConfig): Graph {
             }
             let ok = exists.get(path);
             if (ok === undefined) {
-              ok = statSync(join(root, path), {throwIfNoEntry: false})?.isFile() === true;
+              const st = stat !== undefined ? stat(path) : statSync(root + sep + path, {throwIfNoEntry: false});
+              ok = st?.isFile() === true;
               exists.set(path, ok);
             }
             if (!ok) throw err('missing-input', `target "${t.name}": input "${name}" file ${f} does not exist`);
@@ -240,10 +243,7 @@ export function analyze(loaded: LoadedConfig): Graph {
             chosen = [i];
           }
           for (const o of chosen) items.push({kind: 'output', target: up, output: o});
-          if (!depSet.has(up)) {
-            depSet.add(up);
-            deps.push(up);
-          }
+          if (!deps.includes(up)) deps.push(up);
         } else {
           throw err('config-shape', `target "${t.name}": input "${name}" must be a path, {files}, {glob} or {target}`);
         }
@@ -307,7 +307,10 @@ function outputOf(spec: OutputSpec): {kind: 'file' | 'dir'; path: string} | unde
   return undefined;
 }
 
+/** Already-normal relative paths (the common case) skip path.normalize. */
+const NEEDS_NORMALIZE = /(^|\/)\.\.?(\/|$)|\/\/|\/$|^\//;
 function normalizeRel(p: string): string {
+  if (p.length > 0 && !NEEDS_NORMALIZE.test(p)) return p;
   return normalize(p).replace(/\/+$/, '');
 }
 

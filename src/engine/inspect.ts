@@ -112,7 +112,7 @@ export async function queryTarget(p: Project, name: string): Promise<TargetInfo>
   return {
     name,
     description: t.config.description,
-    action: describeAction(t),
+    action: t.config.rule !== undefined ? `${t.config.rule.name} (version ${t.config.rule.version})` : describeAction(t),
     kind: t.config.command !== undefined ? 'command' : t.config.rule !== undefined ? 'rule' : 'group',
     pool: t.pool,
     inputs: Object.fromEntries(

@@ -64,7 +64,7 @@ export interface ToolRecord {
   readonly version: string;
 }
 
-const MAGIC = Buffer.from('PSYLOG1\n', 'latin1');
+const MAGIC = Buffer.from('PSYLOG2\n', 'latin1');
 const T_FILE = 1;
 const T_TARGET = 2;
 const T_TOOL = 3;
@@ -104,6 +104,14 @@ class Encoder {
     this.pos += 4 + n;
     return this;
   }
+  /** A 16-hex-digit hash, stored without a length. */
+  hash(v: string): this {
+    if (v.length !== 16) return this.u8(0).str(v);
+    this.#room(16);
+    this.buf.write(v, this.pos, 'latin1');
+    this.pos += 16;
+    return this;
+  }
   /** Frame the payload: length, checksum, payload. */
   frame(): Buffer {
     const payload = this.buf.subarray(0, this.pos);
@@ -115,39 +123,62 @@ class Encoder {
   }
 }
 
+/** Raw slicing methods Buffer has but does not declare: no per-call encoding lookup. */
+interface FastSlice {
+  utf8Slice(start: number, end: number): string;
+  latin1Slice(start: number, end: number): string;
+}
+
 class Decoder {
-  pos: number;
-  constructor(
-    readonly buf: Buffer,
-    start: number,
-    readonly end: number,
-  ) {
+  pos = 0;
+  end = 0;
+  buf: Buffer & FastSlice = Buffer.alloc(0) as Buffer & FastSlice;
+  reset(buf: Buffer, start: number, end: number): this {
+    this.buf = buf as Buffer & FastSlice;
     this.pos = start;
+    this.end = end;
+    return this;
+  }
+  #need(n: number): void {
+    if (this.pos + n > this.end) throw new RangeError('record overrun');
   }
   u8(): number {
-    if (this.pos + 1 > this.end) throw new RangeError('record overrun');
+    this.#need(1);
     return this.buf[this.pos++]!;
   }
   u32(): number {
-    if (this.pos + 4 > this.end) throw new RangeError('record overrun');
+    this.#need(4);
     const v = this.buf.readUInt32LE(this.pos);
     this.pos += 4;
     return v;
   }
   f64(): number {
-    if (this.pos + 8 > this.end) throw new RangeError('record overrun');
+    this.#need(8);
     const v = this.buf.readDoubleLE(this.pos);
     this.pos += 8;
     return v;
   }
   str(): string {
     const n = this.u32();
-    if (this.pos + n > this.end) throw new RangeError('record overrun');
-    const v = this.buf.toString('utf8', this.pos, this.pos + n);
+    this.#need(n);
+    const v = this.buf.utf8Slice(this.pos, this.pos + n);
     this.pos += n;
     return v;
   }
+  hash(): string {
+    this.#need(1);
+    if (this.buf[this.pos] === 0) {
+      this.pos++;
+      return this.str();
+    }
+    this.#need(16);
+    const v = this.buf.latin1Slice(this.pos, this.pos + 16);
+    this.pos += 16;
+    return v;
+  }
 }
+
+const decoder = new Decoder();
 
 export interface StateLogOptions {
   /** Open without writing: nothing is appended, a damaged tail is not truncated. */
@@ -216,7 +247,7 @@ export class StateLog {
       if (len === 0 || end > data.length) break;
       if (checksum32(data.subarray(start, end)) !== sum) break;
       try {
-        this.#apply(new Decoder(data, start, end));
+        this.#apply(decoder.reset(data, start, end));
       } catch {
         break;
       }
@@ -238,22 +269,22 @@ export class StateLog {
           ctimeMs: d.f64(),
           ino: d.f64(),
           recordedAt: d.f64(),
-          hash: d.str(),
+          hash: d.hash(),
         });
         return;
       }
       case T_TARGET: {
         const name = d.str();
-        const key = d.str();
-        const action = d.str();
+        const key = d.hash();
+        const action = d.hash();
         const params = d.str();
         const tools = d.str();
         const nIn = d.u32();
         const inputs: string[] = new Array<string>(nIn);
-        for (let i = 0; i < nIn; i++) inputs[i] = d.str();
+        for (let i = 0; i < nIn; i++) inputs[i] = d.hash();
         const nOut = d.u32();
         const outputs: Array<{path: string; hash: string}> = new Array(nOut);
-        for (let i = 0; i < nOut; i++) outputs[i] = {path: d.str(), hash: d.str()};
+        for (let i = 0; i < nOut; i++) outputs[i] = {path: d.str(), hash: d.hash()};
         const start = d.f64();
         const end = d.f64();
         this.targets.set(name, {name, key, action, params, tools, inputs, outputs, start, end});
@@ -367,15 +398,15 @@ function encodeFile(r: FileRecord): Buffer {
     .f64(r.ctimeMs)
     .f64(r.ino)
     .f64(r.recordedAt)
-    .str(r.hash)
+    .hash(r.hash)
     .frame();
 }
 
 function encodeTarget(r: TargetRecord): Buffer {
-  const e = new Encoder().u8(T_TARGET).str(r.name).str(r.key).str(r.action).str(r.params).str(r.tools);
+  const e = new Encoder().u8(T_TARGET).str(r.name).hash(r.key).hash(r.action).str(r.params).str(r.tools);
   e.u32(r.inputs.length);
-  for (const h of r.inputs) e.str(h);
+  for (const h of r.inputs) e.hash(h);
   e.u32(r.outputs.length);
-  for (const o of r.outputs) e.str(o.path).str(o.hash);
+  for (const o of r.outputs) e.str(o.path).hash(o.hash);
   return e.f64(r.start).f64(r.end).frame();
 }

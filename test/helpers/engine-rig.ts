@@ -70,10 +70,10 @@ export class Rig {
   }
 }
 
-/** Lines `[n/total] name` printed for started steps (non-terminal output). */
+/** Names (or descriptions) from the `[n/total] name (reason)` lines of started steps. */
 export function startedSteps(stdout: string): string[] {
   return stdout
     .split('\n')
-    .map((l) => /^\[\d+\/\d+\] (\S+)/.exec(l)?.[1])
+    .map((l) => /^\[\d+\/\d+\] (.+?)(?: \(.*\))?$/.exec(l)?.[1])
     .filter((n): n is string => n !== undefined);
 }

@@ -1,0 +1,135 @@
+import {spawn} from 'node:child_process';
+import {appendFileSync, readFileSync, statSync, truncateSync, writeFileSync} from 'node:fs';
+import {afterEach, beforeEach, describe, expect, it} from 'vitest';
+import {initHash} from '../src/engine/hash.js';
+import {StateLog} from '../src/engine/state-log.js';
+import {Rig, startedSteps} from './helpers/engine-rig.js';
+
+let rig: Rig;
+beforeEach(async () => {
+  rig = new Rig();
+  await initHash();
+});
+afterEach(() => rig.cleanup());
+
+function threeTargets(): void {
+  rig.write({
+    'src/a.txt': 'a\n',
+    'src/b.txt': 'b\n',
+    'src/c.txt': 'c\n',
+    'build.config.ts': `export default {targets: ['a', 'b', 'c'].map((n) => ({
+  name: n, inputs: {s: 'src/' + n + '.txt'}, outputs: {o: n + '.out'}, command: 'cp $in $out',
+}))};
+`,
+  });
+}
+
+describe('state log', () => {
+  it('records survive a reopen and replay to the same state', () => {
+    const dir = rig.path('state');
+    const log = StateLog.open(dir);
+    log.putFile({path: 'src/x', size: 3, mtimeMs: 1.5, ctimeMs: 2.5, ino: 7, recordedAt: 10_000, hash: '00ff00ff00ff00ff'});
+    log.putTarget({name: 't', key: 'k1', action: 'a', params: '', tools: 'x=1', inputs: ['h1', 'h2'], outputs: [{path: 'o', hash: 'h3'}], start: 1, end: 2});
+    log.putTarget({name: 't', key: 'k2', action: 'a', params: '', tools: '', inputs: [], outputs: [], start: 3, end: 4});
+    log.close();
+    const again = StateLog.open(dir, {readOnly: true});
+    expect(again.files.get('src/x')).toEqual({path: 'src/x', size: 3, mtimeMs: 1.5, ctimeMs: 2.5, ino: 7, recordedAt: 10_000, hash: '00ff00ff00ff00ff'});
+    expect(again.targets.get('t')?.key).toBe('k2');
+    expect(again.totalRecords).toBe(3);
+  });
+
+  it('a truncated tail is dropped with a warning and the file is repaired', () => {
+    const dir = rig.path('state');
+    const log = StateLog.open(dir);
+    log.putTarget({name: 'one', key: 'k1', action: 'a', params: '', tools: '', inputs: [], outputs: [], start: 1, end: 2});
+    log.putTarget({name: 'two', key: 'k2', action: 'a', params: '', tools: '', inputs: [], outputs: [], start: 1, end: 2});
+    log.close();
+    const full = statSync(`${dir}/log`).size;
+    truncateSync(`${dir}/log`, full - 5);
+    const warnings: string[] = [];
+    const reopened = StateLog.open(dir, {warn: (m) => warnings.push(m)});
+    expect(reopened.targets.has('one')).toBe(true);
+    expect(reopened.targets.has('two')).toBe(false);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/ignored a damaged tail of \d+ bytes/);
+    reopened.putTarget({name: 'three', key: 'k3', action: 'a', params: '', tools: '', inputs: [], outputs: [], start: 1, end: 2});
+    reopened.close();
+    const third = StateLog.open(dir, {warn: (m) => warnings.push(m)});
+    expect([...third.targets.keys()].sort()).toEqual(['one', 'three']);
+    expect(warnings).toHaveLength(1);
+    third.close();
+  });
+
+  it('a corrupted record (bad checksum) ends the replay there', () => {
+    const dir = rig.path('state');
+    const log = StateLog.open(dir);
+    log.putTarget({name: 'one', key: 'k1', action: 'a', params: '', tools: '', inputs: [], outputs: [], start: 1, end: 2});
+    log.putTarget({name: 'two', key: 'k2', action: 'a', params: '', tools: '', inputs: [], outputs: [], start: 1, end: 2});
+    log.close();
+    const bytes = readFileSync(`${dir}/log`);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
+    writeFileSync(`${dir}/log`, bytes);
+    const warnings: string[] = [];
+    const reopened = StateLog.open(dir, {readOnly: true, warn: (m) => warnings.push(m)});
+    expect([...reopened.targets.keys()]).toEqual(['one']);
+    expect(warnings[0]).toMatch(/damaged tail/);
+  });
+
+  it('compaction rewrites only live records and keeps the state', () => {
+    const dir = rig.path('state');
+    const log = StateLog.open(dir);
+    for (let i = 0; i < 2000; i++) {
+      log.putTarget({name: `t${i % 10}`, key: `k${i}`, action: 'a', params: '', tools: '', inputs: [], outputs: [], start: i, end: i});
+    }
+    const before = statSync(`${dir}/log`).size;
+    expect(log.compactIfNeeded()).toBe(true);
+    log.close();
+    expect(statSync(`${dir}/log`).size).toBeLessThan(before / 50);
+    const again = StateLog.open(dir, {readOnly: true});
+    expect(again.totalRecords).toBe(10);
+    expect(again.targets.get('t3')?.key).toBe('k1993');
+  });
+
+  it('a build after a damaged log warns and rebuilds only what it must', () => {
+    threeTargets();
+    rig.psy(['build', '-j1']);
+    const logPath = rig.path('cache/state/log');
+    appendFileSync(logPath, Buffer.from([0x20, 0, 0, 0, 1, 2, 3]));
+    const r = rig.psy(['build']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/psy: warning: state log .* ignored a damaged tail of 7 bytes/);
+    expect(startedSteps(r.stdout)).toEqual([]);
+  });
+});
+
+describe('build lock', () => {
+  it('a second build while one runs fails naming the holder pid', async () => {
+    rig.write({'build.config.ts': `export default {targets: [{name: 'slow', outputs: {o: 'slow'}, command: 'sleep 3; touch $out'}]};\n`});
+    const first = rig.spawnPsy(['build']);
+    // Wait until the first build holds the lock.
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      try {
+        if (readFileSync(rig.path('cache/state/lock'), 'utf8').trim() === String(first.child.pid)) break;
+      } catch {
+        // not yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const second = rig.psy(['build']);
+    expect(second.code).toBe(1);
+    expect(second.stderr.trim()).toBe(`psy build: another psy build (pid ${first.child.pid}) is using ${rig.path('cache/state')}; wait for it to finish or stop it`);
+    expect((await first.done).code).toBe(0);
+  });
+
+  it('a stale lock from a dead process is taken over with a warning', async () => {
+    threeTargets();
+    const dead = spawn('true');
+    await new Promise((r) => dead.on('close', r));
+    rig.write({'cache/state/lock': `${dead.pid}\n`});
+    const r = rig.psy(['build']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`psy: warning: took over the build lock of pid ${dead.pid}, which no longer runs`);
+    expect(startedSteps(r.stdout).sort()).toEqual(['a', 'b', 'c']);
+  });
+});
