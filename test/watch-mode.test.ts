@@ -408,6 +408,26 @@ describe('psy build --watch', () => {
     await pollUntil('the step to be gone', () => !isAlive(pid));
   });
 
+  it('a --then command still running is stopped before the next one starts, and on Ctrl-C', async () => {
+    project();
+    // Each run records its pid and lives until stopped.
+    const r = start(['S', '--then', 'sleep 120 & echo $! >> then.pids; wait']);
+    await r.idleAfter(1);
+    await pollUntil('the first then-command', () => existsSync(rig.path('then.pids')) && rig.read('then.pids').trim().split('\n').length === 1);
+    const first = Number(rig.read('then.pids').trim());
+    expect(isAlive(first)).toBe(true);
+
+    writeFileSync(rig.path('src/sentinel.txt'), 'next\n');
+    await r.idleAfter(2);
+    await pollUntil('the second then-command', () => rig.read('then.pids').trim().split('\n').length === 2);
+    const second = Number(rig.read('then.pids').trim().split('\n')[1]);
+    await pollUntil('the first then-command to be gone', () => !isAlive(first));
+    expect(isAlive(second)).toBe(true);
+
+    expect(await r.interrupt()).toEqual({code: 130, signal: null});
+    await pollUntil('the second then-command to be gone', () => !isAlive(second));
+  });
+
   it('Ctrl-C while idle exits with 130', async () => {
     project();
     const r = start(['S']);

@@ -29,9 +29,13 @@ export async function runWatchSession(options: WatchSessionOptions): Promise<num
   const {io} = options;
   const out = io.stdout as NodeJS.WriteStream;
   const tty = out.isTTY === true && io.env['TERM'] !== 'dumb';
-  const say = (text: string) => writeLine(io.stdout, `${PREFIX} ${text}`);
-  const then = options.then === undefined ? undefined : new ThenCommand(options.then, io, say);
   let printer: StatusPrinter | undefined;
+  const say = (text: string) => {
+    // Leave a terminal's status line before printing (it is redrawn by the next step event).
+    if (tty) printer?.close();
+    writeLine(io.stdout, `${PREFIX} ${text}`);
+  };
+  const then = options.then === undefined ? undefined : new ThenCommand(options.then, io, say);
   let thenStarted = false;
   let root = io.cwd;
   let exitCode = 130;

@@ -24,6 +24,7 @@
  * Nothing here prints: the outside world hears WatchEvents and the engine's BuildEvents
  * through injected loggers.
  */
+import {statSync} from 'node:fs';
 import {dirname, relative, resolve} from 'node:path';
 import {isPsyError} from '../errors.js';
 import {build as engineBuild, type BuildOptions, type BuildResult} from './build.js';
@@ -93,6 +94,8 @@ export class Watcher {
   #state: WatchState = 'starting';
   /** Changes not yet handed to a build, by absolute path. */
   readonly #pending = new Map<string, FileChange>();
+  /** State of each triggering file when the build it triggered started (see fileState). */
+  readonly #consumed = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #firstChangeAt = 0;
   #buildCount = 0;
@@ -137,6 +140,9 @@ export class Watcher {
   }
 
   #change(c: FileChange): void {
+    // A late event of a save the last build already started from (the event loop was
+    // busy, or one save produced events far apart) would start an empty build.
+    if (!this.#pending.has(c.path) && this.#consumed.get(c.path) === fileState(c.path)) return;
     const prev = this.#pending.get(c.path);
     // deleted then added again within one burst is an atomic save: a change.
     const kind: ChangeKind = prev?.kind === 'deleted' && c.kind === 'added' ? 'changed' : c.kind;
@@ -187,6 +193,7 @@ export class Watcher {
     const triggers = [...this.#pending.values()]
       .map((c) => ({kind: c.kind, path: root === undefined ? c.path : relative(root, c.path), config: c.config}))
       .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    for (const path of this.#pending.keys()) this.#consumed.set(path, fileState(path));
     this.#pending.clear();
     this.#o.onEvent({type: 'build-start', build: n, triggers});
     const started = Date.now();
@@ -277,4 +284,10 @@ export class Watcher {
     const configPath = resolve(this.#o.cwd, this.#o.configPath ?? 'build.config.ts');
     return configWatchSet({root: dirname(configPath), configPath, modules: []});
   }
+}
+
+/** A file's identity as far as a change is concerned: stat data, or 'missing'. */
+function fileState(path: string): string {
+  const st = statSync(path, {throwIfNoEntry: false, bigint: true});
+  return st === undefined ? 'missing' : `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
