@@ -317,6 +317,24 @@ describe('psy build --watch', () => {
     expect(rig.read('cache/out/c.txt')).toBe('a1\nc back\nv1\n');
   });
 
+  it('a watched folder that disappears and comes back (a checkout) is watched again', async () => {
+    project();
+    const r = start(['C', '-j1']);
+    await r.idleAfter(1);
+    renameSync(rig.path('src'), rig.path('src-away'));
+    const b2 = await r.idleAfter(2);
+    expect(b2.status).toBe('failed');
+    expect(b2.trigger).toMatch(/src\/a\.txt \(deleted\)/);
+    renameSync(rig.path('src-away'), rig.path('src'));
+    const b3 = await r.idleAfter(3);
+    expect(b3.status).toBe('succeeded');
+    expect(b3.trigger).toMatch(/src\/a\.txt \(added\)/);
+    writeFileSync(rig.path('src/c.txt'), 'c after\n');
+    const b4 = await r.idleAfter(4);
+    expect(b4.trigger).toBe('src/c.txt (changed)');
+    expect(b4.steps).toEqual(['C']);
+  });
+
   it('a config edit (and an edit of a module it imports) reloads the graph', async () => {
     project();
     const r = start(['all', '-j1']);

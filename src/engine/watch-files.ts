@@ -6,9 +6,16 @@
  * as trees, so a new file matching a glob counts. Everything else is filtered out here:
  * the caller hears only about paths that can change a build.
  */
+import {existsSync, statSync} from 'node:fs';
 import {dirname, relative, sep} from 'node:path';
 import type {FSWatcher} from 'chokidar';
 import {globMatches, type WatchSet} from './watch-inputs.js';
+
+const LOST_POLL_MS = 200;
+
+function isDir(path: string): boolean {
+  return statSync(path, {throwIfNoEntry: false})?.isDirectory() === true;
+}
 
 export type ChangeKind = 'added' | 'changed' | 'deleted';
 
@@ -37,6 +44,9 @@ export class InputWatcher {
   #deep: FSWatcher | undefined;
   #flatPaths = new Set<string>();
   #deepPaths = new Set<string>();
+  /** Watched folders that are gone (moved away, checked out); polled until they return. */
+  readonly #lost = new Set<string>();
+  #poll: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(onChange: (change: FileChange) => void, onError: (message: string) => void) {
@@ -75,6 +85,9 @@ export class InputWatcher {
             if (typeof path === 'string') this.#event(ev, path);
           });
         }
+        w.on('unlinkDir', (path: string | Error) => {
+          if (typeof path === 'string' && (this.#flatPaths.has(path) || this.#deepPaths.has(path))) this.#lose(path);
+        });
         w.on('error', (err: unknown) => this.#onError(err instanceof Error ? err.message : String(err)));
         return w;
       }
@@ -86,7 +99,51 @@ export class InputWatcher {
     this.#deep = sync(this.#deep, this.#deepPaths, deep, undefined);
     this.#flatPaths = flat;
     this.#deepPaths = deep;
+    for (const p of this.#lost) if (!flat.has(p) && !deep.has(p)) this.#lost.delete(p);
+    for (const p of [...flat, ...deep]) if (!isDir(p)) this.#lose(p);
     await Promise.all(ready);
+  }
+
+  /**
+   * A watched folder disappeared. chokidar does not notice it coming back, so poll for it
+   * (rare: a folder moved away and back, a branch checkout), then watch it afresh and
+   * report the declared files in it as added.
+   */
+  #lose(path: string): void {
+    this.#lost.add(path);
+    if (this.#poll !== undefined || this.#closed) return;
+    this.#poll = setInterval(() => this.#checkLost(), LOST_POLL_MS);
+    this.#poll.unref();
+  }
+
+  #checkLost(): void {
+    const set = this.#set;
+    for (const p of this.#lost) {
+      if (!isDir(p)) continue;
+      this.#lost.delete(p);
+      for (const [w, paths] of [[this.#flat, this.#flatPaths], [this.#deep, this.#deepPaths]] as const) {
+        if (w === undefined || !paths.has(p)) continue;
+        w.unwatch(p);
+        w.add(p);
+      }
+      if (set === undefined) continue;
+      let reported = false;
+      for (const [files, config] of [[set.inputs, false], [set.configFiles, true]] as const) {
+        for (const f of files) {
+          const inside = this.#flatPaths.has(p) ? dirname(f) === p : f.startsWith(p + sep);
+          if (inside && existsSync(f)) {
+            reported = true;
+            this.#onChange({kind: 'added', path: f, config});
+          }
+        }
+      }
+      // A glob base with no known input in it: new files may match.
+      if (!reported && this.#deepPaths.has(p)) this.#onChange({kind: 'added', path: p, config: false});
+    }
+    if (this.#lost.size === 0 && this.#poll !== undefined) {
+      clearInterval(this.#poll);
+      this.#poll = undefined;
+    }
   }
 
   summary(): WatchSummary {
@@ -102,6 +159,7 @@ export class InputWatcher {
 
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#poll !== undefined) clearInterval(this.#poll);
     await Promise.all([this.#flat?.close(), this.#deep?.close()]);
     this.#flat = this.#deep = undefined;
   }
