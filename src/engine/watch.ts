@@ -78,6 +78,8 @@ export interface WatchOptions {
   /** Longest a build waits behind a continuous stream of changes (ms). */
   readonly maxWaitMs?: number;
   readonly onEvent: (e: WatchEvent) => void;
+  /** Every state transition (for tests and debugging). */
+  readonly onState?: (state: WatchState) => void;
   /** The engine logger for one build (a fresh status printer each time). */
   readonly buildLogger: (build: number) => BuildLogger;
   /** The engine's build; replaceable so the state machine can be driven in isolation. */
@@ -91,7 +93,7 @@ export class Watcher {
   readonly #o: WatchOptions;
   readonly #files: InputWatcher;
   readonly #build: (options: BuildOptions) => Promise<BuildResult>;
-  #state: WatchState = 'starting';
+  #stateValue: WatchState = 'starting';
   /** Changes not yet handed to a build, by absolute path. */
   readonly #pending = new Map<string, FileChange>();
   /** State of each triggering file when the build it triggered started (see fileState). */
@@ -119,7 +121,17 @@ export class Watcher {
   }
 
   get state(): WatchState {
-    return this.#state;
+    return this.#stateValue;
+  }
+
+  get #state(): WatchState {
+    return this.#stateValue;
+  }
+
+  set #state(next: WatchState) {
+    if (next === this.#stateValue) return;
+    this.#stateValue = next;
+    this.#o.onState?.(next);
   }
 
   /** Run the first build and keep watching; resolves after stop(). */
