@@ -4,15 +4,16 @@
  * prints and never exits: it reports through the injected logger and returns a result.
  */
 import {availableParallelism} from 'node:os';
-import {join} from 'node:path';
-import {readdirSync, rmSync} from 'node:fs';
+import {join, sep} from 'node:path';
+import {readdirSync, rmSync, statSync} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, type Graph} from './graph.js';
 import {initHash} from './hash.js';
-import {loadConfig, type LoadedConfig} from './load-config.js';
+import {configIdentity, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
+import {checkSnapshot, removeSnapshot, snapshotPath, writeSnapshot, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
@@ -52,28 +53,46 @@ export interface BuildResult {
   /** Every considered target's outputs: name → absolute path. */
   readonly outputs: Readonly<Record<string, Readonly<Record<string, string>>>>;
   readonly root: string;
-  readonly graph: Graph;
+  /** The analysed graph; absent when the no-op fast path answered without loading it. */
+  readonly graph?: Graph;
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const logger = options.logger ?? silentLogger;
+  const buildStart = Date.now();
+  const dryRun = options.dryRun === true;
+  const env = options.env ?? process.env;
+  const requested = options.targets ?? [];
+  const configOptions = {cwd: options.cwd, ...(options.configPath === undefined ? {} : {configPath: options.configPath})};
+  let snapshotFile: string | undefined;
+  if (options.loaded === undefined && !dryRun) {
+    const id = await configIdentity(configOptions);
+    if (id !== undefined) {
+      snapshotFile = snapshotPath(id.root, id.configPath, requested);
+      const fast = checkSnapshot(snapshotFile, id.identity, requested, env['PATH'] ?? '');
+      if (fast !== undefined) return fastResult(fast, id.root, logger);
+    }
+  }
   const hashReady = initHash();
-  const loaded = options.loaded ?? (await loadConfig({cwd: options.cwd, ...(options.configPath === undefined ? {} : {configPath: options.configPath})}));
+  const loaded = options.loaded ?? (await loadConfig(configOptions));
+  snapshotFile ??= snapshotPath(loaded.root, loaded.configPath, requested);
+  const configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
   const stats = new StatCache(loaded.root);
   const graph = analyze(loaded, stats.get);
   const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   const want = closure(graph, names);
   await hashReady;
-  const dryRun = options.dryRun === true;
   const warn = (message: string) => logger.event({type: 'warning', message});
   const lock = dryRun ? undefined : BuildLock.acquire(graph.stateDir, (pid) => warn(`took over the build lock of pid ${pid}, which no longer runs`));
   const tmpRoot = join(graph.root, graph.outDir, '.psy-tmp');
   let log: StateLog | undefined;
   try {
-    if (lock !== undefined) removeStaleTemporaries(tmpRoot);
+    if (lock !== undefined) {
+      removeStaleTemporaries(tmpRoot);
+      removeSnapshot(snapshotFile);
+    }
     log = StateLog.open(graph.stateDir, {readOnly: dryRun, warn});
     const files = new FileHasher(graph.root, log, stats);
-    const env = options.env ?? process.env;
     const tools = new ToolVersions(log, env['PATH']);
     const builder = new Builder({
       graph,
@@ -96,6 +115,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     for (const t of graph.targets) {
       if (!want[t.index] || t.outputs.length === 0) continue;
       outputs[t.name] = Object.fromEntries(t.outputs.map((o) => [o.name, join(graph.root, o.path)]));
+    }
+    if (!dryRun && options.loaded === undefined && r.failed.length === 0 && !r.interrupted && r.skipped.length === 0) {
+      const entries = snapshotEntries(graph, want, stats, tools, configReads);
+      if (entries !== undefined) {
+        writeSnapshot(
+          snapshotFile,
+          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs},
+          entries,
+          buildStart,
+          writeAtomic,
+        );
+      }
     }
     if (r.interrupted) logger.event({type: 'interrupted', signal: options.signal?.reason instanceof Error ? 'abort' : String(options.signal?.reason ?? 'abort')});
     return {
@@ -121,6 +152,57 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       lock.release();
     }
   }
+}
+
+function tupleOf(path: string): [number, number, number, number] {
+  const st = statSync(path, {throwIfNoEntry: false});
+  return st === undefined ? [-1, -1, -1, -1] : [st.size, st.mtimeMs, st.ctimeMs, st.ino];
+}
+
+/** The files a no-op snapshot must watch, with the stats the build used; undefined if unsupported. */
+function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools: ToolVersions, configReads: SnapshotEntry[]): SnapshotEntry[] | undefined {
+  const entries: SnapshotEntry[] = [...configReads];
+  const seen = new Set<string>();
+  const add = (rel: string): boolean => {
+    if (seen.has(rel)) return true;
+    seen.add(rel);
+    const st = stats.get(rel);
+    if (st === undefined) return false;
+    entries.push({path: graph.root + sep + rel, stat: [st.size, st.mtimeMs, st.ctimeMs, st.ino]});
+    return true;
+  };
+  for (const t of graph.targets) {
+    if (!want[t.index]) continue;
+    for (const input of t.inputs) {
+      // New files matching a glob cannot be seen by stat alone.
+      if (input.globs.length > 0) return undefined;
+      for (const item of input.items) if (item.kind === 'file' && !add(item.path)) return undefined;
+    }
+    for (const o of t.outputs) {
+      // A directory's own stat does not show changes deep inside it.
+      if (o.kind === 'dir' || !add(o.path)) return undefined;
+    }
+  }
+  for (const [path, stat] of tools.executables()) entries.push({path, stat});
+  return entries;
+}
+
+function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildResult {
+  // Same rule as a full build: one build at a time per state folder.
+  BuildLock.acquire(fast.stateDir).release();
+  logger.event({type: 'plan', total: fast.upToDate.length});
+  for (const target of fast.upToDate) logger.event({type: 'fresh', target});
+  return {
+    ok: true,
+    ran: [],
+    upToDate: fast.upToDate,
+    failed: [],
+    skipped: [],
+    wouldRun: [],
+    interrupted: false,
+    outputs: fast.outputs,
+    root,
+  };
 }
 
 /** Temporaries left by a killed build (we hold the lock, so nobody else owns them). */

@@ -13,8 +13,8 @@ import {isPsyError, PsyError} from '../errors.js';
 import type {BuildEvent, BuildLogger} from './events.js';
 import type {FileHasher} from './file-hasher.js';
 import type {Graph, GraphTarget} from './graph.js';
-import {StepProcess} from './process.js';
-import {ShellPool} from './shell-pool.js';
+import type {StepProcess} from './process.js';
+import type {ShellPool} from './shell-pool.js';
 import type {RuleContext, RunOptions, RunResult} from './rule.js';
 import {computeKey, currentOutputs, staleReason, type OutputHashes, type TargetKey} from './staleness.js';
 import type {StateLog} from './state-log.js';
@@ -45,6 +45,12 @@ export interface BuilderResult {
   readonly wouldRun: Array<{target: string; reason: string}>;
   readonly interrupted: boolean;
 }
+
+// Loaded when the first step runs: a no-op build never pays for child_process.
+let processModule: Promise<typeof import('./process.js')> | undefined;
+let shellPoolModule: Promise<typeof import('./shell-pool.js')> | undefined;
+const loadProcess = () => (processModule ??= import('./process.js'));
+const loadShellPool = () => (shellPoolModule ??= import('./shell-pool.js'));
 
 const enum S {
   Waiting = 0,
@@ -341,6 +347,7 @@ export class Builder {
     if (/\btmp\b/.test(command)) vars['tmp'] = relative(root, this.#scratch(job));
     let code: number | undefined;
     let output: string;
+    const {ShellPool} = await loadShellPool();
     if (!isConsole && ShellPool.accepts(command)) {
       this.#shells ??= new ShellPool(root, {...this.#o.env, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch)});
       const r = await this.#shells.run(command, vars, (kill) => job.kills.add(kill));
@@ -350,6 +357,7 @@ export class Builder {
       if (this.#result.interrupted) throw new StepFailure('interrupted', output);
     } else {
       const env: NodeJS.ProcessEnv = {...this.#o.env, ...vars, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch)};
+      const {StepProcess} = await loadProcess();
       const proc = new StepProcess('/bin/sh', ['-c', command], {cwd: root, env, console: isConsole});
       job.procs.add(proc);
       const r = await proc.result;
@@ -396,6 +404,7 @@ export class Builder {
       log: (line) => job.lines.push(line),
       run: async (command: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> => {
         if (job.abort.signal.aborted) throw new PsyError('interrupted', `${command}: interrupted`);
+        const {StepProcess} = await loadProcess();
         const proc = new StepProcess(command, args, {
           cwd: opts?.cwd ?? root,
           env: {...env, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch), ...opts?.env},

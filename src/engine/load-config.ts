@@ -41,6 +41,10 @@ export interface LoadedConfig {
   readonly config: PsyConfig;
   /** Absolute paths of every local source module the config is made of. */
   readonly modules: readonly string[];
+  /** Hash of every module's content: the same identity means the same config code. */
+  readonly identity: string;
+  /** Files the config read while it was evaluated (e.g. a JSON list of targets). */
+  readonly readFiles: readonly string[];
   /**
    * Hash of a module's source and its transitive local imports, given its URL as the
    * module saw it (`import.meta.url`) or its absolute path; undefined for a module the
@@ -97,7 +101,8 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     manifest = await compileAll(configPath, root, cacheDir);
     writeAtomic(manifestPath, JSON.stringify(manifest));
   }
-  const config = await evaluate(manifest, root, cacheDir, configPath);
+  const readFiles: string[] = [];
+  const config = await evaluate(manifest, root, cacheDir, configPath, readFiles);
 
   const byPath = new Map(manifest.modules.map((m) => [m.path, m.identity]));
   return {
@@ -105,6 +110,8 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     configPath,
     config,
     modules: manifest.modules.map((m) => m.path),
+    identity: manifestIdentity(manifest),
+    readFiles,
     moduleIdentity(moduleUrlOrPath) {
       const path = moduleUrlOrPath.startsWith('file:')
         ? fileURLToPath(moduleUrlOrPath)
@@ -112,6 +119,22 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
       return byPath.get(path);
     },
   };
+}
+
+function manifestIdentity(manifest: Manifest): string {
+  return manifest.modules.map((m) => `${m.path}\0${m.hash}`).sort().join('\n');
+}
+
+/**
+ * The config's identity (see LoadedConfig.identity) without evaluating it, or undefined
+ * when a module changed since it was last compiled. Cheap: stats the modules only.
+ */
+export async function configIdentity(options: LoadConfigOptions): Promise<{root: string; configPath: string; identity: string} | undefined> {
+  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  const root = dirname(configPath);
+  const manifestPath = join(configCacheDir(root), `manifest-${safeName(basename(configPath))}.json`);
+  const manifest = await validManifest(manifestPath, configPath);
+  return manifest === undefined ? undefined : {root, configPath, identity: manifestIdentity(manifest)};
 }
 
 /** The manifest, if every module it lists is unchanged; reads no module unless racy. */
@@ -289,10 +312,12 @@ async function evaluate(
   root: string,
   cacheDir: string,
   configPath: string,
+  readFiles: string[],
 ): Promise<PsyConfig> {
   const file = join(cacheDir, 'mod', compiledOf(manifest));
   const rel = relative(root, configPath);
   let mod: {default?: unknown};
+  const restore = recordReads(readFiles);
   try {
     mod = (await import(pathToFileURL(file).href)) as {default?: unknown};
   } catch (err) {
@@ -300,6 +325,8 @@ async function evaluate(
     let msg = err instanceof Error ? err.message.split('\n')[0]! : String(err);
     for (const m of manifest.modules) msg = msg.replaceAll(join(cacheDir, 'mod', m.compiled), m.path);
     throw new PsyError('config-load', `${rel}: ${msg}`);
+  } finally {
+    restore();
   }
   const config = mod.default;
   if (typeof config !== 'object' || config === null || !('targets' in config)) {
@@ -309,6 +336,32 @@ async function evaluate(
     );
   }
   return config as PsyConfig;
+}
+
+/**
+ * Notes the files a config reads synchronously while it is evaluated, so that the
+ * no-op fast path can see them change. Patches node:fs for the duration and syncs the
+ * ESM named exports so `import {readFileSync} from 'node:fs'` sees the patch too.
+ */
+function recordReads(into: string[]): () => void {
+  const fsMod = process.getBuiltinModule('node:fs') as unknown as Record<string, unknown>;
+  const mod = process.getBuiltinModule('node:module');
+  const names = ['readFileSync', 'readdirSync', 'statSync', 'existsSync', 'lstatSync'] as const;
+  const saved = names.map((n) => fsMod[n]);
+  names.forEach((n, i) => {
+    const orig = saved[i] as (...args: unknown[]) => unknown;
+    fsMod[n] = function (this: unknown, ...args: unknown[]) {
+      const p = args[0];
+      if (typeof p === 'string') into.push(resolve(p));
+      else if (p instanceof URL && p.protocol === 'file:') into.push(fileURLToPath(p));
+      return orig.apply(this, args);
+    };
+  });
+  mod.syncBuiltinESMExports();
+  return () => {
+    names.forEach((n, i) => (fsMod[n] = saved[i]));
+    mod.syncBuiltinESMExports();
+  };
 }
 
 function safeName(name: string): string {

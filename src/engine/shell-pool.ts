@@ -12,7 +12,6 @@
  * steps) are started directly instead.
  */
 import {spawn, type ChildProcess} from 'node:child_process';
-import {randomBytes} from 'node:crypto';
 
 export interface ShellResult {
   readonly code: number;
@@ -33,7 +32,8 @@ class ShellWorker {
 
   constructor(cwd: string, env: NodeJS.ProcessEnv, onDeath: (w: ShellWorker) => void) {
     this.#onDeath = onDeath;
-    const token = `psy-${randomBytes(6).toString('hex')}`;
+    // Only has to be unlikely to appear in a step's output by accident.
+    const token = `psy-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
     this.#token = Buffer.from(`\x1e${token} `, 'latin1');
     // `read -r` keeps backslashes; each line is eval'ed in a subshell fed from /dev/null.
     const script = `while IFS= read -r psy_line; do (eval "$psy_line") </dev/null 2>&1; printf '\\036%s %d\\n' ${token} $?; done`;

@@ -3,7 +3,6 @@
  * asked for once per executable and remembered in the state log against the
  * executable's stat data, so a no-op build starts no process.
  */
-import {spawnSync} from 'node:child_process';
 import {statSync} from 'node:fs';
 import {delimiter, isAbsolute, join} from 'node:path';
 import {PsyError} from '../errors.js';
@@ -14,6 +13,7 @@ export class ToolVersions {
   readonly #log: StateLog;
   readonly #path: string;
   readonly #memo = new Map<string, string>();
+  readonly #used = new Map<string, [number, number, number, number]>();
 
   constructor(log: StateLog, envPath: string | undefined) {
     this.#log = log;
@@ -37,11 +37,14 @@ export class ToolVersions {
       throw new PsyError('command-not-found', `target "${target}": tool "${tool.command}" not found on PATH${pkg}`);
     }
     const st = statSync(exe.path);
+    this.#used.set(exe.path, [st.size, st.mtimeMs, st.ctimeMs, st.ino]);
     const rec = this.#log.tools.get(memoKey + '\0' + exe.path);
     let version: string;
     if (rec !== undefined && rec.size === st.size && rec.mtimeMs === st.mtimeMs && rec.ino === st.ino) {
       version = rec.version;
     } else {
+      // child_process is loaded only when a version is not cached (never on a no-op).
+      const {spawnSync} = process.getBuiltinModule('node:child_process');
       const r = spawnSync(exe.path, [...tool.versionArgs], {encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe']});
       const text = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
       version = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? 'unknown';
@@ -51,6 +54,11 @@ export class ToolVersions {
     return version;
   }
 
+  /** Executables whose versions this run used, with the stat data it saw. */
+  executables(): Array<[string, [number, number, number, number]]> {
+    return [...this.#used];
+  }
+
   resolve(command: string): {path: string} | undefined {
     const candidates = command.includes('/') || isAbsolute(command)
       ? [command]
@@ -58,6 +66,8 @@ export class ToolVersions {
     for (const c of candidates) {
       const st = statSync(c, {throwIfNoEntry: false});
       if (st?.isFile() === true && (st.mode & 0o111) !== 0) return {path: c};
+      // A program appearing earlier on PATH later would change which one runs.
+      if (st === undefined) this.#used.set(c, [-1, -1, -1, -1]);
     }
     return undefined;
   }
