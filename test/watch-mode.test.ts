@@ -379,6 +379,25 @@ describe('psy build --watch', () => {
     expect(b7.steps).toEqual([]);
   });
 
+  it('a data file the config read is watched, and its change is reported rather than half-applied', async () => {
+    rig.write({
+      'list.json': '["p"]\n',
+      'p.txt': 'p\n',
+      'build.config.ts': `import {readFileSync} from 'node:fs';
+const names = JSON.parse(readFileSync(new URL('./list.json', import.meta.url), 'utf8')) as string[];
+export default {targets: names.map((n) => ({name: n, inputs: {s: n + '.txt'}, outputs: {o: n + '.out'}, command: 'cp $in $out'}))};
+`,
+    });
+    const r = start([]);
+    await r.idleAfter(1);
+    writeFileSync(rig.path('list.json'), '["p", "q"]\n');
+    await r.waitForText(/^psy watch: list\.json changed, which the config read when it was loaded; restart psy build --watch to load it again$/m);
+    writeFileSync(rig.path('p.txt'), 'p2\n');
+    const b2 = await r.idleAfter(2);
+    expect(b2.trigger).toBe('p.txt (changed)');
+    expect(b2.steps).toEqual(['p']);
+  });
+
   it('a failing step shows its error, watching continues, the fix rebuilds; --then runs after success only', async () => {
     project();
     writeFileSync(rig.path('build.config.ts'), rig.read('build.config.ts').replace(

@@ -25,6 +25,8 @@ export interface FileChange {
   readonly path: string;
   /** The path is the config or a module it imports. */
   readonly config: boolean;
+  /** The path is a data file the config read when it was evaluated. */
+  readonly configRead?: boolean;
 }
 
 export interface WatchSummary {
@@ -59,7 +61,7 @@ export class InputWatcher {
     if (this.#closed) return;
     this.#set = set;
     const flat = new Set<string>();
-    for (const f of [...set.inputs, ...set.configFiles]) flat.add(dirname(f));
+    for (const f of [...set.inputs, ...set.configFiles, ...set.configReads]) flat.add(dirname(f));
     const deep = new Set(set.globs.map((g) => g.base));
     const {watch} = await import('chokidar');
     if (this.#closed) return;
@@ -180,6 +182,10 @@ export class InputWatcher {
     }
     if (set.inputs.has(path)) {
       this.#onChange({kind, path, config: false});
+      return;
+    }
+    if (set.configReads.has(path)) {
+      this.#onChange({kind, path, config: true, configRead: true});
       return;
     }
     // Not a known input: only a new file a glob now matches can matter.

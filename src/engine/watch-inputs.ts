@@ -23,6 +23,8 @@ export interface WatchSet {
   readonly inputs: ReadonlySet<string>;
   /** Absolute paths of build.config.ts and the local modules it imports. */
   readonly configFiles: ReadonlySet<string>;
+  /** Absolute paths of data files the config read while it was evaluated. */
+  readonly configReads: ReadonlySet<string>;
   readonly globs: readonly WatchedGlob[];
   /** Patterns (relative to the root) globs never match: outputs, state, caches. */
   readonly globIgnore: readonly string[];
@@ -36,7 +38,7 @@ function globIgnoreOf(outDir: string): string[] {
 }
 
 /** The watch set for `targets` (empty = the graph's defaults) of an analysed graph. */
-export function watchSetOf(graph: Graph, targets: readonly string[]): WatchSet {
+export function watchSetOf(graph: Graph, targets: readonly string[], configReads: Iterable<string> = graph.loaded.readFiles): WatchSet {
   const names = targets.length > 0 ? targets : graph.defaults;
   const want = closure(graph, names);
   const inputs = new Set<string>();
@@ -52,6 +54,7 @@ export function watchSetOf(graph: Graph, targets: readonly string[]): WatchSet {
     root: graph.root,
     inputs,
     configFiles: configFilesOf(graph.loaded),
+    configReads: new Set(configReads),
     globs: [...patterns].sort().map((pattern) => ({pattern, base: join(graph.root, globBase(pattern))})),
     globIgnore: globIgnoreOf(graph.outDir),
     ignoredDirs: ignoredDirsOf(graph.root, graph.outDir, graph.stateDir),
@@ -59,13 +62,14 @@ export function watchSetOf(graph: Graph, targets: readonly string[]): WatchSet {
 }
 
 /** Only the config's modules: what to watch when the graph could not be analysed. */
-export function configWatchSet(loaded: Pick<LoadedConfig, 'root' | 'configPath' | 'modules'>): WatchSet {
+export function configWatchSet(loaded: Pick<LoadedConfig, 'root' | 'configPath' | 'modules' | 'readFiles'>): WatchSet {
   // The graph (and so the output folder) is unknown here; the default is a fair guess.
   const outDir = 'cache/out';
   return {
     root: loaded.root,
     inputs: new Set(),
     configFiles: configFilesOf(loaded),
+    configReads: new Set(loaded.readFiles),
     globs: [],
     globIgnore: globIgnoreOf(outDir),
     ignoredDirs: ignoredDirsOf(loaded.root, outDir, join(loaded.root, 'cache', 'state')),
@@ -80,6 +84,7 @@ export function mergeWatchSets(a: WatchSet, b: WatchSet): WatchSet {
     root: b.root,
     inputs: new Set([...a.inputs, ...b.inputs]),
     configFiles: new Set([...a.configFiles, ...b.configFiles]),
+    configReads: new Set([...a.configReads, ...b.configReads]),
     globs: [...globs.values()],
     globIgnore: [...new Set([...a.globIgnore, ...b.globIgnore])],
     ignoredDirs: [...new Set([...a.ignoredDirs, ...b.ignoredDirs])],

@@ -96,6 +96,8 @@ export class Watcher {
   #stateValue: WatchState = 'starting';
   /** Changes not yet handed to a build, by absolute path. */
   readonly #pending = new Map<string, FileChange>();
+  /** Data files the config read, over every evaluation (a cached config reads nothing). */
+  readonly #configReads = new Set<string>();
   /** State of each triggering file when the build it triggered started (see fileState). */
   readonly #consumed = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
@@ -152,6 +154,13 @@ export class Watcher {
   }
 
   #change(c: FileChange): void {
+    if (c.configRead === true) {
+      // An already evaluated config module is not evaluated again in this process (the
+      // module cache), so a data file it read cannot be picked up by a reload.
+      const rel = this.#root === undefined ? c.path : relative(this.#root, c.path);
+      this.#o.onEvent({type: 'error', message: `${rel} ${c.kind}, which the config read when it was loaded; restart psy build --watch to load it again`});
+      return;
+    }
     // A late event of a save the last build already started from (the event loop was
     // busy, or one save produced events far apart) would start an empty build.
     if (!this.#pending.has(c.path) && this.#consumed.get(c.path) === fileState(c.path)) return;
@@ -219,7 +228,8 @@ export class Watcher {
       // building, so a save during the build is not missed. Otherwise skip this second
       // analysis (the engine analyses again), it sits between the save and the build.
       if (loaded.config !== this.#lastConfig || this.#set === undefined) {
-        await this.#watch(watchSetOf(analyze(loaded), this.#o.targets));
+        for (const f of loaded.readFiles) this.#configReads.add(f);
+        await this.#watch(watchSetOf(analyze(loaded), this.#o.targets, this.#configReads));
         if (this.#state === 'stopped') return;
       }
       const result = await this.#build({
@@ -234,7 +244,7 @@ export class Watcher {
       });
       this.#lastConfig = loaded.config;
       // Glob matches may have changed; new files under a glob base are seen regardless.
-      if (!result.interrupted) await this.#watch(watchSetOf(result.graph, this.#o.targets));
+      if (!result.interrupted && result.graph !== undefined) await this.#watch(watchSetOf(result.graph, this.#o.targets, this.#configReads));
       this.#o.onEvent({type: 'build-done', build: n, result, durationMs: Date.now() - started});
     } catch (err) {
       // Keep watching what we know, plus the config, so the fix is seen.
@@ -294,7 +304,7 @@ export class Watcher {
   /** The config file alone, when it could not even be loaded. */
   #configOnlySet(): WatchSet {
     const configPath = resolve(this.#o.cwd, this.#o.configPath ?? 'build.config.ts');
-    return configWatchSet({root: dirname(configPath), configPath, modules: []});
+    return configWatchSet({root: dirname(configPath), configPath, modules: [], readFiles: []});
   }
 }
 
