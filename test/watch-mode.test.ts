@@ -379,6 +379,31 @@ describe('psy build --watch', () => {
     expect(b7.steps).toEqual([]);
   });
 
+  it('a build locked out by another psy build is tried again with its changes', async () => {
+    project();
+    writeFileSync(rig.path('build.config.ts'), rig.read('build.config.ts').replace(
+      `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out'}`,
+      `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out; touch held; while [ -e hold ]; do sleep 0.02; done'}`,
+    ));
+    const r = start(['S']);
+    await r.idleAfter(1);
+    // A plain build of D holds the project's lock until \`hold\` goes away.
+    writeFileSync(rig.path('hold'), '');
+    const other = rig.spawnPsy(['build', 'D']);
+    await pollUntil('the other build to hold', () => existsSync(rig.path('held')));
+    writeFileSync(rig.path('src/sentinel.txt'), 'while locked\n');
+    const b2 = await r.build(2);
+    expect(b2.status).toBe('failed');
+    expect(r.output).toMatch(/^psy watch: build 2 failed: another psy build \(pid \d+\) is using .*\(trying again in 1 s\)$/m);
+    rmSync(rig.path('hold'));
+    expect((await other.done).code).toBe(0);
+    const b3 = await r.idleAfter(3);
+    expect(b3.status).toBe('succeeded');
+    expect(b3.trigger).toBe('src/sentinel.txt (changed)');
+    expect(b3.steps).toEqual(['S']);
+    expect(rig.read('cache/out/s.txt')).toBe('while locked\n');
+  });
+
   it('a data file the config read is watched, and its change is reported rather than half-applied', async () => {
     rig.write({
       'list.json': '["p"]\n',

@@ -79,7 +79,7 @@ export async function runWatchSession(options: WatchSessionOptions): Promise<num
           void watcher.stop('no-config');
           return;
         }
-        say(`build ${e.build} failed: ${e.internal ? 'internal error (above)' : e.message}`);
+        say(`build ${e.build} failed: ${e.internal ? 'internal error (above)' : e.message}${e.retryInMs === undefined ? '' : ` (trying again in ${e.retryInMs / 1000} s)`}`);
         return;
       case 'idle':
         say('waiting for changes (Ctrl-C to stop)');

@@ -57,6 +57,8 @@ export type WatchEvent =
       readonly message: string;
       /** The PsyError code (`no-config`, `missing-input`, ...), undefined if internal. */
       readonly code: string | undefined;
+      /** Set when the build is tried again by itself (another build held the lock). */
+      readonly retryInMs: number | undefined;
       /** False for PsyErrors (user mistakes), true for anything unexpected. */
       readonly internal: boolean;
       readonly durationMs: number;
@@ -88,6 +90,9 @@ export interface WatchOptions {
 
 export const DEFAULT_DEBOUNCE_MS = 60;
 export const DEFAULT_MAX_WAIT_MS = 250;
+/** Wait before trying again when another build holds the project's lock (doubling up to the cap). */
+export const LOCKED_RETRY_MS = 1000;
+const LOCKED_RETRY_MAX_MS = 16_000;
 
 export class Watcher {
   readonly #o: WatchOptions;
@@ -108,6 +113,9 @@ export class Watcher {
   /** The config object the last build ran with (the loader returns the same object while unchanged). */
   #lastConfig: unknown;
   #lastSummary = '';
+  /** The last build found the project locked by another build; retry its changes. */
+  #retryLocked = false;
+  #lockedRetries = 0;
   #root: string | undefined;
   #running: Promise<void> | undefined;
   #stopped!: () => void;
@@ -210,10 +218,12 @@ export class Watcher {
 
   async #runBuild(): Promise<void> {
     const n = ++this.#buildCount;
+    this.#retryLocked = false;
     const root = this.#root;
     const triggers = [...this.#pending.values()]
       .map((c) => ({kind: c.kind, path: root === undefined ? c.path : relative(root, c.path), config: c.config}))
       .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const changes = [...this.#pending.values()];
     for (const path of this.#pending.keys()) this.#consumed.set(path, fileState(path));
     this.#pending.clear();
     this.#o.onEvent({type: 'build-start', build: n, triggers});
@@ -243,10 +253,22 @@ export class Watcher {
         signal: abort.signal,
       });
       this.#lastConfig = loaded.config;
+      this.#lockedRetries = 0;
       // Glob matches may have changed; new files under a glob base are seen regardless.
       if (!result.interrupted && result.graph !== undefined) await this.#watch(watchSetOf(result.graph, this.#o.targets, this.#configReads));
       this.#o.onEvent({type: 'build-done', build: n, result, durationMs: Date.now() - started});
     } catch (err) {
+      if (isPsyError(err) && err.code === 'locked' && this.#state !== 'stopped') {
+        // Another build holds the project: these changes are not built yet. Try again.
+        for (const c of changes) {
+          if (!this.#pending.has(c.path)) this.#pending.set(c.path, c);
+          this.#consumed.delete(c.path);
+        }
+        this.#retryLocked = true;
+        this.#lockedRetries++;
+      } else {
+        this.#lockedRetries = 0;
+      }
       // Keep watching what we know, plus the config, so the fix is seen.
       if (loaded !== undefined) await this.#watch(configWatchSet(loaded), true);
       else if (this.#set === undefined) await this.#watch(this.#configOnlySet(), true);
@@ -255,6 +277,7 @@ export class Watcher {
         build: n,
         message: err instanceof Error ? (isPsyError(err) ? err.message : (err.stack ?? err.message)) : String(err),
         code: isPsyError(err) ? err.code : undefined,
+        retryInMs: this.#retryLocked ? lockedRetryDelay(this.#lockedRetries) : undefined,
         internal: !isPsyError(err),
         durationMs: Date.now() - started,
       });
@@ -274,6 +297,16 @@ export class Watcher {
         this.#arm();
         return;
       case 'running':
+        if (this.#retryLocked) {
+          this.#retryLocked = false;
+          this.#state = 'debouncing';
+          if (this.#timer !== undefined) clearTimeout(this.#timer);
+          this.#timer = setTimeout(() => {
+            this.#timer = undefined;
+            if (this.#state === 'debouncing') this.#startBuild();
+          }, lockedRetryDelay(this.#lockedRetries));
+          return;
+        }
         this.#state = 'watching';
         this.#o.onEvent({type: 'idle'});
         return;
@@ -312,4 +345,9 @@ export class Watcher {
 function fileState(path: string): string {
   const st = statSync(path, {throwIfNoEntry: false, bigint: true});
   return st === undefined ? 'missing' : `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** Delay before the n-th (1-based) retry of a build locked out by another build. */
+export function lockedRetryDelay(n: number): number {
+  return Math.min(LOCKED_RETRY_MAX_MS, LOCKED_RETRY_MS * 2 ** Math.max(0, n - 1));
 }
