@@ -17,6 +17,8 @@ Options:
   -v, --verbose      print every step with the reason it runs
       --json         print the result as JSON on stdout (no status line)
       --config FILE  use FILE instead of build.config.ts
+  -w, --watch        keep the targets up to date: rebuild the stale cone on every save
+      --then CMD     with --watch: run the shell command CMD after each successful build
 
 Exit status: 0 success, 1 a step failed, 130 interrupted.`;
 
@@ -32,9 +34,15 @@ export const command: Command = {
       verbose: {type: 'boolean', short: 'v'},
       json: {type: 'boolean'},
       config: {type: 'string'},
+      watch: {type: 'boolean', short: 'w'},
+      then: {type: 'string'},
     });
     const jobs = intOption('--jobs', values.jobs, 1);
     const keepGoing = intOption('--keep-going', values['keep-going'], 0);
+    if (values.watch === true || values.then !== undefined) {
+      const {watchFromBuildArgs} = await import('../watch-args.js');
+      return watchFromBuildArgs(values, positionals, io, jobs, keepGoing);
+    }
     const out = io.stdout as NodeJS.WriteStream;
     const json = values.json === true;
     const status = new StatusPrinter({
