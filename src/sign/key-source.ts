@@ -198,9 +198,11 @@ export function terminalPrompt(input: NodeJS.ReadStream, output: NodeJS.Writable
   if (!input.isTTY) return undefined;
   return (question) =>
     new Promise((ok, bad) => {
+      // Echo off before the prompt shows: a reply typed the moment it appears must not
+      // be echoed by the terminal.
+      input.setRawMode(true);
       output.write(question);
       let value = '';
-      input.setRawMode(true);
       input.resume();
       input.setEncoding('utf8');
       const done = (err?: Error): void => {
