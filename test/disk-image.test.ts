@@ -1,4 +1,5 @@
 import {createHash} from 'node:crypto';
+import {existsSync} from 'node:fs';
 import {chmod, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -170,6 +171,8 @@ describe('disk images without root', () => {
     expect(err).toMatchObject({code: 'partition-too-small'});
     expect((err as Error).message).toMatch(/does not fit partition psyopsOS-A \(32 MiB\)/);
     expect((err as Error).message).not.toContain('\n');
+    // Nothing half-written is left behind.
+    expect(existsSync(join(dir, 'x.img'))).toBe(false);
   });
 
   it('names the Debian package of a missing tool', async () => {

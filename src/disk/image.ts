@@ -47,11 +47,18 @@ export interface FilesystemWrite {
 export async function buildDiskImage(path: string, spec: DiskImageSpec, run: ToolRunner = runTool): Promise<Partition[]> {
   const parts = await createGptImage(path, {seed: spec.seed, partitions: spec.partitions}, run);
   // Each filesystem lives in its own byte range of the file, so they are written at once.
-  await Promise.all(
+  // All writers settle before a failure is reported, so none is still writing (to the
+  // image or its scratch folders) when the caller cleans up; the half-built image goes.
+  const results = await Promise.allSettled(
     spec.partitions.map((p, i) =>
       writeFilesystem(path, parts[i]!, {fs: p.fs, label: p.label ?? p.name, content: p.content, epoch: spec.epoch, seed: spec.seed}, run),
     ),
   );
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure) {
+    await rm(path, {force: true});
+    throw failure.reason;
+  }
   return parts;
 }
 
