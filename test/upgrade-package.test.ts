@@ -16,7 +16,6 @@ const exec = promisify(execFile);
 describe('neuralupgrade as an APK built by psy', () => {
   let dir: string;
   beforeAll(async () => {
-    await exec('npm', ['run', 'build'], {cwd: repoRoot});
     dir = mkdtempSync(join(tmpdir(), 'upgrade-package-'));
   });
   afterAll(() => rmSync(dir, {recursive: true, force: true}));
