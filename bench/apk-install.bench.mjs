@@ -14,7 +14,7 @@ import {join} from 'node:path';
 import {parseArgs} from 'node:util';
 
 export async function run(argv = []) {
-  register(new URL('./apk-ts-hooks.mjs', import.meta.url));
+  register(new URL('../scripts/ts-hooks.mjs', import.meta.url));
   const {values} = parseArgs({args: argv, options: {runs: {type: 'string', default: '15'}, json: {type: 'boolean'}}, strict: false, allowPositionals: true});
   const runs = Number(values.runs ?? 15);
 

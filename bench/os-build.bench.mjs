@@ -15,7 +15,7 @@ import {pathToFileURL} from 'node:url';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run(argv = []) {
-  register(new URL('./apk-ts-hooks.mjs', import.meta.url));
+  register(new URL('../scripts/ts-hooks.mjs', import.meta.url));
   const {values} = parseArgs({args: argv, options: {runs: {type: 'string', default: '3'}, keep: {type: 'boolean'}}, strict: false, allowPositionals: true});
   const runs = Number(values.runs ?? 3);
   const {buildFixtureRepository} = await import('../test/fixtures/build-fixture-repository.ts');

@@ -1,4 +1,4 @@
-// Module hooks that let a benchmark import the TypeScript sources directly: `.ts` files
+// Module hooks that let scripts and benchmarks import the TypeScript sources directly: `.ts` files
 // are transpiled with @swc/core, and `./x.js` specifiers resolve to `./x.ts` when only
 // the TypeScript file exists (the sources use NodeNext-style `.js` imports).
 import {existsSync, readFileSync} from 'node:fs';
