@@ -1,5 +1,5 @@
 // The psyopsOS build. `psy build diskimg` builds the disk image from Alpine's mirror;
-// see docs/readme-os.md for an offline build from a package cache or a local folder.
+// see docs/psyopsos-image.md for an offline build from a package cache or a local folder.
 import {psyopsosConfig} from './targets/psyopsos.js';
 
 export default psyopsosConfig({

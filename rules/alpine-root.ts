@@ -49,7 +49,7 @@ export default defineRule({
         if (isPsyError(err) && err.code === 'apk-network') {
           throw new PsyError(
             'mirror-unreachable',
-            `Alpine mirror cannot be reached (${err.message}); build offline from the package cache (${settings.cacheDir ?? 'cache/apk'}, filled by an earlier online build) or from a local repository folder in settings.alpine.repositories (see docs/readme-os.md)`,
+            `Alpine mirror cannot be reached (${err.message}); build offline from the package cache (${settings.cacheDir ?? 'cache/apk'}, filled by an earlier online build) or from a local repository folder in settings.alpine.repositories (see docs/psyopsos-image.md)`,
           );
         }
         throw err;
