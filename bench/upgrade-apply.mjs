@@ -68,9 +68,27 @@ try {
     return h.digest('hex');
   }
 
+  // where an apply's time goes: verification, unpacking, then each numbered write step
+  const phases = new Map();
+  const addPhase = (name, seconds) => phases.set(name, [...(phases.get(name) ?? []), seconds]);
   async function apply() {
+    let t = performance.now();
+    let current = 'verify';
     const update = await verifyLocal(tar, {target: {kind: 'os', arch: 'x86_64'}, pubkey: keys.publicKey, allowDowngrade: true});
-    await installOs({...place, booted: 'A'}, 'B', update, {tryOnce: false, sourceDateEpoch: 1_700_000_000, tmpDir: dir});
+    const mark = (next) => {
+      const now = performance.now();
+      addPhase(current, (now - t) / 1000);
+      current = next;
+      t = now;
+    };
+    mark('unpack');
+    await installOs({...place, booted: 'A'}, 'B', update, {
+      tryOnce: false,
+      sourceDateEpoch: 1_700_000_000,
+      tmpDir: dir,
+      beforeStep: (n, name) => mark(`${n} ${name}`),
+    });
+    mark('');
   }
 
   const times = {raw: [], apply: []};
@@ -89,6 +107,8 @@ try {
   console.log(`  raw copy + sha256:    ${raw.toFixed(3)} s   (${times.raw.map((t) => t.toFixed(3)).join(' ')})`);
   console.log(`  neuralupgrade apply:  ${app.toFixed(3)} s   (${times.apply.map((t) => t.toFixed(3)).join(' ')})`);
   console.log(`  ratio apply / raw:    ${(app / raw).toFixed(2)}x (goal <= 1.5x)`);
+  console.log('apply phases, medians:');
+  for (const [name, list] of phases) console.log(`  ${name.padEnd(14)} ${median(list).toFixed(3)} s`);
 } finally {
   rmSync(dir, {recursive: true, force: true});
 }

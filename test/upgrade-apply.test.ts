@@ -1,5 +1,6 @@
 import {execFileSync} from 'node:child_process';
-import {readFileSync, writeFileSync} from 'node:fs';
+import {createHash, randomBytes} from 'node:crypto';
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {GRUBENV_MIRROR_PATH, GRUBENV_PATH} from '../src/boot/grub-cfg.js';
@@ -12,6 +13,7 @@ import {markGood, readStatus, setDefault, versionFloor} from '../src/upgrade/con
 import {FatVolume} from '../src/upgrade/esp-fs.js';
 import {verifyLocal} from '../src/upgrade/fetch-update.js';
 import {openImage, type Place} from '../src/upgrade/place.js';
+import {checkSlotFiles, makeSlotFs} from '../src/upgrade/slot-fs.js';
 import {parsePublicKey} from '../src/sign/keys.js';
 import {EPOCH, UpgradeRig} from './helpers/upgrade-rig.js';
 
@@ -70,6 +72,33 @@ describe('apply to a disk image', () => {
     for (const p of [GRUBENV_PATH, GRUBENV_MIRROR_PATH]) {
       expect(readGrubEnvTolerant((await esp.read(p))!)?.get('psyopsos_default')).toBe('psyopsOS-B');
     }
+  });
+
+  it('reads every byte of each slot file back and compares it with the unpacked member', async () => {
+    const place = await openImage(await rig.image());
+    const region = place.slots.B;
+    const src = join(rig.dir, 'slot-src');
+    mkdirSync(src);
+    // over 1 MiB and not a whole number of blocks: several read chunks and a partial last block
+    const data = randomBytes(3 * 1024 * 1024 + 1234);
+    writeFileSync(join(src, 'squashfs'), data);
+    writeFileSync(join(src, 'kernel'), '');
+    await makeSlotFs(region, {label: 'psyopsOS-B', sourceDir: src, sourceDateEpoch: EPOCH});
+
+    const check = async (hostData: Buffer) => {
+      const host = join(rig.dir, 'host');
+      writeFileSync(host, hostData);
+      return (await checkSlotFiles(region, [{name: 'squashfs', hostFile: host}])).get('squashfs');
+    };
+    expect(await check(data)).toEqual({sha256: createHash('sha256').update(data).digest('hex'), size: data.length, same: true});
+    const flipped = Buffer.from(data);
+    flipped[2 * 1024 * 1024 + 7]! ^= 1;
+    expect((await check(flipped))?.same).toBe(false);
+    expect((await check(Buffer.concat([data, Buffer.from([0])])))?.same).toBe(false);
+    expect((await check(data.subarray(0, data.length - 1)))?.same).toBe(false);
+    const empty = await checkSlotFiles(region, [{name: 'kernel', hostFile: join(src, 'kernel')}, {name: 'missing'}]);
+    expect(empty.get('kernel')).toMatchObject({size: 0, same: true});
+    expect(empty.get('missing')).toBeUndefined();
   });
 
   it('takes over an image laid out by the diskimg rule (unsigned slots, env block in the ESP tree)', async () => {

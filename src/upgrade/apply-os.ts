@@ -1,10 +1,7 @@
-import {createHash} from 'node:crypto';
-import {createReadStream, createWriteStream} from 'node:fs';
+import {closeSync, openSync, readSync, writeSync} from 'node:fs';
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {pipeline} from 'node:stream/promises';
-import {Transform} from 'node:stream';
 import {slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
 import {readEspEnv, setTrySlot} from './boot-env.js';
@@ -12,7 +9,7 @@ import type {VerifiedUpdate} from './fetch-update.js';
 import {assertNotMounted, espVolume, type Place} from './place.js';
 import {flushPath} from './region.js';
 import {RECORD_MANIFEST, RECORD_SIGNATURE, type SlotManifest} from './slot-record.js';
-import {hashSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
+import {checkSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
 import {resolveBoot} from '../boot/resolve.js';
 import {ENV_TRY} from '../boot/grub-cfg.js';
 import {readGrubEnvTolerant} from '../boot/grubenv.js';
@@ -44,20 +41,27 @@ export interface InstallOsOptions {
   readonly log?: (line: string) => void;
 }
 
-async function extractMember(tarPath: string, offset: number, size: number, dest: string): Promise<string> {
-  const h = createHash('sha256');
-  const tee = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      h.update(chunk);
-      cb(null, chunk);
-    },
-  });
-  if (size === 0) {
-    await writeFile(dest, '');
-  } else {
-    await pipeline(createReadStream(tarPath, {start: offset, end: offset + size - 1, highWaterMark: 1 << 20}), tee, createWriteStream(dest));
+/** Copies one member out of the tar (1 MiB reads); the slot read-back compares against this copy. */
+function extractMember(tarPath: string, offset: number, size: number, dest: string): void {
+  const buf = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, size)));
+  const src = openSync(tarPath, 'r');
+  try {
+    const out = openSync(dest, 'wx', 0o644);
+    try {
+      let done = 0;
+      while (done < size) {
+        const n = readSync(src, buf, 0, Math.min(buf.length, size - done), offset + done);
+        if (n === 0) throw new PsyError('bad-tarball', `${tarPath}: member data ends early (${done} of ${size} bytes)`);
+        let w = 0;
+        while (w < n) w += writeSync(out, buf, w, n - w);
+        done += n;
+      }
+    } finally {
+      closeSync(out);
+    }
+  } finally {
+    closeSync(src);
   }
-  return size === 0 ? createHash('sha256').digest('hex') : h.digest('hex');
 }
 
 /** Refuses targets that would take away the slot this machine falls back to. */
@@ -101,10 +105,8 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     // Unpack outside the slot first: only the listed, verified members.
     const content = join(stage, 'content');
     await mkdir(content);
-    const members: Array<{name: string; size: number; sha256: string}> = [];
-    for (const m of update.members) members.push({name: m.name, size: m.size, sha256: await extractMember(update.tarPath, m.dataOffset, m.size, join(content, m.name))});
-    members.sort((a, b) => (a.name < b.name ? -1 : 1));
-    const manifest: SlotManifest = {version: update.meta.version, filename: update.meta.filename, members};
+    const staged = [...update.members].sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const m of staged) extractMember(update.tarPath, m.dataOffset, m.size, join(content, m.name));
 
     await step('clear-try');
     const env = await readEspEnv(esp);
@@ -120,13 +122,20 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     flushPath(region.path);
 
     await step('read-back');
-    const back = await hashSlotFiles(region, members.map((m) => m.name));
-    for (const m of members) {
+    // Every byte read back is compared with the unpacked member and hashed in the same
+    // pass; the hash of what is on the slot is what the record carries.
+    const back = await checkSlotFiles(
+      region,
+      staged.map((m) => ({name: m.name, hostFile: join(content, m.name)})),
+    );
+    const members = staged.map((m) => {
       const got = back.get(m.name);
-      if (!got || got.sha256 !== m.sha256 || got.size !== m.size) {
+      if (!got || got.same !== true || got.size !== m.size) {
         throw new PsyError('slot-verify-failed', `${label}: ${m.name} read back differs from what was written; the slot stays unbootable`);
       }
-    }
+      return {name: m.name, size: m.size, sha256: got.sha256};
+    });
+    const manifest: SlotManifest = {version: update.meta.version, filename: update.meta.filename, members};
 
     await step('record');
     await writeFile(join(stage, 'sig'), update.signatureText);

@@ -126,25 +126,94 @@ export async function hashSlotFile(r: Region, name: string): Promise<{sha256: st
 
 /** hashSlotFile for several files, with one debugfs run for their maps. */
 export async function hashSlotFiles(r: Region, names: readonly string[]): Promise<Map<string, {sha256: string; size: number} | undefined>> {
-  const out = new Map<string, {sha256: string; size: number} | undefined>();
+  return checkSlotFiles(
+    r,
+    names.map((name) => ({name})),
+  );
+}
+
+/** What a slot file read back to: its sha256 and size, and whether it equals the host file it was made from. */
+export interface SlotFileCheck {
+  readonly sha256: string;
+  readonly size: number;
+  /** Set when a host file was given: every byte of the slot file equals it. */
+  readonly same?: boolean;
+}
+
+/**
+ * Reads files back from the slot and hashes them; with `hostFile`, each byte read is also
+ * compared with that file, in the same pass (one sha256 instead of one per side).
+ */
+export async function checkSlotFiles(
+  r: Region,
+  files: ReadonlyArray<{name: string; hostFile?: string}>,
+): Promise<Map<string, SlotFileCheck | undefined>> {
+  const out = new Map<string, SlotFileCheck | undefined>();
   if (slotFsLabel(r) === undefined) {
-    for (const n of names) out.set(n, undefined);
+    for (const f of files) out.set(f.name, undefined);
     return out;
   }
-  const maps = await fileMaps(r, names);
-  for (const n of names) {
-    const map = maps.get(n);
-    out.set(n, map ? hashMapped(r, n, map) : await hashSlotFileViaDebugfs(r, n));
+  const maps = await fileMaps(
+    r,
+    files.map((f) => f.name),
+  );
+  for (const f of files) {
+    const map = maps.get(f.name);
+    if (map) {
+      out.set(f.name, hashMapped(r, f.name, map, f.hostFile));
+      continue;
+    }
+    const got = await hashSlotFileViaDebugfs(r, f.name);
+    if (got && f.hostFile !== undefined) {
+      const host = hostFileSha256(f.hostFile);
+      out.set(f.name, {...got, same: host.sha256 === got.sha256 && host.size === got.size});
+    } else {
+      out.set(f.name, got);
+    }
   }
   return out;
 }
 
-function hashMapped(r: Region, name: string, map: FileMap): {sha256: string; size: number} {
+function hostFileSha256(path: string): {sha256: string; size: number} {
+  const h = createHash('sha256');
+  const buf = Buffer.alloc(1 << 20);
+  const fd = openSync(path, 'r');
+  let size = 0;
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, size);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      size += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return {sha256: h.digest('hex'), size};
+}
+
+function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string): SlotFileCheck {
   const blockSize = 1024 << readRegion(r, 1024 + 24, 4).readUInt32LE(0);
   const h = createHash('sha256');
   const chunk = Buffer.alloc(1 << 20);
   const zeros = Buffer.alloc(1 << 20);
+  const other = Buffer.alloc(hostFile === undefined ? 0 : 1 << 20);
   const fd = openSync(r.path, 'r');
+  const hostFd = hostFile === undefined ? undefined : openSync(hostFile, 'r');
+  let same = true;
+  // compare the next bytes of the slot file (at file position pos) with the host file
+  const compare = (data: Buffer, pos: number) => {
+    if (hostFd === undefined || !same) return;
+    let done = 0;
+    while (done < data.length) {
+      const n = readSync(hostFd, other, 0, Math.min(other.length, data.length - done), pos + done);
+      if (n === 0 || !other.subarray(0, n).equals(data.subarray(done, done + n))) {
+        same = false;
+        return;
+      }
+      done += n;
+    }
+  };
   try {
     let pos = 0; // bytes of the file hashed so far
     const sorted = [...map.extents].sort((a, b) => a[0] - b[0]);
@@ -152,6 +221,7 @@ function hashMapped(r: Region, name: string, map: FileMap): {sha256: string; siz
       while (pos < upto) {
         const n = Math.min(zeros.length, upto - pos);
         h.update(zeros.subarray(0, n));
+        compare(zeros.subarray(0, n), pos);
         pos += n;
       }
     };
@@ -165,16 +235,20 @@ function hashMapped(r: Region, name: string, map: FileMap): {sha256: string; siz
         const n = readSync(fd, chunk, 0, Math.min(chunk.length, remaining), at);
         if (n === 0) throw new PsyError('slot-verify-failed', `short read of ${name} in ${r.path}`);
         h.update(chunk.subarray(0, n));
+        compare(chunk.subarray(0, n), pos);
         remaining -= n;
         at += n;
         pos += n;
       }
     }
     fill(map.size);
+    // the host file must not be longer than the slot file
+    if (hostFd !== undefined && same && readSync(hostFd, other, 0, 1, map.size) !== 0) same = false;
   } finally {
     closeSync(fd);
+    if (hostFd !== undefined) closeSync(hostFd);
   }
-  return {sha256: h.digest('hex'), size: map.size};
+  return {sha256: h.digest('hex'), size: map.size, ...(hostFile !== undefined ? {same} : {})};
 }
 
 async function hashSlotFileViaDebugfs(r: Region, name: string): Promise<{sha256: string; size: number} | undefined> {
