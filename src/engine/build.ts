@@ -13,7 +13,7 @@ import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, type Graph} from './graph.js';
 import {initHash} from './hash.js';
 import {configIdentity, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
-import {checkSnapshot, removeSnapshot, snapshotPath, writeSnapshot, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
+import {checkSnapshot, currentLogTuple, removeSnapshot, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
@@ -65,12 +65,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const requested = options.targets ?? [];
   const configOptions = {cwd: options.cwd, ...(options.configPath === undefined ? {} : {configPath: options.configPath})};
   let snapshotFile: string | undefined;
+  let changedFiles: ChangedFiles | undefined;
+  let checkedIdentity: string | undefined;
   if (options.loaded === undefined && !dryRun) {
     const id = await configIdentity(configOptions);
     if (id !== undefined) {
       snapshotFile = snapshotPath(id.root, id.configPath, requested);
-      const fast = checkSnapshot(snapshotFile, id.identity, requested, env['PATH'] ?? '');
-      if (fast !== undefined) return fastResult(fast, id.root, logger);
+      const check = checkSnapshot(snapshotFile, id.identity, requested, env['PATH'] ?? '');
+      if (check?.kind === 'fresh') return fastResult(check.result, id.root, logger);
+      if (check?.kind === 'changed') {
+        changedFiles = check.files;
+        checkedIdentity = id.identity;
+      }
     }
   }
   const hashReady = initHash();
@@ -78,6 +84,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   snapshotFile ??= snapshotPath(loaded.root, loaded.configPath, requested);
   const configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
   const stats = new StatCache(loaded.root);
+  // The same config evaluated the same way (its identity and read files are unchanged).
+  if (loaded.identity !== checkedIdentity) changedFiles = undefined;
+  if (changedFiles !== undefined) stats.seed(changedFiles.stats);
   const graph = analyze(loaded, stats.get);
   const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   const want = closure(graph, names);
@@ -90,6 +99,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (lock !== undefined) {
       removeStaleTemporaries(tmpRoot);
       removeSnapshot(snapshotFile);
+    }
+    // The snapshot vouches for the log's records only if nobody wrote the log since.
+    let clean: Uint8Array | undefined;
+    if (changedFiles !== undefined && changedFiles.stateDir === graph.stateDir && sameTuple(currentLogTuple(graph.stateDir), changedFiles.log)) {
+      clean = cleanTargets(graph, want, changedFiles.changed);
     }
     log = StateLog.open(graph.stateDir, {readOnly: dryRun, warn});
     const files = new FileHasher(graph.root, log, stats);
@@ -107,6 +121,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       signal: options.signal,
       env,
       tmpRoot,
+      ...(clean === undefined ? {} : {clean}),
     });
     const r = await builder.run();
     log.flush();
@@ -119,10 +134,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (!dryRun && options.loaded === undefined && r.failed.length === 0 && !r.interrupted && r.skipped.length === 0) {
       const entries = snapshotEntries(graph, want, stats, tools, configReads);
       if (entries !== undefined) {
+        const counts = {configReads: configReads.length, tools: entries.length - entries.indexOf(TOOLS_MARK) - 1};
+        entries.splice(entries.indexOf(TOOLS_MARK), 1);
         writeSnapshot(
           snapshotFile,
           {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs},
           entries,
+          counts,
           buildStart,
           writeAtomic,
         );
@@ -183,8 +201,45 @@ function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools
       if (o.kind === 'dir' || !add(o.path)) return undefined;
     }
   }
+  entries.push(TOOLS_MARK);
   for (const [path, stat] of tools.executables()) entries.push({path, stat});
   return entries;
+}
+
+/** Separates input/output entries from tool entries until the counts are taken. */
+const TOOLS_MARK: SnapshotEntry = {path: '', stat: [-1, -1, -1, -1]};
+
+function sameTuple(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Wanted targets the snapshot proves up to date: none of their input or output files
+ * changed, and none of their upstream targets is in the cone of a changed file.
+ */
+function cleanTargets(graph: Graph, want: Uint8Array, changed: ReadonlySet<string>): Uint8Array {
+  const n = graph.targets.length;
+  const dirty = new Uint8Array(n);
+  const stack: number[] = [];
+  const prefix = graph.root + sep;
+  for (const t of graph.targets) {
+    if (!want[t.index]) continue;
+    let hit = false;
+    for (const input of t.inputs) {
+      for (const item of input.items) if (item.kind === 'file' && changed.has(prefix + item.path)) hit = true;
+    }
+    for (const o of t.outputs) if (changed.has(prefix + o.path)) hit = true;
+    if (hit) stack.push(t.index);
+  }
+  while (stack.length > 0) {
+    const i = stack.pop()!;
+    if (dirty[i]) continue;
+    dirty[i] = 1;
+    for (const d of graph.targets[i]!.dependents) if (want[d] && !dirty[d]) stack.push(d);
+  }
+  const clean = new Uint8Array(n);
+  for (let i = 0; i < n; i++) clean[i] = want[i]! & (dirty[i]! ^ 1);
+  return clean;
 }
 
 function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildResult {
