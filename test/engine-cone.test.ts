@@ -16,7 +16,8 @@ beforeEach(() => {
     'steps.json': '{"b": "cat $in > $out"}',
     'targets.ts': `export const copy = 'cp $in $out';\n`,
     // a -> b -> c, and d on its own. a keeps only the first character of its source.
-    'build.config.ts': `import {readFileSync} from 'node:fs';
+    'build.config.ts': `import {appendFileSync, readFileSync} from 'node:fs';
+appendFileSync(new URL('./evaluations.log', import.meta.url), 'x');
 import {copy} from './targets.ts';
 const steps = JSON.parse(readFileSync(new URL('./steps.json', import.meta.url), 'utf8')) as {b: string};
 export default {targets: [
@@ -33,6 +34,8 @@ afterEach(() => rig.cleanup());
 /** Let every file leave the racy window so a snapshot without re-checks can be written. */
 const settle = () => new Promise((r) => setTimeout(r, 2200));
 const snapshot = () => rig.path('cache/config/noop-build.config.ts-default.json');
+const cachedGraph = () => rig.path('cache/config/noop-build.config.ts-default.graph.json');
+const evaluations = () => readFileSync(rig.path('evaluations.log'), 'utf8').length;
 
 /** Build until the snapshot says nothing needs a look (a pure no-op). */
 async function snapshotted(): Promise<void> {
@@ -45,9 +48,12 @@ async function snapshotted(): Promise<void> {
 describe('changed-cone check', () => {
   it('rebuilds the cone of an edited input, with early cutoff', async () => {
     await snapshotted();
+    const before = evaluations();
     writeFileSync(rig.path('src/a.txt'), 'x\n');
     expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b', 'c']);
     expect(rig.read('cache/out/c.out')).toBe('x\n');
+    // The cached analysed graph stood in for the config.
+    expect(evaluations()).toBe(before);
 
     await snapshotted();
     // Same first character: a runs, its output is byte-identical, b and c stay.
@@ -101,6 +107,36 @@ describe('changed-cone check', () => {
     writeFileSync(rig.path('src/d.txt'), 'd2\n');
     expect(startedSteps(rig.psy(['build']).stdout).sort()).toEqual(['b', 'c', 'd']);
     expect(rig.read('cache/out/c.out')).toBe('a\na\n');
+  }, 60_000);
+
+  it('a damaged or mismatched cached graph falls back to evaluating the config', async () => {
+    await snapshotted();
+    const text = readFileSync(cachedGraph(), 'utf8');
+    writeFileSync(cachedGraph(), text.slice(0, text.length >> 1));
+    let before = evaluations();
+    writeFileSync(rig.path('src/a.txt'), 'x\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b', 'c']);
+    expect(evaluations()).toBe(before + 1);
+    expect(rig.read('cache/out/c.out')).toBe('x\n');
+
+    // Well-formed, but made for another snapshot: not used.
+    await snapshotted();
+    const g = JSON.parse(readFileSync(cachedGraph(), 'utf8')) as {id: string; targets: Array<{c?: string}>};
+    writeFileSync(cachedGraph(), JSON.stringify({...g, id: 'other', targets: g.targets.map((t) => ({...t, c: 'false'}))}));
+    before = evaluations();
+    writeFileSync(rig.path('src/d.txt'), 'd3\n');
+    const r = rig.psy(['build']);
+    expect(r.code).toBe(0);
+    expect(startedSteps(r.stdout)).toEqual(['d']);
+    expect(evaluations()).toBe(before + 1);
+
+    // Indices pointing nowhere: not used.
+    await snapshotted();
+    const h = JSON.parse(readFileSync(cachedGraph(), 'utf8')) as {targets: Array<{dp: number[]}>};
+    writeFileSync(cachedGraph(), JSON.stringify({...h, targets: h.targets.map((t) => ({...t, dp: [99]}))}));
+    writeFileSync(rig.path('src/d.txt'), 'd4\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['d']);
+    expect(rig.read('cache/out/d.out')).toBe('d4\n');
   }, 60_000);
 
   it('a corrupted or truncated snapshot falls back to the full check', async () => {

@@ -4,13 +4,14 @@
  * prints and never exits: it reports through the injected logger and returns a result.
  */
 import {availableParallelism} from 'node:os';
-import {join, sep} from 'node:path';
+import {dirname, join, resolve, sep} from 'node:path';
 import {readdirSync, rmSync, statSync} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, type Graph} from './graph.js';
+import {graphCachePath, readCachedGraph, serializeGraph} from './graph-cache.js';
 import {initHash} from './hash.js';
 import {configIdentity, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
 import {checkSnapshot, currentLogTuple, removeSnapshot, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
@@ -80,14 +81,33 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
   }
   const hashReady = initHash();
-  const loaded = options.loaded ?? (await loadConfig(configOptions));
+  let loaded: LoadedConfig | undefined;
+  let graph: Graph | undefined;
+  let configReads: SnapshotEntry[];
+  let graphId: string | undefined;
+  let graphFromCache = false;
+  if (changedFiles?.graph !== undefined && snapshotFile !== undefined && checkedIdentity !== undefined) {
+    // Only input and output files changed: the graph analysed last time stands.
+    const stub = cachedConfig(options, changedFiles, checkedIdentity);
+    graph = readCachedGraph(graphCachePath(snapshotFile), changedFiles.graph, stub);
+    if (graph !== undefined) {
+      loaded = stub;
+      graphId = changedFiles.graph;
+      graphFromCache = true;
+    }
+  }
+  if (loaded === undefined) loaded = options.loaded ?? (await loadConfig(configOptions));
   snapshotFile ??= snapshotPath(loaded.root, loaded.configPath, requested);
-  const configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
   const stats = new StatCache(loaded.root);
   // The same config evaluated the same way (its identity and read files are unchanged).
   if (loaded.identity !== checkedIdentity) changedFiles = undefined;
   if (changedFiles !== undefined) stats.seed(changedFiles.stats);
-  const graph = analyze(loaded, stats.get);
+  if (graph !== undefined) {
+    configReads = [...changedFiles!.configReads];
+  } else {
+    configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
+    graph = analyze(loaded, stats.get);
+  }
   const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   const want = closure(graph, names);
   await hashReady;
@@ -134,11 +154,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (!dryRun && options.loaded === undefined && r.failed.length === 0 && !r.interrupted && r.skipped.length === 0) {
       const entries = snapshotEntries(graph, want, stats, tools, configReads);
       if (entries !== undefined) {
+        if (graphId === undefined) {
+          graphId = `${buildStart}-${process.pid}`;
+          const text = serializeGraph(graph, graphId);
+          if (text === undefined) graphId = undefined;
+          else writeAtomic(graphCachePath(snapshotFile), text);
+        }
         const counts = {configReads: configReads.length, tools: entries.length - entries.indexOf(TOOLS_MARK) - 1};
         entries.splice(entries.indexOf(TOOLS_MARK), 1);
         writeSnapshot(
           snapshotFile,
-          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs},
+          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs, ...(graphId === undefined ? {} : {graph: graphId})},
           entries,
           counts,
           buildStart,
@@ -157,7 +183,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       interrupted: r.interrupted,
       outputs,
       root: graph.root,
-      graph,
+      // A graph from the cache has no evaluated config behind it.
+      ...(graphFromCache ? {} : {graph}),
     };
   } finally {
     log?.close();
@@ -170,6 +197,20 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       lock.release();
     }
   }
+}
+
+/** The config as the snapshot vouches for it, without evaluating it. */
+function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: string): LoadedConfig {
+  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  return {
+    root: dirname(configPath),
+    configPath,
+    config: {targets: []},
+    modules: [],
+    identity,
+    readFiles: changed.configReads.map((e) => e.path),
+    moduleIdentity: () => undefined,
+  };
 }
 
 function tupleOf(path: string): [number, number, number, number] {

@@ -43,6 +43,8 @@ interface Snapshot {
   /** Leading entries that are files the config read; trailing entries that are tools. */
   readonly configReads: number;
   readonly tools: number;
+  /** Id of the analysed graph cached beside the snapshot (see graph-cache.ts). */
+  readonly graph?: string;
 }
 
 /** Stat data the check took, for paths the full check will look at again. */
@@ -62,6 +64,9 @@ export interface ChangedFiles {
   /** The state log's (size, mtime, inode) the snapshot was made against. */
   readonly log: readonly [number, number, number];
   readonly stateDir: string;
+  /** The files the config read, with their (unchanged) stats. */
+  readonly configReads: readonly SnapshotEntry[];
+  readonly graph: string | undefined;
 }
 
 export interface FastResult {
@@ -137,7 +142,11 @@ export function checkSnapshot(
     }
   }
   if (changed === undefined) return {kind: 'fresh', result: {stateDir: s.stateDir, upToDate: s.upToDate, outputs: s.outputs}};
-  return {kind: 'changed', files: {changed, stats: taken!, log: s.log, stateDir: s.stateDir}};
+  const configReads: SnapshotEntry[] = [];
+  for (let j = 0; j < s.configReads; j++) {
+    configReads.push({path: s.paths[j]!, stat: [stats[4 * j]!, stats[4 * j + 1]!, stats[4 * j + 2]!, stats[4 * j + 3]!]});
+  }
+  return {kind: 'changed', files: {changed, stats: taken!, log: s.log, stateDir: s.stateDir, configReads, graph: s.graph}};
 }
 
 /** The state log's identity now: (size, mtime, inode). */
@@ -159,7 +168,7 @@ const RECHECK = -2;
  */
 export function writeSnapshot(
   file: string,
-  data: {identity: string; targets: readonly string[]; envPath: string; stateDir: string; upToDate: readonly string[]; outputs: Record<string, Record<string, string>>},
+  data: {identity: string; targets: readonly string[]; envPath: string; stateDir: string; upToDate: readonly string[]; outputs: Record<string, Record<string, string>>; graph?: string},
   entries: readonly SnapshotEntry[],
   counts: {readonly configReads: number; readonly tools: number},
   buildStart: number,
