@@ -139,6 +139,34 @@ describe('changed-cone check', () => {
     expect(rig.read('cache/out/d.out')).toBe('d4\n');
   }, 60_000);
 
+  it('a tool of a target outside the changed cone stays watched', async () => {
+    const {chmodSync} = await import('node:fs');
+    const tool = (version: string) => {
+      rig.write({'bin/mytool': `#!/bin/sh\necho mytool ${version}\n`});
+      chmodSync(rig.path('bin/mytool'), 0o755);
+    };
+    tool('1.0');
+    const config = readFileSync(rig.path('build.config.ts'), 'utf8');
+    writeFileSync(
+      rig.path('build.config.ts'),
+      config.replace("outputs: {o: 'd.out'}, command: copy}", "outputs: {o: 'd.out'}, command: copy, tools: [{command: 'mytool', versionArgs: ['--version']}]}"),
+    );
+    const env = {PATH: `${rig.path('bin')}:${process.env['PATH'] ?? ''}`};
+    const build = () => startedSteps(rig.psy(['build'], env).stdout);
+    build();
+    await settle();
+    build();
+    expect(rig.psy(['build'], env).stdout).toBe('psy: no work to do (4 targets up to date)\n');
+    // Cone builds that never look at d, then a snapshot written after them.
+    writeFileSync(rig.path('src/a.txt'), 'k\n');
+    expect(build()).toEqual(['a', 'b', 'c']);
+    await settle();
+    expect(build()).toEqual([]);
+    expect(rig.psy(['build'], env).stdout).toBe('psy: no work to do (4 targets up to date)\n');
+    tool('2.0');
+    expect(build()).toEqual(['d']);
+  }, 60_000);
+
   it('a corrupted or truncated snapshot falls back to the full check', async () => {
     await snapshotted();
     const text = readFileSync(snapshot(), 'utf8');

@@ -152,7 +152,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       outputs[t.name] = Object.fromEntries(t.outputs.map((o) => [o.name, join(graph.root, o.path)]));
     }
     if (!dryRun && options.loaded === undefined && r.failed.length === 0 && !r.interrupted && r.skipped.length === 0) {
-      const entries = snapshotEntries(graph, want, stats, tools, configReads);
+      // Targets taken as clean never asked for their tools: keep the tools the snapshot
+      // watched (unchanged, or there would be no cone check).
+      const toolEntries = new Map<string, SnapshotEntry['stat']>(clean === undefined ? [] : changedFiles!.tools.map((e) => [e.path, e.stat]));
+      for (const [path, stat] of tools.executables()) toolEntries.set(path, stat);
+      const entries = snapshotEntries(graph, want, stats, toolEntries, configReads);
       if (entries !== undefined) {
         if (graphId === undefined) {
           graphId = `${buildStart}-${process.pid}`;
@@ -219,7 +223,7 @@ function tupleOf(path: string): [number, number, number, number] {
 }
 
 /** The files a no-op snapshot must watch, with the stats the build used; undefined if unsupported. */
-function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools: ToolVersions, configReads: SnapshotEntry[]): SnapshotEntry[] | undefined {
+function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools: ReadonlyMap<string, SnapshotEntry['stat']>, configReads: SnapshotEntry[]): SnapshotEntry[] | undefined {
   const entries: SnapshotEntry[] = [...configReads];
   const seen = new Set<string>();
   const add = (rel: string): boolean => {
@@ -243,7 +247,7 @@ function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools
     }
   }
   entries.push(TOOLS_MARK);
-  for (const [path, stat] of tools.executables()) entries.push({path, stat});
+  for (const [path, stat] of tools) entries.push({path, stat});
   return entries;
 }
 

@@ -66,6 +66,8 @@ export interface ChangedFiles {
   readonly stateDir: string;
   /** The files the config read, with their (unchanged) stats. */
   readonly configReads: readonly SnapshotEntry[];
+  /** The tools' executables, with their (unchanged) stats: targets outside the changed cones are not asked for theirs again. */
+  readonly tools: readonly SnapshotEntry[];
   readonly graph: string | undefined;
 }
 
@@ -146,7 +148,11 @@ export function checkSnapshot(
   for (let j = 0; j < s.configReads; j++) {
     configReads.push({path: s.paths[j]!, stat: [stats[4 * j]!, stats[4 * j + 1]!, stats[4 * j + 2]!, stats[4 * j + 3]!]});
   }
-  return {kind: 'changed', files: {changed, stats: taken!, log: s.log, stateDir: s.stateDir, configReads, graph: s.graph}};
+  const tools: SnapshotEntry[] = [];
+  for (let j = firstTool; j < n; j++) {
+    tools.push({path: s.paths[j]!, stat: [stats[4 * j]!, stats[4 * j + 1]!, stats[4 * j + 2]!, stats[4 * j + 3]!]});
+  }
+  return {kind: 'changed', files: {changed, stats: taken!, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph}};
 }
 
 /** The state log's identity now: (size, mtime, inode). */
