@@ -4,16 +4,17 @@
  * prints and never exits: it reports through the injected logger and returns a result.
  */
 import {availableParallelism} from 'node:os';
-import {join, sep} from 'node:path';
+import {dirname, join, resolve, sep} from 'node:path';
 import {readdirSync, rmSync, statSync} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, type Graph} from './graph.js';
+import {graphCachePath, readCachedGraph, serializeGraph} from './graph-cache.js';
 import {initHash} from './hash.js';
 import {configIdentity, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
-import {checkSnapshot, removeSnapshot, snapshotPath, writeSnapshot, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
+import {checkSnapshot, currentLogTuple, removeSnapshot, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
@@ -65,20 +66,48 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const requested = options.targets ?? [];
   const configOptions = {cwd: options.cwd, ...(options.configPath === undefined ? {} : {configPath: options.configPath})};
   let snapshotFile: string | undefined;
+  let changedFiles: ChangedFiles | undefined;
+  let checkedIdentity: string | undefined;
   if (options.loaded === undefined && !dryRun) {
     const id = await configIdentity(configOptions);
     if (id !== undefined) {
       snapshotFile = snapshotPath(id.root, id.configPath, requested);
-      const fast = checkSnapshot(snapshotFile, id.identity, requested, env['PATH'] ?? '');
-      if (fast !== undefined) return fastResult(fast, id.root, logger);
+      const check = checkSnapshot(snapshotFile, id.identity, requested, env['PATH'] ?? '');
+      if (check?.kind === 'fresh') return fastResult(check.result, id.root, logger);
+      if (check?.kind === 'changed') {
+        changedFiles = check.files;
+        checkedIdentity = id.identity;
+      }
     }
   }
   const hashReady = initHash();
-  const loaded = options.loaded ?? (await loadConfig(configOptions));
+  let loaded: LoadedConfig | undefined;
+  let graph: Graph | undefined;
+  let configReads: SnapshotEntry[];
+  let graphId: string | undefined;
+  let graphFromCache = false;
+  if (changedFiles?.graph !== undefined && snapshotFile !== undefined && checkedIdentity !== undefined) {
+    // Only input and output files changed: the graph analysed last time stands.
+    const stub = cachedConfig(options, changedFiles, checkedIdentity);
+    graph = readCachedGraph(graphCachePath(snapshotFile), changedFiles.graph, stub);
+    if (graph !== undefined) {
+      loaded = stub;
+      graphId = changedFiles.graph;
+      graphFromCache = true;
+    }
+  }
+  if (loaded === undefined) loaded = options.loaded ?? (await loadConfig(configOptions));
   snapshotFile ??= snapshotPath(loaded.root, loaded.configPath, requested);
-  const configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
   const stats = new StatCache(loaded.root);
-  const graph = analyze(loaded, stats.get);
+  // The same config evaluated the same way (its identity and read files are unchanged).
+  if (loaded.identity !== checkedIdentity) changedFiles = undefined;
+  if (changedFiles !== undefined) stats.seed(changedFiles.stats);
+  if (graph !== undefined) {
+    configReads = [...changedFiles!.configReads];
+  } else {
+    configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
+    graph = analyze(loaded, stats.get);
+  }
   const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   const want = closure(graph, names);
   await hashReady;
@@ -90,6 +119,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (lock !== undefined) {
       removeStaleTemporaries(tmpRoot);
       removeSnapshot(snapshotFile);
+    }
+    // The snapshot vouches for the log's records only if nobody wrote the log since.
+    let clean: Uint8Array | undefined;
+    if (changedFiles !== undefined && changedFiles.stateDir === graph.stateDir && sameTuple(currentLogTuple(graph.stateDir), changedFiles.log)) {
+      clean = cleanTargets(graph, want, changedFiles.changed);
     }
     log = StateLog.open(graph.stateDir, {readOnly: dryRun, warn});
     const files = new FileHasher(graph.root, log, stats);
@@ -107,6 +141,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       signal: options.signal,
       env,
       tmpRoot,
+      ...(clean === undefined ? {} : {clean}),
     });
     const r = await builder.run();
     log.flush();
@@ -117,12 +152,25 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       outputs[t.name] = Object.fromEntries(t.outputs.map((o) => [o.name, join(graph.root, o.path)]));
     }
     if (!dryRun && options.loaded === undefined && r.failed.length === 0 && !r.interrupted && r.skipped.length === 0) {
-      const entries = snapshotEntries(graph, want, stats, tools, configReads);
+      // Targets taken as clean never asked for their tools: keep the tools the snapshot
+      // watched (unchanged, or there would be no cone check).
+      const toolEntries = new Map<string, SnapshotEntry['stat']>(clean === undefined ? [] : changedFiles!.tools.map((e) => [e.path, e.stat]));
+      for (const [path, stat] of tools.executables()) toolEntries.set(path, stat);
+      const entries = snapshotEntries(graph, want, stats, toolEntries, configReads);
       if (entries !== undefined) {
+        if (graphId === undefined) {
+          graphId = `${buildStart}-${process.pid}`;
+          const text = serializeGraph(graph, graphId);
+          if (text === undefined) graphId = undefined;
+          else writeAtomic(graphCachePath(snapshotFile), text);
+        }
+        const counts = {configReads: configReads.length, tools: entries.length - entries.indexOf(TOOLS_MARK) - 1};
+        entries.splice(entries.indexOf(TOOLS_MARK), 1);
         writeSnapshot(
           snapshotFile,
-          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs},
+          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs, ...(graphId === undefined ? {} : {graph: graphId})},
           entries,
+          counts,
           buildStart,
           writeAtomic,
         );
@@ -139,7 +187,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       interrupted: r.interrupted,
       outputs,
       root: graph.root,
-      graph,
+      // A graph from the cache has no evaluated config behind it.
+      ...(graphFromCache ? {} : {graph}),
     };
   } finally {
     log?.close();
@@ -154,13 +203,27 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
 }
 
+/** The config as the snapshot vouches for it, without evaluating it. */
+function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: string): LoadedConfig {
+  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  return {
+    root: dirname(configPath),
+    configPath,
+    config: {targets: []},
+    modules: [],
+    identity,
+    readFiles: changed.configReads.map((e) => e.path),
+    moduleIdentity: () => undefined,
+  };
+}
+
 function tupleOf(path: string): [number, number, number, number] {
   const st = statSync(path, {throwIfNoEntry: false});
   return st === undefined ? [-1, -1, -1, -1] : [st.size, st.mtimeMs, st.ctimeMs, st.ino];
 }
 
 /** The files a no-op snapshot must watch, with the stats the build used; undefined if unsupported. */
-function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools: ToolVersions, configReads: SnapshotEntry[]): SnapshotEntry[] | undefined {
+function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools: ReadonlyMap<string, SnapshotEntry['stat']>, configReads: SnapshotEntry[]): SnapshotEntry[] | undefined {
   const entries: SnapshotEntry[] = [...configReads];
   const seen = new Set<string>();
   const add = (rel: string): boolean => {
@@ -183,8 +246,45 @@ function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools
       if (o.kind === 'dir' || !add(o.path)) return undefined;
     }
   }
-  for (const [path, stat] of tools.executables()) entries.push({path, stat});
+  entries.push(TOOLS_MARK);
+  for (const [path, stat] of tools) entries.push({path, stat});
   return entries;
+}
+
+/** Separates input/output entries from tool entries until the counts are taken. */
+const TOOLS_MARK: SnapshotEntry = {path: '', stat: [-1, -1, -1, -1]};
+
+function sameTuple(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Wanted targets the snapshot proves up to date: none of their input or output files
+ * changed, and none of their upstream targets is in the cone of a changed file.
+ */
+function cleanTargets(graph: Graph, want: Uint8Array, changed: ReadonlySet<string>): Uint8Array {
+  const n = graph.targets.length;
+  const dirty = new Uint8Array(n);
+  const stack: number[] = [];
+  const prefix = graph.root + sep;
+  for (const t of graph.targets) {
+    if (!want[t.index]) continue;
+    let hit = false;
+    for (const input of t.inputs) {
+      for (const item of input.items) if (item.kind === 'file' && changed.has(prefix + item.path)) hit = true;
+    }
+    for (const o of t.outputs) if (changed.has(prefix + o.path)) hit = true;
+    if (hit) stack.push(t.index);
+  }
+  while (stack.length > 0) {
+    const i = stack.pop()!;
+    if (dirty[i]) continue;
+    dirty[i] = 1;
+    for (const d of graph.targets[i]!.dependents) if (want[d] && !dirty[d]) stack.push(d);
+  }
+  const clean = new Uint8Array(n);
+  for (let i = 0; i < n; i++) clean[i] = want[i]! & (dirty[i]! ^ 1);
+  return clean;
 }
 
 function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildResult {

@@ -35,6 +35,12 @@ export interface BuilderOptions {
   readonly env: NodeJS.ProcessEnv;
   /** Temporary folder for this run's steps (inside the output folder). */
   readonly tmpRoot: string;
+  /**
+   * Targets known up to date without looking (the no-op snapshot saw none of their
+   * files change and none of their upstreams is in a changed cone): their recorded
+   * output hashes stand.
+   */
+  readonly clean?: Uint8Array;
 }
 
 export interface BuilderResult {
@@ -235,6 +241,19 @@ export class Builder {
   #evaluateOne(i: number): void {
     const t = this.#g.targets[i]!;
     const {files, tools, log} = this.#o;
+    if (this.#o.clean?.[i] === 1) {
+      const isGroup = t.config.rule === undefined && t.config.command === undefined;
+      const rec = isGroup ? undefined : log.targets.get(t.name);
+      if (isGroup || (rec !== undefined && rec.outputs.length === t.outputs.length && rec.outputs.every((o, k) => o.path === t.outputs[k]!.path))) {
+        this.#outHashes[i] = rec === undefined ? [] : rec.outputs.map((o) => o.hash);
+        if (!isGroup) {
+          this.#result.fresh.push(t.name);
+          this.#emit({type: 'fresh', target: t.name});
+        }
+        this.#complete(i);
+        return;
+      }
+    }
     const key = computeKey(this.#g, t, files, tools, this.#outHashes);
     if (t.config.rule === undefined && t.config.command === undefined) {
       // A group: done once its inputs are.

@@ -57,6 +57,15 @@ export class StatCache {
   invalidate(rel: string): void {
     this.#stats.delete(rel);
   }
+
+  /** Take stats already taken this run (absolute paths; null = missing). */
+  seed(taken: ReadonlyMap<string, {size: number; mtimeMs: number; ctimeMs: number; ino: number; file: boolean} | null>): void {
+    const prefix = this.#root + sep;
+    for (const [abs, st] of taken) {
+      if (!abs.startsWith(prefix)) continue;
+      this.#stats.set(abs.slice(prefix.length), st === null ? null : new CompactStat(st.size, st.mtimeMs, st.ctimeMs, st.ino, st.file));
+    }
+  }
 }
 
 export class FileHasher {

@@ -8,8 +8,16 @@
  * one stat per file). Any difference falls back to the full check, which is what
  * decides, by content, what runs.
  *
- * A snapshot is written only when every recorded stat was taken well after the file's
- * mtime (see RACY_MS), so a same-timestamp write cannot hide behind it.
+ * When the only differences are input and output files (same config, same read files,
+ * same tools, same state log), the check still stats every entry and reports the
+ * changed ones with all the stats it took: the full check then re-examines only the
+ * cones of those files and reuses the stats instead of taking them again.
+ *
+ * The snapshot records the stats the build used, so a file that changes during the build
+ * differs next time. A stat too close to its file's mtime (see RACY_MS) is not
+ * recorded: the entry is marked so that it never
+ * matches, and the next build re-examines that file's cone by content (a same-timestamp
+ * write cannot hide behind it). Such a snapshot is never a no-op.
  */
 import {readFileSync, rmSync, statSync} from 'node:fs';
 import {basename, join} from 'node:path';
@@ -22,7 +30,7 @@ export interface SnapshotEntry {
 }
 
 interface Snapshot {
-  readonly version: 1;
+  readonly version: 2;
   readonly identity: string;
   readonly targets: readonly string[];
   readonly envPath: string;
@@ -32,6 +40,35 @@ interface Snapshot {
   readonly outputs: Record<string, Record<string, string>>;
   readonly paths: readonly string[];
   readonly stats: readonly number[];
+  /** Leading entries that are files the config read; trailing entries that are tools. */
+  readonly configReads: number;
+  readonly tools: number;
+  /** Id of the analysed graph cached beside the snapshot (see graph-cache.ts). */
+  readonly graph?: string;
+}
+
+/** Stat data the check took, for paths the full check will look at again. */
+export interface TakenStat {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly ino: number;
+  readonly file: boolean;
+}
+
+/** Only these input/output files differ from the snapshot (absolute paths). */
+export interface ChangedFiles {
+  readonly changed: ReadonlySet<string>;
+  /** Every entry's stat as taken by the check; null = missing. */
+  readonly stats: ReadonlyMap<string, TakenStat | null>;
+  /** The state log's (size, mtime, inode) the snapshot was made against. */
+  readonly log: readonly [number, number, number];
+  readonly stateDir: string;
+  /** The files the config read, with their (unchanged) stats. */
+  readonly configReads: readonly SnapshotEntry[];
+  /** The tools' executables, with their (unchanged) stats: targets outside the changed cones are not asked for theirs again. */
+  readonly tools: readonly SnapshotEntry[];
+  readonly graph: string | undefined;
 }
 
 export interface FastResult {
@@ -55,58 +92,112 @@ function logTuple(stateDir: string): [number, number, number] {
   return [size, mtime, ino];
 }
 
-/** The result of a no-op if nothing changed since the snapshot, else undefined. */
-export function checkSnapshot(file: string, identity: string, targets: readonly string[], envPath: string): FastResult | undefined {
+/**
+ * The result of a no-op if nothing changed since the snapshot; the changed input and
+ * output files if only those changed; else undefined (the full check decides alone).
+ */
+export function checkSnapshot(
+  file: string,
+  identity: string,
+  targets: readonly string[],
+  envPath: string,
+): {readonly kind: 'fresh'; readonly result: FastResult} | {readonly kind: 'changed'; readonly files: ChangedFiles} | undefined {
   let s: Snapshot;
   try {
     s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
   } catch {
     return undefined;
   }
-  if (s.version !== 1 || s.identity !== identity || s.envPath !== envPath) return undefined;
+  if (s.version !== 2 || s.identity !== identity || s.envPath !== envPath) return undefined;
   if (s.targets.length !== targets.length || s.targets.some((t, i) => t !== targets[i])) return undefined;
   const log = logTuple(s.stateDir);
   if (log[0] !== s.log[0] || log[1] !== s.log[1] || log[2] !== s.log[2]) return undefined;
   const stats = s.stats;
-  for (let i = 0; i < s.paths.length; i++) {
-    const st = statSync(s.paths[i]!, {throwIfNoEntry: false});
+  const n = s.paths.length;
+  const firstTool = n - s.tools;
+  let changed: Set<string> | undefined;
+  let taken: Map<string, TakenStat | null> | undefined;
+  for (let i = 0; i < n; i++) {
+    const path = s.paths[i]!;
+    const st = statSync(path, {throwIfNoEntry: false});
     const k = 4 * i;
-    if (st === undefined) {
-      if (stats[k] !== -1) return undefined;
-      continue;
+    const same =
+      st === undefined
+        ? stats[k] === -1
+        : st.size === stats[k] && st.mtimeMs === stats[k + 1] && st.ctimeMs === stats[k + 2] && st.ino === stats[k + 3];
+    if (!same) {
+      // A file the config read or a tool: the graph or the keys may differ everywhere.
+      if (i < s.configReads || i >= firstTool) return undefined;
+      if (changed === undefined) {
+        changed = new Set();
+        taken = new Map();
+        // Stats taken before the first difference are kept too.
+        for (let j = s.configReads; j < i; j++) {
+          const m = 4 * j;
+          taken.set(s.paths[j]!, stats[m] === -1 ? null : {size: stats[m]!, mtimeMs: stats[m + 1]!, ctimeMs: stats[m + 2]!, ino: stats[m + 3]!, file: true});
+        }
+      }
+      changed.add(path);
     }
-    if (st.size !== stats[k] || st.mtimeMs !== stats[k + 1] || st.ctimeMs !== stats[k + 2] || st.ino !== stats[k + 3]) {
-      return undefined;
+    if (taken !== undefined && i >= s.configReads && i < firstTool) {
+      taken.set(path, st === undefined ? null : {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, file: st.isFile()});
     }
   }
-  return {stateDir: s.stateDir, upToDate: s.upToDate, outputs: s.outputs};
+  if (changed === undefined) return {kind: 'fresh', result: {stateDir: s.stateDir, upToDate: s.upToDate, outputs: s.outputs}};
+  const configReads: SnapshotEntry[] = [];
+  for (let j = 0; j < s.configReads; j++) {
+    configReads.push({path: s.paths[j]!, stat: [stats[4 * j]!, stats[4 * j + 1]!, stats[4 * j + 2]!, stats[4 * j + 3]!]});
+  }
+  const tools: SnapshotEntry[] = [];
+  for (let j = firstTool; j < n; j++) {
+    tools.push({path: s.paths[j]!, stat: [stats[4 * j]!, stats[4 * j + 1]!, stats[4 * j + 2]!, stats[4 * j + 3]!]});
+  }
+  return {kind: 'changed', files: {changed, stats: taken!, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph}};
+}
+
+/** The state log's identity now: (size, mtime, inode). */
+export function currentLogTuple(stateDir: string): [number, number, number] {
+  return logTuple(stateDir);
 }
 
 export function removeSnapshot(file: string): void {
   rmSync(file, {force: true});
 }
 
+/** Stats of an entry that must be re-examined next time: matches no stat, not even a missing file. */
+const RECHECK = -2;
+
 /**
- * Write a snapshot, unless a file changed while the build looked at it (its stat now
- * differs from the one the build used) or a stat is too close to its file's mtime.
+ * Write a snapshot of the stats the build used. An input or output file whose stat is
+ * too close to its mtime is marked for re-examination; such a file the config read, or
+ * such a tool, means no snapshot (returns false).
  */
 export function writeSnapshot(
   file: string,
-  data: {identity: string; targets: readonly string[]; envPath: string; stateDir: string; upToDate: readonly string[]; outputs: Record<string, Record<string, string>>},
+  data: {identity: string; targets: readonly string[]; envPath: string; stateDir: string; upToDate: readonly string[]; outputs: Record<string, Record<string, string>>; graph?: string},
   entries: readonly SnapshotEntry[],
+  counts: {readonly configReads: number; readonly tools: number},
   buildStart: number,
   writeAtomic: (path: string, text: string) => void,
 ): boolean {
   const paths: string[] = [];
   const stats: number[] = [];
-  for (const e of entries) {
-    const now = statTuple(e.path);
-    if (now[0] !== e.stat[0] || now[1] !== e.stat[1] || now[2] !== e.stat[2] || now[3] !== e.stat[3]) return false;
-    if (now[0] !== -1 && (buildStart - now[1] <= RACY_MS || buildStart - now[2] <= RACY_MS)) return false;
+  const firstTool = entries.length - counts.tools;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    // The stat the build used (taken after buildStart): if the file changes later, the
+    // next check sees a different stat; a stat close to its mtime proves nothing.
+    const now = e.stat;
+    const racy = now[0] !== -1 && (buildStart - now[1] <= RACY_MS || buildStart - now[2] <= RACY_MS);
     paths.push(e.path);
-    stats.push(...now);
+    if (racy) {
+      if (i < counts.configReads || i >= firstTool) return false;
+      stats.push(RECHECK, RECHECK, RECHECK, RECHECK);
+    } else {
+      stats.push(now[0], now[1], now[2], now[3]);
+    }
   }
-  const snapshot: Snapshot = {version: 1, ...data, log: logTuple(data.stateDir), paths, stats};
+  const snapshot: Snapshot = {version: 2, ...data, log: logTuple(data.stateDir), paths, stats, ...counts};
   writeAtomic(file, JSON.stringify(snapshot));
   return true;
 }
