@@ -1,0 +1,168 @@
+import {execFileSync} from 'node:child_process';
+import {readFileSync} from 'node:fs';
+import {createHash} from 'node:crypto';
+import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises';
+import {tmpdir} from 'node:os';
+import {join, relative} from 'node:path';
+import {afterAll, beforeAll, describe, expect, it} from 'vitest';
+import {readApk} from '../src/apk/apk-package.js';
+import {readApkIndex} from '../src/apk/apkindex.js';
+import {lockWorld} from '../src/apk/alpine-root.js';
+import {generateSigningKey, loadKeyring} from '../src/apk/keys.js';
+import {readLock} from '../src/apk/lockfile.js';
+import {validateAlpineSettings} from '../src/apk/settings.js';
+import {build, type BuildResult} from '../src/engine/build.js';
+import {alpineSettingsFor, withDefaults, type AlpineSettings} from '../targets/settings.js';
+import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
+import {haveAlpineTestData} from './helpers/shared-data.js';
+import {fixtureSettings, lockProject, writeConfig, writeProject} from './os-project.js';
+
+const KEY = 'keys/psy-test-65f0a000.rsa';
+
+async function hashTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, {withFileTypes: true})) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else out[relative(dir, p)] = createHash('sha256').update(await readFile(p)).digest('hex');
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/**
+ * A fixture project with neuralupgrade in its root. The fixture world has no nodejs,
+ * e2fsprogs-extra, mtools or sfdisk, so the project's copy of the declaration depends on
+ * what the fixture provides (busybox); the real declaration stays strict.
+ */
+async function ownProject(dir: string, fx: FixtureRepository, key: string, over: Partial<AlpineSettings> = {}): Promise<Partial<AlpineSettings>> {
+  await writeProject(dir, fixtureSettings(dir, fx));
+  const declPath = join(dir, 'alpine/packages/neuralupgrade/apk.json');
+  const decl = JSON.parse(await readFile(declPath, 'utf8')) as Record<string, unknown>;
+  await writeFile(declPath, JSON.stringify({...decl, depends: ['busybox']}, null, 2) + '\n');
+  await mkdir(join(dir, 'keys'), {recursive: true});
+  await writeFile(join(dir, KEY), key);
+  const settings = fixtureSettings(dir, fx, {ownPackages: ['neuralupgrade'], apkBuildKey: KEY, ...over});
+  await writeConfig(dir, settings);
+  await lockProject(dir, settings);
+  return settings;
+}
+
+describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in the lock, in the root', () => {
+  let fx: FixtureRepository;
+  let base: string;
+  let one: string;
+  let key: string;
+  let clean: BuildResult;
+  beforeAll(async () => {
+    fx = await buildFixtureRepository();
+    base = await mkdtemp(join(tmpdir(), 'psy-os-ownpkgs-'));
+    key = generateSigningKey('psy-test', 0x65f0a000, 2048).privateKeyPem;
+    one = join(base, 'one');
+    await ownProject(one, fx, key);
+    clean = await build({cwd: one, targets: ['diskimg'], jobs: 2});
+    if (!clean.ok) throw new Error(JSON.stringify(clean.failed));
+  }, 900_000);
+  afterAll(async () => {
+    if (base) await rm(base, {recursive: true, force: true});
+  });
+
+  it('psy lock pins our package by name and version beside the Q1-pinned Alpine packages', () => {
+    const lock = readLock(join(one, 'alpine/packages.lock.json'));
+    expect(lock.ownWorld).toEqual(['neuralupgrade']);
+    expect(lock.ownPackages).toEqual([{name: 'neuralupgrade', version: '2.0.0-r0'}]);
+    expect(lock.packages.some((p) => p.name === 'neuralupgrade')).toBe(false);
+    expect(lock.packages.find((p) => p.name === 'busybox')?.checksum).toMatch(/^Q1/);
+  });
+
+  it('the real declaration stays strict: its nodejs dependency cannot be resolved from the fixture', async () => {
+    const strict = alpineSettingsFor(withDefaults(fixtureSettings(base, fx, {ownPackages: ['neuralupgrade']})));
+    const realProject = join(base, 'strict');
+    await writeProject(realProject, fixtureSettings(realProject, fx));
+    const err = (await lockWorld({settings: validateAlpineSettings({...strict, repositories: [relative(realProject, fx.repoDir)]}), projectRoot: realProject}).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(Error);
+    expect(err.message).toMatch(/nodejs/);
+    expect(err.message).not.toContain('\n');
+  }, 120_000);
+
+  it('apkrepo builds a signed index and packages that src/apk verifies', async () => {
+    const repo = clean.outputs['apkrepo']!['repo']!;
+    const keys = clean.outputs['apkrepo']!['keys']!;
+    expect(await readdir(keys)).toEqual(['psy-test-65f0a000.rsa.pub']);
+    const keyring = loadKeyring(keys);
+    const archDir = join(repo, 'v3.20/psyopsOS/x86_64');
+    const index = readApkIndex(await readFile(join(archDir, 'APKINDEX.tar.gz')), 'APKINDEX', {keyring});
+    expect(index.signedBy).toBe('psy-test-65f0a000.rsa.pub');
+    const rec = index.records.find((r) => r.name === 'neuralupgrade');
+    expect(rec?.version).toBe('2.0.0-r0');
+    const pkg = readApk(await readFile(join(archDir, 'neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {keyring});
+    expect(pkg.checksum).toBe(rec!.checksum);
+    expect(pkg.dataEntries.some((e) => e.path === 'usr/lib/neuralupgrade/cli/neuralupgrade.js')).toBe(true);
+    // a foreign key does not verify it
+    const otherDir = join(base, 'other-keys');
+    await mkdir(otherDir, {recursive: true});
+    await writeFile(join(otherDir, 'psy-test-65f0a000.rsa.pub'), generateSigningKey('x', 1).publicKeyPem);
+    expect(() => readApkIndex(readFileSync(join(archDir, 'APKINDEX.tar.gz')), 'APKINDEX', {keyring: loadKeyring(otherDir)})).toThrow();
+  });
+
+  it('a rebuild in another folder gives the same repository bytes', async () => {
+    const two = join(base, 'two');
+    await ownProject(two, fx, key);
+    const again = await build({cwd: two, targets: ['apkrepo'], jobs: 2});
+    expect(again.ok).toBe(true);
+    const a = await hashTree(clean.outputs['apkrepo']!['repo']!);
+    const b = await hashTree(again.outputs['apkrepo']!['repo']!);
+    expect(Object.keys(a).sort()).toEqual(['v3.20/psyopsOS/x86_64/APKINDEX.tar.gz', 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk']);
+    expect(b).toEqual(a);
+  }, 300_000);
+
+  it('the root and the squashfs hold neuralupgrade, its launcher and its installed-database entry', async () => {
+    const root = clean.outputs['rootfs']!['root']!;
+    const launcher = await readFile(join(root, 'usr/sbin/neuralupgrade'), 'utf8');
+    expect(launcher).toMatch(/^#!\/usr\/bin\/env node/);
+    await readFile(join(root, 'usr/lib/neuralupgrade/cli/neuralupgrade.js'));
+    const installed = await readFile(join(root, 'lib/apk/db/installed'), 'utf8');
+    expect(installed).toMatch(/^P:neuralupgrade\nV:2\.0\.0-r0$/m);
+    expect((await readFile(join(root, 'etc/apk/world'), 'utf8')).split('\n')).toContain('neuralupgrade');
+    expect(await readdir(join(root, 'etc/apk/keys'))).toContain('psy-test-65f0a000.rsa.pub');
+    const manifest = await readFile(clean.outputs['rootfs']!['manifest']!, 'utf8');
+    expect(manifest).toContain('usr/sbin/neuralupgrade');
+    // the init and the initramfs come from the root without our packages
+    await expect(readFile(join(clean.outputs['boot-root']!['root']!, 'usr/sbin/neuralupgrade'))).rejects.toThrow();
+    const listing = execFileSync('unsquashfs', ['-lls', '-n', clean.outputs['squashfs']!['squashfs']!], {encoding: 'utf8', maxBuffer: 64 << 20});
+    expect(listing).toMatch(/^-rwxr-xr-x root\/root .* squashfs-root\/usr\/sbin\/neuralupgrade$/m);
+    expect(listing).toMatch(/squashfs-root\/usr\/lib\/neuralupgrade\/cli\/neuralupgrade\.js$/m);
+  });
+
+  it('editing a file of alpine/packages/neuralupgrade re-runs exactly the repository, rootfs, squashfs, ostar and diskimg', async () => {
+    const noop = await build({cwd: one, targets: ['diskimg'], jobs: 2});
+    expect(noop.ran).toEqual([]);
+    const launcherPath = join(one, 'alpine/packages/neuralupgrade/files/usr/sbin/neuralupgrade');
+    const before = await readFile(launcherPath, 'utf8');
+    await writeFile(launcherPath, before + '// edited\n');
+    try {
+      const edit = await build({cwd: one, targets: ['diskimg'], jobs: 2});
+      expect(edit.ok).toBe(true);
+      expect([...edit.ran].sort()).toEqual(['apkrepo', 'diskimg', 'ostar', 'rootfs', 'squashfs']);
+      expect(await readFile(join(edit.outputs['rootfs']!['root']!, 'usr/sbin/neuralupgrade'), 'utf8')).toContain('// edited');
+    } finally {
+      await writeFile(launcherPath, before);
+    }
+  }, 600_000);
+
+  it('a built version that differs from the lock is a one-line error naming both', async () => {
+    const declPath = join(one, 'alpine/packages/neuralupgrade/apk.json');
+    const before = await readFile(declPath, 'utf8');
+    await writeFile(declPath, before.replace('"2.0.0-r0"', '"2.0.1-r0"'));
+    try {
+      const r = await build({cwd: one, targets: ['diskimg'], jobs: 2});
+      expect(r.ok).toBe(false);
+      const f = r.failed[0]!;
+      expect(`${f.target}: ${f.message}`).toBe('rootfs: neuralupgrade is locked at 2.0.0-r0 but apkrepo built 2.0.1-r0: run psy lock');
+    } finally {
+      await writeFile(declPath, before);
+    }
+  }, 300_000);
+});
