@@ -12,6 +12,7 @@ import {generateSigningKey, loadKeyring} from '../src/apk/keys.js';
 import {readLock} from '../src/apk/lockfile.js';
 import {validateAlpineSettings} from '../src/apk/settings.js';
 import {build, type BuildResult} from '../src/engine/build.js';
+import type {BuildEvent} from '../src/engine/events.js';
 import {alpineSettingsFor, withDefaults, type AlpineSettings} from '../targets/settings.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {haveAlpineTestData} from './helpers/shared-data.js';
@@ -106,6 +107,24 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     await writeFile(join(otherDir, 'psy-test-65f0a000.rsa.pub'), generateSigningKey('x', 1).publicKeyPem);
     expect(() => readApkIndex(readFileSync(join(archDir, 'APKINDEX.tar.gz')), 'APKINDEX', {keyring: loadKeyring(otherDir)})).toThrow();
   });
+
+  it('without a configured build key, a development key under cache/ signs it, with a warning', async () => {
+    const dev = join(base, 'dev');
+    await ownProject(dev, fx, key, {apkBuildKey: undefined});
+    const out: string[] = [];
+    const logger = {event: (e: BuildEvent) => void (e.type === 'finish' && out.push(e.output))};
+    const r = await build({cwd: dev, targets: ['apkrepo'], jobs: 2, logger});
+    expect(r.ok).toBe(true);
+    const devKeys = (await readdir(join(dev, 'cache/apk-signing'))).sort();
+    expect(devKeys).toHaveLength(2);
+    expect(devKeys[0]).toMatch(/^psy-dev-[0-9a-f]{8}\.rsa$/);
+    expect(devKeys[1]).toBe(`${devKeys[0]}.pub`);
+    expect(out.join('')).toContain(`warning: no APK build key configured, signing our packages with the development key cache/apk-signing/${devKeys[0]}; it must not sign releases`);
+    const keys = r.outputs['apkrepo']!['keys']!;
+    expect(await readdir(keys)).toEqual([devKeys[1]]);
+    const index = readApkIndex(await readFile(join(r.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/APKINDEX.tar.gz')), 'APKINDEX', {keyring: loadKeyring(keys)});
+    expect(index.signedBy).toBe(devKeys[1]);
+  }, 300_000);
 
   it('a rebuild in another folder gives the same repository bytes', async () => {
     const two = join(base, 'two');
