@@ -7,7 +7,7 @@ import {join, relative} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {readApk} from '../src/apk/apk-package.js';
 import {readApkIndex} from '../src/apk/apkindex.js';
-import {lockWorld} from '../src/apk/alpine-root.js';
+import {checkLock, lockWorld} from '../src/apk/alpine-root.js';
 import {generateSigningKey, loadKeyring} from '../src/apk/keys.js';
 import {readLock} from '../src/apk/lockfile.js';
 import {validateAlpineSettings} from '../src/apk/settings.js';
@@ -180,6 +180,10 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
       expect(r.ok).toBe(false);
       const f = r.failed[0]!;
       expect(`${f.target}: ${f.message}`).toBe('rootfs: neuralupgrade is locked at 2.0.0-r0 but apkrepo built 2.0.1-r0: run psy lock');
+      // psy lock --check sees the same drift without building
+      const settings = validateAlpineSettings(alpineSettingsFor(withDefaults(fixtureSettings(one, fx, {ownPackages: ['neuralupgrade']}))));
+      const problems = await checkLock({settings, projectRoot: one}, readLock(join(one, 'alpine/packages.lock.json')));
+      expect(problems).toContain('neuralupgrade: locked 2.0.0-r0 but the declaration says 2.0.1-r0');
     } finally {
       await writeFile(declPath, before);
     }
