@@ -1,7 +1,7 @@
-import {execFileSync} from 'node:child_process';
+import {execFileSync, spawnSync} from 'node:child_process';
 import {readFileSync} from 'node:fs';
 import {createHash} from 'node:crypto';
-import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises';
+import {cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join, relative} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
@@ -15,7 +15,7 @@ import {build, type BuildResult} from '../src/engine/build.js';
 import type {BuildEvent} from '../src/engine/events.js';
 import {alpineSettingsFor, withDefaults, type AlpineSettings} from '../targets/settings.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
-import {haveAlpineTestData} from './helpers/shared-data.js';
+import {haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
 import {fixtureSettings, lockProject, writeConfig, writeProject} from './os-project.js';
 
 const KEY = 'keys/psy-test-65f0a000.rsa';
@@ -124,7 +124,27 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     expect(await readdir(keys)).toEqual([devKeys[1]]);
     const index = readApkIndex(await readFile(join(r.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/APKINDEX.tar.gz')), 'APKINDEX', {keyring: loadKeyring(keys)});
     expect(index.signedBy).toBe(devKeys[1]);
+
+    // the compiled modules are inputs: the same bytes in a real folder run nothing, an
+    // edit of one neuralupgrade module rebuilds the package with it
+    await rm(join(dev, 'dist'));
+    await cp(join(repoRoot, 'dist'), join(dev, 'dist'), {recursive: true});
+    const same = await build({cwd: dev, targets: ['apkrepo'], jobs: 2});
+    expect(same.ran).toEqual([]);
+    const mod = join(dev, 'dist/upgrade/apply-os.js');
+    await writeFile(mod, '// changed\n' + (await readFile(mod, 'utf8')));
+    const changed = await build({cwd: dev, targets: ['apkrepo'], jobs: 2});
+    expect(changed.ran).toEqual(['apkrepo']);
+    const apk = readApk(await readFile(join(changed.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {keyring: loadKeyring(keys)});
+    expect(apk.dataEntries.find((e) => e.path === 'usr/lib/neuralupgrade/upgrade/apply-os.js')?.data?.toString('utf8')).toContain('// changed');
   }, 300_000);
+
+  it('psy lock (the command) writes our package into the lock and reports it', () => {
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), 'lock', '--check'], {cwd: one, encoding: 'utf8'});
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^alpine\/packages\.lock\.json: up to date \(\d+ packages \+ 1 of ours\)\n$/);
+    expect(r.status).toBe(0);
+  });
 
   it('a rebuild in another folder gives the same repository bytes', async () => {
     const two = join(base, 'two');
