@@ -146,6 +146,16 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     expect(r.status).toBe(0);
   });
 
+  it('psy publish ships the package repository into the deaddrop replica', async () => {
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), 'publish', '--no-build'], {cwd: one, encoding: 'utf8'});
+    expect(r.status, r.stderr).toBe(0);
+    const apkDir = join(one, 'cache/deaddrop/apk/v3.20/psyopsOS/x86_64');
+    expect((await readdir(apkDir)).sort()).toEqual(['APKINDEX.tar.gz', 'neuralupgrade-2.0.0-r0.apk']);
+    const built = join(clean.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk');
+    expect(await readFile(join(apkDir, 'neuralupgrade-2.0.0-r0.apk'))).toEqual(await readFile(built));
+    expect((await readdir(join(one, 'cache/deaddrop/os'))).some((n) => n.startsWith('psyopsOS.x86_64.'))).toBe(true);
+  }, 300_000);
+
   it('a rebuild in another folder gives the same repository bytes', async () => {
     const two = join(base, 'two');
     await ownProject(two, fx, key);
