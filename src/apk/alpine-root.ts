@@ -42,7 +42,12 @@ export function openRepositories(ctx: AlpineContext): {client: RepositoryClient;
 
 async function loadIndexes(ctx: AlpineContext): Promise<ResolverRepository[]> {
   const {client, specs} = openRepositories(ctx);
-  const indexes = await Promise.all(specs.map((s) => client.index(s)));
+  // every download settles first, then the first configured repository's failure is
+  // reported: the same message whichever download fails first
+  const settled = await Promise.allSettled(specs.map((s) => client.index(s)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const indexes = settled.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<RepositoryClient['index']>>>).value);
   const repos: ResolverRepository[] = specs.map((s, i) => ({name: s.location, tag: s.tag, records: indexes[i]!.records}));
   // our declarations first: on equal versions ours win, as a local repository listed first would
   const own = ownPackageRecords(ctx.settings, ctx.projectRoot);
