@@ -7,7 +7,7 @@ import {join, relative} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {readApk} from '../src/apk/apk-package.js';
 import {readApkIndex} from '../src/apk/apkindex.js';
-import {checkLock, lockWorld} from '../src/apk/alpine-root.js';
+import {checkLock, installFromLock, lockWorld} from '../src/apk/alpine-root.js';
 import {generateSigningKey, loadKeyring} from '../src/apk/keys.js';
 import {readLock} from '../src/apk/lockfile.js';
 import {validateAlpineSettings} from '../src/apk/settings.js';
@@ -138,6 +138,23 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     const apk = readApk(await readFile(join(changed.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {keyring: loadKeyring(keys)});
     expect(apk.dataEntries.find((e) => e.path === 'usr/lib/neuralupgrade/upgrade/apply-os.js')?.data?.toString('utf8')).toContain('// changed');
   }, 300_000);
+
+  it('installFromLock takes our built packages beside the locked ones, and refuses a lock whose own packages are missing', async () => {
+    const settings = validateAlpineSettings(alpineSettingsFor(withDefaults(fixtureSettings(one, fx, {ownPackages: ['neuralupgrade']}))));
+    const lock = readLock(join(one, 'alpine/packages.lock.json'));
+    const system = {...lock, packages: lock.packages.filter((p) => !['linux-lts', 'mkinitfs'].includes(p.name))};
+    const keyring = loadKeyring(clean.outputs['apkrepo']!['keys']!);
+    const built = readApk(await readFile(join(clean.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {keyring});
+    const world = settings.world.filter((w) => !['linux-lts', 'mkinitfs'].includes(w));
+    const ctx = {settings: {...settings, world}, projectRoot: one};
+    const fresh = {...system, world};
+    await expect(installFromLock({...ctx, lock: fresh, targetRoot: join(base, 'lib-root-0'), sourceDateEpoch: 1})).rejects.toThrow(
+      'neuralupgrade is locked as one of our packages but was not given to the install (build it first)',
+    );
+    await installFromLock({...ctx, lock: fresh, ownPackages: [built], targetRoot: join(base, 'lib-root'), sourceDateEpoch: 1});
+    expect(await readFile(join(base, 'lib-root/lib/apk/db/installed'), 'utf8')).toMatch(/^P:neuralupgrade$/m);
+    expect((await readFile(join(base, 'lib-root/etc/apk/world'), 'utf8')).split('\n')).toContain('neuralupgrade');
+  }, 120_000);
 
   it('psy lock (the command) writes our package into the lock and reports it', () => {
     const r = spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), 'lock', '--check'], {cwd: one, encoding: 'utf8'});

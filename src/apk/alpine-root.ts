@@ -146,6 +146,11 @@ export interface InstallFromLockOptions extends AlpineContext {
   readonly sourceDateEpoch: number;
   /** Also write the manifest (see manifest.ts) to this file. */
   readonly manifestPath?: string;
+  /**
+   * Our built packages (the lock's ownPackages), verified by the caller; each must have
+   * its locked version. Installed after the Alpine packages.
+   */
+  readonly ownPackages?: readonly ApkPackage[];
 }
 
 /**
@@ -190,9 +195,15 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
   const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (rejected) throw rejected.reason;
   packages.push(...results);
+  for (const l of opts.lock.ownPackages ?? []) {
+    const built = opts.ownPackages?.find((p) => p.meta.name === l.name);
+    if (!built) throw new PsyError('apk-lock-stale', `${l.name} is locked as one of our packages but was not given to the install (build it first)`);
+    if (built.meta.version !== l.version) throw new PsyError('apk-lock-stale', `${l.name} is locked at ${l.version} but the built package is ${built.meta.version}: run psy lock`);
+    packages.push(built);
+  }
   // a hand-edited or truncated lock must not give a root with missing dependencies
   const gaps = checkPackageSet(
-    opts.settings.world,
+    [...opts.settings.world, ...(opts.lock.ownWorld ?? [])],
     packages.map((p) => ({...p.meta, checksum: p.checksum, size: p.size})),
   );
   if (gaps.length) throw new PsyError('apk-lock-stale', `the lock is not complete (${gaps.slice(0, 3).join('; ')}): run psy lock`);
@@ -208,7 +219,7 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
   const result = installPackages({
     root: opts.targetRoot,
     packages,
-    world: opts.settings.world,
+    world: [...opts.settings.world, ...(opts.lock.ownWorld ?? [])],
     repositories: runtime.map((r) => r.replaceAll('{release}', opts.settings.release)),
     keys,
     arch: opts.settings.arch,
