@@ -63,8 +63,12 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     key = generateSigningKey('psy-test', 0x65f0a000, 2048).privateKeyPem;
     one = join(base, 'one');
     await ownProject(one, fx, key);
-    clean = await build({cwd: one, targets: ['diskimg'], jobs: 2});
+    const steps: string[] = [];
+    const logger = {event: (e: BuildEvent) => void (e.type === 'finish' && steps.push(`${e.target} ${(e.durationMs / 1000).toFixed(1)}s`))};
+    const t0 = performance.now();
+    clean = await build({cwd: one, targets: ['diskimg'], jobs: 2, logger});
     if (!clean.ok) throw new Error(JSON.stringify(clean.failed));
+    console.log(`clean build with neuralupgrade: ${((performance.now() - t0) / 1000).toFixed(1)} s (${steps.join(', ')})`);
   }, 900_000);
   afterAll(async () => {
     if (base) await rm(base, {recursive: true, force: true});
