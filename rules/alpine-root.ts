@@ -3,11 +3,14 @@ import {isAbsolute, join, resolve} from 'node:path';
 import {defineRule} from '../src/engine/rule.js';
 import {isPsyError, PsyError} from '../src/errors.js';
 import {lockSettingsProblems, openRepositories} from '../src/apk/alpine-root.js';
-import type {ApkPackage} from '../src/apk/apk-package.js';
+import {readApk, type ApkPackage} from '../src/apk/apk-package.js';
+import {readApkIndex} from '../src/apk/apkindex.js';
+import {loadKeyring} from '../src/apk/keys.js';
 import {installPackages} from '../src/apk/installer.js';
 import {readLock} from '../src/apk/lockfile.js';
 import {writeManifest} from '../src/apk/manifest.js';
-import {keyDirs, validateAlpineSettings} from '../src/apk/settings.js';
+import {keyDirs, validateAlpineSettings, type AlpineSettings} from '../src/apk/settings.js';
+import {repositorySubdir} from './apk-repository.js';
 
 /**
  * Install part of the locked package set into a root folder, rootless: the folder plus
@@ -15,8 +18,13 @@ import {keyDirs, validateAlpineSettings} from '../src/apk/settings.js';
  * (alpine/packages.lock.json, made by `psy lock`) is the input: packages come from the
  * download cache or the repositories, each checked against its locked identity.
  *
- * inputs: lock. params: settings (settings.alpine), part ('system': everything but the
- * kernel packages; 'kernel': only them), kernelPackages (names).
+ * Our own packages (the lock's ownPackages) come from the built repository (inputs
+ * ownRepo and ownKeys, the apkrepo target's outputs): its index is verified with the
+ * build key, and each package must have exactly the locked version.
+ *
+ * inputs: lock, ownRepo + ownKeys (part 'system' with our packages). params: settings
+ * (settings.alpine), part ('system': everything but the kernel packages, plus our own;
+ * 'boot': the same without our own; 'kernel': only the kernel packages), kernelPackages.
  * outputs: root (dir), manifest (file)
  */
 export default defineRule({
@@ -55,13 +63,17 @@ export default defineRule({
         throw err;
       }
     }
+    const withOwn = part === 'system' && (lock.ownPackages?.length ?? 0) > 0;
+    if (withOwn) packages.push(...ownPackages(settings, lock.ownPackages!, ctx.inputs['ownRepo']?.[0], ctx.inputs['ownKeys']?.[0]));
     const keys: Array<[string, Buffer]> = [];
-    for (const d of keyDirs(settings)) {
+    const keyFolders = [...keyDirs(settings)];
+    if (withOwn) keyFolders.push(ctx.inputs['ownKeys']![0]!);
+    for (const d of keyFolders) {
       const dir = isAbsolute(d) ? d : resolve(ctx.root, d);
       for (const name of readdirSync(dir).sort()) if (statSync(join(dir, name)).isFile()) keys.push([name, readFileSync(join(dir, name))]);
     }
     const runtime = settings.runtimeRepositories ?? settings.repositories.filter((r) => /^(@\S+\s+)?https?:\/\//.test(r.trim()));
-    const world = part === 'kernel' ? [...kernelNames] : settings.world.filter((w) => !kernelNames.has(w));
+    const world = part === 'kernel' ? [...kernelNames] : [...settings.world.filter((w) => !kernelNames.has(w)), ...(withOwn ? settings.ownPackages ?? [] : [])];
     const result = installPackages({
       root: ctx.outputs['root']!,
       packages,
@@ -76,3 +88,24 @@ export default defineRule({
     ctx.log(`installed ${packages.length} locked packages`);
   },
 });
+
+/** Our locked packages from the built repository, verified and checked against the lock's versions. */
+function ownPackages(settings: AlpineSettings, locked: ReadonlyArray<{name: string; version: string}>, repo: string | undefined, keysDir: string | undefined): ApkPackage[] {
+  if (!repo || !keysDir) {
+    throw new PsyError('apk-lock-stale', `the lock has our packages (${locked.map((p) => p.name).join(', ')}) but settings.alpine.ownPackages is empty: run psy lock`);
+  }
+  const archDir = join(repo, repositorySubdir(settings.release), settings.arch);
+  const keyring = loadKeyring(keysDir);
+  const index = readApkIndex(readFileSync(join(archDir, 'APKINDEX.tar.gz')), join(archDir, 'APKINDEX.tar.gz'), {keyring});
+  return locked.map((l) => {
+    const rec = index.records.find((r) => r.name === l.name);
+    if (!rec) throw new PsyError('apk-lock-stale', `${l.name} is locked but the package repository (apkrepo) does not build it: run psy lock`);
+    if (rec.version !== l.version) {
+      throw new PsyError('apk-lock-stale', `${l.name} is locked at ${l.version} but apkrepo built ${rec.version}: run psy lock`);
+    }
+    const file = join(archDir, `${rec.name}-${rec.version}.apk`);
+    const pkg = readApk(readFileSync(file), file, {keyring});
+    if (pkg.checksum !== rec.checksum) throw new PsyError('apk-corrupt', `${file} does not match its index entry`);
+    return pkg;
+  });
+}

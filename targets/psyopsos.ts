@@ -1,5 +1,6 @@
 import type {InputSpec, JsonValue, PsyConfig, TargetConfig} from '../src/engine/config.js';
 import alpineRoot from '../rules/alpine-root.js';
+import apkRepository from '../rules/apk-repository.js';
 import diskimg from '../rules/diskimg.js';
 import esptar from '../rules/esptar.js';
 import initOrig from '../rules/init-orig.js';
@@ -24,15 +25,44 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
   // stops at whatever did not really change below.
   const lockInput: Record<string, InputSpec> = {lock: s.lockfile};
   const settings = packageSettingsOf(s) as JsonValue;
+  const withOwn = s.ownPackages.length > 0;
+  // With our packages in the root, the init and the initramfs read a root without them,
+  // so a change to neuralupgrade re-runs only the repository, rootfs and what holds it.
+  const bootRoot = withOwn ? 'boot-root' : 'rootfs';
   const targets: TargetConfig[] = [
     {
+      name: 'apkrepo',
+      description: `our own packages (${s.packagesDir}/*) as a signed APK repository`,
+      rule: apkRepository,
+      inputs: {
+        packages: {glob: `${s.packagesDir}/**`},
+        // neuralupgrade ships the compiled modules: a change to its code rebuilds the package
+        dist: {glob: `${s.distDir}/**/*.js`},
+        ...(s.apkBuildKey === undefined ? {} : {key: s.apkBuildKey}),
+      },
+      params: {packagesDir: s.packagesDir, distDir: s.distDir, arch: s.arch, release: s.release, key: s.apkBuildKey ?? null},
+      outputs: {repo: {dir: 'apkrepo/repo'}, keys: {dir: 'apkrepo/keys'}},
+    },
+    {
       name: 'rootfs',
-      description: 'the Alpine world installed into a folder (plus its ownership manifest)',
+      description: withOwn ? `the Alpine world and ${s.ownPackages.join(', ')} installed into a folder (plus its ownership manifest)` : 'the Alpine world installed into a folder (plus its ownership manifest)',
       rule: alpineRoot,
-      inputs: lockInput,
+      inputs: withOwn ? {...lockInput, ownRepo: {target: 'apkrepo', output: 'repo'}, ownKeys: {target: 'apkrepo', output: 'keys'}} : lockInput,
       params: {settings, part: 'system', kernelPackages},
       outputs: {root: {dir: 'rootfs/root'}, manifest: 'rootfs/manifest.json'},
     },
+    ...(withOwn
+      ? [
+          {
+            name: 'boot-root',
+            description: 'the Alpine world without our packages: what the init and the initramfs are taken from',
+            rule: alpineRoot,
+            inputs: lockInput,
+            params: {settings, part: 'boot', kernelPackages},
+            outputs: {root: {dir: 'boot-root/root'}, manifest: 'boot-root/manifest.json'},
+          },
+        ]
+      : []),
     {
       name: 'kernel-root',
       description: `linux-${s.kernelFlavor} and firmware installed into a folder`,
@@ -45,7 +75,7 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       name: 'init-orig',
       description: "upstream initramfs-init from the installed mkinitfs",
       rule: initOrig,
-      inputs: {root: {target: 'rootfs', output: 'root'}},
+      inputs: {root: {target: bootRoot, output: 'root'}},
       outputs: {init: 'init/initramfs-init.orig'},
     },
     {
@@ -77,7 +107,7 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       rule: initramfs,
       inputs: {
         init: {target: 'init'},
-        root: {target: 'rootfs', output: 'root'},
+        root: {target: bootRoot, output: 'root'},
         modules: {target: 'kernel', output: 'modules'},
         version: {target: 'kernel', output: 'version'},
       },
@@ -153,6 +183,15 @@ export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<P
     default: 'diskimg',
     sourceDateEpoch: 1700000000,
     ...extra,
-    settings: {alpine: alpineSettingsFor(withDefaults(alpine)), ...extra.settings},
+    settings: {
+      alpine: alpineSettingsFor(withDefaults(alpine)),
+      // `psy publish` ships the OS and ESP tarballs and our package repository
+      deaddrop: {
+        ostar: {target: 'ostar', arch: withDefaults(alpine).arch},
+        esptar: {target: 'esptar', platform: `${withDefaults(alpine).arch}-uefi`},
+        apk: {target: 'apkrepo', output: 'repo'},
+      },
+      ...extra.settings,
+    },
   };
 }

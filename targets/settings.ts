@@ -45,6 +45,14 @@ export interface AlpineSettings {
   readonly node?: {readonly name: string; readonly secretsDir: string};
   /** Seed of the disk image's GUIDs and filesystem ids. */
   readonly imageSeed: string;
+  /** Folder of our own package declarations (one folder per package); the apkrepo target builds them all. */
+  readonly packagesDir: string;
+  /** Our packages that go into the root, resolved with the world (`psy lock`). */
+  readonly ownPackages: readonly string[];
+  /** The compiled modules neuralupgrade's package ships (npm run build makes them). */
+  readonly distDir: string;
+  /** abuild private key (PEM) that signs our packages; a development key under cache/ when omitted. */
+  readonly apkBuildKey?: string;
 }
 
 /** The original's choices where it had them (Alpine 3.21, linux-lts, 128/128/1536 MiB). */
@@ -67,6 +75,9 @@ export const defaultAlpineSettings: AlpineSettings = {
   efiExtras: {},
   grub: {},
   imageSeed: 'psyopsOS',
+  packagesDir: 'alpine/packages',
+  ownPackages: ['neuralupgrade'],
+  distDir: 'dist',
 };
 
 export function withDefaults(s: Partial<AlpineSettings>): AlpineSettings {
@@ -94,5 +105,7 @@ export function packageSettingsOf(s: AlpineSettings): Record<string, unknown> {
     lockfile: full.lockfile,
     cacheDir: full.cacheDir,
     ...(full.nodeRepositories ? {nodeRepositories: [...full.nodeRepositories]} : {}),
+    ownPackages: [...full.ownPackages],
+    packagesDir: full.packagesDir,
   };
 }

@@ -1,4 +1,4 @@
-import {cp, mkdtemp, rm, writeFile} from 'node:fs/promises';
+import {cp, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join, relative} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
@@ -32,6 +32,8 @@ describe.skipIf(!haveAlpineTestData())("building from Alpine's mirror when it ca
   it('psy build diskimg with a lock but an empty package cache says the mirror cannot be reached and how to build offline', async () => {
     const full = alpineSettingsFor(withDefaults(settings));
     await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
+    // neuralupgrade (settings.alpine.ownPackages by default) is packaged from the compiled modules
+    await symlink(join(repoRoot, 'dist'), join(dir, 'dist'));
     const main = full.repositories[0]!;
     writeLock(join(dir, full.lockfile), {
       lockVersion: 1,
@@ -40,6 +42,8 @@ describe.skipIf(!haveAlpineTestData())("building from Alpine's mirror when it ca
       repositories: [...full.repositories],
       world: [...full.world],
       packages: [{name: 'musl', version: '1.2.5-r8', repository: main, checksum: 'Q1' + 'A'.repeat(27) + '='}],
+      ownWorld: ['neuralupgrade'],
+      ownPackages: [{name: 'neuralupgrade', version: '2.0.0-r0'}],
     });
     const targets = relative(dir, join(repoRoot, 'targets/psyopsos.js'));
     await writeFile(join(dir, 'build.config.ts'), `import {psyopsosConfig} from '${targets}';\nexport default psyopsosConfig(${JSON.stringify(settings)});\n`);

@@ -4,7 +4,7 @@
  * alpine/ inputs copied in (so a test may edit the patch), and a test overlay whose
  * inittab prints the slot marker on the console and powers off.
  */
-import {cp, mkdir, writeFile} from 'node:fs/promises';
+import {cp, mkdir, symlink, writeFile} from 'node:fs/promises';
 import {join, relative} from 'node:path';
 import {lockWorld} from '../src/apk/alpine-root.js';
 import {writeLock} from '../src/apk/lockfile.js';
@@ -31,6 +31,10 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
     overlayDirs: ['alpine/overlay', 'test-overlay'],
     grub: {timeoutSec: 1},
     imageSeed: 'psyopsOS-test',
+    // The fixture world has no nodejs (nor e2fsprogs-extra, mtools, sfdisk) for
+    // neuralupgrade's package to depend on; test/os-ownpkgs.test.ts puts it in with a
+    // declaration whose depends the fixture provides.
+    ownPackages: [],
     ...over,
   };
 }
@@ -38,6 +42,8 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
 export async function writeProject(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
   await mkdir(join(dir, 'test-overlay/etc'), {recursive: true});
   await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
+  // the compiled modules neuralupgrade's package ships, as in the repository itself
+  await symlink(join(repoRoot, 'dist'), join(dir, 'dist'));
   // No OpenRC in the fixture world: busybox init prints the marker and powers off.
   await writeFile(
     join(dir, 'test-overlay/etc/inittab'),

@@ -8,6 +8,7 @@ import {type AlpineLock} from './lockfile.js';
 import {writeManifest} from './manifest.js';
 import {parseRepositoryLine, RepositoryClient, type RepositorySpec} from './repository.js';
 import {checkPackageSet, resolve, type ResolverRepository} from './resolver.js';
+import {OWN_REPOSITORY, ownPackageDrift, ownPackageRecords} from './own-packages.js';
 import {keyDirs, type AlpineSettings} from './settings.js';
 
 /** What the Alpine operations need: validated settings and where the project is. */
@@ -41,14 +42,32 @@ export function openRepositories(ctx: AlpineContext): {client: RepositoryClient;
 
 async function loadIndexes(ctx: AlpineContext): Promise<ResolverRepository[]> {
   const {client, specs} = openRepositories(ctx);
-  const indexes = await Promise.all(specs.map((s) => client.index(s)));
-  return specs.map((s, i) => ({name: s.location, tag: s.tag, records: indexes[i]!.records}));
+  // every download settles first, then the first configured repository's failure is
+  // reported: the same message whichever download fails first
+  const settled = await Promise.allSettled(specs.map((s) => client.index(s)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const indexes = settled.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<RepositoryClient['index']>>>).value);
+  const repos: ResolverRepository[] = specs.map((s, i) => ({name: s.location, tag: s.tag, records: indexes[i]!.records}));
+  // our declarations first: on equal versions ours win, as a local repository listed first would
+  const own = ownPackageRecords(ctx.settings, ctx.projectRoot);
+  return own.length ? [{name: OWN_REPOSITORY, records: own}, ...repos] : repos;
 }
 
-/** Resolves the world against the repositories into a lock (`psy lock`). */
+function fullWorld(settings: AlpineSettings): string[] {
+  return [...new Set([...settings.world, ...(settings.ownPackages ?? [])])];
+}
+
+/**
+ * Resolves the world and our own packages against the repositories into a lock
+ * (`psy lock`). Alpine packages are pinned by Q1 checksum; ours (built by the graph)
+ * by name and version, in `ownPackages`.
+ */
 export async function lockWorld(ctx: AlpineContext): Promise<AlpineLock> {
   const repos = await loadIndexes(ctx);
-  const resolved = resolve({world: ctx.settings.world, repositories: repos, arch: ctx.settings.arch});
+  const all = resolve({world: fullWorld(ctx.settings), repositories: repos, arch: ctx.settings.arch});
+  const resolved = all.filter((p) => p.repository !== OWN_REPOSITORY);
+  const own = all.filter((p) => p.repository === OWN_REPOSITORY);
   return {
     lockVersion: 1,
     release: ctx.settings.release,
@@ -61,6 +80,9 @@ export async function lockWorld(ctx: AlpineContext): Promise<AlpineLock> {
       repository: p.repository,
       checksum: p.record.checksum,
     })),
+    ...(ctx.settings.ownPackages?.length
+      ? {ownWorld: [...ctx.settings.ownPackages], ownPackages: own.map((p) => ({name: p.record.name, version: p.record.version}))}
+      : {}),
   };
 }
 
@@ -75,6 +97,12 @@ export function lockSettingsProblems(settings: AlpineSettings, lock: AlpineLock)
   if (added.length) problems.push(`world adds ${added.join(', ')}`);
   if (removed.length) problems.push(`world drops ${removed.join(', ')}`);
   if (JSON.stringify(repos) !== JSON.stringify(lock.repositories)) problems.push('repositories differ from the ones the lock was made with');
+  const ownWanted = settings.ownPackages ?? [];
+  const ownLocked = lock.ownWorld ?? [];
+  const ownAdded = ownWanted.filter((w) => !ownLocked.includes(w));
+  const ownRemoved = ownLocked.filter((w) => !ownWanted.includes(w));
+  if (ownAdded.length) problems.push(`ownPackages adds ${ownAdded.join(', ')}`);
+  if (ownRemoved.length) problems.push(`ownPackages drops ${ownRemoved.join(', ')}`);
   return problems;
 }
 
@@ -85,13 +113,19 @@ export function lockSettingsProblems(settings: AlpineSettings, lock: AlpineLock)
 export async function checkLock(ctx: AlpineContext, lock: AlpineLock): Promise<string[]> {
   const problems = lockSettingsProblems(ctx.settings, lock);
   if (problems.length) return problems;
+  problems.push(...ownPackageDrift(ctx.settings, ctx.projectRoot, lock.ownPackages ?? []));
   const repos = await loadIndexes(ctx);
-  const again = resolve({
-    world: ctx.settings.world,
+  const resolvedAll = resolve({
+    world: fullWorld(ctx.settings),
     repositories: repos,
     arch: ctx.settings.arch,
     preferred: new Set(lock.packages.map((p) => p.checksum)),
   });
+  const again = resolvedAll.filter((p) => p.repository !== OWN_REPOSITORY);
+  const ownNames = new Set(resolvedAll.filter((p) => p.repository === OWN_REPOSITORY).map((p) => p.record.name));
+  const ownLocked = new Set((lock.ownPackages ?? []).map((p) => p.name));
+  for (const n of ownNames) if (!ownLocked.has(n)) problems.push(`${n} (ours) is needed but not locked`);
+  for (const n of ownLocked) if (!ownNames.has(n)) problems.push(`${n} (ours) is locked but no longer needed`);
   const want = new Map(again.map((p) => [p.record.name, p]));
   const have = new Map(lock.packages.map((p) => [p.name, p]));
   for (const [name, p] of want) {
@@ -112,6 +146,11 @@ export interface InstallFromLockOptions extends AlpineContext {
   readonly sourceDateEpoch: number;
   /** Also write the manifest (see manifest.ts) to this file. */
   readonly manifestPath?: string;
+  /**
+   * Our built packages (the lock's ownPackages), verified by the caller; each must have
+   * its locked version. Installed after the Alpine packages.
+   */
+  readonly ownPackages?: readonly ApkPackage[];
 }
 
 /**
@@ -156,9 +195,15 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
   const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (rejected) throw rejected.reason;
   packages.push(...results);
+  for (const l of opts.lock.ownPackages ?? []) {
+    const built = opts.ownPackages?.find((p) => p.meta.name === l.name);
+    if (!built) throw new PsyError('apk-lock-stale', `${l.name} is locked as one of our packages but was not given to the install (build it first)`);
+    if (built.meta.version !== l.version) throw new PsyError('apk-lock-stale', `${l.name} is locked at ${l.version} but the built package is ${built.meta.version}: run psy lock`);
+    packages.push(built);
+  }
   // a hand-edited or truncated lock must not give a root with missing dependencies
   const gaps = checkPackageSet(
-    opts.settings.world,
+    [...opts.settings.world, ...(opts.lock.ownWorld ?? [])],
     packages.map((p) => ({...p.meta, checksum: p.checksum, size: p.size})),
   );
   if (gaps.length) throw new PsyError('apk-lock-stale', `the lock is not complete (${gaps.slice(0, 3).join('; ')}): run psy lock`);
@@ -174,7 +219,7 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
   const result = installPackages({
     root: opts.targetRoot,
     packages,
-    world: opts.settings.world,
+    world: [...opts.settings.world, ...(opts.lock.ownWorld ?? [])],
     repositories: runtime.map((r) => r.replaceAll('{release}', opts.settings.release)),
     keys,
     arch: opts.settings.arch,

@@ -23,6 +23,19 @@ export interface AlpineLock {
   readonly repositories: readonly string[];
   readonly world: readonly string[];
   readonly packages: readonly LockedPackage[];
+  /** settings.alpine.ownPackages the lock was made with (absent: none). */
+  readonly ownWorld?: readonly string[];
+  /**
+   * Our own packages (alpine/packages/NAME/) the world needs, in install order. The
+   * build makes them, so the lock pins name and version only; the root install checks
+   * that the built package has exactly this version.
+   */
+  readonly ownPackages?: readonly OwnLockedPackage[];
+}
+
+export interface OwnLockedPackage {
+  readonly name: string;
+  readonly version: string;
 }
 
 export function readLock(path: string): AlpineLock {
@@ -48,6 +61,15 @@ export function readLock(path: string): AlpineLock {
       if (typeof p?.[k] !== 'string' || p[k] === '') throw new PsyError('apk-lock', `lockfile ${path}: packages[${i}].${k} is missing`);
     }
   });
+  if (l.ownWorld !== undefined && (!Array.isArray(l.ownWorld) || l.ownWorld.some((n) => typeof n !== 'string'))) {
+    throw new PsyError('apk-lock', `lockfile ${path}: ownWorld must be a list of package names`);
+  }
+  if (l.ownPackages !== undefined && !Array.isArray(l.ownPackages)) throw new PsyError('apk-lock', `lockfile ${path}: ownPackages must be a list`);
+  (l.ownPackages ?? []).forEach((p, i) => {
+    for (const k of ['name', 'version'] as const) {
+      if (typeof p?.[k] !== 'string' || p[k] === '') throw new PsyError('apk-lock', `lockfile ${path}: ownPackages[${i}].${k} is missing`);
+    }
+  });
   return l as AlpineLock;
 }
 
@@ -64,7 +86,12 @@ export function formatLock(lock: AlpineLock): string {
   const pkgs = lock.packages.map(
     (p) => '    ' + JSON.stringify({name: p.name, version: p.version, repository: p.repository, checksum: p.checksum}),
   );
-  return `${headText},\n  "packages": [\n${pkgs.join(',\n')}\n  ]\n}\n`;
+  let own = '';
+  if (lock.ownWorld?.length || lock.ownPackages?.length) {
+    const ownPkgs = (lock.ownPackages ?? []).map((p) => '    ' + JSON.stringify({name: p.name, version: p.version}));
+    own = `,\n  "ownWorld": ${JSON.stringify(lock.ownWorld ?? [])},\n  "ownPackages": [\n${ownPkgs.join(',\n')}\n  ]`;
+  }
+  return `${headText},\n  "packages": [\n${pkgs.join(',\n')}\n  ]${own}\n}\n`;
 }
 
 export function writeLock(path: string, lock: AlpineLock): void {
@@ -75,8 +102,9 @@ export function writeLock(path: string, lock: AlpineLock): void {
 
 /** What changed between two locks, one line per package, sorted by name. */
 export function lockChanges(before: AlpineLock, after: AlpineLock): string[] {
-  const old = new Map(before.packages.map((p) => [p.name, p]));
-  const now = new Map(after.packages.map((p) => [p.name, p]));
+  const own = (l: AlpineLock) => (l.ownPackages ?? []).map((p) => ({...p, repository: 'own', checksum: `own:${p.version}`}));
+  const old = new Map([...before.packages, ...own(before)].map((p) => [p.name, p]));
+  const now = new Map([...after.packages, ...own(after)].map((p) => [p.name, p]));
   const names = [...new Set([...old.keys(), ...now.keys()])].sort();
   const out: string[] = [];
   for (const n of names) {

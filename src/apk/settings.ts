@@ -37,7 +37,16 @@ export interface AlpineSettings {
   readonly runtimeRepositories?: readonly string[];
   /** Groups and users to create beyond what packages create. */
   readonly accounts?: AccountsSpec;
+  /**
+   * Our own packages (folders of `packagesDir`) that go into the root, resolved together
+   * with the world; their dependencies must come from the repositories.
+   */
+  readonly ownPackages?: readonly string[];
+  /** Folder of our package declarations (alpine/packages/NAME/); default `alpine/packages`. */
+  readonly packagesDir?: string;
 }
+
+export const DEFAULT_PACKAGES_DIR = 'alpine/packages';
 
 export const DEFAULT_LOCKFILE = 'alpine/packages.lock.json';
 
@@ -102,7 +111,12 @@ export function validateAlpineSettings(value: unknown, where = 'settings.alpine'
   const cacheDir = v['cacheDir'] === undefined ? undefined : str('cacheDir');
   const runtimeRepositories = strList('runtimeRepositories', true);
   const accounts = v['accounts'] === undefined ? undefined : validateAccounts(v['accounts'], `${where}.accounts`);
-  return {release, arch, repositories, keys, world, lockfile, cacheDir, runtimeRepositories, accounts};
+  const ownPackages = strList('ownPackages', true);
+  ownPackages?.forEach((n, i) => {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/.test(n)) fail(`ownPackages[${i}]`, `'${n}' is not a package folder name`);
+  });
+  const packagesDir = v['packagesDir'] === undefined ? undefined : str('packagesDir');
+  return {release, arch, repositories, keys, world, lockfile, cacheDir, runtimeRepositories, accounts, ownPackages, packagesDir};
 }
 
 function validateAccounts(value: unknown, where: string): AccountsSpec {

@@ -15,7 +15,10 @@ export const command: Command = {
 Resolves settings.alpine.world of build.config.ts against the configured repositories
 (signatures checked with settings.alpine.keys) and writes every resolved package's
 name, version, repository and Q1 checksum to the lockfile (settings.alpine.lockfile,
-default ${DEFAULT_LOCKFILE}), in install order. Builds install exactly the lock.
+default ${DEFAULT_LOCKFILE}), in install order. settings.alpine.ownPackages (our
+packages, declared under alpine/packages/NAME/) are resolved with the world; the lock
+pins them by name and version (the build makes them and checks the version), and their
+Alpine dependencies by checksum. Builds install exactly the lock.
 
   --check     do not write; exit 1 when the lock does not match the world, the
               settings, or what the repositories resolve to now
@@ -47,19 +50,19 @@ default ${DEFAULT_LOCKFILE}), in install order. Builds install exactly the lock.
         writeLine(io.stderr, `psy lock: ${lockRel} is out of date (run psy lock)`);
         return 1;
       }
-      writeLine(io.stdout, `${lockRel}: up to date (${lock.packages.length} packages)`);
+      writeLine(io.stdout, `${lockRel}: up to date (${countText(lock)})`);
       return 0;
     }
     const lock = await lockWorld(ctx);
     const before = existsSync(lockPath) ? readFileSync(lockPath, 'utf8') : undefined;
     if (before === formatLock(lock)) {
-      writeLine(io.stdout, `${lockRel}: unchanged (${lock.packages.length} packages)`);
+      writeLine(io.stdout, `${lockRel}: unchanged (${countText(lock)})`);
       return 0;
     }
     const previous = before === undefined ? undefined : safeReadLock(lockPath);
     mkdirSync(dirname(lockPath), {recursive: true});
     writeLock(lockPath, lock);
-    writeLine(io.stdout, `${lockRel}: ${lock.packages.length} packages`);
+    writeLine(io.stdout, `${lockRel}: ${countText(lock)}`);
     if (previous) for (const line of lockChanges(previous, lock)) writeLine(io.stdout, `  ${line}`);
     return 0;
   },
@@ -71,4 +74,9 @@ function safeReadLock(path: string): AlpineLock | undefined {
   } catch {
     return undefined; // an unreadable old lock is simply replaced
   }
+}
+
+function countText(lock: AlpineLock): string {
+  const own = lock.ownPackages?.length ?? 0;
+  return `${lock.packages.length} packages${own ? ` + ${own} of ours` : ''}`;
 }
