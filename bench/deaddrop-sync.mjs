@@ -5,6 +5,8 @@
 //   first push, no-op push, one-file-changed push.
 // Prints wall times, ratios (psy / peer) and what each tool made of the symlinks.
 // Usage: npm run build && node bench/deaddrop-sync.mjs [--big-mb 110] [--runs 3] [--json]
+//        [--baseline DIR]  also runs the psy checkout (built) in DIR as "psy-base", to
+//                          compare a change with what it replaces in the same run
 import {spawn, spawnSync} from 'node:child_process';
 import {createHash, randomBytes} from 'node:crypto';
 import {closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync} from 'node:fs';
@@ -19,7 +21,7 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Runs the benchmark; `argv` as on the command line. */
 export async function run(argv) {
-  const {values: args} = parseArgs({args: argv, allowPositionals: true, strict: false, options: {'big-mb': {type: 'string', default: '110'}, runs: {type: 'string', default: '3'}, json: {type: 'boolean', default: false}, keep: {type: 'boolean', default: false}}});
+  const {values: args} = parseArgs({args: argv, allowPositionals: true, strict: false, options: {'big-mb': {type: 'string', default: '110'}, runs: {type: 'string', default: '3'}, json: {type: 'boolean', default: false}, keep: {type: 'boolean', default: false}, baseline: {type: 'string'}}});
   const BIG = Number(args['big-mb']) * 2 ** 20;
   const RUNS = Number(args.runs);
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -56,7 +58,7 @@ export async function run(argv) {
   }
 
   async function startServer() {
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', join(repo, 'test', 'helpers', 'deaddrop-s3rver.mjs'), join(work, 's3'), 'bench-psy,bench-aws,bench-rclone'], {stdio: ['pipe', 'pipe', 'inherit']});
+    const child = spawn(process.execPath, ['--openssl-legacy-provider', join(repo, 'test', 'helpers', 'deaddrop-s3rver.mjs'), join(work, 's3'), 'bench-psy,bench-psy-base,bench-aws,bench-rclone'], {stdio: ['pipe', 'pipe', 'inherit']});
     const port = await new Promise((ok, bad) => {
       createInterface({input: child.stdout}).once('line', (l) => ok(JSON.parse(l).port));
       child.once('exit', (c) => bad(new Error(`s3rver exited ${c}`)));
@@ -75,8 +77,15 @@ export async function run(argv) {
   mkdirSync(join(work, 'project'), {recursive: true});
   writeFileSync(join(work, 'project', 'build.config.ts'), `export default {targets: [], settings: {deaddrop: {s3: {bucket: 'bench-psy', endpoint: '${endpoint}', region: 'us-east-1'}}}};\n`);
 
+  if (args.baseline) {
+    // same replica (through a link), its own bucket
+    mkdirSync(join(work, 'project-base'), {recursive: true});
+    symlinkSync(join(work, 'project', 'cache'), join(work, 'project-base', 'cache'));
+    writeFileSync(join(work, 'project-base', 'build.config.ts'), `export default {targets: [], settings: {deaddrop: {s3: {bucket: 'bench-psy-base', endpoint: '${endpoint}', region: 'us-east-1'}}}};\n`);
+  }
   const tools = {
     psy: () => [process.execPath, [join(repo, 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project')],
+    ...(args.baseline ? {'psy-base': () => [process.execPath, [join(args.baseline, 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project-base')]} : {}),
     aws: () => ['aws', ['s3', 'sync', replica, 's3://bench-aws', '--endpoint-url', endpoint, '--delete', '--exclude', '.psy-*', '--exclude', '*/.psy-*', '--only-show-errors'], work],
     rclone: () => ['rclone', ['sync', replica, ':s3:bench-rclone', '--s3-provider', 'Other', '--s3-endpoint', endpoint, '--s3-access-key-id', 'S3RVER', '--s3-secret-access-key', 'S3RVER', '--s3-region', 'us-east-1', '--exclude', '.psy-*', '--config', '/dev/null', '-q'], work],
   };
@@ -165,14 +174,14 @@ export async function run(argv) {
     const out = {replica: {objects: 96, symlinks: 2, bigMiB: BIG / 2 ** 20}, seconds: {}, ratios: {}, symlinks};
     for (const [label, r] of Object.entries(results)) {
       out.seconds[label] = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, +(v / 1000).toFixed(3)]));
-      out.ratios[label] = {'psy/aws': +(r.psy / r.aws).toFixed(2), 'psy/rclone': +(r.psy / r.rclone).toFixed(2), 'psy/fastest peer': +(r.psy / Math.min(r.aws, r.rclone)).toFixed(2)};
+      out.ratios[label] = {'psy/aws': +(r.psy / r.aws).toFixed(2), 'psy/rclone': +(r.psy / r.rclone).toFixed(2), 'psy/fastest peer': +(r.psy / Math.min(r.aws, r.rclone)).toFixed(2), ...(r['psy-base'] ? {'psy/psy-base': +(r.psy / r['psy-base']).toFixed(2)} : {})};
     }
     if (args.json) console.log(JSON.stringify(out, null, 2));
     else {
       console.log(`\ndeaddrop sync benchmark (same replica, same s3rver on 127.0.0.1, one run, median of ${RUNS})`);
       console.log(`${'phase'.padEnd(18)} ${'psy'.padStart(8)} ${'aws'.padStart(8)} ${'rclone'.padStart(8)}   psy/aws  psy/rclone`);
       for (const [label, s] of Object.entries(out.seconds)) {
-        console.log(`${label.padEnd(18)} ${s.psy.toFixed(2).padStart(7)}s ${s.aws.toFixed(2).padStart(7)}s ${s.rclone.toFixed(2).padStart(7)}s   ${out.ratios[label]['psy/aws'].toFixed(2).padStart(7)}  ${out.ratios[label]['psy/rclone'].toFixed(2).padStart(10)}`);
+        console.log(`${label.padEnd(18)} ${s.psy.toFixed(2).padStart(7)}s ${s.aws.toFixed(2).padStart(7)}s ${s.rclone.toFixed(2).padStart(7)}s   ${out.ratios[label]['psy/aws'].toFixed(2).padStart(7)}  ${out.ratios[label]['psy/rclone'].toFixed(2).padStart(10)}${s['psy-base'] ? `   psy-base ${s['psy-base'].toFixed(2)}s (psy/psy-base ${out.ratios[label]['psy/psy-base'].toFixed(2)})` : ''}`);
       }
       console.log('\neach bucket after the runs:');
       for (const [name, s] of Object.entries(symlinks)) console.log(`  ${name.padEnd(7)} ${s.objects} objects, ${s.intact ? 'contents intact' : 'CONTENTS DIFFER'}; latest: ${s.latest}`);

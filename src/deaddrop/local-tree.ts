@@ -16,6 +16,9 @@ export interface SyncState {
   remotes: Record<string, Record<string, {etag: string; size: number; sha256: string}>>;
 }
 
+/** Files at least this big are hashed one at a time (see scanReplica). */
+const BIG_FILE = 16 * 2 ** 20;
+
 export const STATE_FILE = `${PRIVATE_PREFIX}sync-state.json`;
 
 export async function loadState(root: string): Promise<SyncState> {
@@ -94,17 +97,22 @@ export async function scanReplica(
   };
   await walk(root);
   const fresh: SyncState['files'] = {};
-  const hashing = limiter(4);
-  // biggest first: the longest uploads start earliest
+  // Large files are hashed one at a time, biggest first: the first big upload then starts
+  // after one file's hash instead of after all of them (hashing them side by side only
+  // splits the same cores), and its upload overlaps the next file's hash. Small files have
+  // their own lane so they are not queued behind the big ones.
+  const bigLane = limiter(1);
+  const smallLane = limiter(2);
   const sized = await Promise.all(files.map(async (f) => ({...f, st: await lstat(f.path)})));
   sized.sort((a, b) => b.st.size - a.st.size);
+  const hashing = (size: number): ReturnType<typeof limiter> => (size >= BIG_FILE ? bigLane : smallLane);
   await Promise.all(
     sized.map(async ({key, path, st}) => {
       const cached = state.files[key];
       const sha256 =
         cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs && cached.ctimeMs === st.ctimeMs && cached.ino === st.ino
           ? cached.sha256
-          : await hashing(() => sha256File(path));
+          : await hashing(st.size)(() => sha256File(path));
       fresh[key] = {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256};
       const entry = {type: 'file' as const, key, path, size: st.size, sha256};
       out.set(key, entry);
