@@ -13,6 +13,8 @@ import {UpgradeRig} from './helpers/upgrade-rig.js';
 const exec = promisify(execFile);
 const bin = join(repoRoot, 'bin', 'neuralupgrade.js');
 const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/usr/share/ovmf/OVMF.fd');
+// CI installs QEMU and OVMF (scripts/install-deps.sh): there, their absence is a failure.
+if (!haveQemu && process.env['CI'] === 'true') throw new Error('qemu-system-x86_64 or OVMF missing: run scripts/install-deps.sh');
 
 /**
  * The A/B scheme booted for real: OVMF, the GRUB built by buildEspTree, the static
