@@ -312,7 +312,9 @@ describe('psy build --watch', () => {
     writeFileSync(rig.path('src/c.txt'), 'c back\n');
     const b3 = await r.idleAfter(3);
     expect(b3.status).toBe('succeeded');
-    expect(b3.trigger).toBe('src/c.txt (added)');
+    // chokidar may report the re-created file as added or as changed, depending on how
+    // its delete and create events fall; either way it must rebuild the cone.
+    expect(b3.trigger).toMatch(/^src\/c\.txt \((added|changed)\)$/);
     expect(b3.steps).toEqual(['C', 'all']);
     expect(rig.read('cache/out/c.txt')).toBe('a1\nc back\nv1\n');
   });
