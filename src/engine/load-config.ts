@@ -25,6 +25,7 @@ import {basename, dirname, isAbsolute, join, relative, resolve} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url';
 import {isPsyError, PsyError} from '../errors.js';
 import type {PsyConfig} from './config.js';
+import type {FileRecord} from './state-log.js';
 
 export interface LoadConfigOptions {
   /** Folder to look for build.config.ts in, and to resolve `configPath` against. */
@@ -53,15 +54,8 @@ export interface LoadedConfig {
   moduleIdentity(moduleUrlOrPath: string): string | undefined;
 }
 
-interface ManifestModule {
-  readonly path: string;
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ctimeMs: number;
-  readonly ino: number;
-  /** Date.now() when the stat data was taken; a stat taken too close to mtime is racy. */
-  readonly recordedAt: number;
-  readonly hash: string;
+/** A loaded module's stat data and content hash, as the state log keeps them for files. */
+interface ManifestModule extends FileRecord {
   /** Hash over this module and its transitive local imports. */
   readonly identity: string;
   /** Compiled file name in cache/config/mod/. */
