@@ -5,10 +5,15 @@
 //
 //   npm run build && node bench/engine-crash-soak.mjs [ROUNDS=10] [KILLS_PER_ROUND=30]
 import {spawn, spawnSync} from 'node:child_process';
-import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs';
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {register} from 'node:module';
 import {tmpdir} from 'node:os';
-import {dirname, join, relative} from 'node:path';
+import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
+
+// The output comparison is the crash test's own (a TypeScript helper).
+register('../scripts/ts-hooks.mjs', import.meta.url);
+const {snapshot} = await import('../test/helpers/crash-project.ts');
 
 const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const psy = join(repo, 'bin', 'psy.js');
@@ -36,20 +41,6 @@ targets.push({name: 'tree', inputs: {x: {target: 't50', output: 'main'}}, output
   command: 'mkdir -p $out/a/b && cp $in $out/a/b/x && sleep 0.01 && cp $in $out/y'});
 export default {targets};
 `);
-}
-
-function snapshot(dir) {
-  const out = {};
-  const walk = (d) => {
-    for (const name of readdirSync(d).sort()) {
-      if (name === '.psy-tmp') continue;
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[relative(dir, p)] = readFileSync(p, 'latin1');
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
