@@ -73,15 +73,16 @@ try {
   const addPhase = (name, seconds) => phases.set(name, [...(phases.get(name) ?? []), seconds]);
   async function apply() {
     let t = performance.now();
-    let current = 'verify';
-    const update = await verifyLocal(tar, {target: {kind: 'os', arch: 'x86_64'}, pubkey: keys.publicKey, allowDowngrade: true});
+    let current = 'verify+unpack';
+    // one read of the tarball: hashed for the signature and unpacked into staging
+    const update = await verifyLocal(tar, {target: {kind: 'os', arch: 'x86_64'}, pubkey: keys.publicKey, allowDowngrade: true}, {tmpRoot: dir});
     const mark = (next) => {
       const now = performance.now();
       addPhase(current, (now - t) / 1000);
       current = next;
       t = now;
     };
-    mark('unpack');
+    mark('prepare');
     await installOs({...place, booted: 'A'}, 'B', update, {
       tryOnce: false,
       sourceDateEpoch: 1_700_000_000,
@@ -89,6 +90,7 @@ try {
       beforeStep: (n, name) => mark(`${n} ${name}`),
     });
     mark('');
+    await update.cleanup();
   }
 
   const times = {raw: [], apply: []};

@@ -36,8 +36,8 @@ describe('apply to a disk image', () => {
     // the real minisign accepts what src/sign made
     expect(execFileSync('minisign', ['-V', '-p', rig.pubkeyPath, '-m', os1], {encoding: 'utf8'})).toMatch(/Signature and comment signature verified/);
 
-    await installEsp(place, await verifyLocal(esptar.path, {target: ESP, pubkey}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
-    await installOs(place, 'A', await verifyLocal(os1, {target: OS, pubkey}), {tryOnce: false, sourceDateEpoch: EPOCH});
+    await installEsp(place, await verifyLocal(esptar.path, {target: ESP, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
+    await installOs(place, 'A', await verifyLocal(os1, {target: OS, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
     await setDefault(place, 'A', {pubkey});
     await markGood(place, {slot: 'A', pubkey});
 
@@ -55,7 +55,7 @@ describe('apply to a disk image', () => {
     // a node booted from A applies v2 to B and tries it once
     const os2 = await rig.ostar('20250202-000000');
     const live: Place = {...place, booted: 'A'};
-    await installOs(live, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: '20250101-000000'}), {tryOnce: true, sourceDateEpoch: EPOCH});
+    await installOs(live, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: '20250101-000000'}, {tmpRoot: rig.dir}), {tryOnce: true, sourceDateEpoch: EPOCH});
     st = await readStatus(place, {pubkey, verifyContent: true});
     expect(st.slots.B.condition).toBe('verified');
     expect(st.nextBoot).toMatchObject({boots: 'B', knownGood: 'A', trySpent: true});
@@ -127,9 +127,9 @@ describe('apply to a disk image', () => {
     expect(await markGood(place, {pubkey})).toEqual({slot: 'A', version: undefined});
     // and the node updates as usual, ESP included
     const os2 = await rig.ostar('20250202-000000');
-    await installOs(place, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: await versionFloor(place)}), {tryOnce: true, sourceDateEpoch: EPOCH});
+    await installOs(place, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: await versionFloor(place)}, {tmpRoot: rig.dir}), {tryOnce: true, sourceDateEpoch: EPOCH});
     const esp2 = await rig.esptar('20250202-000000');
-    await installEsp(place, await verifyLocal(esp2.path, {target: ESP, pubkey}), {sourceDateEpoch: EPOCH});
+    await installEsp(place, await verifyLocal(esp2.path, {target: ESP, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH});
     st = await readStatus(place, {pubkey, verifyContent: true});
     expect(st.esp).toMatchObject({bootable: true, grubDir: esp2.grubDir, version: '20250202-000000'});
     expect(st.slots.B.condition).toBe('verified');

@@ -54,14 +54,14 @@ describe('power cut at every write step', () => {
     base = await rig.image('base.img');
     const place = await openImage(base);
     const e1 = await rig.esptar(V1);
-    await installEsp(place, await verifyLocal(e1.path, {target: ESP, pubkey}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
-    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1), {target: OS, pubkey}), {tryOnce: false, sourceDateEpoch: EPOCH});
+    await installEsp(place, await verifyLocal(e1.path, {target: ESP, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
+    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1), {target: OS, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
     await setDefault(place, 'A', {pubkey});
     await markGood(place, {slot: 'A', pubkey});
     esp1Efi = (await new FatVolume(place.esp.path, place.esp.offset).read(EFI_BOOT_PATH))!;
-    os2 = await verifyLocal(await rig.ostar(V2), {target: OS, pubkey, floor: V1});
+    os2 = await verifyLocal(await rig.ostar(V2), {target: OS, pubkey, floor: V1}, {tmpRoot: rig.dir});
     const e2 = await rig.esptar(V2);
-    esp2 = await verifyLocal(e2.path, {target: ESP, pubkey});
+    esp2 = await verifyLocal(e2.path, {target: ESP, pubkey}, {tmpRoot: rig.dir});
     const tree = join(rig.dir, `esp-tree-${V2}`, 'EFI/BOOT/BOOTX64.EFI');
     esp2Efi = readFileSync(tree);
   });

@@ -46,8 +46,8 @@ describe('live node (devices by label, booted slot from the command line)', () =
     const pubkey = parsePublicKey(readFileSync(rig.pubkeyPath, 'utf8'));
     const live = await openLive({devDir: dev, cmdlinePath: cmdline});
     const setup = {...live, kind: 'image' as const, booted: undefined};
-    await installEsp(setup, await verifyLocal((await rig.esptar('20250101-000000')).path, {target: {kind: 'esp', arch: 'x86_64-uefi'}, pubkey}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
-    await installOs(setup, 'A', await verifyLocal(await rig.ostar('20250101-000000'), {target: {kind: 'os', arch: 'x86_64'}, pubkey}), {tryOnce: false, sourceDateEpoch: EPOCH});
+    await installEsp(setup, await verifyLocal((await rig.esptar('20250101-000000')).path, {target: {kind: 'esp', arch: 'x86_64-uefi'}, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
+    await installOs(setup, 'A', await verifyLocal(await rig.ostar('20250101-000000'), {target: {kind: 'os', arch: 'x86_64'}, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
     await setDefault(setup, 'A', {pubkey});
     await markGood(setup, {slot: 'A', pubkey});
   });

@@ -35,8 +35,8 @@ describe('refusals: nothing is written', () => {
     pubkey = parsePublicKey(readFileSync(rig.pubkeyPath, 'utf8'));
     base = await rig.image('base.img');
     const place = await openImage(base);
-    await installEsp(place, await verifyLocal((await rig.esptar(V1)).path, {target: ESP, pubkey}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
-    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1, {dir: join(rig.dir, 'v1')}), {target: OS, pubkey}), {tryOnce: false, sourceDateEpoch: EPOCH});
+    await installEsp(place, await verifyLocal((await rig.esptar(V1)).path, {target: ESP, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
+    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1, {dir: join(rig.dir, 'v1')}), {target: OS, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
     await setDefault(place, 'A', {pubkey});
     await markGood(place, {slot: 'A', pubkey});
     server = createServer((req, res) => {

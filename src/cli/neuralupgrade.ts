@@ -271,9 +271,9 @@ const subs: Record<string, Sub> = {
       await mkdir(out, {recursive: true});
       const done = [];
       for (const [target, version] of wanted) {
-        const u = await downloadVerified(repo, version, {target, pubkey: s.pubkey(), allowDowngrade: true}, s.g.tmpdir ?? tmpdir());
+        const u = await downloadVerified(repo, version, {target, pubkey: s.pubkey(), allowDowngrade: true}, s.g.tmpdir ?? tmpdir(), {keepTar: true});
         try {
-          await copyFile(u.tarPath, join(out, u.meta.filename));
+          await copyFile(u.tarPath!, join(out, u.meta.filename));
           await writeFile(join(out, `${u.meta.filename}.minisig`), u.signatureText);
         } finally {
           await u.cleanup();

@@ -193,6 +193,33 @@ export function verifyBytes(
 }
 
 /**
+ * Verification of bytes that arrive in pieces (a download, a tarball being unpacked):
+ * `update` with every piece in order, then `verify`. Prehashed signatures need only the
+ * running BLAKE2b-512; a legacy one keeps the bytes (the caller caps their size).
+ */
+export interface StreamVerifier {
+  update(chunk: Uint8Array): void;
+  /** Throws PsyError unless both signatures hold over everything given to update. */
+  verify(): VerifiedSignature;
+}
+
+/** Starts verifying a file against a signature's text; the key and algorithm are checked at once. */
+export function startVerify(signatureText: string, pk: PublicKey, options: VerifyOptions = {}): StreamVerifier {
+  const [sig, source] = precheck(signatureText, pk, options);
+  const hash = sig.algorithm === 'prehashed' ? createHash('blake2b512') : undefined;
+  const kept: Buffer[] = [];
+  return {
+    update(chunk) {
+      if (hash) hash.update(chunk);
+      else kept.push(Buffer.from(chunk));
+    },
+    verify() {
+      return verifyParsed(sig, hash ? hash.digest() : Buffer.concat(kept), pk, options, source);
+    },
+  };
+}
+
+/**
  * Verifies a file. `signature` is the signature text; when omitted, `<path>.minisig` is
  * read (as `minisign -V -m path` does).
  */

@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto';
-import {closeSync, openSync, readSync} from 'node:fs';
+import {readFileSync} from 'node:fs';
 import {EFI_BOOT_PATH, GRUB_DIR_PREFIX, type SlotName} from '../boot/grub-cfg.js';
 import {resolveBoot} from '../boot/resolve.js';
 import {PsyError} from '../errors.js';
@@ -8,6 +8,7 @@ import {FatVolume} from './esp-fs.js';
 import {ESP_MANIFEST, type VerifiedUpdate} from './fetch-update.js';
 import {espVolume, type Place} from './place.js';
 import type {StepHook} from './apply-os.js';
+import type {TarMember} from './tar.js';
 
 /** The ESP's version record: the esptar's signature. */
 export const ESP_RECORD = '/psyopsESP.tar.minisig';
@@ -47,20 +48,10 @@ export async function espBootState(esp: FatVolume): Promise<EspBootState> {
   return {bootable: efi !== undefined && cfg, grubDir, efiSha256: efi ? createHash('sha256').update(efi).digest('hex') : undefined};
 }
 
-function readMember(tarPath: string, offset: number, size: number): Buffer {
-  const buf = Buffer.alloc(size);
-  const fd = openSync(tarPath, 'r');
-  try {
-    let done = 0;
-    while (done < size) {
-      const n = readSync(fd, buf, done, size - done, offset + done);
-      if (n === 0) throw new PsyError('bad-tarball', `${tarPath}: truncated member`);
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return buf;
+function readMember(update: VerifiedUpdate, m: TarMember): Buffer {
+  const data = readFileSync(m.path);
+  if (data.length !== m.size) throw new PsyError('bad-tarball', `${update.meta.filename}: staged ${m.name} has ${data.length} bytes, expected ${m.size}`);
+  return data;
 }
 
 export interface InstallEspOptions {
@@ -76,7 +67,7 @@ export async function installEsp(place: Place, update: VerifiedUpdate, options: 
   const esp = espVolume(place, true, options.sourceDateEpoch);
   const log = options.log ?? (() => {});
   const efiMember = update.members.find((m) => m.name === 'EFI/BOOT/BOOTX64.EFI')!;
-  const efi = readMember(update.tarPath, efiMember.dataOffset, efiMember.size);
+  const efi = readMember(update, efiMember);
   const grubDir = update.members.find((m) => m.name.startsWith(GRUB_DIR_PREFIX))!.name.split('/')[0]!;
   if (grubDirOf(efi) !== grubDir) {
     throw new PsyError('bad-tarball', `${update.meta.filename}: BOOTX64.EFI is built for ${grubDirOf(efi) ?? 'no grub-<id> directory'}, the tarball holds ${grubDir}`);
@@ -99,7 +90,7 @@ export async function installEsp(place: Place, update: VerifiedUpdate, options: 
     await esp.removeTree(`/${grubDir}`);
     await esp.mkdirp(`/${grubDir}`);
     for (const m of update.members.filter((x) => x.name.startsWith(grubDir + '/'))) {
-      await esp.write(`/${m.name}`, readMember(update.tarPath, m.dataOffset, m.size));
+      await esp.write(`/${m.name}`, readMember(update, m));
     }
   }
   esp.flush();
@@ -119,7 +110,7 @@ export async function installEsp(place: Place, update: VerifiedUpdate, options: 
   await step('record');
   const manifest = update.members.find((m) => m.name === ESP_MANIFEST);
   if (manifest) {
-    await esp.write(`/${ESP_MANIFEST}.new`, readMember(update.tarPath, manifest.dataOffset, manifest.size));
+    await esp.write(`/${ESP_MANIFEST}.new`, readMember(update, manifest));
     esp.flush();
     await esp.rename(`/${ESP_MANIFEST}.new`, `/${ESP_MANIFEST}`);
   }

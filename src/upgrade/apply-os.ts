@@ -1,5 +1,4 @@
-import {closeSync, openSync, readSync, writeSync} from 'node:fs';
-import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises';
+import {mkdtemp, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {slotLabel, type SlotName} from '../boot/grub-cfg.js';
@@ -41,29 +40,6 @@ export interface InstallOsOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Copies one member out of the tar (1 MiB reads); the slot read-back compares against this copy. */
-function extractMember(tarPath: string, offset: number, size: number, dest: string): void {
-  const buf = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, size)));
-  const src = openSync(tarPath, 'r');
-  try {
-    const out = openSync(dest, 'wx', 0o644);
-    try {
-      let done = 0;
-      while (done < size) {
-        const n = readSync(src, buf, 0, Math.min(buf.length, size - done), offset + done);
-        if (n === 0) throw new PsyError('bad-tarball', `${tarPath}: member data ends early (${done} of ${size} bytes)`);
-        let w = 0;
-        while (w < n) w += writeSync(out, buf, w, n - w);
-        done += n;
-      }
-    } finally {
-      closeSync(out);
-    }
-  } finally {
-    closeSync(src);
-  }
-}
-
 /** Refuses targets that would take away the slot this machine falls back to. */
 export async function checkOsTarget(place: Place, slot: SlotName): Promise<void> {
   const label = slotLabel(slot);
@@ -94,6 +70,7 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
   const epoch = options.sourceDateEpoch ?? 0;
   const log = options.log ?? (() => {});
   const stage = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'neuralupgrade-slot-'));
+  const staged = [...update.members].sort((a, b) => (a.name < b.name ? -1 : 1));
   let n = 0;
   const step = async (name: OsStep) => {
     n++;
@@ -102,12 +79,6 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     log(`${label}: ${n}/${OS_STEPS.length} ${name}`);
   };
   try {
-    // Unpack outside the slot first: only the listed, verified members.
-    const content = join(stage, 'content');
-    await mkdir(content);
-    const staged = [...update.members].sort((a, b) => (a.name < b.name ? -1 : 1));
-    for (const m of staged) extractMember(update.tarPath, m.dataOffset, m.size, join(content, m.name));
-
     await step('clear-try');
     const env = await readEspEnv(esp);
     if (env.primary !== undefined && readGrubEnvTolerant(env.primary)?.get(ENV_TRY) === label) await setTrySlot(esp, undefined);
@@ -116,17 +87,17 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     invalidateSlot(region);
 
     await step('write');
-    await makeSlotFs(region, {label, sourceDir: content, sourceDateEpoch: epoch});
+    await makeSlotFs(region, {label, sourceDir: update.contentDir, sourceDateEpoch: epoch});
 
     await step('flush');
     flushPath(region.path);
 
     await step('read-back');
-    // Every byte read back is compared with the unpacked member and hashed in the same
+    // Every byte read back is compared with the verified member as staged and hashed in the same
     // pass; the hash of what is on the slot is what the record carries.
     const back = await checkSlotFiles(
       region,
-      staged.map((m) => ({name: m.name, hostFile: join(content, m.name)})),
+      staged.map((m) => ({name: m.name, hostFile: m.path})),
     );
     const members = staged.map((m) => {
       const got = back.get(m.name);

@@ -1,11 +1,13 @@
-import {mkdtemp, readFile, rm, stat} from 'node:fs/promises';
+import {closeSync, openSync, writeSync} from 'node:fs';
+import {chmod, mkdir, mkdtemp, open, readFile, rm, stat, type FileHandle} from 'node:fs/promises';
+import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
-import {verifyFile, verifyTrustedComment} from '../sign/signature.js';
+import {startVerify, verifyTrustedComment} from '../sign/signature.js';
 import {parseTrustedComment} from '../sign/trusted-comment.js';
 import type {Repository} from './repository.js';
-import {listTar, type TarMember} from './tar.js';
+import {TarUnpacker, type TarMember, type TarNames} from './tar.js';
 import {MAX_SIGNATURE_BYTES, checkMeta, typeFor, updateFilename, type UpdateMeta, type UpdateTarget} from './update-meta.js';
 
 /** Names an ostar may hold: the slot's files, nothing else. */
@@ -18,7 +20,10 @@ export const ESP_MANIFEST = 'manifest.json';
 const ESP_GRUB_DIR = /^grub-[0-9a-f]{12}$/;
 const ESP_FILE = /^grub-[0-9a-f]{12}\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-function allowedNames(kind: UpdateTarget['kind']): {file: (n: string) => boolean; dir: (n: string) => boolean} {
+/** Reads of a local tarball: big pieces, so the hashing is not drowned in stream overhead. */
+const READ_CHUNK = 1 << 20;
+
+function allowedNames(kind: UpdateTarget['kind']): TarNames {
   if (kind === 'os') return {file: (n) => OS_NAMES.has(n), dir: () => false};
   return {
     file: (n) => n === 'EFI/BOOT/BOOTX64.EFI' || n === ESP_MANIFEST || ESP_FILE.test(n),
@@ -26,13 +31,16 @@ function allowedNames(kind: UpdateTarget['kind']): {file: (n: string) => boolean
   };
 }
 
-/** An update whose signature, metadata and file have all been verified, not yet written. */
+/** An update whose signature, metadata and content have all been verified, not yet written. */
 export interface VerifiedUpdate {
   readonly meta: UpdateMeta;
-  readonly tarPath: string;
   readonly signatureText: string;
+  /** The private staging folder (mode 0700) the members were unpacked into. */
+  readonly contentDir: string;
   readonly members: readonly TarMember[];
-  /** Removes the downloaded copy (a local --os-tar is left alone). */
+  /** The verified tarball itself, kept only when asked for (`download`). */
+  readonly tarPath?: string;
+  /** Removes the staging folder. */
   cleanup(): Promise<void>;
 }
 
@@ -76,9 +84,7 @@ export async function fetchVerifiedMeta(
   return {meta, signatureText};
 }
 
-function checkMembers(tarPath: string, kind: UpdateTarget['kind'], what: string): TarMember[] {
-  const names = allowedNames(kind);
-  const members = listTar(tarPath, names.file, what, names.dir);
+function checkMembers(members: readonly TarMember[], kind: UpdateTarget['kind'], what: string): void {
   if (kind === 'os') {
     for (const r of OS_REQUIRED) if (!members.some((m) => m.name === r)) throw new PsyError('bad-tarball', `${what}: missing member "${r}"`);
   } else {
@@ -88,36 +94,110 @@ function checkMembers(tarPath: string, kind: UpdateTarget['kind'], what: string)
     const dir = [...dirs][0]!;
     if (!members.some((m) => m.name === `${dir}/grub.cfg`)) throw new PsyError('bad-tarball', `${what}: missing member "${dir}/grub.cfg"`);
   }
-  return members;
 }
 
-/** Steps 2-3: download with the signed size as cap, verify the file, list only expected names. */
+/** Test hook: called once the signature over the staged bytes has verified, before anything is written. */
+export type VerifiedHook = (update: VerifiedUpdate) => void | Promise<void>;
+
+export interface ReceiveOptions {
+  readonly meta: UpdateMeta;
+  readonly signatureText: string;
+  readonly pubkey: PublicKey;
+  /** The tarball's name in messages. */
+  readonly what: string;
+  /** The signature's name in messages. */
+  readonly signatureSource: string;
+  /** Where the private staging folder is made. */
+  readonly tmpRoot: string;
+  /** Refuse when the bytes are not exactly this many (fewer: truncated, more: oversized). */
+  readonly size?: number;
+  /** Also keep the verified tarball in the staging folder (for `download`). */
+  readonly keepTar?: boolean;
+}
+
+/**
+ * The one pass over an update's bytes: each piece is hashed for the signature, counted
+ * against the signed size, and unpacked (only the expected names) into a private staging
+ * folder. Nothing reads the source again: what is installed later is what was verified.
+ * Any refusal removes the staging folder; a bad signature is reported before anything
+ * the unverified bytes say about themselves (their tar structure).
+ */
+export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: ReceiveOptions): Promise<VerifiedUpdate> {
+  const verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource});
+  const dir = await mkdtemp(join(o.tmpRoot, 'neuralupgrade-'));
+  await chmod(dir, 0o700);
+  const cleanup = () => rm(dir, {recursive: true, force: true});
+  const contentDir = join(dir, 'content');
+  let tarFd: number | undefined;
+  try {
+    await mkdir(contentDir, {mode: 0o755});
+    const names = allowedNames(o.meta.kind);
+    const unpacker = new TarUnpacker(contentDir, names, o.what);
+    const tarPath = o.keepTar ? join(dir, o.meta.filename) : undefined;
+    if (tarPath !== undefined) tarFd = openSync(tarPath, 'wx', 0o644);
+    let got = 0;
+    for await (const piece of source) {
+      const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+      got += chunk.length;
+      if (o.size !== undefined && got > o.size) {
+        throw new PsyError('oversized-download', `${o.what} is larger than the ${o.size} bytes its signature says`);
+      }
+      verifier.update(chunk);
+      unpacker.write(chunk);
+      if (tarFd !== undefined) for (let w = 0; w < chunk.length; ) w += writeSync(tarFd, chunk, w, chunk.length - w);
+    }
+    if (o.size !== undefined && got !== o.size) {
+      throw new PsyError('truncated-download', `${o.what}: got ${got} bytes, the signature says ${o.size}`);
+    }
+    verifier.verify();
+    const members = unpacker.finish();
+    checkMembers(members, o.meta.kind, o.what);
+    return {meta: o.meta, signatureText: o.signatureText, contentDir, members, ...(tarPath !== undefined ? {tarPath} : {}), cleanup};
+  } catch (err) {
+    await cleanup();
+    throw err;
+  } finally {
+    if (tarFd !== undefined) closeSync(tarFd);
+  }
+}
+
+/** Steps 2-3: stream the tarball once (capped by the signed size), verify it, unpack only expected names. */
 export async function downloadVerified(
   repo: Repository,
   version: string,
   rules: VerifyRules,
   tmpRoot: string,
+  options: {keepTar?: boolean} = {},
 ): Promise<VerifiedUpdate> {
   const {meta, signatureText} = await fetchVerifiedMeta(repo, version, rules);
-  const dir = await mkdtemp(join(tmpRoot, 'neuralupgrade-'));
-  const cleanup = () => rm(dir, {recursive: true, force: true});
-  try {
-    const tarPath = join(dir, meta.filename);
-    const got = await repo.download(meta.filename, meta.size!, tarPath);
-    if (got !== meta.size) {
-      throw new PsyError('truncated-download', `${meta.filename} from ${repo.description}: got ${got} bytes, the signature says ${meta.size}`);
-    }
-    await verifyFile(tarPath, rules.pubkey, {signature: signatureText, source: `${meta.filename} from ${repo.description}`});
-    const members = checkMembers(tarPath, meta.kind, meta.filename);
-    return {meta, tarPath, signatureText, members, cleanup};
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
+  const what = `${meta.filename} from ${repo.description}`;
+  return receiveVerified(await repo.open(meta.filename, meta.size!), {
+    meta,
+    signatureText,
+    pubkey: rules.pubkey,
+    what,
+    signatureSource: what,
+    tmpRoot,
+    size: meta.size!,
+    ...(options.keepTar ? {keepTar: true} : {}),
+  });
 }
 
-/** A tarball given on the command line, with its signature beside it (or named). */
-export async function verifyLocal(tarPath: string, rules: VerifyRules, signaturePath = `${tarPath}.minisig`): Promise<VerifiedUpdate> {
+export interface LocalOptions {
+  /** The signature file (default: the tarball's path + `.minisig`). */
+  readonly signaturePath?: string;
+  /** Where the staging folder is made (default: the system's temporary folder). */
+  readonly tmpRoot?: string;
+  /** Opens the tarball (tests count the opens through it). */
+  readonly openTar?: (path: string) => Promise<FileHandle>;
+}
+
+/**
+ * A tarball given on the command line, with its signature beside it (or named). It is
+ * opened once and read once; a pipe works as well as a file.
+ */
+export async function verifyLocal(tarPath: string, rules: VerifyRules, options: LocalOptions = {}): Promise<VerifiedUpdate> {
+  const signaturePath = options.signaturePath ?? `${tarPath}.minisig`;
   let signatureText: string;
   try {
     if ((await stat(signaturePath)).size > MAX_SIGNATURE_BYTES) throw new PsyError('oversized-download', `${signaturePath} is too large for a signature`);
@@ -134,12 +214,28 @@ export async function verifyLocal(tarPath: string, rules: VerifyRules, signature
     allowDowngrade: rules.allowDowngrade ?? false,
     source: signaturePath,
   });
-  const size = (await stat(tarPath).catch(() => undefined))?.size;
-  if (size === undefined) throw new PsyError('missing-input', `cannot read ${tarPath}`);
-  if (meta.size !== undefined && size !== meta.size) {
-    throw new PsyError(size > meta.size ? 'oversized-download' : 'truncated-download', `${tarPath} is ${size} bytes, the signature says ${meta.size}`);
+  let fh: FileHandle;
+  try {
+    fh = await (options.openTar ?? ((p: string) => open(p, 'r')))(tarPath);
+  } catch {
+    throw new PsyError('missing-input', `cannot read ${tarPath}`);
   }
-  await verifyFile(tarPath, rules.pubkey, {signature: signatureText, source: tarPath});
-  const members = checkMembers(tarPath, meta.kind, tarPath);
-  return {meta, tarPath, signatureText, members, cleanup: async () => {}};
+  try {
+    const st = await fh.stat();
+    // a regular file's size is known before reading: refuse a wrong one at once
+    if (st.isFile() && meta.size !== undefined && st.size !== meta.size) {
+      throw new PsyError(st.size > meta.size ? 'oversized-download' : 'truncated-download', `${tarPath} is ${st.size} bytes, the signature says ${meta.size}`);
+    }
+    return await receiveVerified(fh.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}), {
+      meta,
+      signatureText,
+      pubkey: rules.pubkey,
+      what: tarPath,
+      signatureSource: tarPath,
+      tmpRoot: options.tmpRoot ?? tmpdir(),
+      ...(meta.size !== undefined ? {size: meta.size} : {}),
+    });
+  } finally {
+    await fh.close();
+  }
 }

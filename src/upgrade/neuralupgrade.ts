@@ -34,6 +34,8 @@ export interface ApplyRequest {
   readonly tryOnce?: boolean;
   /** Make this slot the known-good default after writing (image builds). */
   readonly defaultSlot?: SlotName;
+  /** For tests: called once every update is verified and staged, before the first write. */
+  readonly afterVerify?: (updates: readonly VerifiedUpdate[]) => void | Promise<void>;
   /** Fault injection for tests: called before each numbered write step. */
   readonly beforeStep?: (what: 'esp' | SlotName, step: number, name: string) => void | Promise<void>;
 }
@@ -63,7 +65,7 @@ async function espFloor(place: Place): Promise<string | undefined> {
 
 async function obtain(ctx: UpgradeContext, rules: VerifyRules, version: string | undefined, tar: string | undefined, flag: string): Promise<VerifiedUpdate> {
   if (tar !== undefined && version !== undefined) throw new PsyError('usage', `give either --${flag}-tar or --${flag}-version, not both`);
-  if (tar !== undefined) return verifyLocal(tar, rules);
+  if (tar !== undefined) return verifyLocal(tar, rules, {tmpRoot: ctx.tmpDir});
   if (version === undefined) throw new PsyError('usage', `this target needs --${flag}-version V|latest or --${flag}-tar FILE`);
   if (!ctx.repository) throw new PsyError('usage', `--${flag}-version needs a repository (--repository URL|DIR|s3://bucket/prefix)`);
   return downloadVerified(ctx.repository, version, rules, ctx.tmpDir);
@@ -96,6 +98,7 @@ export async function apply(ctx: UpgradeContext, req: ApplyRequest): Promise<App
       ? await obtain(ctx, {target: ctx.espTarget, pubkey: ctx.pubkey, floor: await espFloor(place), allowDowngrade: ctx.allowDowngrade ?? false}, req.espVersion, req.espTar, 'esp')
       : undefined;
     if (espUpdate) updates.push(espUpdate);
+    await req.afterVerify?.(updates);
 
     let esp: ApplyResult['esp'];
     if (espUpdate) {

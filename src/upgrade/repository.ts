@@ -1,8 +1,6 @@
-import {createWriteStream} from 'node:fs';
 import {lstat, open, readFile, realpath, stat} from 'node:fs/promises';
 import {basename, join, resolve} from 'node:path';
 import {Readable} from 'node:stream';
-import {pipeline} from 'node:stream/promises';
 import {PsyError} from '../errors.js';
 
 /**
@@ -15,8 +13,8 @@ export interface Repository {
   readonly description: string;
   /** Reads a small object (a signature), following `latest` pointers. */
   fetchSmall(name: string, cap: number): Promise<{data: Buffer; name: string}>;
-  /** Streams an object into `dest`, refusing more than `cap` bytes; returns the byte count. */
-  download(name: string, cap: number, dest: string): Promise<number>;
+  /** The bytes of an object as they arrive, refusing more than `cap` of them. */
+  open(name: string, cap: number): Promise<AsyncIterable<Buffer>>;
 }
 
 export const MAX_REDIRECTS = 5;
@@ -25,18 +23,14 @@ function tooBig(what: string, cap: number): PsyError {
   return new PsyError('oversized-download', `${what} is larger than the ${cap} bytes allowed`);
 }
 
-/** Copies a stream to a file, stopping with an error once more than `cap` bytes arrive. */
-async function capped(body: Readable, cap: number, dest: string, what: string): Promise<number> {
+/** A stream's pieces, stopping with an error once more than `cap` bytes arrive. */
+async function* capped(body: AsyncIterable<Buffer>, cap: number, what: string): AsyncGenerator<Buffer> {
   let n = 0;
-  const limiter = async function* (src: AsyncIterable<Buffer>) {
-    for await (const chunk of src) {
-      n += chunk.length;
-      if (n > cap) throw tooBig(what, cap);
-      yield chunk;
-    }
-  };
-  await pipeline(body, limiter, createWriteStream(dest));
-  return n;
+  for await (const chunk of body) {
+    n += chunk.length;
+    if (n > cap) throw tooBig(what, cap);
+    yield chunk;
+  }
 }
 
 async function cappedBuffer(body: Readable, cap: number, what: string): Promise<Buffer> {
@@ -83,12 +77,15 @@ export class LocalRepository implements Repository {
     if ((await stat(real)).size > cap) throw tooBig(`${name} in ${this.description}`, cap);
     return {data: await readFile(real), name: basename(real)};
   }
-  async download(name: string, cap: number, dest: string): Promise<number> {
-    const p = await this.#path(name);
-    const fh = await open(p, 'r');
+  async open(name: string, cap: number): Promise<AsyncIterable<Buffer>> {
+    return this.#read(name, cap);
+  }
+  /** Opened on the first read and closed when the reading ends or is abandoned. */
+  async *#read(name: string, cap: number): AsyncGenerator<Buffer> {
+    const fh = await open(await this.#path(name), 'r');
     try {
       if ((await fh.stat()).size > cap) throw tooBig(`${name} in ${this.description}`, cap);
-      return await capped(fh.createReadStream({autoClose: false}) as unknown as Readable, cap, dest, name);
+      yield* capped(fh.createReadStream({autoClose: false, highWaterMark: 1 << 20}), cap, name);
     } finally {
       await fh.close();
     }
@@ -141,14 +138,14 @@ export class HttpRepository implements Repository {
     const data = await cappedBuffer(Readable.fromWeb(res.body as never), cap, url.href);
     return {data, name: basename(url.pathname)};
   }
-  async download(name: string, cap: number, dest: string): Promise<number> {
+  async open(name: string, cap: number): Promise<AsyncIterable<Buffer>> {
     const {res, url} = await this.#get(name);
     const len = Number(res.headers.get('content-length') ?? '0');
     if (len > cap) {
       await res.body?.cancel();
       throw tooBig(url.href, cap);
     }
-    return capped(Readable.fromWeb(res.body as never), cap, dest, url.href);
+    return capped(Readable.fromWeb(res.body as never), cap, url.href);
   }
 }
 
@@ -222,10 +219,10 @@ export class S3Repository implements Repository {
     if (size > cap) throw tooBig(`s3://${this.#bucket}/${key}`, cap);
     return {data: await cappedBuffer(await this.#body(key), cap, key), name: basename(key)};
   }
-  async download(name: string, cap: number, dest: string): Promise<number> {
+  async open(name: string, cap: number): Promise<AsyncIterable<Buffer>> {
     const {key, size} = await this.#resolveKey(name);
     if (size > cap) throw tooBig(`s3://${this.#bucket}/${key}`, cap);
-    return capped(await this.#body(key), cap, dest, key);
+    return capped(await this.#body(key), cap, key);
   }
 }
 
