@@ -87,7 +87,7 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     invalidateSlot(region);
 
     await step('write');
-    await makeSlotFs(region, {label, sourceDir: update.contentDir, sourceDateEpoch: epoch});
+    await makeSlotFs(region, {label, sourceDir: update.contentDir, sourceDateEpoch: epoch, tmpDir: stage});
 
     await step('flush');
     flushPath(region.path);

@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process';
-import {closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync} from 'node:fs';
+import {closeSync, copyFileSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync, writeFileSync, writeSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {createHash} from 'node:crypto';
@@ -64,6 +64,8 @@ export interface MakeSlotOptions {
   readonly sourceDateEpoch: number;
   /** Seed for the filesystem UUID and hash seed (default: the label). */
   readonly seed?: string;
+  /** Where a scratch folder may be made (default: the system's temporary folder). */
+  readonly tmpDir?: string;
 }
 
 /** The region as the disk library's partition record (a live device is one at offset 0). */
@@ -71,15 +73,149 @@ export function regionPartition(r: Region, name: string): Partition {
   return {number: 0, name, typeGuid: '', uuid: '', startSector: r.offset / 512, sectors: r.size / 512, offset: r.offset, size: r.size};
 }
 
-/** Writes a complete ext4 filesystem holding `sourceDir` into the region (src/disk's mke2fs -d). */
+/**
+ * Members at least this big are written by us in 1 MiB pieces straight to the blocks the
+ * filesystem gave them; mke2fs -d would copy them 4 KiB at a time (one pwrite each).
+ */
+export const DIRECT_WRITE_MIN = 1 << 20;
+const BLOCK = 4096;
+
+/** The same headroom src/disk's makeExt4 keeps: ext4 metadata takes a few percent. */
+function checkFits(r: Region, label: string, sourceDir: string, sizes: readonly number[]): void {
+  const bytes = sizes.reduce((sum, n) => sum + Math.ceil(n / BLOCK) * BLOCK + 256, 0);
+  if (bytes > r.size * 0.9 - 4 * 1024 * 1024) {
+    throw new PsyError(
+      'partition-too-small',
+      `content of ${sourceDir} (${(bytes / 1048576).toFixed(1)} MiB) does not fit partition ${label} (${(r.size / 1048576).toFixed(0)} MiB); make the partition bigger`,
+    );
+  }
+}
+
+/**
+ * Writes a complete ext4 filesystem holding the files of `sourceDir` into the region.
+ * Small files and the filesystem itself come from mke2fs -d (src/disk); each big file is
+ * made empty there, given its size and blocks with debugfs (fallocate, then its extents
+ * marked written), and its bytes are copied to those blocks in large writes, the last
+ * block's tail zeroed. The read-back step checks every byte through the filesystem.
+ */
 export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
   const seed = o.seed ?? 'psyopsOS-slot';
-  await makeExt4(
-    r.path,
-    regionPartition(r, o.label),
-    {label: o.label, uuid: deriveUuid(seed, `${o.label}:uuid`), hashSeed: deriveUuid(seed, `${o.label}:hash-seed`), epoch: o.sourceDateEpoch},
-    o.sourceDir,
-  );
+  const ext4 = {label: o.label, uuid: deriveUuid(seed, `${o.label}:uuid`), hashSeed: deriveUuid(seed, `${o.label}:hash-seed`), epoch: o.sourceDateEpoch};
+  const entries = readdirSync(o.sourceDir, {withFileTypes: true}).map((e) => ({
+    name: e.name,
+    path: join(o.sourceDir, e.name),
+    file: e.isFile(),
+    size: e.isFile() ? statSync(join(o.sourceDir, e.name)).size : 0,
+  }));
+  const direct = entries.filter((e) => e.file && e.size >= DIRECT_WRITE_MIN).sort((a, b) => (a.name < b.name ? -1 : 1));
+  if (direct.length === 0 || entries.some((e) => !e.file)) {
+    await makeExt4(r.path, regionPartition(r, o.label), ext4, o.sourceDir);
+    return;
+  }
+  checkFits(r, o.label, o.sourceDir, entries.map((e) => e.size));
+  const skeleton = mkdtempSync(join(o.tmpDir ?? tmpdir(), 'psy-slot-skeleton-'));
+  try {
+    for (const e of entries) {
+      if (direct.includes(e)) writeFileSync(join(skeleton, e.name), '');
+      else copyFileSync(e.path, join(skeleton, e.name));
+    }
+    await makeExt4(r.path, regionPartition(r, o.label), ext4, skeleton);
+    const env = {E2FSPROGS_FAKE_TIME: String(o.sourceDateEpoch)};
+    // 1: size and blocks for each big file (debugfs allocates them as unwritten extents)
+    const allocated = await runDebugfsScript(
+      r,
+      direct.flatMap((f) => [`sif "/${f.name}" size ${f.size}`, `fallocate "/${f.name}" 0 ${Math.ceil(f.size / BLOCK) - 1}`, `ex "/${f.name}"`]),
+      env,
+    );
+    const maps = direct.map((f, i) => {
+      const extents = parseExtents(allocated[3 * i + 2] ?? '');
+      const blocks = extents.reduce((sum, x) => sum + x.length, 0);
+      let next = 0;
+      for (const x of [...extents].sort((a, b) => a.logical - b.logical)) {
+        if (x.logical !== next) break;
+        next += x.length;
+      }
+      if (blocks !== Math.ceil(f.size / BLOCK) || next !== blocks) {
+        throw new PsyError('slot-write-failed', `${o.label}: debugfs did not allocate ${f.name} whole (${blocks} of ${Math.ceil(f.size / BLOCK)} blocks)`);
+      }
+      return {file: f, extents};
+    });
+    // 2: the extents are marked written, so the bytes copied next are what the file holds
+    const cmds: string[] = [];
+    for (const {file, extents} of maps) {
+      cmds.push(`eo "/${file.name}"`);
+      for (const x of extents) cmds.push(`goto ${x.logical}`, `replace_node ${x.logical} ${x.length} ${x.physical}`);
+      cmds.push('ec');
+      for (const t of ['atime', 'mtime', 'ctime', 'crtime']) cmds.push(`sif "/${file.name}" ${t} @${o.sourceDateEpoch}`);
+    }
+    await runDebugfsScript(r, cmds, env);
+    for (const {file, extents} of maps) copyToExtents(r, file.path, file.size, extents);
+  } finally {
+    rmSync(skeleton, {recursive: true, force: true});
+  }
+}
+
+interface Extent {
+  readonly logical: number;
+  readonly physical: number;
+  readonly length: number;
+  readonly unwritten: boolean;
+}
+
+/** The leaf extents in debugfs `ex` output. */
+function parseExtents(exText: string): Extent[] {
+  const out: Extent[] = [];
+  for (const line of exText.split('\n')) {
+    const m = /^\s*(\d+)\/\s*(\d+)\s+\d+\/\s*\d+\s+(\d+)(?:\s+-\s+\d+)?\s+(\d+)(?:\s+-\s+\d+)?\s+(\d+)\s*(\S*)/.exec(line);
+    if (!m || m[1] !== m[2]) continue; // index nodes: only leaves map data
+    out.push({logical: Number(m[3]), physical: Number(m[4]), length: Number(m[5]), unwritten: /Uninit/i.test(m[6] ?? '')});
+  }
+  return out;
+}
+
+/** Copies a host file to its blocks in the region, 1 MiB at a time, and zeroes the last block's tail. */
+function copyToExtents(r: Region, hostFile: string, size: number, extents: readonly Extent[]): void {
+  const buf = Buffer.alloc(1 << 20);
+  const src = openSync(hostFile, 'r');
+  const dst = openSync(r.path, 'r+');
+  try {
+    for (const x of extents) {
+      const start = x.logical * BLOCK;
+      const end = Math.min((x.logical + x.length) * BLOCK, size);
+      let at = start;
+      while (at < end) {
+        const n = readSync(src, buf, 0, Math.min(buf.length, end - at), at);
+        if (n === 0) throw new PsyError('slot-write-failed', `${hostFile} ended at byte ${at} of ${size}`);
+        let w = 0;
+        while (w < n) w += writeSync(dst, buf, w, n - w, r.offset + x.physical * BLOCK + (at - start) + w);
+        at += n;
+      }
+      const tail = (x.logical + x.length) * BLOCK - end;
+      if (end === size && tail > 0 && tail < BLOCK) {
+        const zeros = Buffer.alloc(tail);
+        writeSync(dst, zeros, 0, tail, r.offset + x.physical * BLOCK + (end - start));
+      }
+    }
+  } finally {
+    closeSync(src);
+    closeSync(dst);
+  }
+}
+
+/** Runs debugfs -w over a command script; returns each command's output, in order. */
+async function runDebugfsScript(r: Region, cmds: readonly string[], env: NodeJS.ProcessEnv): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'psy-slot-'));
+  try {
+    const cmdFile = join(dir, 'cmds');
+    writeFileSync(cmdFile, cmds.join('\n') + '\n');
+    const res = await runTool('debugfs', ['-w', '-f', cmdFile, debugfsTarget(r)], env);
+    const errors = res.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
+    if (res.code !== 0 || errors.length) throw new PsyError('slot-write-failed', `writing the slot's filesystem with debugfs failed: ${errors.slice(0, 3).join(' | ')}`);
+    // debugfs -f echoes each command as "debugfs: <command>" before its output
+    return res.stdout.toString('utf8').split(/^debugfs: /m).slice(1).map((section) => section.slice(section.indexOf('\n') + 1));
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
 }
 
 type FileMap = {size: number; extents: Array<[number, number, number]>};
@@ -87,13 +223,8 @@ type FileMap = {size: number; extents: Array<[number, number, number]>};
 function parseFileMap(statText: string, exText: string): FileMap | undefined {
   const size = /\bSize: (\d+)/.exec(statText);
   if (!size || !/Flags: 0x[0-9a-f]*8[0-9a-f]{4}\b/.test(statText)) return undefined;
-  const extents: Array<[number, number, number]> = [];
-  for (const line of exText.split('\n')) {
-    const m = /^\s*(\d+)\/\s*(\d+)\s+\d+\/\s*\d+\s+(\d+)(?:\s+-\s+\d+)?\s+(\d+)(?:\s+-\s+\d+)?\s+(\d+)\s*(\S*)/.exec(line);
-    if (!m || m[1] !== m[2]) continue; // index nodes: only leaves map data
-    if (m[6] && /Uninit/i.test(m[6])) continue; // unwritten: reads as zeros
-    extents.push([Number(m[3]), Number(m[4]), Number(m[5])]);
-  }
+  // unwritten extents read as zeros: leave them out
+  const extents = parseExtents(exText).filter((x) => !x.unwritten).map((x): [number, number, number] => [x.logical, x.physical, x.length]);
   return {size: Number(size[1]), extents};
 }
 
