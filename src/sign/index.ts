@@ -27,6 +27,7 @@ export {
   type ParsedSignature,
   type SignatureAlgorithm,
   type SignOptions,
+  type IncrementalHash,
   type StreamVerifier,
   type VerifiedSignature,
   type VerifyOptions,

@@ -192,29 +192,45 @@ export function verifyBytes(
   return verifyParsed(sig, message, pk, options, source);
 }
 
+/** A running hash: BLAKE2b-512 for prehashed signatures, computed wherever the caller likes (another thread). */
+export interface IncrementalHash {
+  update(chunk: Uint8Array): void;
+  digest(): Buffer | Promise<Buffer>;
+}
+
 /**
  * Verification of bytes that arrive in pieces (a download, a tarball being unpacked):
  * `update` with every piece in order, then `verify`. Prehashed signatures need only the
- * running BLAKE2b-512; a legacy one keeps the bytes (the caller caps their size).
+ * running BLAKE2b-512 (from `prehash` when given); a legacy one keeps the bytes (the
+ * caller caps their size).
  */
 export interface StreamVerifier {
   update(chunk: Uint8Array): void;
-  /** Throws PsyError unless both signatures hold over everything given to update. */
-  verify(): VerifiedSignature;
+  /** Rejects with a PsyError unless both signatures hold over everything given to update. */
+  verify(): Promise<VerifiedSignature>;
+  /** Stops hashing without a verdict (the caller gave up on the bytes). */
+  abandon(): void;
 }
 
 /** Starts verifying a file against a signature's text; the key and algorithm are checked at once. */
-export function startVerify(signatureText: string, pk: PublicKey, options: VerifyOptions = {}): StreamVerifier {
+export function startVerify(
+  signatureText: string,
+  pk: PublicKey,
+  options: VerifyOptions & {prehash?: () => IncrementalHash & {abandon?(): void}} = {},
+): StreamVerifier {
   const [sig, source] = precheck(signatureText, pk, options);
-  const hash = sig.algorithm === 'prehashed' ? createHash('blake2b512') : undefined;
+  const hash = sig.algorithm === 'prehashed' ? (options.prehash?.() ?? createHash('blake2b512')) : undefined;
   const kept: Buffer[] = [];
   return {
     update(chunk) {
       if (hash) hash.update(chunk);
       else kept.push(Buffer.from(chunk));
     },
-    verify() {
-      return verifyParsed(sig, hash ? hash.digest() : Buffer.concat(kept), pk, options, source);
+    async verify() {
+      return verifyParsed(sig, hash ? await hash.digest() : Buffer.concat(kept), pk, options, source);
+    },
+    abandon() {
+      if (hash && 'abandon' in hash && typeof hash.abandon === 'function') hash.abandon();
     },
   };
 }

@@ -93,16 +93,16 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     flushPath(region.path);
 
     await step('read-back');
-    // Every byte read back is compared with the verified member as staged and hashed in the same
-    // pass; the hash of what is on the slot is what the record carries.
+    // Every member is read back through the slot's filesystem and hashed; the hash must
+    // be the one its bytes had as they were verified, and it is what the record carries.
     const back = await checkSlotFiles(
       region,
-      staged.map((m) => ({name: m.name, hostFile: m.path})),
+      staged.map((m) => ({name: m.name})),
     );
     const members = staged.map((m) => {
       const got = back.get(m.name);
-      if (!got || got.same !== true || got.size !== m.size) {
-        throw new PsyError('slot-verify-failed', `${label}: ${m.name} read back differs from what was written; the slot stays unbootable`);
+      if (!got || got.sha256 !== m.sha256 || got.size !== m.size) {
+        throw new PsyError('slot-verify-failed', `${label}: ${m.name} read back differs from what was verified; the slot stays unbootable`);
       }
       return {name: m.name, size: m.size, sha256: got.sha256};
     });

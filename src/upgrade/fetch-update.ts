@@ -6,6 +6,7 @@ import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
 import {startVerify, verifyTrustedComment} from '../sign/signature.js';
 import {parseTrustedComment} from '../sign/trusted-comment.js';
+import {hashOnThread} from './hash-thread.js';
 import type {Repository} from './repository.js';
 import {TarUnpacker, type TarMember, type TarNames} from './tar.js';
 import {MAX_SIGNATURE_BYTES, checkMeta, typeFor, updateFilename, type UpdateMeta, type UpdateTarget} from './update-meta.js';
@@ -123,13 +124,13 @@ export interface ReceiveOptions {
  * the unverified bytes say about themselves (their tar structure).
  */
 export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: ReceiveOptions): Promise<VerifiedUpdate> {
-  const verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource});
+  const verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource, prehash: () => hashOnThread('blake2b512')});
   const dir = await mkdtemp(join(o.tmpRoot, 'neuralupgrade-'));
-  await chmod(dir, 0o700);
   const cleanup = () => rm(dir, {recursive: true, force: true});
   const contentDir = join(dir, 'content');
   let tarFd: number | undefined;
   try {
+    await chmod(dir, 0o700);
     await mkdir(contentDir, {mode: 0o755});
     const names = allowedNames(o.meta.kind);
     const unpacker = new TarUnpacker(contentDir, names, o.what);
@@ -142,18 +143,20 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
       if (o.size !== undefined && got > o.size) {
         throw new PsyError('oversized-download', `${o.what} is larger than the ${o.size} bytes its signature says`);
       }
-      verifier.update(chunk);
       unpacker.write(chunk);
       if (tarFd !== undefined) for (let w = 0; w < chunk.length; ) w += writeSync(tarFd, chunk, w, chunk.length - w);
+      // last: the piece is handed to the hashing thread and not touched here again
+      verifier.update(chunk);
     }
     if (o.size !== undefined && got !== o.size) {
       throw new PsyError('truncated-download', `${o.what}: got ${got} bytes, the signature says ${o.size}`);
     }
-    verifier.verify();
+    await verifier.verify();
     const members = unpacker.finish();
     checkMembers(members, o.meta.kind, o.what);
     return {meta: o.meta, signatureText: o.signatureText, contentDir, members, ...(tarPath !== undefined ? {tarPath} : {}), cleanup};
   } catch (err) {
+    verifier.abandon();
     await cleanup();
     throw err;
   } finally {

@@ -1,3 +1,4 @@
+import {createHash, type Hash} from 'node:crypto';
 import {closeSync, mkdirSync, openSync, writeSync} from 'node:fs';
 import {dirname, join} from 'node:path';
 import {PsyError} from '../errors.js';
@@ -9,6 +10,8 @@ export interface TarMember {
   readonly size: number;
   /** Where its bytes were written. */
   readonly path: string;
+  /** sha256 of its bytes as they arrived. */
+  readonly sha256: string;
 }
 
 /** Which names an update may hold: plain files, and folders that may appear on the way. */
@@ -55,7 +58,7 @@ const MAX_EXTENSION = 1 << 20;
 
 type State =
   | {readonly kind: 'header'}
-  | {readonly kind: 'data'; remaining: number; pad: number; fd: number}
+  | {readonly kind: 'data'; remaining: number; pad: number; fd: number; readonly hash: Hash; readonly member: Omit<TarMember, 'sha256'>}
   | {readonly kind: 'extension'; readonly type: string; readonly data: Buffer; filled: number; pad: number}
   | {readonly kind: 'padding'; remaining: number}
   | {readonly kind: 'end'};
@@ -153,11 +156,13 @@ export class TarUnpacker {
           const n = Math.min(avail, s.remaining);
           let w = 0;
           while (w < n) w += writeSync(s.fd, chunk, at + w, n - w);
+          s.hash.update(chunk.subarray(at, at + n));
           s.remaining -= n;
           at += n;
           this.#pos += n;
           if (s.remaining === 0) {
             closeSync(s.fd);
+            this.#members.push({...s.member, sha256: s.hash.digest('hex')});
             this.#state = s.pad > 0 ? {kind: 'padding', remaining: s.pad} : {kind: 'header'};
           }
           break;
@@ -229,11 +234,12 @@ export class TarUnpacker {
     const path = join(this.#dest, name);
     if (name.includes('/')) mkdirSync(dirname(path), {recursive: true, mode: 0o755});
     const fd = openSync(path, 'wx', 0o644);
-    this.#members.push({name, size, path});
+    const hash = createHash('sha256');
     if (size === 0) {
       closeSync(fd);
+      this.#members.push({name, size, path, sha256: hash.digest('hex')});
       return skip();
     }
-    this.#state = {kind: 'data', remaining: size, pad, fd};
+    this.#state = {kind: 'data', remaining: size, pad, fd, hash, member: {name, size, path}};
   }
 }
