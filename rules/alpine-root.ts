@@ -22,7 +22,8 @@ import {repositorySubdir} from './apk-repository.js';
  * ownRepo and ownKeys, the apkrepo target's outputs): its index is verified with the
  * build key, and each package must have exactly the locked version.
  *
- * inputs: lock, ownRepo + ownKeys (part 'system' with our packages). params: settings
+ * inputs: lock, ownRepo + ownKeys (part 'system' with our packages; ownKeys alone when
+ * only our repository is named in etc/apk/repositories). params: settings
  * (settings.alpine), part ('system': everything but the kernel packages, plus our own;
  * 'boot': the same without our own; 'kernel': only the kernel packages), kernelPackages.
  * outputs: root (dir), manifest (file)
@@ -67,7 +68,10 @@ export default defineRule({
     if (withOwn) packages.push(...ownPackages(settings, lock.ownPackages!, ctx.inputs['ownRepo']?.[0], ctx.inputs['ownKeys']?.[0]));
     const keys: Array<[string, Buffer]> = [];
     const keyFolders = [...keyDirs(settings)];
-    if (withOwn) keyFolders.push(ctx.inputs['ownKeys']![0]!);
+    // our signing key: for our packages in the root and for our repository in etc/apk/repositories
+    const ownKeys = part === 'system' ? ctx.inputs['ownKeys']?.[0] : undefined;
+    if (withOwn && !ownKeys) throw new PsyError('apk-lock-stale', 'our packages are in the lock but the apkrepo keys are not an input of this install');
+    if (ownKeys) keyFolders.push(ownKeys);
     for (const d of keyFolders) {
       const dir = isAbsolute(d) ? d : resolve(ctx.root, d);
       for (const name of readdirSync(dir).sort()) if (statSync(join(dir, name)).isFile()) keys.push([name, readFileSync(join(dir, name))]);

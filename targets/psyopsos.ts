@@ -11,7 +11,7 @@ import modloop from '../rules/modloop.js';
 import ostar from '../rules/ostar.js';
 import sectar from '../rules/sectar.js';
 import squashfs from '../rules/squashfs.js';
-import {alpineSettingsFor, packageSettingsOf, withDefaults, type AlpineSettings} from './settings.js';
+import {alpineSettingsFor, deaddropApkRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
 
 /**
  * The psyopsOS artifacts as targets. Each names what it reads, so an edit of the init
@@ -26,6 +26,13 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
   const lockInput: Record<string, InputSpec> = {lock: s.lockfile};
   const settings = packageSettingsOf(s) as JsonValue;
   const withOwn = s.ownPackages.length > 0;
+  // the root's etc/apk/repositories names our repository too, and etc/apk/keys its key
+  const withOwnRepo = typeof s.psyopsRepository === 'string' && s.psyopsRepository !== '';
+  const systemSettings = {...(settings as Record<string, JsonValue>), nodeRepositories: nodeRepositoriesOf(s)} as JsonValue;
+  const ownInputs: Record<string, InputSpec> = {
+    ...(withOwn ? {ownRepo: {target: 'apkrepo', output: 'repo'}} : {}),
+    ...(withOwn || withOwnRepo ? {ownKeys: {target: 'apkrepo', output: 'keys'}} : {}),
+  };
   // With our packages in the root, the init and the initramfs read a root without them,
   // so a change to neuralupgrade re-runs only the repository, rootfs and what holds it.
   const bootRoot = withOwn ? 'boot-root' : 'rootfs';
@@ -47,8 +54,8 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       name: 'rootfs',
       description: withOwn ? `the Alpine world and ${s.ownPackages.join(', ')} installed into a folder (plus its ownership manifest)` : 'the Alpine world installed into a folder (plus its ownership manifest)',
       rule: alpineRoot,
-      inputs: withOwn ? {...lockInput, ownRepo: {target: 'apkrepo', output: 'repo'}, ownKeys: {target: 'apkrepo', output: 'keys'}} : lockInput,
-      params: {settings, part: 'system', kernelPackages},
+      inputs: {...lockInput, ...ownInputs},
+      params: {settings: systemSettings, part: 'system', kernelPackages},
       outputs: {root: {dir: 'rootfs/root'}, manifest: 'rootfs/manifest.json'},
     },
     ...(withOwn
@@ -178,19 +185,24 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
 
 /** A whole config for a psyopsOS build: the targets plus `settings.alpine`. */
 export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<PsyConfig> = {}): PsyConfig {
+  const base = withDefaults(alpine);
+  // `psy publish` ships the OS and ESP tarballs and our package repository
+  const deaddrop = (extra.settings?.['deaddrop'] as JsonValue | undefined) ?? {
+    ostar: {target: 'ostar', arch: base.arch},
+    esptar: {target: 'esptar', platform: `${base.arch}-uefi`},
+    apk: {target: 'apkrepo', output: 'repo'},
+  };
+  const s3 = (deaddrop as {s3?: DeaddropBucket} | null)?.s3;
+  const psyopsRepository = alpine.psyopsRepository === undefined ? (deaddropApkRepository(s3, base.release) ?? null) : alpine.psyopsRepository;
+  const full = withDefaults({...alpine, psyopsRepository});
   return {
-    targets: psyopsosTargets(alpine),
+    targets: psyopsosTargets(full),
     default: 'diskimg',
     sourceDateEpoch: 1700000000,
     ...extra,
     settings: {
-      alpine: alpineSettingsFor(withDefaults(alpine)),
-      // `psy publish` ships the OS and ESP tarballs and our package repository
-      deaddrop: {
-        ostar: {target: 'ostar', arch: withDefaults(alpine).arch},
-        esptar: {target: 'esptar', platform: `${withDefaults(alpine).arch}-uefi`},
-        apk: {target: 'apkrepo', output: 'repo'},
-      },
+      alpine: alpineSettingsFor(full),
+      deaddrop,
       ...extra.settings,
     },
   };

@@ -11,8 +11,15 @@ export interface AlpineSettings {
   readonly repositories: readonly string[];
   /** Folder of trusted APK signing keys (*.rsa.pub). */
   readonly keysDir: string;
-  /** etc/apk/repositories of the installed system; the build repositories when omitted. */
+  /** etc/apk/repositories of the installed system; the build's http(s) repositories when omitted. */
   readonly nodeRepositories?: readonly string[];
+  /**
+   * Our package repository as nodes reach it, added to etc/apk/repositories of the root
+   * (its signing key goes into etc/apk/keys): where `psy publish` puts it in the
+   * deaddrop, `<bucket URL>/apk/v<release>/psyopsOS`. psyopsosConfig derives it from
+   * settings.deaddrop.s3 (publicUrl, else the bucket's S3 URL) when omitted; null: none.
+   */
+  readonly psyopsRepository?: string | null;
   /** Download cache for mirror indexes and packages. */
   readonly cacheDir: string;
   /** The lock `psy lock` writes and the installs read. */
@@ -91,6 +98,39 @@ export function withDefaults(s: Partial<AlpineSettings>): AlpineSettings {
 export function alpineSettingsFor(s: AlpineSettings): AlpineSettings {
   const world = [...new Set([...s.world, 'mkinitfs', `linux-${s.kernelFlavor}`, ...s.firmware])];
   return {...s, world};
+}
+
+/** What settings.deaddrop.s3 says about where the bucket is (only the fields read here). */
+export interface DeaddropBucket {
+  readonly bucket?: string;
+  readonly prefix?: string;
+  readonly region?: string;
+  readonly endpoint?: string;
+  readonly publicUrl?: string;
+}
+
+/**
+ * Where nodes find the APK repository `psy publish` mirrors into the deaddrop's apk/
+ * folder: under the bucket's public URL when there is one, else the bucket's own URL
+ * (path-style under a custom endpoint, virtual-hosted on AWS). Undefined without a bucket.
+ */
+export function deaddropApkRepository(s3: DeaddropBucket | undefined, release: string): string | undefined {
+  if (!s3?.bucket) return undefined;
+  const trimmed = (s3.prefix ?? '').replace(/^\/+|\/+$/g, '');
+  const prefix = trimmed ? `${trimmed}/` : '';
+  const base = s3.publicUrl
+    ? s3.publicUrl.replace(/\/+$/, '')
+    : s3.endpoint
+      ? `${s3.endpoint.replace(/\/+$/, '')}/${s3.bucket}`
+      : `https://${s3.bucket}.s3.${s3.region ?? 'us-east-1'}.amazonaws.com`;
+  return `${base}/${prefix}apk/v${release.replace(/^v/, '')}/psyopsOS`;
+}
+
+/** etc/apk/repositories of the installed system: the Alpine repositories, then ours. */
+export function nodeRepositoriesOf(s: AlpineSettings): string[] {
+  const alpine = s.nodeRepositories ?? s.repositories.filter((r) => /^(@\S+\s+)?https?:\/\//.test(r.trim()));
+  const ours = s.psyopsRepository;
+  return ours && !alpine.includes(ours) ? [...alpine, ours] : [...alpine];
 }
 
 /** The part of settings.alpine the package installs depend on (their step parameters). */
