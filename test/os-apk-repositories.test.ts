@@ -3,6 +3,7 @@ import {tmpdir} from 'node:os';
 import {join, relative} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {build} from '../src/engine/build.js';
+import type {PsyConfig, TargetConfig} from '../src/engine/config.js';
 import {psyopsosConfig} from '../targets/psyopsos.js';
 import {deaddropApkRepository, withDefaults} from '../targets/settings.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
@@ -10,6 +11,8 @@ import {haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
 import {fixtureSettings, writeProject} from './os-project.js';
 
 const PUBLIC = 'https://psyops.example.com';
+
+const target = (c: PsyConfig, name: string) => (c.targets as TargetConfig[]).find((x) => x.name === name)!;
 
 describe('where nodes find our APK repository', () => {
   it('is derived from the deaddrop bucket: its public URL, else its S3 URL; none without a bucket', () => {
@@ -24,8 +27,8 @@ describe('where nodes find our APK repository', () => {
   it('the config puts it after the Alpine mirrors in the root install; an explicit setting wins, null turns it off', () => {
     const alpine = {release: '3.21', repositories: ['https://dl-cdn.alpinelinux.org/alpine/v3.21/main', 'local/folder']};
     const deaddrop = {ostar: {target: 'ostar'}, s3: {bucket: 'b', publicUrl: PUBLIC}};
-    const rootfsRepos = (c: ReturnType<typeof psyopsosConfig>) => {
-      const t = c.targets.find((x) => x.name === 'rootfs')!;
+    const rootfsRepos = (c: PsyConfig) => {
+      const t = target(c, 'rootfs');
       return {repos: (t.params!['settings'] as {nodeRepositories: string[]}).nodeRepositories, keys: 'ownKeys' in (t.inputs ?? {})};
     };
     expect(rootfsRepos(psyopsosConfig({...alpine, ownPackages: []}, {settings: {deaddrop}}))).toEqual({
@@ -43,8 +46,8 @@ describe('where nodes find our APK repository', () => {
     // the default deaddrop has no bucket: nothing to name
     expect(rootfsRepos(psyopsosConfig({...alpine, ownPackages: []})).repos).toEqual(['https://dl-cdn.alpinelinux.org/alpine/v3.21/main']);
     // the boot and kernel roots do not change with it
-    const a = psyopsosConfig(alpine, {settings: {deaddrop}}).targets.find((x) => x.name === 'kernel-root')!.params;
-    const b = psyopsosConfig({...alpine, psyopsRepository: null}, {settings: {deaddrop}}).targets.find((x) => x.name === 'kernel-root')!.params;
+    const a = target(psyopsosConfig(alpine, {settings: {deaddrop}}), 'kernel-root').params;
+    const b = target(psyopsosConfig({...alpine, psyopsRepository: null}, {settings: {deaddrop}}), 'kernel-root').params;
     expect(a).toEqual(b);
     expect(withDefaults({}).psyopsRepository).toBeUndefined();
   });

@@ -7,6 +7,7 @@ import {ensureEnvFiles, readEspEnv} from './boot-env.js';
 import {FatVolume} from './esp-fs.js';
 import {ESP_MANIFEST, type VerifiedUpdate} from './fetch-update.js';
 import {espVolume, type Place} from './place.js';
+import {dropCachedReads} from './region.js';
 import type {StepHook} from './apply-os.js';
 import type {TarMember} from './tar.js';
 
@@ -99,6 +100,7 @@ export async function installEsp(place: Place, update: VerifiedUpdate, options: 
   await esp.mkdirp('/EFI/BOOT');
   await esp.write(EFI_NEW, efi);
   esp.flush();
+  await dropCachedReads(esp.path);
   const back = await esp.read(EFI_NEW);
   if (!back || !back.equals(efi)) throw new PsyError('esp-verify-failed', 'BOOTX64.NEW read back differs from what was written; the ESP is unchanged');
 

@@ -6,7 +6,7 @@ import {PsyError} from '../errors.js';
 import {readEspEnv, setTrySlot} from './boot-env.js';
 import type {VerifiedUpdate} from './fetch-update.js';
 import {assertNotMounted, espVolume, type Place} from './place.js';
-import {flushPath} from './region.js';
+import {dropCachedReads, flushPath} from './region.js';
 import {RECORD_MANIFEST, RECORD_SIGNATURE, type SlotManifest} from './slot-record.js';
 import {checkSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
 import {resolveBoot} from '../boot/resolve.js';
@@ -93,6 +93,8 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     flushPath(region.path);
 
     await step('read-back');
+    // on a device, read what the disk holds rather than the cached writes
+    await dropCachedReads(region.path);
     // Every member is read back through the slot's filesystem and hashed; the hash must
     // be the one its bytes had as they were verified, and it is what the record carries.
     const back = await checkSlotFiles(

@@ -1,5 +1,7 @@
 import {createHash} from 'node:crypto';
-import {closeSync, fsyncSync, openSync, readSync, writeSync, constants as fsc} from 'node:fs';
+import {execFile} from 'node:child_process';
+import {closeSync, fsyncSync, openSync, readSync, statSync, writeSync, constants as fsc} from 'node:fs';
+import {PsyError} from '../errors.js';
 
 /** A byte range of an image file or a whole block device: one slot or the ESP. */
 export interface Region {
@@ -45,6 +47,23 @@ export function flushPath(path: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Makes the next reads of a block device come from the device, not from what the kernel
+ * still caches of the writes (`blockdev --flushbufs`: flush, then drop the cached
+ * blocks). A read-back after it checks what the disk really holds. Plain files (disk
+ * images) are left alone: their cache is the only copy a later read would see.
+ */
+export async function dropCachedReads(path: string): Promise<void> {
+  if (!statSync(path).isBlockDevice()) return;
+  await new Promise<void>((resolve, reject) => {
+    execFile('blockdev', ['--flushbufs', path], (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new PsyError('missing-tool', 'blockdev not found (util-linux or busybox)'));
+      reject(new PsyError('flush-failed', `blockdev --flushbufs ${path} failed: ${String(stderr).trim() || err.message}`));
+    });
+  });
 }
 
 /** sha256 of a byte range of a file, read in 1 MiB chunks. */
