@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
-import {startVerify, verifyTrustedComment} from '../sign/signature.js';
+import {startVerify, verifyTrustedComment, type StreamVerifier} from '../sign/signature.js';
 import {parseTrustedComment} from '../sign/trusted-comment.js';
 import {hashOnThread} from './hash-thread.js';
 import type {Repository} from './repository.js';
@@ -97,9 +97,6 @@ function checkMembers(members: readonly TarMember[], kind: UpdateTarget['kind'],
   }
 }
 
-/** Test hook: called once the signature over the staged bytes has verified, before anything is written. */
-export type VerifiedHook = (update: VerifiedUpdate) => void | Promise<void>;
-
 export interface ReceiveOptions {
   readonly meta: UpdateMeta;
   readonly signatureText: string;
@@ -124,8 +121,14 @@ export interface ReceiveOptions {
  * the unverified bytes say about themselves (their tar structure).
  */
 export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: ReceiveOptions): Promise<VerifiedUpdate> {
-  const verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource, prehash: () => hashOnThread('blake2b512')});
   const dir = await mkdtemp(join(o.tmpRoot, 'neuralupgrade-'));
+  let verifier: StreamVerifier;
+  try {
+    verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource, prehash: () => hashOnThread('blake2b512')});
+  } catch (err) {
+    await rm(dir, {recursive: true, force: true});
+    throw err;
+  }
   const cleanup = () => rm(dir, {recursive: true, force: true});
   const contentDir = join(dir, 'content');
   let tarFd: number | undefined;
