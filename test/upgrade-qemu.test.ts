@@ -89,7 +89,11 @@ describe.skipIf(!haveQemu)('A/B updates in QEMU', () => {
 
     // power cut: the apply is killed while it writes the filesystem of A
     const good = await ostar('20250404-000000');
-    const child = spawn(process.execPath, [bin, 'apply', 'nonbooted', '--booted', 'B', '--os-tar', good, '-v', ...g], {stdio: ['ignore', 'ignore', 'pipe']});
+    // its staging folders are left behind like a real power cut's: inside the rig
+    const child = spawn(process.execPath, [bin, 'apply', 'nonbooted', '--booted', 'B', '--os-tar', good, '-v', ...g], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: {...process.env, TMPDIR: rig.dir},
+    });
     await new Promise<void>((resolve) => {
       child.stderr.on('data', (b: Buffer) => {
         // Killed the moment step 3 starts (stderr is written synchronously to a pipe),
