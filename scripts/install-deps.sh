@@ -9,5 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   squashfs-tools e2fsprogs dosfstools mtools fdisk \
   grub-efi-amd64-bin grub-common \
   qemu-system-x86 ovmf \
-  minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static \
+  minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux \
   >/dev/null

@@ -16,10 +16,15 @@ const exec = promisify(execFile);
 const bin = join(repoRoot, 'bin', 'neuralupgrade.js');
 const OS = {kind: 'os', arch: 'x86_64'} as const;
 
-/** Loop devices need root and a loop driver; elsewhere (an unprivileged CI runner) this file is skipped. */
+/**
+ * Loop devices need root and a loop driver. A developer's unprivileged machine skips this
+ * file; CI (CI=true) runs as root with loop devices, so there their absence is a failure.
+ */
 function canUseLoopDevices(): boolean {
-  if (process.getuid?.() !== 0 || !existsSync('/dev/loop-control')) return false;
-  return spawnSync('losetup', ['--version'], {stdio: 'ignore'}).status === 0;
+  const usable =
+    process.getuid?.() === 0 && existsSync('/dev/loop-control') && spawnSync('losetup', ['--version'], {stdio: 'ignore'}).status === 0;
+  if (!usable && process.env['CI'] === 'true') throw new Error('CI needs root and loop devices for the block-device tests');
+  return usable;
 }
 
 /**
