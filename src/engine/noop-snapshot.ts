@@ -201,3 +201,48 @@ export function writeSnapshot(
   writeAtomic(file, JSON.stringify(snapshot));
   return true;
 }
+
+/** The snapshot file's bytes, or undefined. */
+export function readSnapshot(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Write the snapshot `previous` (a snapshot file's bytes) again with some input and
+ * output entries' stats replaced, as a build that looked only at those files leaves it:
+ * every other entry is unchanged since the check that found these changed, and the
+ * state log's identity is taken now. The racy rule is writeSnapshot's. Returns false
+ * (and writes nothing) when `previous` is unreadable or lacks one of the paths.
+ */
+export function patchSnapshot(
+  file: string,
+  previous: Uint8Array,
+  patches: ReadonlyMap<string, SnapshotEntry['stat']>,
+  buildStart: number,
+  writeAtomic: (path: string, text: string) => void,
+): boolean {
+  let s: Snapshot;
+  try {
+    s = JSON.parse(Buffer.from(previous.buffer, previous.byteOffset, previous.byteLength).toString('utf8')) as Snapshot;
+  } catch {
+    return false;
+  }
+  if (s.version !== 2 || !Array.isArray(s.paths) || !Array.isArray(s.stats)) return false;
+  const stats = s.stats as number[];
+  const firstTool = s.paths.length - s.tools;
+  let left = patches.size;
+  for (let i = s.configReads; i < firstTool && left > 0; i++) {
+    const now = patches.get(s.paths[i]!);
+    if (now === undefined) continue;
+    left--;
+    const racy = now[0] !== -1 && (buildStart - now[1] <= RACY_MS || buildStart - now[2] <= RACY_MS);
+    for (let k = 0; k < 4; k++) stats[4 * i + k] = racy ? RECHECK : now[k]!;
+  }
+  if (left > 0) return false;
+  writeAtomic(file, JSON.stringify({...s, log: logTuple(s.stateDir)}));
+  return true;
+}

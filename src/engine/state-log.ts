@@ -9,6 +9,14 @@
  * (when the log is opened for writing) truncates the file to the last good record.
  * The log is rewritten (new file + rename) when it holds 3× more records than live ones.
  *
+ * Lazy opening: when the caller knows the log is exactly as a finished build left it
+ * (its size, mtime and inode are those a no-op snapshot recorded after that build, and
+ * the build lock is held), every record in it was checked then. Opening it `vouched`
+ * only frames the records and indexes them by a hash of their key; a record is decoded,
+ * and its checksum verified, when something asks for its key. A cone build asks for a
+ * handful of targets and files out of tens of thousands. Anything unexpected (framing
+ * that does not end at the file's end, a bad checksum) falls back to the full replay.
+ *
  * A target record is appended only after the target's outputs have been renamed into
  * place, so a crash at any moment leaves either the old record (and the target is found
  * stale by its key or its output hashes) or the new one with its outputs complete.
@@ -21,6 +29,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  statSync,
   writeSync,
   writevSync,
 } from 'node:fs';
@@ -184,34 +193,352 @@ export interface StateLogOptions {
   /** Open without writing: nothing is appended, a damaged tail is not truncated. */
   readonly readOnly?: boolean;
   readonly warn?: (message: string) => void;
+  /**
+   * The log's (size, mtime, inode) as a finished build left it: if the file still has
+   * them, records are decoded only when asked for (see the top of this file).
+   */
+  readonly vouched?: readonly [number, number, number];
+}
+
+/** The part of Map the engine uses on the log's record tables. */
+export interface RecordMap<V> {
+  get(key: string): V | undefined;
+  has(key: string): boolean;
+  set(key: string, value: V): unknown;
+  delete(key: string): boolean;
+  keys(): IterableIterator<string>;
+  values(): IterableIterator<V>;
+  readonly size: number;
+}
+
+const enum Space {
+  Files = 0,
+  Targets = 1,
+  Tools = 2,
+}
+
+function spaceOf(type: number): Space | -1 {
+  switch (type) {
+    case T_FILE:
+      return Space.Files;
+    case T_TARGET:
+    case T_FORGET:
+      return Space.Targets;
+    case T_TOOL:
+      return Space.Tools;
+    default:
+      return -1;
+  }
+}
+
+/** FNV-1a over a record key's bytes, salted by its key space. */
+function keyHash(buf: Uint8Array, start: number, end: number, space: Space): number {
+  let h = (0x811c9dc5 ^ space) | 0;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 16777619);
+  return h;
+}
+
+/**
+ * Records framed but not decoded: a chained hash table from key hash to record number,
+ * newest record first, so the first record with the right key is the live one.
+ */
+class RecordIndex {
+  readonly #data: Buffer;
+  readonly #heads: Int32Array;
+  readonly #next: Int32Array;
+  readonly #start: Uint32Array;
+  readonly #hash: Int32Array;
+  readonly #mask: number;
+  readonly count: number;
+  /** Distinct keys, counting two keys with the same hash once (a lower bound). */
+  readonly distinct: number;
+
+  private constructor(data: Buffer, count: number) {
+    this.#data = data;
+    this.count = count;
+    let size = 16;
+    while (size < count * 2) size <<= 1;
+    this.#mask = size - 1;
+    this.#heads = new Int32Array(size).fill(-1);
+    this.#next = new Int32Array(count);
+    this.#start = new Uint32Array(count);
+    this.#hash = new Int32Array(count);
+    let distinct = 0;
+    let pos = MAGIC.length;
+    for (let r = 0; r < count; r++) {
+      const len = data.readUInt32LE(pos);
+      const start = pos + 8;
+      const klen = data.readUInt32LE(start + 1);
+      const h = keyHash(data, start + 5, start + 5 + klen, spaceOf(data[start]!) as Space);
+      const b = h & this.#mask;
+      let seen = false;
+      for (let o = this.#heads[b]!; o !== -1; o = this.#next[o]!) {
+        if (this.#hash[o] === h) {
+          seen = true;
+          break;
+        }
+      }
+      if (!seen) distinct++;
+      this.#start[r] = start;
+      this.#hash[r] = h;
+      this.#next[r] = this.#heads[b]!;
+      this.#heads[b] = r;
+      pos = start + len;
+    }
+    this.distinct = distinct;
+  }
+
+  /** Frames every record; undefined unless the records end exactly at the file's end. */
+  static build(data: Buffer): RecordIndex | undefined {
+    let pos = MAGIC.length;
+    let count = 0;
+    while (pos + 8 <= data.length) {
+      const len = data.readUInt32LE(pos);
+      const start = pos + 8;
+      const end = start + len;
+      if (len < 5 || end > data.length || spaceOf(data[start]!) === -1) return undefined;
+      if (start + 5 + data.readUInt32LE(start + 1) > end) return undefined;
+      count++;
+      pos = end;
+    }
+    return pos === data.length ? new RecordIndex(data, count) : undefined;
+  }
+
+  /**
+   * The payload bounds of the newest record with this key, undefined if none; throws
+   * when that record's checksum is wrong.
+   */
+  find(space: Space, key: string): {start: number; end: number} | undefined {
+    const data = this.#data;
+    const kb = Buffer.from(key, 'utf8');
+    const h = keyHash(kb, 0, kb.length, space);
+    for (let r = this.#heads[h & this.#mask]!; r !== -1; r = this.#next[r]!) {
+      if (this.#hash[r] !== h) continue;
+      const start = this.#start[r]!;
+      if (spaceOf(data[start]!) !== space || data.readUInt32LE(start + 1) !== kb.length) continue;
+      if (!kb.equals(data.subarray(start + 5, start + 5 + kb.length))) continue;
+      const end = start + data.readUInt32LE(start - 8);
+      if (checksum32(data.subarray(start, end)) !== data.readUInt32LE(start - 4)) throw new RangeError('bad checksum');
+      return {start, end};
+    }
+    return undefined;
+  }
+}
+
+/**
+ * A record table that starts empty and asks the index on a miss; `null` marks a key
+ * known to have no live record. Iterating or counting first replays the whole log.
+ */
+class LazyRecords<V> implements RecordMap<V> {
+  readonly #known = new Map<string, V | null>();
+  readonly #lookup: (key: string) => V | undefined;
+  readonly #materialize: () => Map<string, V>;
+  #full: Map<string, V> | undefined;
+
+  constructor(lookup: (key: string) => V | undefined, materialize: () => Map<string, V>) {
+    this.#lookup = lookup;
+    this.#materialize = materialize;
+  }
+
+  get(key: string): V | undefined {
+    if (this.#full !== undefined) return this.#full.get(key);
+    const k = this.#known.get(key);
+    if (k !== undefined) return k ?? undefined;
+    const v = this.#lookup(key);
+    // The lookup may have switched the log to a full replay.
+    if (this.#full !== undefined) return (this.#full as Map<string, V>).get(key);
+    this.#known.set(key, v ?? null);
+    return v;
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  set(key: string, value: V): this {
+    if (this.#full !== undefined) this.#full.set(key, value);
+    else this.#known.set(key, value);
+    return this;
+  }
+
+  delete(key: string): boolean {
+    if (this.#full !== undefined) return this.#full.delete(key);
+    const had = this.get(key) !== undefined;
+    if (this.#full !== undefined) return (this.#full as Map<string, V>).delete(key);
+    this.#known.set(key, null);
+    return had;
+  }
+
+  keys(): IterableIterator<string> {
+    return this.full().keys();
+  }
+
+  values(): IterableIterator<V> {
+    return this.full().values();
+  }
+
+  get size(): number {
+    return this.full().size;
+  }
+
+  /** Every live record: the whole log replayed, then what this run changed. */
+  full(): Map<string, V> {
+    if (this.#full === undefined) {
+      const m = this.#materialize();
+      for (const [k, v] of this.#known) {
+        if (v === null) m.delete(k);
+        else m.set(k, v);
+      }
+      this.#full = m;
+    }
+    return this.#full;
+  }
+}
+
+interface Tables {
+  readonly files: Map<string, FileRecord>;
+  readonly targets: Map<string, TargetRecord>;
+  readonly tools: Map<string, ToolRecord>;
+}
+
+type Decoded =
+  | {readonly space: Space.Files; readonly key: string; readonly value: FileRecord}
+  | {readonly space: Space.Targets; readonly key: string; readonly value: TargetRecord | null}
+  | {readonly space: Space.Tools; readonly key: string; readonly value: ToolRecord};
+
+function decodeRecord(d: Decoder): Decoded {
+  const type = d.u8();
+  switch (type) {
+    case T_FILE: {
+      const path = d.str();
+      const value: FileRecord = {path, size: d.f64(), mtimeMs: d.f64(), ctimeMs: d.f64(), ino: d.f64(), recordedAt: d.f64(), hash: d.hash()};
+      return {space: Space.Files, key: path, value};
+    }
+    case T_TARGET: {
+      const name = d.str();
+      const key = d.hash();
+      const action = d.hash();
+      const params = d.str();
+      const tools = d.str();
+      const nIn = d.u32();
+      const inputs: string[] = new Array<string>(nIn);
+      for (let i = 0; i < nIn; i++) inputs[i] = d.hash();
+      const nOut = d.u32();
+      const outputs: Array<{path: string; hash: string}> = new Array(nOut);
+      for (let i = 0; i < nOut; i++) outputs[i] = {path: d.str(), hash: d.hash()};
+      const start = d.f64();
+      const end = d.f64();
+      return {space: Space.Targets, key: name, value: {name, key, action, params, tools, inputs, outputs, start, end}};
+    }
+    case T_TOOL: {
+      const path = d.str();
+      return {space: Space.Tools, key: path, value: {path, size: d.f64(), mtimeMs: d.f64(), ino: d.f64(), version: d.str()}};
+    }
+    case T_FORGET:
+      return {space: Space.Targets, key: d.str(), value: null};
+    default:
+      throw new RangeError(`unknown record type ${type}`);
+  }
+}
+
+/** Replays records into tables; returns the offset just past the last good record. */
+function replay(data: Buffer, t: Tables): {good: number; records: number} {
+  let pos = MAGIC.length;
+  let records = 0;
+  while (pos + 8 <= data.length) {
+    const len = data.readUInt32LE(pos);
+    const sum = data.readUInt32LE(pos + 4);
+    const start = pos + 8;
+    const end = start + len;
+    if (len === 0 || end > data.length) break;
+    if (checksum32(data.subarray(start, end)) !== sum) break;
+    let r: Decoded;
+    try {
+      r = decodeRecord(decoder.reset(data, start, end));
+    } catch {
+      break;
+    }
+    switch (r.space) {
+      case Space.Files:
+        t.files.set(r.key, r.value);
+        break;
+      case Space.Targets:
+        if (r.value === null) t.targets.delete(r.key);
+        else t.targets.set(r.key, r.value);
+        break;
+      case Space.Tools:
+        t.tools.set(r.key, r.value);
+        break;
+    }
+    records++;
+    pos = end;
+  }
+  return {good: pos, records};
 }
 
 export class StateLog {
-  readonly files = new Map<string, FileRecord>();
-  readonly targets = new Map<string, TargetRecord>();
-  readonly tools = new Map<string, ToolRecord>();
+  readonly files: RecordMap<FileRecord>;
+  readonly targets: RecordMap<TargetRecord>;
+  readonly tools: RecordMap<ToolRecord>;
   readonly path: string;
   #fd: number | undefined;
   #records = 0;
   #pending: Buffer[] = [];
   readonly #readOnly: boolean;
+  /** Set while records are decoded on demand. */
+  #index: RecordIndex | undefined;
+  #data: Buffer | undefined;
+  #replayed: Tables | undefined;
+  #indexed = 0;
+  readonly #warn: ((message: string) => void) | undefined;
 
-  private constructor(path: string, readOnly: boolean) {
+  private constructor(path: string, readOnly: boolean, warn: ((message: string) => void) | undefined, lazy: {index: RecordIndex; data: Buffer} | undefined) {
     this.path = path;
     this.#readOnly = readOnly;
+    this.#warn = warn;
+    if (lazy === undefined) {
+      this.files = new Map();
+      this.targets = new Map();
+      this.tools = new Map();
+      return;
+    }
+    this.#index = lazy.index;
+    this.#data = lazy.data;
+    this.#records = lazy.index.count;
+    this.#indexed = lazy.index.count;
+    this.files = new LazyRecords((k) => this.#find(Space.Files, k) as FileRecord | undefined, () => this.#fullTables().files);
+    this.targets = new LazyRecords((k) => this.#find(Space.Targets, k) as TargetRecord | undefined, () => this.#fullTables().targets);
+    this.tools = new LazyRecords((k) => this.#find(Space.Tools, k) as ToolRecord | undefined, () => this.#fullTables().tools);
   }
 
   static open(dir: string, options: StateLogOptions = {}): StateLog {
-    const log = new StateLog(join(dir, 'log'), options.readOnly === true);
+    const path = join(dir, 'log');
+    const readOnly = options.readOnly === true;
     let data: Buffer | undefined;
     try {
-      data = readFileSync(log.path);
+      data = readFileSync(path);
     } catch {
       data = undefined;
     }
+    if (options.vouched !== undefined && data !== undefined && data.length >= MAGIC.length && data.subarray(0, MAGIC.length).equals(MAGIC)) {
+      const st = statSync(path, {throwIfNoEntry: false});
+      const [size, mtime, ino] = options.vouched;
+      const index = st !== undefined && st.size === size && st.mtimeMs === mtime && st.ino === ino && data.length === size ? RecordIndex.build(data) : undefined;
+      if (index !== undefined) {
+        const log = new StateLog(path, readOnly, options.warn, {index, data});
+        if (!readOnly) {
+          mkdirSync(dir, {recursive: true});
+          log.#fd = openSync(path, 'a');
+        }
+        return log;
+      }
+    }
+    const log = new StateLog(path, readOnly, options.warn, undefined);
     let good = 0;
     if (data !== undefined && data.length >= MAGIC.length && data.subarray(0, MAGIC.length).equals(MAGIC)) {
-      good = log.#replay(data);
+      const r = replay(data, log as unknown as Tables);
+      good = r.good;
+      log.#records = r.records;
       if (good < data.length) {
         options.warn?.(
           `state log ${log.path}: ignored a damaged tail of ${data.length - good} bytes (an interrupted write); the affected targets will rebuild`,
@@ -236,71 +563,42 @@ export class StateLog {
     return log;
   }
 
-  /** Replays records; returns the offset just past the last good record. */
-  #replay(data: Buffer): number {
-    let pos = MAGIC.length;
-    while (pos + 8 <= data.length) {
-      const len = data.readUInt32LE(pos);
-      const sum = data.readUInt32LE(pos + 4);
-      const start = pos + 8;
-      const end = start + len;
-      if (len === 0 || end > data.length) break;
-      if (checksum32(data.subarray(start, end)) !== sum) break;
-      try {
-        this.#apply(decoder.reset(data, start, end));
-      } catch {
-        break;
-      }
-      this.#records++;
-      pos = end;
-    }
-    return pos;
+  /** Whether records are decoded on demand (the log was opened vouched for). */
+  get lazy(): boolean {
+    return this.#index !== undefined;
   }
 
-  #apply(d: Decoder): void {
-    const type = d.u8();
-    switch (type) {
-      case T_FILE: {
-        const path = d.str();
-        this.files.set(path, {
-          path,
-          size: d.f64(),
-          mtimeMs: d.f64(),
-          ctimeMs: d.f64(),
-          ino: d.f64(),
-          recordedAt: d.f64(),
-          hash: d.hash(),
-        });
-        return;
-      }
-      case T_TARGET: {
-        const name = d.str();
-        const key = d.hash();
-        const action = d.hash();
-        const params = d.str();
-        const tools = d.str();
-        const nIn = d.u32();
-        const inputs: string[] = new Array<string>(nIn);
-        for (let i = 0; i < nIn; i++) inputs[i] = d.hash();
-        const nOut = d.u32();
-        const outputs: Array<{path: string; hash: string}> = new Array(nOut);
-        for (let i = 0; i < nOut; i++) outputs[i] = {path: d.str(), hash: d.hash()};
-        const start = d.f64();
-        const end = d.f64();
-        this.targets.set(name, {name, key, action, params, tools, inputs, outputs, start, end});
-        return;
-      }
-      case T_TOOL: {
-        const path = d.str();
-        this.tools.set(path, {path, size: d.f64(), mtimeMs: d.f64(), ino: d.f64(), version: d.str()});
-        return;
-      }
-      case T_FORGET:
-        this.targets.delete(d.str());
-        return;
-      default:
-        throw new RangeError(`unknown record type ${type}`);
+  #find(space: Space, key: string): FileRecord | TargetRecord | ToolRecord | undefined {
+    const index = this.#index;
+    if (index === undefined) return this.#fullTables()[space === Space.Files ? 'files' : space === Space.Targets ? 'targets' : 'tools'].get(key);
+    try {
+      const at = index.find(space, key);
+      if (at === undefined) return undefined;
+      const r = decodeRecord(decoder.reset(this.#data!, at.start, at.end));
+      return r.value ?? undefined;
+    } catch {
+      // Not the log the snapshot vouched for after all: replay it as a whole.
+      this.#warn?.(`state log ${this.path}: a record did not check out; replaying the whole log`);
+      this.#index = undefined;
+      for (const t of [this.files, this.targets, this.tools] as Array<LazyRecords<unknown>>) t.full();
+      return this.#fullTables()[space === Space.Files ? 'files' : space === Space.Targets ? 'targets' : 'tools'].get(key);
     }
+  }
+
+  /** The whole log replayed (once), for iteration, counting and compaction. */
+  #fullTables(): Tables {
+    if (this.#replayed === undefined) {
+      const t: Tables = {files: new Map(), targets: new Map(), tools: new Map()};
+      const data = this.#data!;
+      const r = replay(data, t);
+      // Records this run appended stay counted on top.
+      this.#records += r.records - this.#indexed;
+      if (r.good < data.length) {
+        this.#warn?.(`state log ${this.path}: ignored ${data.length - r.good} bytes after a damaged record; the affected targets will rebuild`);
+      }
+      this.#replayed = t;
+    }
+    return this.#replayed;
   }
 
   /** Cache a file's stat data and hash; written with the next target record. */
@@ -355,9 +653,12 @@ export class StateLog {
 
   /** Rewrite the log with live records only when it has grown 3× past them. */
   compactIfNeeded(): boolean {
-    if (this.#readOnly || this.totalRecords <= 1000 || this.totalRecords <= 3 * this.liveRecords) {
-      return false;
-    }
+    if (this.#readOnly || this.totalRecords <= 1000) return false;
+    // Opened lazily: the distinct keys seen while indexing bound the live records from
+    // above (up to the few this run added), so most builds need no replay to decide.
+    const index = this.#index;
+    if (index !== undefined && this.totalRecords <= 3 * (index.distinct + this.totalRecords - index.count)) return false;
+    if (this.totalRecords <= 3 * this.liveRecords) return false;
     this.compact();
     return true;
   }
