@@ -1,5 +1,10 @@
 import {readFileSync, writeFileSync} from 'node:fs';
+import {join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
+import {build} from '../src/engine/build.js';
+import type {BuildEvent} from '../src/engine/events.js';
+import {closure} from '../src/engine/graph.js';
+import {CachedGraph, readCachedGraph, serializeGraph} from '../src/engine/graph-cache.js';
 import {Rig, startedSteps} from './helpers/engine-rig.js';
 
 // After a no-op snapshot, a build whose only differences are input or output files
@@ -188,5 +193,76 @@ describe('changed-cone check', () => {
     writeFileSync(rig.path('src/a.txt'), 'z\n');
     expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b', 'c']);
     expect(rig.read('cache/out/c.out')).toBe('z\n');
+  }, 60_000);
+
+  it('the cached graph decodes to the analysed graph, whole or by cone', async () => {
+    rig.write({
+      'build.config.ts': `export default {
+  pools: {slow: 1},
+  default: 'all',
+  targets: [
+    {name: 'a', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.out'}, command: 'cut -c1 $in > $out', description: 'cut a'},
+    {name: 'b', inputs: {a: {target: 'a'}, d: 'src/d.txt'}, outputs: {o: 'b.out', p: 'b2.out'}, command: 'cat $in > $out_o; cp $in_d $out_p', pool: 'slow', params: {x: [1, 'y']}},
+    {name: 'c', inputs: {b: {target: 'b', output: 'p'}}, outputs: {o: 'c.out'}, command: 'cp $in $out'},
+    {name: 'all', inputs: {c: {target: 'c'}, a: {target: 'a'}}, outputs: {}},
+    {name: 'lonely', inputs: {s: 'src/d.txt'}, outputs: {o: 'lonely.out'}, command: 'cp $in $out'},
+  ],
+};
+`,
+    });
+    const r = await build({cwd: rig.dir, dryRun: true});
+    const graph = r.graph!;
+    const want = closure(graph, graph.defaults);
+    const file = join(rig.dir, 'graph.bin');
+    writeFileSync(file, serializeGraph(graph, 'the-id', want)!);
+    const back = readCachedGraph(file, 'the-id', graph.loaded)!;
+    const shape = (g: typeof graph) =>
+      g.targets.map((t) => ({
+        name: t.name,
+        index: t.index,
+        command: t.config.command,
+        description: t.config.description,
+        params: t.config.params,
+        pool: t.pool,
+        inputs: t.inputs,
+        outputs: t.outputs,
+        deps: t.deps,
+        dependents: [...t.dependents].sort(),
+        criticalPath: t.criticalPath,
+      }));
+    expect(shape(back)).toEqual(shape(graph));
+    expect([back.outDir, back.stateDir, back.defaults, [...back.pools], back.sourceDateEpoch]).toEqual([graph.outDir, graph.stateDir, graph.defaults, [...graph.pools], graph.sourceDateEpoch]);
+    expect(readCachedGraph(file, 'another-id', graph.loaded)).toBeUndefined();
+
+    const cache = CachedGraph.open(file, 'the-id')!;
+    const index = (name: string) => graph.byName.get(name)!.index;
+    expect(cache.targetsOf('src/d.txt').sort()).toEqual([index('b'), index('lonely')].sort());
+    expect(cache.targetsOf(graph.byName.get('b')!.outputs[1]!.path)).toEqual([index('b')]);
+    expect(cache.targetsOf('src/nothing.txt')).toEqual([]);
+    expect(graph.targets.map((t) => cache.wanted(t.index))).toEqual([true, true, true, true, false]);
+    expect(graph.targets.map((t) => cache.isGroup(t.index))).toEqual([false, false, false, true, false]);
+    expect(graph.targets.map((t) => cache.name(t.index))).toEqual(graph.targets.map((t) => t.name));
+    // A cone: b and c with their inputs, a settled (no inputs), re-indexed.
+    const part = cache.targets([index('a'), index('b'), index('c')], (i) => i !== index('a'));
+    expect(part.map((t) => [t.name, t.index, t.deps])).toEqual([['a', 0, []], ['b', 1, [0]], ['c', 2, [1]]]);
+    expect(part[0]!.inputs).toEqual([]);
+    expect(part[2]!.inputs[0]!.items).toEqual([{kind: 'output', target: 1, output: 1}]);
+    expect(part[0]!.dependents).toEqual([1]);
+    // A cone whose inputs point outside the selection is refused.
+    expect(() => cache.targets([index('c')], () => true)).toThrow(/damaged graph cache/);
+  });
+
+  it('a cone build reports every wanted target and its outputs, as a full build does', async () => {
+    await snapshotted();
+    writeFileSync(rig.path('src/d.txt'), 'dd\n');
+    const events: BuildEvent[] = [];
+    const r = await build({cwd: rig.dir, logger: {event: (e) => events.push(e)}});
+    expect(r.graph).toBeUndefined();
+    expect(r.ran).toEqual(['d']);
+    expect([...r.upToDate].sort()).toEqual(['a', 'b', 'c']);
+    expect(events.find((e) => e.type === 'plan')).toEqual({type: 'plan', total: 4});
+    expect(events.filter((e) => e.type === 'fresh').map((e) => (e as {target: string}).target).sort()).toEqual(['a', 'b', 'c']);
+    expect(r.outputs).toEqual(Object.fromEntries(['a', 'b', 'c', 'd'].map((n) => [n, {o: rig.path(`cache/out/${n}.out`)}])));
+    expect(rig.read('cache/out/d.out')).toBe('dd\n');
   }, 60_000);
 });
