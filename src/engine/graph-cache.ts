@@ -46,7 +46,7 @@ interface CachedGraph {
 }
 
 export function graphCachePath(snapshotFile: string): string {
-  return snapshotFile.replace(/\.json$/, '') + '.graph.json';
+  return snapshotFile.replace(/\.snap$/, '') + '.graph.json';
 }
 
 /** The graph as cache text, or undefined when it cannot be cached (rules, globs). */
