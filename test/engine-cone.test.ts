@@ -38,7 +38,7 @@ afterEach(() => rig.cleanup());
 
 /** Let every file leave the racy window so a snapshot without re-checks can be written. */
 const settle = () => new Promise((r) => setTimeout(r, 2200));
-const snapshot = () => rig.path('cache/config/noop-build.config.ts-default.json');
+const snapshot = () => rig.path('cache/config/noop-build.config.ts-default.snap');
 const cachedGraph = () => rig.path('cache/config/noop-build.config.ts-default.graph');
 const evaluations = () => readFileSync(rig.path('evaluations.log'), 'utf8').length;
 
@@ -181,15 +181,18 @@ describe('changed-cone check', () => {
 
   it('a corrupted or truncated snapshot falls back to the full check', async () => {
     await snapshotted();
-    const text = readFileSync(snapshot(), 'utf8');
-    writeFileSync(snapshot(), text.slice(0, text.length >> 1));
+    const bytes = readFileSync(snapshot());
+    writeFileSync(snapshot(), bytes.subarray(0, bytes.length >> 1));
     writeFileSync(rig.path('src/d.txt'), 'd2\n');
     expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['d']);
     await snapshotted();
-    // Well-formed JSON with the stats of another world: the paths' stats never match,
-    // and content decides.
-    const s = JSON.parse(readFileSync(snapshot(), 'utf8')) as {stats: number[]};
-    writeFileSync(snapshot(), JSON.stringify({...s, stats: s.stats.map(() => 1)}));
+    // Well-formed, with the stats of another world: the paths' stats never match, and
+    // content decides. (Layout: see noop-snapshot.ts.)
+    const s = readFileSync(snapshot());
+    const statsAt = (24 + s.readUInt32LE(8) + s.readUInt32LE(12) + s.readUInt32LE(16) + 7) & ~7;
+    expect(s.length - statsAt).toBe(s.readUInt32LE(20) * 32);
+    for (let at = statsAt; at < s.length; at += 8) s.writeDoubleLE(1, at);
+    writeFileSync(snapshot(), s);
     writeFileSync(rig.path('src/a.txt'), 'z\n');
     expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b', 'c']);
     expect(rig.read('cache/out/c.out')).toBe('z\n');
@@ -264,5 +267,27 @@ describe('changed-cone check', () => {
     expect(events.filter((e) => e.type === 'fresh').map((e) => (e as {target: string}).target).sort()).toEqual(['a', 'b', 'c']);
     expect(r.outputs).toEqual(Object.fromEntries(['a', 'b', 'c', 'd'].map((n) => [n, {o: rig.path(`cache/out/${n}.out`)}])));
     expect(rig.read('cache/out/d.out')).toBe('dd\n');
+  }, 60_000);
+
+  it('a snapshot whose target list is damaged answers no no-op: the full check does', async () => {
+    await snapshotted();
+    expect(rig.psy(['build']).stdout).toBe('psy: no work to do (4 targets up to date)\n');
+    // The result part (target names and outputs) is read only when asked for.
+    const s = readFileSync(snapshot());
+    const resultAt = 24 + s.readUInt32LE(8);
+    s.fill('#', resultAt, resultAt + s.readUInt32LE(12));
+    writeFileSync(snapshot(), s);
+    const before = evaluations();
+    const json = rig.psy(['build', '--json']);
+    expect(json.code).toBe(0);
+    const r = JSON.parse(json.stdout) as {ok: boolean; ran: string[]; upToDate: string[]};
+    expect({ok: r.ok, ran: r.ran, upToDate: [...r.upToDate].sort()}).toEqual({ok: true, ran: [], upToDate: ['a', 'b', 'c', 'd']});
+    expect(evaluations()).toBe(before + 1);
+    // The full check wrote a sound snapshot again.
+    await settle();
+    rig.psy(['build']);
+    const again = JSON.parse(rig.psy(['build', '--json']).stdout) as {upToDate: string[]};
+    expect(again.upToDate.length).toBe(4);
+    expect(evaluations()).toBe(before + 1);
   }, 60_000);
 });

@@ -74,7 +74,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (id !== undefined) {
       snapshotFile = snapshotPath(id.root, id.configPath, requested);
       const check = checkSnapshot(snapshotFile, id.identity, requested, env['PATH'] ?? '');
-      if (check?.kind === 'fresh') return fastResult(check.result, id.root, logger);
+      const fast = check?.kind === 'fresh' ? fastResult(check.result, id.root, logger) : undefined;
+      if (fast !== undefined) return fast;
       if (check?.kind === 'changed') {
         changedFiles = check.files;
         checkedIdentity = id.identity;
@@ -462,20 +463,29 @@ function cleanTargets(graph: Graph, want: Uint8Array, changed: ReadonlySet<strin
   return clean;
 }
 
-function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildResult {
+/** The no-op's result, or undefined when the snapshot's result part is corrupt (the full check decides). */
+function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildResult | undefined {
+  let upToDate: readonly string[];
+  let outputs: Record<string, Record<string, string>>;
+  try {
+    upToDate = fast.upToDate;
+    outputs = fast.outputs;
+  } catch {
+    return undefined;
+  }
   // Same rule as a full build: one build at a time per state folder.
   BuildLock.acquire(fast.stateDir).release();
-  logger.event({type: 'plan', total: fast.upToDate.length});
-  for (const target of fast.upToDate) logger.event({type: 'fresh', target});
+  logger.event({type: 'plan', total: upToDate.length});
+  for (const target of upToDate) logger.event({type: 'fresh', target});
   return {
     ok: true,
     ran: [],
-    upToDate: fast.upToDate,
+    upToDate,
     failed: [],
     skipped: [],
     wouldRun: [],
     interrupted: false,
-    outputs: fast.outputs,
+    outputs,
     root,
   };
 }

@@ -69,7 +69,7 @@ const F_WANTED = 1;
 const F_GROUP = 2;
 
 export function graphCachePath(snapshotFile: string): string {
-  return snapshotFile.replace(/\.json$/, '') + '.graph';
+  return snapshotFile.replace(/\.snap$/, '') + '.graph';
 }
 
 /**

@@ -22,6 +22,7 @@
 import {readFileSync, rmSync, statSync} from 'node:fs';
 import {basename, join} from 'node:path';
 import {RACY_MS} from './file-hasher.js';
+import {STAT_FIELDS, statBatchBlob} from './stat-batch.js';
 
 export interface SnapshotEntry {
   readonly path: string;
@@ -29,23 +30,90 @@ export interface SnapshotEntry {
   readonly stat: readonly [number, number, number, number];
 }
 
-interface Snapshot {
-  readonly version: 2;
+/**
+ * The snapshot file, one binary file read whole and decoded only as far as needed:
+ *
+ *   magic "PSYNOOP3"
+ *   u32 head length, u32 result length, u32 paths length, u32 entry count
+ *   head    JSON (Head)
+ *   result  JSON (Result; parsed only by a caller that wants the target names)
+ *   paths   every entry's absolute path, NUL-terminated (stat'ed as they are)
+ *   padding to a multiple of 8 bytes from the file's start
+ *   stats   Float64 × 4 per entry: size, mtimeMs, ctimeMs, ino
+ *
+ * The lengths must add up to the file's size exactly: a truncated file is refused.
+ */
+const MAGIC = 'PSYNOOP3';
+const PREAMBLE = 24;
+const FIELDS = 4;
+
+interface Head {
   readonly identity: string;
   readonly targets: readonly string[];
   readonly envPath: string;
   readonly stateDir: string;
   readonly log: readonly [number, number, number];
-  readonly upToDate: readonly string[];
-  readonly outputs: Record<string, Record<string, string>>;
-  readonly paths: readonly string[];
-  readonly stats: readonly number[];
   /** Leading entries that are files the config read; trailing entries that are tools. */
   readonly configReads: number;
   readonly tools: number;
+  /** How many targets are up to date (the length of Result.upToDate). */
+  readonly fresh: number;
   /** Id of the analysed graph cached beside the snapshot (see graph-cache.ts). */
   readonly graph?: string;
 }
+
+interface Result {
+  readonly upToDate: readonly string[];
+  readonly outputs: Record<string, Record<string, string>>;
+}
+
+interface Decoded {
+  readonly head: Head;
+  readonly result: Uint8Array;
+  readonly paths: Uint8Array;
+  readonly count: number;
+  readonly stats: Float64Array;
+}
+
+function decode(buf: Buffer): Decoded | undefined {
+  if (buf.length < PREAMBLE || buf.toString('latin1', 0, MAGIC.length) !== MAGIC) return undefined;
+  const headLen = buf.readUInt32LE(8);
+  const resultLen = buf.readUInt32LE(12);
+  const pathsLen = buf.readUInt32LE(16);
+  const count = buf.readUInt32LE(20);
+  const pathsEnd = PREAMBLE + headLen + resultLen + pathsLen;
+  const statsAt = align8(pathsEnd);
+  if (statsAt + count * FIELDS * 8 !== buf.length) return undefined;
+  const head = JSON.parse(buf.toString('utf8', PREAMBLE, PREAMBLE + headLen)) as Head;
+  const paths = buf.subarray(PREAMBLE + headLen + resultLen, pathsEnd);
+  // The stats are read in place when the buffer's memory is aligned for doubles.
+  const stats =
+    (buf.byteOffset + statsAt) % 8 === 0
+      ? new Float64Array(buf.buffer, buf.byteOffset + statsAt, count * FIELDS)
+      : new Float64Array(Uint8Array.prototype.slice.call(buf, statsAt).buffer);
+  return {head, result: buf.subarray(PREAMBLE + headLen, PREAMBLE + headLen + resultLen), paths, count, stats};
+}
+
+function encode(head: Head, result: Result, paths: readonly string[], stats: readonly number[]): Buffer {
+  const headBytes = Buffer.from(JSON.stringify(head), 'utf8');
+  const resultBytes = Buffer.from(JSON.stringify(result), 'utf8');
+  const pathBytes = Buffer.from(paths.length === 0 ? '' : paths.join('\0') + '\0', 'utf8');
+  const pathsEnd = PREAMBLE + headBytes.length + resultBytes.length + pathBytes.length;
+  const statsAt = align8(pathsEnd);
+  const buf = Buffer.alloc(statsAt + stats.length * 8);
+  buf.write(MAGIC, 0, 'latin1');
+  buf.writeUInt32LE(headBytes.length, 8);
+  buf.writeUInt32LE(resultBytes.length, 12);
+  buf.writeUInt32LE(pathBytes.length, 16);
+  buf.writeUInt32LE(paths.length, 20);
+  headBytes.copy(buf, PREAMBLE);
+  resultBytes.copy(buf, PREAMBLE + headBytes.length);
+  pathBytes.copy(buf, PREAMBLE + headBytes.length + resultBytes.length);
+  for (let i = 0; i < stats.length; i++) buf.writeDoubleLE(stats[i]!, statsAt + 8 * i);
+  return buf;
+}
+
+const align8 = (n: number) => (n + 7) & ~7;
 
 /** Stat data the check took, for paths the full check will look at again. */
 export interface TakenStat {
@@ -73,13 +141,50 @@ export interface ChangedFiles {
 
 export interface FastResult {
   readonly stateDir: string;
+  /** upToDate.length, known without decoding the names. */
+  readonly upToDateCount: number;
+  /** Decoded on first use; throws if that part of the snapshot is corrupt. */
   readonly upToDate: readonly string[];
+  /** Decoded on first use; throws if that part of the snapshot is corrupt. */
   readonly outputs: Record<string, Record<string, string>>;
+}
+
+/** The up-to-date targets and their outputs, parsed when someone asks for them. */
+class StoredResult implements FastResult {
+  readonly stateDir: string;
+  readonly upToDateCount: number;
+  readonly #bytes: Uint8Array;
+  #parsed: Result | undefined;
+
+  constructor(stateDir: string, count: number, bytes: Uint8Array) {
+    this.stateDir = stateDir;
+    this.upToDateCount = count;
+    this.#bytes = bytes;
+  }
+
+  #result(): Result {
+    if (this.#parsed === undefined) {
+      const r = JSON.parse(Buffer.from(this.#bytes.buffer, this.#bytes.byteOffset, this.#bytes.byteLength).toString('utf8')) as Result;
+      if (!Array.isArray(r.upToDate) || r.upToDate.length !== this.upToDateCount || typeof r.outputs !== 'object' || r.outputs === null) {
+        throw new Error('the no-op snapshot\'s result is corrupt');
+      }
+      this.#parsed = r;
+    }
+    return this.#parsed;
+  }
+
+  get upToDate(): readonly string[] {
+    return this.#result().upToDate;
+  }
+
+  get outputs(): Record<string, Record<string, string>> {
+    return this.#result().outputs;
+  }
 }
 
 export function snapshotPath(root: string, configPath: string, targets: readonly string[]): string {
   const key = [...targets].sort().join(',').replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80);
-  return join(root, 'cache', 'config', `noop-${basename(configPath)}-${key === '' ? 'default' : key}.json`);
+  return join(root, 'cache', 'config', `noop-${basename(configPath)}-${key === '' ? 'default' : key}.snap`);
 }
 
 function statTuple(path: string): [number, number, number, number] {
@@ -102,57 +207,56 @@ export function checkSnapshot(
   targets: readonly string[],
   envPath: string,
 ): {readonly kind: 'fresh'; readonly result: FastResult} | {readonly kind: 'changed'; readonly files: ChangedFiles} | undefined {
-  let s: Snapshot;
+  let d: Decoded | undefined;
   try {
-    s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
+    d = decode(readFileSync(file));
   } catch {
     return undefined;
   }
-  if (s.version !== 2 || s.identity !== identity || s.envPath !== envPath) return undefined;
+  if (d === undefined) return undefined;
+  const s = d.head;
+  if (s.identity !== identity || s.envPath !== envPath) return undefined;
   if (s.targets.length !== targets.length || s.targets.some((t, i) => t !== targets[i])) return undefined;
   const log = logTuple(s.stateDir);
   if (log[0] !== s.log[0] || log[1] !== s.log[1] || log[2] !== s.log[2]) return undefined;
-  const stats = s.stats;
-  const n = s.paths.length;
+  const stored = d.stats;
+  const n = d.count;
+  let taken: Float64Array;
+  try {
+    taken = statBatchBlob(d.paths, n);
+  } catch {
+    // A path that cannot be stat'ed (not a missing file): the full check decides.
+    return undefined;
+  }
   const firstTool = n - s.tools;
-  let changed: Set<string> | undefined;
-  let taken: Map<string, TakenStat | null> | undefined;
+  let firstChange = -1;
   for (let i = 0; i < n; i++) {
-    const path = s.paths[i]!;
-    const st = statSync(path, {throwIfNoEntry: false});
-    const k = 4 * i;
-    const same =
-      st === undefined
-        ? stats[k] === -1
-        : st.size === stats[k] && st.mtimeMs === stats[k + 1] && st.ctimeMs === stats[k + 2] && st.ino === stats[k + 3];
-    if (!same) {
+    const k = FIELDS * i;
+    const t = STAT_FIELDS * i;
+    if (taken[t] !== stored[k] || taken[t + 1] !== stored[k + 1] || taken[t + 2] !== stored[k + 2] || taken[t + 3] !== stored[k + 3]) {
       // A file the config read or a tool: the graph or the keys may differ everywhere.
       if (i < s.configReads || i >= firstTool) return undefined;
-      if (changed === undefined) {
-        changed = new Set();
-        taken = new Map();
-        // Stats taken before the first difference are kept too.
-        for (let j = s.configReads; j < i; j++) {
-          const m = 4 * j;
-          taken.set(s.paths[j]!, stats[m] === -1 ? null : {size: stats[m]!, mtimeMs: stats[m + 1]!, ctimeMs: stats[m + 2]!, ino: stats[m + 3]!, file: true});
-        }
-      }
-      changed.add(path);
-    }
-    if (taken !== undefined && i >= s.configReads && i < firstTool) {
-      taken.set(path, st === undefined ? null : {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, file: st.isFile()});
+      if (firstChange === -1) firstChange = i;
     }
   }
-  if (changed === undefined) return {kind: 'fresh', result: {stateDir: s.stateDir, upToDate: s.upToDate, outputs: s.outputs}};
+  if (firstChange === -1) return {kind: 'fresh', result: new StoredResult(s.stateDir, s.fresh, d.result)};
+
+  const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength).toString('utf8').split('\0');
+  const changed = new Set<string>();
+  const stats = new Map<string, TakenStat | null>();
+  for (let i = s.configReads; i < firstTool; i++) {
+    const k = FIELDS * i;
+    const t = STAT_FIELDS * i;
+    const path = paths[i]!;
+    if (taken[t] !== stored[k] || taken[t + 1] !== stored[k + 1] || taken[t + 2] !== stored[k + 2] || taken[t + 3] !== stored[k + 3]) changed.add(path);
+    stats.set(path, taken[t] === -1 ? null : {size: taken[t]!, mtimeMs: taken[t + 1]!, ctimeMs: taken[t + 2]!, ino: taken[t + 3]!, file: taken[t + 4] === 1});
+  }
+  const entry = (j: number): SnapshotEntry => ({path: paths[j]!, stat: [stored[FIELDS * j]!, stored[FIELDS * j + 1]!, stored[FIELDS * j + 2]!, stored[FIELDS * j + 3]!]});
   const configReads: SnapshotEntry[] = [];
-  for (let j = 0; j < s.configReads; j++) {
-    configReads.push({path: s.paths[j]!, stat: [stats[4 * j]!, stats[4 * j + 1]!, stats[4 * j + 2]!, stats[4 * j + 3]!]});
-  }
+  for (let j = 0; j < s.configReads; j++) configReads.push(entry(j));
   const tools: SnapshotEntry[] = [];
-  for (let j = firstTool; j < n; j++) {
-    tools.push({path: s.paths[j]!, stat: [stats[4 * j]!, stats[4 * j + 1]!, stats[4 * j + 2]!, stats[4 * j + 3]!]});
-  }
-  return {kind: 'changed', files: {changed, stats: taken!, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph}};
+  for (let j = firstTool; j < n; j++) tools.push(entry(j));
+  return {kind: 'changed', files: {changed, stats, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph}};
 }
 
 /** The state log's identity now: (size, mtime, inode). */
@@ -178,7 +282,7 @@ export function writeSnapshot(
   entries: readonly SnapshotEntry[],
   counts: {readonly configReads: number; readonly tools: number},
   buildStart: number,
-  writeAtomic: (path: string, text: string) => void,
+  writeAtomic: (path: string, data: Uint8Array) => void,
 ): boolean {
   const paths: string[] = [];
   const stats: number[] = [];
@@ -197,8 +301,9 @@ export function writeSnapshot(
       stats.push(now[0], now[1], now[2], now[3]);
     }
   }
-  const snapshot: Snapshot = {version: 2, ...data, log: logTuple(data.stateDir), paths, stats, ...counts};
-  writeAtomic(file, JSON.stringify(snapshot));
+  const {upToDate, outputs, ...rest} = data;
+  const head: Head = {...rest, log: logTuple(data.stateDir), ...counts, fresh: upToDate.length};
+  writeAtomic(file, encode(head, {upToDate, outputs}, paths, stats));
   return true;
 }
 
@@ -220,29 +325,67 @@ export function readSnapshot(file: string): Buffer | undefined {
  */
 export function patchSnapshot(
   file: string,
-  previous: Uint8Array,
+  previous: Buffer,
   patches: ReadonlyMap<string, SnapshotEntry['stat']>,
   buildStart: number,
-  writeAtomic: (path: string, text: string) => void,
+  writeAtomic: (path: string, data: Uint8Array) => void,
 ): boolean {
-  let s: Snapshot;
+  let d: Decoded | undefined;
   try {
-    s = JSON.parse(Buffer.from(previous.buffer, previous.byteOffset, previous.byteLength).toString('utf8')) as Snapshot;
+    d = decode(previous);
   } catch {
     return false;
   }
-  if (s.version !== 2 || !Array.isArray(s.paths) || !Array.isArray(s.stats)) return false;
-  const stats = s.stats as number[];
-  const firstTool = s.paths.length - s.tools;
-  let left = patches.size;
-  for (let i = s.configReads; i < firstTool && left > 0; i++) {
-    const now = patches.get(s.paths[i]!);
-    if (now === undefined) continue;
-    left--;
+  if (d === undefined) return false;
+  const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength);
+  const index = entryIndices(paths, patches.keys());
+  if (index === undefined) return false;
+  const firstTool = d.count - d.head.tools;
+  const head = Buffer.from(JSON.stringify({...d.head, log: logTuple(d.head.stateDir)}), 'utf8');
+  const result = d.result;
+  const pathsEnd = PREAMBLE + head.length + result.length + paths.length;
+  const statsAt = align8(pathsEnd);
+  const out = Buffer.alloc(statsAt + d.count * FIELDS * 8);
+  out.write(MAGIC, 0, 'latin1');
+  out.writeUInt32LE(head.length, 8);
+  out.writeUInt32LE(result.length, 12);
+  out.writeUInt32LE(paths.length, 16);
+  out.writeUInt32LE(d.count, 20);
+  head.copy(out, PREAMBLE);
+  out.set(result, PREAMBLE + head.length);
+  out.set(paths, PREAMBLE + head.length + result.length);
+  out.set(new Uint8Array(d.stats.buffer, d.stats.byteOffset, d.stats.byteLength), statsAt);
+  for (const [path, i] of index) {
+    // Only input and output entries change in a cone build.
+    if (i < d.head.configReads || i >= firstTool) return false;
+    const now = patches.get(path)!;
     const racy = now[0] !== -1 && (buildStart - now[1] <= RACY_MS || buildStart - now[2] <= RACY_MS);
-    for (let k = 0; k < 4; k++) stats[4 * i + k] = racy ? RECHECK : now[k]!;
+    for (let k = 0; k < FIELDS; k++) out.writeDoubleLE(racy ? RECHECK : now[k]!, statsAt + 8 * (FIELDS * i + k));
   }
-  if (left > 0) return false;
-  writeAtomic(file, JSON.stringify({...s, log: logTuple(s.stateDir)}));
+  writeAtomic(file, out);
   return true;
+}
+
+/** Entry numbers of these paths in a NUL-terminated path list; undefined if one is missing. */
+function entryIndices(list: Buffer, paths: Iterable<string>): Map<string, number> | undefined {
+  const found: Array<[number, string]> = [];
+  for (const path of paths) {
+    const needle = Buffer.from(path + '\0', 'utf8');
+    let at = list.indexOf(needle);
+    while (at > 0 && list[at - 1] !== 0) at = list.indexOf(needle, at + 1);
+    if (at === -1) return undefined;
+    found.push([at, path]);
+  }
+  found.sort((a, b) => a[0] - b[0]);
+  const out = new Map<string, number>();
+  let count = 0;
+  let nul = list.indexOf(0);
+  for (const [at, path] of found) {
+    while (nul !== -1 && nul < at) {
+      count++;
+      nul = list.indexOf(0, nul + 1);
+    }
+    out.set(path, count);
+  }
+  return out;
 }

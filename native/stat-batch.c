@@ -1,0 +1,136 @@
+/*
+ * stat(2) of many paths in one call, for the no-op check: the paths come as one buffer
+ * of NUL-terminated strings and the answers go into a Float64Array, five numbers a
+ * path: size, mtimeMs, ctimeMs, ino, type (1 regular file, 0 anything else). A path
+ * that does not exist (ENOENT: what fs.statSync's throwIfNoEntry:false turns into
+ * undefined) gets -1 in all five; any other error gets -2 in all five, and the caller
+ * asks fs.statSync again so that the error is Node's own.
+ *
+ * The numbers are computed exactly as Node computes its Stats fields (double of the
+ * integer, and sec * 1e3 + nsec / 1e6 for the times, without fused multiply-add), so a
+ * stat taken here equals one taken with fs.statSync bit for bit.
+ *
+ * The work is split over a few threads: the kernel's path lookup dominates and runs in
+ * parallel.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <node_api.h>
+
+#define FIELDS 5
+#define MAX_THREADS 8
+/* Below this many paths a thread costs more than it saves. */
+#define MIN_PER_THREAD 256
+
+typedef struct {
+  const char *const *paths;
+  double *out;
+  size_t from;
+  size_t to;
+} slice_t;
+
+static double ms_of(const struct timespec *t) {
+  volatile double sec_ms = (double)t->tv_sec * 1e3;
+  volatile double nsec_ms = (double)t->tv_nsec / 1e6;
+  return sec_ms + nsec_ms;
+}
+
+static void stat_slice(const slice_t *s) {
+  struct stat st;
+  for (size_t i = s->from; i < s->to; i++) {
+    double *o = s->out + i * FIELDS;
+    if (stat(s->paths[i], &st) == 0) {
+      o[0] = (double)st.st_size;
+      o[1] = ms_of(&st.st_mtim);
+      o[2] = ms_of(&st.st_ctim);
+      o[3] = (double)st.st_ino;
+      o[4] = S_ISREG(st.st_mode) ? 1 : 0;
+    } else {
+      double v = errno == ENOENT ? -1 : -2;
+      for (int k = 0; k < FIELDS; k++) o[k] = v;
+    }
+  }
+}
+
+static void *run_slice(void *arg) {
+  stat_slice((const slice_t *)arg);
+  return NULL;
+}
+
+static napi_value fail(napi_env env, const char *message) {
+  napi_throw_type_error(env, NULL, message);
+  return NULL;
+}
+
+/* statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number): void */
+static napi_value stat_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "statBatch(blob, count, out, threads)");
+
+  napi_typedarray_type type;
+  size_t blob_len, out_len;
+  void *blob_data, *out_data;
+  napi_value ab;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, argv[0], &type, &blob_len, &blob_data, &ab, &byte_offset) != napi_ok || type != napi_uint8_array) {
+    return fail(env, "statBatch: blob must be a Uint8Array");
+  }
+  uint32_t count, threads;
+  if (napi_get_value_uint32(env, argv[1], &count) != napi_ok) return fail(env, "statBatch: count must be a number");
+  if (napi_get_typedarray_info(env, argv[2], &type, &out_len, &out_data, &ab, &byte_offset) != napi_ok || type != napi_float64_array) {
+    return fail(env, "statBatch: out must be a Float64Array");
+  }
+  if (napi_get_value_uint32(env, argv[3], &threads) != napi_ok) return fail(env, "statBatch: threads must be a number");
+  if (out_len < (size_t)count * FIELDS) return fail(env, "statBatch: out is too small");
+
+  /* Split the blob into C strings in place: every path must end with a NUL inside it. */
+  const char *blob = (const char *)blob_data;
+  const char **paths = count == 0 ? NULL : (const char **)malloc(sizeof(char *) * count);
+  if (count > 0 && paths == NULL) return fail(env, "statBatch: out of memory");
+  size_t pos = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const char *end = pos < blob_len ? memchr(blob + pos, 0, blob_len - pos) : NULL;
+    if (end == NULL) {
+      free(paths);
+      return fail(env, "statBatch: blob holds fewer NUL-terminated paths than count");
+    }
+    paths[i] = blob + pos;
+    pos = (size_t)(end - blob) + 1;
+  }
+
+  if (threads < 1) threads = 1;
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  while (threads > 1 && count / threads < MIN_PER_THREAD) threads--;
+
+  slice_t slices[MAX_THREADS];
+  pthread_t ids[MAX_THREADS];
+  int started[MAX_THREADS] = {0};
+  for (uint32_t t = 0; t < threads; t++) {
+    slices[t].paths = paths;
+    slices[t].out = (double *)out_data;
+    slices[t].from = (size_t)count * t / threads;
+    slices[t].to = (size_t)count * (t + 1) / threads;
+  }
+  /* Slice 0 runs on this thread; a helper that cannot start leaves its slice to us. */
+  for (uint32_t t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, run_slice, &slices[t]) == 0;
+  stat_slice(&slices[0]);
+  for (uint32_t t = 1; t < threads; t++) {
+    if (started[t]) pthread_join(ids[t], NULL);
+    else stat_slice(&slices[t]);
+  }
+  free(paths);
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  if (napi_create_function(env, "statBatch", NAPI_AUTO_LENGTH, stat_batch, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "statBatch", fn) != napi_ok) return NULL;
+  return exports;
+}
