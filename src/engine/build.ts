@@ -169,7 +169,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     });
     const r = await builder.run();
     log.flush();
-    if (!dryRun) log.compactIfNeeded();
+    if (!dryRun && !log.compactIfNeeded()) log.saveIndex();
     const g = graph;
     const outputsOf = (): Record<string, Record<string, string>> => {
       if (cone !== undefined) return cone.outputs();

@@ -209,7 +209,9 @@ export function checkSnapshot(
 ): {readonly kind: 'fresh'; readonly result: FastResult} | {readonly kind: 'changed'; readonly files: ChangedFiles} | undefined {
   let d: Decoded | undefined;
   try {
-    d = decode(readFileSync(file));
+    const bytes = readFileSync(file);
+    lastRead = {file, bytes};
+    d = decode(bytes);
   } catch {
     return undefined;
   }
@@ -307,8 +309,16 @@ export function writeSnapshot(
   return true;
 }
 
-/** The snapshot file's bytes, or undefined. */
+/** The bytes the last check read, kept for a cone build's patched snapshot. */
+let lastRead: {readonly file: string; readonly bytes: Buffer} | undefined;
+
+/**
+ * The snapshot file's bytes as the last check in this process read them (else as they
+ * are now); undefined if there is none. Entries a cone build does not patch keep the
+ * stats that check confirmed: a file changed since differs at the next check.
+ */
 export function readSnapshot(file: string): Buffer | undefined {
+  if (lastRead?.file === file) return lastRead.bytes;
   try {
     return readFileSync(file);
   } catch {

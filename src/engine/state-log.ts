@@ -26,10 +26,13 @@ import {
   fsyncSync,
   ftruncateSync,
   mkdirSync,
+  fstatSync,
   openSync,
   readFileSync,
+  readSync,
+  rmSync,
   renameSync,
-  statSync,
+  writeFileSync,
   writeSync,
   writevSync,
 } from 'node:fs';
@@ -238,88 +241,240 @@ function keyHash(buf: Uint8Array, start: number, end: number, space: Space): num
   return h;
 }
 
+/** Where an index reads records from: the log read whole, or the log file itself. */
+class RecordSource {
+  constructor(
+    readonly fd: number,
+    readonly data: Buffer | undefined,
+  ) {}
+
+  read(at: number, len: number): Buffer {
+    if (this.data !== undefined && at + len <= this.data.length) return this.data.subarray(at, at + len);
+    const buf = Buffer.allocUnsafe(len);
+    let got = 0;
+    while (got < len) {
+      const n = readSync(this.fd, buf, got, len - got, at + got);
+      if (n === 0) throw new RangeError('record past the end of the log');
+      got += n;
+    }
+    return buf;
+  }
+}
+
+const INDEX_MAGIC = Buffer.from('PSYLIDX1', 'latin1');
+const INDEX_HEAD = 64;
+
+function int32s(buf: Buffer, at: number, n: number): Int32Array {
+  // A typed view needs 4-byte alignment; copy otherwise.
+  return (buf.byteOffset + at) % 4 === 0 ? new Int32Array(buf.buffer, buf.byteOffset + at, n) : new Int32Array(Uint8Array.prototype.slice.call(buf, at, at + 4 * n).buffer);
+}
+
 /**
  * Records framed but not decoded: a chained hash table from key hash to record number,
  * newest record first, so the first record with the right key is the live one.
+ *
+ * It is saved beside the log (`log.idx`) so that the next cone build need not read the
+ * log at all: header (magic, xxh32 of the rest, the log size it covers, the log's
+ * inode, the last covered record's start and checksum, counts), then the table. It is
+ * used only for a log the snapshot vouches for, with the same inode, at least that
+ * long, and whose last covered record still has that checksum; records after the
+ * covered part are framed from the file. Every record found through it is checked for
+ * its key and checksum before use.
  */
 class RecordIndex {
-  readonly #data: Buffer;
-  readonly #heads: Int32Array;
-  readonly #next: Int32Array;
-  readonly #start: Uint32Array;
-  readonly #hash: Int32Array;
-  readonly #mask: number;
-  readonly count: number;
+  #heads: Int32Array;
+  #next: Int32Array;
+  #start: Uint32Array;
+  #len: Uint32Array;
+  #hash: Int32Array;
+  #mask: number;
+  count = 0;
   /** Distinct keys, counting two keys with the same hash once (a lower bound). */
-  readonly distinct: number;
+  distinct = 0;
+  /** Checksum of the newest record. */
+  lastSum = 0;
+  /** Records read from a saved index (0: framed from the log). */
+  readonly saved: number;
+  source: RecordSource;
 
-  private constructor(data: Buffer, count: number) {
-    this.#data = data;
-    this.count = count;
+  private constructor(source: RecordSource, capacity: number, saved: number) {
+    this.source = source;
+    this.saved = saved;
     let size = 16;
-    while (size < count * 2) size <<= 1;
+    while (size < capacity * 2) size <<= 1;
     this.#mask = size - 1;
     this.#heads = new Int32Array(size).fill(-1);
-    this.#next = new Int32Array(count);
-    this.#start = new Uint32Array(count);
-    this.#hash = new Int32Array(count);
-    let distinct = 0;
-    let pos = MAGIC.length;
-    for (let r = 0; r < count; r++) {
-      const len = data.readUInt32LE(pos);
-      const start = pos + 8;
-      const klen = data.readUInt32LE(start + 1);
-      const h = keyHash(data, start + 5, start + 5 + klen, spaceOf(data[start]!) as Space);
-      const b = h & this.#mask;
-      let seen = false;
-      for (let o = this.#heads[b]!; o !== -1; o = this.#next[o]!) {
-        if (this.#hash[o] === h) {
-          seen = true;
-          break;
-        }
-      }
-      if (!seen) distinct++;
-      this.#start[r] = start;
-      this.#hash[r] = h;
-      this.#next[r] = this.#heads[b]!;
-      this.#heads[b] = r;
-      pos = start + len;
-    }
-    this.distinct = distinct;
+    this.#next = new Int32Array(capacity);
+    this.#start = new Uint32Array(capacity);
+    this.#len = new Uint32Array(capacity);
+    this.#hash = new Int32Array(capacity);
   }
 
-  /** Frames every record; undefined unless the records end exactly at the file's end. */
-  static build(data: Buffer): RecordIndex | undefined {
-    let pos = MAGIC.length;
-    let count = 0;
+  /** Add a record (payload start and length, key hash) as the newest. */
+  add(start: number, len: number, h: number, sum: number): void {
+    if (this.count === this.#next.length) this.#grow();
+    const r = this.count++;
+    const b = h & this.#mask;
+    let seen = false;
+    for (let o = this.#heads[b]!; o !== -1; o = this.#next[o]!) {
+      if (this.#hash[o] === h) {
+        seen = true;
+        break;
+      }
+    }
+    if (!seen) this.distinct++;
+    this.#start[r] = start;
+    this.#len[r] = len;
+    this.#hash[r] = h;
+    this.#next[r] = this.#heads[b]!;
+    this.#heads[b] = r;
+    this.lastSum = sum;
+  }
+
+  #grow(): void {
+    const cap = Math.max(16, this.#next.length * 2);
+    const grow = <T extends Int32Array | Uint32Array>(a: T, make: (n: number) => T): T => {
+      const b = make(cap);
+      b.set(a);
+      return b;
+    };
+    this.#start = grow(this.#start, (n) => new Uint32Array(n));
+    this.#len = grow(this.#len, (n) => new Uint32Array(n));
+    this.#hash = grow(this.#hash, (n) => new Int32Array(n));
+    this.#next = new Int32Array(cap);
+    let size = this.#heads.length;
+    while (size < cap * 2) size <<= 1;
+    this.#mask = size - 1;
+    this.#heads = new Int32Array(size).fill(-1);
+    // Re-chain oldest first, so each chain still starts at its newest record.
+    for (let r = 0; r < this.count; r++) {
+      const b = this.#hash[r]! & this.#mask;
+      this.#next[r] = this.#heads[b]!;
+      this.#heads[b] = r;
+    }
+  }
+
+  /**
+   * Frame the records in data[from, data.length), which start at log offset `base` +
+   * from; false unless they end exactly at its end.
+   */
+  frame(data: Buffer, from: number, base: number): boolean {
+    let pos = from;
     while (pos + 8 <= data.length) {
       const len = data.readUInt32LE(pos);
       const start = pos + 8;
       const end = start + len;
-      if (len < 5 || end > data.length || spaceOf(data[start]!) === -1) return undefined;
-      if (start + 5 + data.readUInt32LE(start + 1) > end) return undefined;
-      count++;
+      if (len < 5 || end > data.length) return false;
+      const space = spaceOf(data[start]!);
+      const kend = start + 5 + data.readUInt32LE(start + 1);
+      if (space === -1 || kend > end) return false;
+      this.add(base + start, len, keyHash(data, start + 5, kend, space), data.readUInt32LE(pos + 4));
       pos = end;
     }
-    return pos === data.length ? new RecordIndex(data, count) : undefined;
+    return pos === data.length;
+  }
+
+  /** The whole log framed; undefined unless its records end exactly at its end. */
+  static scan(fd: number, data: Buffer): RecordIndex | undefined {
+    const index = new RecordIndex(new RecordSource(fd, data), Math.max(16, data.length >> 7), 0);
+    return index.frame(data, MAGIC.length, 0) ? index : undefined;
   }
 
   /**
-   * The payload bounds of the newest record with this key, undefined if none; throws
-   * when that record's checksum is wrong.
+   * The saved index `saved`, completed with the records after the part it covers;
+   * 'damaged' when it does not check out, 'stale' when it is for another log (or the
+   * log was cut back), undefined when the records after it do not frame.
    */
-  find(space: Space, key: string): {start: number; end: number} | undefined {
-    const data = this.#data;
+  static load(saved: Buffer, fd: number, logSize: number, logIno: number): RecordIndex | 'damaged' | 'stale' | undefined {
+    if (saved.length < INDEX_HEAD || !saved.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) return 'damaged';
+    if (checksum32(saved.subarray(16)) !== saved.readUInt32LE(8)) return 'damaged';
+    const covered = saved.readDoubleLE(16);
+    const ino = saved.readDoubleLE(24);
+    const lastStart = saved.readDoubleLE(32);
+    const lastSum = saved.readUInt32LE(40);
+    const count = saved.readUInt32LE(44);
+    const size = saved.readUInt32LE(48);
+    const distinct = saved.readUInt32LE(52);
+    if (size < 16 || (size & (size - 1)) !== 0 || saved.length !== INDEX_HEAD + 4 * size + 16 * count) return 'damaged';
+    if (ino !== logIno || covered > logSize || covered < MAGIC.length) return 'stale';
+    const source = new RecordSource(fd, undefined);
+    if (count > 0) {
+      const sum = source.read(lastStart - 4, 4).readUInt32LE(0);
+      if (sum !== lastSum) return 'stale';
+    }
+    const tail = logSize > covered ? source.read(covered, logSize - covered) : Buffer.alloc(0);
+    const index = new RecordIndex(source, count + 64 + (tail.length >> 6), count);
+    let at = INDEX_HEAD;
+    const heads = int32s(saved, at, size);
+    at += 4 * size;
+    const next = int32s(saved, at, count);
+    at += 4 * count;
+    const start = int32s(saved, at, count);
+    at += 4 * count;
+    const len = int32s(saved, at, count);
+    at += 4 * count;
+    const hash = int32s(saved, at, count);
+    if (size === index.#heads.length) {
+      index.#heads.set(heads);
+      index.#next.set(next);
+    } else {
+      // Sized for more records than before: chain again.
+      for (let r = 0; r < count; r++) {
+        const b = hash[r]! & index.#mask;
+        index.#next[r] = index.#heads[b]!;
+        index.#heads[b] = r;
+      }
+    }
+    index.#start.set(new Uint32Array(start.buffer, start.byteOffset, count));
+    index.#len.set(new Uint32Array(len.buffer, len.byteOffset, count));
+    index.#hash.set(hash);
+    index.count = count;
+    index.distinct = distinct;
+    index.lastSum = lastSum;
+    for (let r = 0; r < count; r++) {
+      const n = index.#next[r]!;
+      if (n < -1 || n >= r || index.#start[r]! + index.#len[r]! > covered) return 'damaged';
+    }
+    return index.frame(tail, 0, covered) ? index : undefined;
+  }
+
+  /** The index as saved for a log of `logSize` bytes with inode `logIno`. */
+  encode(logSize: number, logIno: number): Buffer {
+    const size = this.#heads.length;
+    const n = this.count;
+    const out = Buffer.alloc(INDEX_HEAD + 4 * size + 16 * n);
+    INDEX_MAGIC.copy(out, 0);
+    out.writeDoubleLE(logSize, 16);
+    out.writeDoubleLE(logIno, 24);
+    out.writeDoubleLE(n > 0 ? this.#start[n - 1]! : 0, 32);
+    out.writeUInt32LE(this.lastSum, 40);
+    out.writeUInt32LE(n, 44);
+    out.writeUInt32LE(size, 48);
+    out.writeUInt32LE(this.distinct, 52);
+    let at = INDEX_HEAD;
+    for (const a of [this.#heads, this.#next.subarray(0, n), this.#start.subarray(0, n), this.#len.subarray(0, n), this.#hash.subarray(0, n)]) {
+      out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), at);
+      at += a.byteLength;
+    }
+    out.writeUInt32LE(checksum32(out.subarray(16)), 8);
+    return out;
+  }
+
+  /** The payload of the newest record with this key, undefined if none; throws when it does not check out. */
+  find(space: Space, key: string): Buffer | undefined {
     const kb = Buffer.from(key, 'utf8');
     const h = keyHash(kb, 0, kb.length, space);
     for (let r = this.#heads[h & this.#mask]!; r !== -1; r = this.#next[r]!) {
       if (this.#hash[r] !== h) continue;
       const start = this.#start[r]!;
-      if (spaceOf(data[start]!) !== space || data.readUInt32LE(start + 1) !== kb.length) continue;
-      if (!kb.equals(data.subarray(start + 5, start + 5 + kb.length))) continue;
-      const end = start + data.readUInt32LE(start - 8);
-      if (checksum32(data.subarray(start, end)) !== data.readUInt32LE(start - 4)) throw new RangeError('bad checksum');
-      return {start, end};
+      const len = this.#len[r]!;
+      if (len < 5 + kb.length) continue;
+      const frame = this.source.read(start - 8, len + 8);
+      if (frame.readUInt32LE(0) !== len) throw new RangeError('index points at no record');
+      const payload = frame.subarray(8);
+      if (spaceOf(payload[0]!) !== space || payload.readUInt32LE(1) !== kb.length || !kb.equals(payload.subarray(5, 5 + kb.length))) continue;
+      if (checksum32(payload) !== frame.readUInt32LE(4)) throw new RangeError('bad checksum');
+      return payload;
     }
     return undefined;
   }
@@ -487,12 +642,18 @@ export class StateLog {
   readonly #readOnly: boolean;
   /** Set while records are decoded on demand. */
   #index: RecordIndex | undefined;
-  #data: Buffer | undefined;
+  #source: RecordSource | undefined;
   #replayed: Tables | undefined;
+  /** Records and size of the log when it was opened lazily. */
   #indexed = 0;
+  #openSize = 0;
+  /** Current size of the log file (lazily opened, writable). */
+  #size = 0;
+  /** The saved index is missing or far behind: save one after this run. */
+  #indexBehind = false;
   readonly #warn: ((message: string) => void) | undefined;
 
-  private constructor(path: string, readOnly: boolean, warn: ((message: string) => void) | undefined, lazy: {index: RecordIndex; data: Buffer} | undefined) {
+  private constructor(path: string, readOnly: boolean, warn: ((message: string) => void) | undefined, lazy: {index: RecordIndex; size: number} | undefined) {
     this.path = path;
     this.#readOnly = readOnly;
     this.#warn = warn;
@@ -503,9 +664,13 @@ export class StateLog {
       return;
     }
     this.#index = lazy.index;
-    this.#data = lazy.data;
+    this.#source = lazy.index.source;
     this.#records = lazy.index.count;
     this.#indexed = lazy.index.count;
+    this.#openSize = lazy.size;
+    this.#size = lazy.size;
+    // Save an index when none was read, or when many records were framed past it.
+    this.#indexBehind = lazy.index.count - lazy.index.saved > Math.max(1000, lazy.index.saved >> 3);
     this.files = new LazyRecords((k) => this.#find(Space.Files, k) as FileRecord | undefined, () => this.#fullTables().files);
     this.targets = new LazyRecords((k) => this.#find(Space.Targets, k) as TargetRecord | undefined, () => this.#fullTables().targets);
     this.tools = new LazyRecords((k) => this.#find(Space.Tools, k) as ToolRecord | undefined, () => this.#fullTables().tools);
@@ -514,24 +679,15 @@ export class StateLog {
   static open(dir: string, options: StateLogOptions = {}): StateLog {
     const path = join(dir, 'log');
     const readOnly = options.readOnly === true;
+    if (options.vouched !== undefined) {
+      const lazy = StateLog.#openLazily(dir, path, readOnly, options.vouched, options.warn);
+      if (lazy !== undefined) return lazy;
+    }
     let data: Buffer | undefined;
     try {
       data = readFileSync(path);
     } catch {
       data = undefined;
-    }
-    if (options.vouched !== undefined && data !== undefined && data.length >= MAGIC.length && data.subarray(0, MAGIC.length).equals(MAGIC)) {
-      const st = statSync(path, {throwIfNoEntry: false});
-      const [size, mtime, ino] = options.vouched;
-      const index = st !== undefined && st.size === size && st.mtimeMs === mtime && st.ino === ino && data.length === size ? RecordIndex.build(data) : undefined;
-      if (index !== undefined) {
-        const log = new StateLog(path, readOnly, options.warn, {index, data});
-        if (!readOnly) {
-          mkdirSync(dir, {recursive: true});
-          log.#fd = openSync(path, 'a');
-        }
-        return log;
-      }
     }
     const log = new StateLog(path, readOnly, options.warn, undefined);
     let good = 0;
@@ -550,6 +706,8 @@ export class StateLog {
     if (!log.#readOnly) {
       mkdirSync(dir, {recursive: true});
       if (good === 0) {
+        // A new log: an index of the old one must not be taken for it.
+        rmSync(indexPath(log.path), {force: true});
         log.#fd = openSync(log.path, 'w');
         writeSync(log.#fd, MAGIC);
       } else {
@@ -563,6 +721,77 @@ export class StateLog {
     return log;
   }
 
+  /**
+   * Open a log the snapshot vouches for (same size, mtime and inode) without replaying
+   * it: through its saved index, or by framing it; undefined when it is not as vouched
+   * for or does not frame (the caller replays it).
+   */
+  static #openLazily(dir: string, path: string, readOnly: boolean, vouched: readonly [number, number, number], warn: ((message: string) => void) | undefined): StateLog | undefined {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch {
+      return undefined;
+    }
+    let index: RecordIndex | undefined;
+    try {
+      const st = fstatSync(fd);
+      const [size, mtime, ino] = vouched;
+      if (st.size !== size || st.mtimeMs !== mtime || st.ino !== ino || size < MAGIC.length) {
+        closeSync(fd);
+        return undefined;
+      }
+      let saved: Buffer | undefined;
+      try {
+        saved = readFileSync(indexPath(path));
+      } catch {
+        saved = undefined;
+      }
+      if (saved !== undefined) {
+        const loaded = RecordIndex.load(saved, fd, size, ino);
+        if (loaded === 'damaged') warn?.(`state log index ${indexPath(path)} is damaged; reading the whole log`);
+        if (typeof loaded === 'object') index = loaded;
+      }
+      if (index === undefined) {
+        const data = readFileSync(path);
+        if (data.length === size && data.subarray(0, MAGIC.length).equals(MAGIC)) index = RecordIndex.scan(fd, data);
+      }
+    } catch {
+      index = undefined;
+    }
+    if (index === undefined) {
+      closeSync(fd);
+      return undefined;
+    }
+    const log = new StateLog(path, readOnly, warn, {index, size: vouched[0]});
+    if (!readOnly) {
+      mkdirSync(dir, {recursive: true});
+      log.#fd = openSync(path, 'a');
+    }
+    return log;
+  }
+
+  /**
+   * Save the index of a lazily opened log when it is missing or far behind, so the
+   * next cone build need not read the log. Best effort: a failure costs only speed.
+   */
+  saveIndex(): void {
+    const index = this.#index;
+    if (index === undefined || this.#readOnly || !this.#indexBehind || this.#fd === undefined) return;
+    this.flush();
+    try {
+      const st = fstatSync(this.#fd);
+      // Something else wrote the log (it holds the lock; this should not happen): no index.
+      if (st.size !== this.#size) return;
+      const file = indexPath(this.path);
+      writeFileSync(`${file}.new`, index.encode(this.#size, st.ino));
+      renameSync(`${file}.new`, file);
+      this.#indexBehind = false;
+    } catch {
+      // The next lazy open frames the log instead.
+    }
+  }
+
   /** Whether records are decoded on demand (the log was opened vouched for). */
   get lazy(): boolean {
     return this.#index !== undefined;
@@ -572,9 +801,10 @@ export class StateLog {
     const index = this.#index;
     if (index === undefined) return this.#fullTables()[space === Space.Files ? 'files' : space === Space.Targets ? 'targets' : 'tools'].get(key);
     try {
-      const at = index.find(space, key);
-      if (at === undefined) return undefined;
-      const r = decodeRecord(decoder.reset(this.#data!, at.start, at.end));
+      const payload = index.find(space, key);
+      if (payload === undefined) return undefined;
+      const r = decodeRecord(decoder.reset(payload, 0, payload.length));
+      if (r.space !== space || r.key !== key || decoder.pos !== payload.length) throw new RangeError('record does not decode');
       return r.value ?? undefined;
     } catch {
       // Not the log the snapshot vouched for after all: replay it as a whole.
@@ -589,7 +819,8 @@ export class StateLog {
   #fullTables(): Tables {
     if (this.#replayed === undefined) {
       const t: Tables = {files: new Map(), targets: new Map(), tools: new Map()};
-      const data = this.#data!;
+      // The log as it was opened; what this run appended is in the tables already.
+      const data = this.#source!.read(0, this.#openSize);
       const r = replay(data, t);
       // Records this run appended stay counted on top.
       this.#records += r.records - this.#indexed;
@@ -635,6 +866,15 @@ export class StateLog {
     const bufs = this.#pending;
     this.#pending = [];
     this.#records += bufs.length;
+    const index = this.#index;
+    if (index !== undefined) {
+      // Keep the index whole for saving: the records go where the file ends.
+      for (const b of bufs) {
+        const start = this.#size + 8;
+        index.add(start, b.length - 8, keyHash(b, 13, 13 + b.readUInt32LE(9), spaceOf(b[8]!) as Space), b.readUInt32LE(4));
+        this.#size += b.length;
+      }
+    }
     let off = 0;
     while (off < bufs.length) {
       // writev takes at most IOV_MAX (1024) buffers.
@@ -677,6 +917,9 @@ export class StateLog {
     for (let off = 0; off < bufs.length; off += 1024) writevSync(fd, bufs.slice(off, off + 1024));
     fsyncSync(fd);
     closeSync(fd);
+    // The index describes the old file.
+    rmSync(indexPath(this.path), {force: true});
+    this.#indexBehind = false;
     renameSync(tmp, this.path);
     closeSync(this.#fd);
     this.#fd = openSync(this.path, 'a');
@@ -687,7 +930,13 @@ export class StateLog {
     this.flush();
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
+    if (this.#source !== undefined) closeSync(this.#source.fd);
+    this.#source = undefined;
   }
+}
+
+function indexPath(logPath: string): string {
+  return `${logPath}.idx`;
 }
 
 function encodeFile(r: FileRecord): Buffer {
