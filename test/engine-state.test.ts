@@ -191,6 +191,81 @@ describe('state log', () => {
     sl.close();
   });
 
+  it('a saved index answers like a full replay, with records appended after it', () => {
+    const dir = rig.path('state');
+    const put = (log: StateLog, i: number) => {
+      log.putFile({path: `src/f${i % 300}.txt`, size: i, mtimeMs: i, ctimeMs: i, ino: i, recordedAt: i, hash: (i * 31).toString(16).padStart(16, '0')});
+      log.putTarget({name: `t${i % 400}`, key: `k${i}`, action: 'a', params: '', tools: '', inputs: [`h${i}`], outputs: [{path: `out/${i % 400}`, hash: `o${i}`}], start: i, end: i});
+      if (i % 97 === 0) log.forgetTarget(`t${(i * 7) % 400}`);
+    };
+    const log = StateLog.open(dir);
+    for (let i = 0; i < 1500; i++) put(log, i);
+    log.close();
+    const vouch = () => {
+      const st = statSync(`${dir}/log`);
+      return [st.size, st.mtimeMs, st.ino] as const;
+    };
+    const compare = (lazy: StateLog) => {
+      const full = StateLog.open(dir, {readOnly: true});
+      for (let n = 0; n < 410; n++) expect(lazy.targets.get(`t${n}`)).toEqual(full.targets.get(`t${n}`));
+      for (let f = 0; f < 310; f++) expect(lazy.files.get(`src/f${f}.txt`)).toEqual(full.files.get(`src/f${f}.txt`));
+    };
+    // No index yet: the log is framed, and an index saved after the run.
+    const first = StateLog.open(dir, {vouched: vouch()});
+    expect(first.indexedFrom).toBe('log');
+    compare(first);
+    first.saveIndex();
+    first.close();
+    expect(statSync(`${dir}/log.idx`).size).toBeGreaterThan(0);
+    const second = StateLog.open(dir, {vouched: vouch()});
+    expect(second.indexedFrom).toBe('saved index');
+    compare(second);
+    // Records appended after the index (by this log and by a fully replayed one).
+    for (let i = 1500; i < 1600; i++) put(second, i);
+    second.close();
+    const other = StateLog.open(dir);
+    for (let i = 1600; i < 1700; i++) put(other, i);
+    other.close();
+    const third = StateLog.open(dir, {readOnly: true, vouched: vouch()});
+    expect(third.indexedFrom).toBe('saved index');
+    compare(third);
+    third.close();
+  });
+
+  it('a damaged index warns and the log is framed instead; an index of another log is not used', () => {
+    const dir = rig.path('state');
+    const log = StateLog.open(dir);
+    for (let i = 0; i < 2500; i++) log.putTarget({name: `t${i % 50}`, key: `k${i}`, action: 'a', params: '', tools: '', inputs: [], outputs: [], start: i, end: i});
+    log.close();
+    const vouch = () => {
+      const st = statSync(`${dir}/log`);
+      return [st.size, st.mtimeMs, st.ino] as const;
+    };
+    const a = StateLog.open(dir, {vouched: vouch()});
+    a.saveIndex();
+    a.close();
+    const saved = readFileSync(`${dir}/log.idx`);
+    const damaged = Buffer.from(saved);
+    damaged[damaged.length - 5] = damaged[damaged.length - 5]! ^ 0x10;
+    writeFileSync(`${dir}/log.idx`, damaged);
+    const warnings: string[] = [];
+    const b = StateLog.open(dir, {vouched: vouch(), warn: (m) => warnings.push(m)});
+    expect(b.indexedFrom).toBe('log');
+    expect(warnings).toEqual([expect.stringMatching(/state log index .*log\.idx is damaged; reading the whole log/)]);
+    expect(b.targets.get('t7')?.key).toBe('k2457');
+    // Compaction writes a new log (a new inode) and drops the index.
+    expect(b.compactIfNeeded()).toBe(true);
+    b.close();
+    expect(() => statSync(`${dir}/log.idx`)).toThrow();
+    // The old index put back: it names the old log's inode, so it is passed over silently.
+    writeFileSync(`${dir}/log.idx`, saved);
+    const c = StateLog.open(dir, {vouched: vouch(), warn: (m) => warnings.push(m)});
+    expect(c.indexedFrom).toBe('log');
+    expect(warnings).toHaveLength(1);
+    expect(c.targets.get('t7')?.key).toBe('k2457');
+    c.close();
+  });
+
   it('a build after a damaged log warns and rebuilds only what it must', () => {
     threeTargets();
     rig.psy(['build', '-j1']);

@@ -14,7 +14,7 @@ import {analyze, closure, type Graph} from './graph.js';
 import {CachedGraph, graphCachePath, isCacheDamage, serializeGraph} from './graph-cache.js';
 import {initHash} from './hash.js';
 import {configIdentity, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
-import {checkSnapshot, currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
+import {checkSnapshot, currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
@@ -172,7 +172,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (!dryRun && !log.compactIfNeeded()) log.saveIndex();
     const g = graph;
     const outputsOf = (): Record<string, Record<string, string>> => {
-      if (cone !== undefined) return cone.outputs();
+      if (cone !== undefined) {
+        const recorded = previous === undefined ? undefined : snapshotOutputs(previous);
+        if (recorded !== undefined) return recorded;
+        const again = CachedGraph.open(graphCachePath(snapshotFile!), graphId!);
+        if (again === undefined) throw new PsyError('graph-cache', `the cached graph beside ${snapshotFile} was replaced; run psy build again for the outputs`);
+        try {
+          return cone.outputs(again);
+        } finally {
+          again.close();
+        }
+      }
       const outputs: Record<string, Record<string, string>> = {};
       for (const t of g.targets) {
         if (!want[t.index] || t.outputs.length === 0) continue;
@@ -229,6 +239,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     };
     return result;
   } finally {
+    cache?.close();
     log?.close();
     if (lock !== undefined) {
       try {
@@ -255,8 +266,8 @@ interface Cone {
   readonly wanted: number;
   /** Wanted targets with a step outside the sub-graph. */
   readonly outside: string[];
-  /** Every wanted target's outputs (decodes the whole cache). */
-  outputs(): Record<string, Record<string, string>>;
+  /** Every wanted target's outputs (decodes every record of `cache`). */
+  outputs(cache: CachedGraph): Record<string, Record<string, string>>;
 }
 
 function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<string>): Cone | undefined {
@@ -310,7 +321,7 @@ function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<s
       clean,
       wanted,
       outside,
-      outputs() {
+      outputs(cache) {
         const out: Record<string, Record<string, string>> = {};
         for (let i = 0; i < n; i++) {
           if (!cache.wanted(i)) continue;

@@ -21,7 +21,7 @@
  * checked; anything out of place makes the reader return undefined, and the full check
  * decides (by evaluating the config).
  */
-import {readFileSync} from 'node:fs';
+import {closeSync, fstatSync, openSync, readSync} from 'node:fs';
 import type {TargetConfig} from './config.js';
 import type {Graph, GraphInput, GraphOutput, GraphTarget, InputItem} from './graph.js';
 import type {LoadedConfig} from './load-config.js';
@@ -181,9 +181,13 @@ export class CachedGraph {
   readonly #count: Record<(typeof TABLES)[number], number>;
   readonly #blob: Record<(typeof BLOBS)[number], number>;
   #names: string[] | undefined;
+  #fd: number | undefined;
+  #reads = 0;
+  #records: Buffer | undefined;
 
-  private constructor(data: Buffer, header: Header, at: number) {
+  private constructor(data: Buffer, header: Header, at: number, fd: number, fileSize: number) {
     this.#data = data;
+    this.#fd = fd;
     this.header = header;
     this.targetCount = header.targets;
     const table = {} as Record<(typeof TABLES)[number], number>;
@@ -198,7 +202,7 @@ export class CachedGraph {
       blob[name] = at;
       at += header.blobs[k]!;
     });
-    check(at === data.length);
+    check(at === fileSize && blob.records === data.length);
     this.#table = table;
     this.#count = count;
     this.#blob = blob;
@@ -209,20 +213,35 @@ export class CachedGraph {
 
   /** The cache in `file` if it is the one with this id, else undefined. */
   static open(file: string, id: string): CachedGraph | undefined {
+    let fd: number | undefined;
     try {
-      const data = readFileSync(file);
-      if (data.length < MAGIC.length + 4 || !data.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
-      const headLen = data.readUInt32LE(MAGIC.length);
-      const at = MAGIC.length + 4 + headLen;
-      if (at > data.length) return undefined;
-      const header = JSON.parse(data.toString('utf8', MAGIC.length + 4, at)) as Header;
-      if (header.id !== id || !Number.isInteger(header.targets) || !Array.isArray(header.tables) || header.tables.length !== TABLES.length) return undefined;
-      if (!Array.isArray(header.blobs) || header.blobs.length !== BLOBS.length) return undefined;
-      if (![...header.tables, ...header.blobs].every((x) => Number.isInteger(x) && x >= 0)) return undefined;
-      return new CachedGraph(data, header, at);
+      fd = openSync(file, 'r');
+      const size = fstatSync(fd).size;
+      const pre = readAt(fd, 0, Math.min(size, MAGIC.length + 4));
+      if (pre.length < MAGIC.length + 4 || !pre.subarray(0, MAGIC.length).equals(MAGIC)) throw new CacheDamage('not a graph cache');
+      const at = MAGIC.length + 4 + pre.readUInt32LE(MAGIC.length);
+      if (at > size) throw new CacheDamage('truncated');
+      const header = JSON.parse(readAt(fd, MAGIC.length + 4, at - MAGIC.length - 4).toString('utf8')) as Header;
+      if (header.id !== id || !Number.isInteger(header.targets) || !Array.isArray(header.tables) || header.tables.length !== TABLES.length) throw new CacheDamage('another graph');
+      if (!Array.isArray(header.blobs) || header.blobs.length !== BLOBS.length) throw new CacheDamage('bad header');
+      if (![...header.tables, ...header.blobs].every((x) => Number.isInteger(x) && x >= 0)) throw new CacheDamage('bad header');
+      // Everything but the target records, which are read one by one as asked for.
+      const recordsAt = at + header.tables.reduce((a, b) => a + 4 * b, 0) + header.blobs[0]! + header.blobs[1]!;
+      if (recordsAt > size) throw new CacheDamage('truncated');
+      const graph = new CachedGraph(readAt(fd, 0, recordsAt), header, at, fd, size);
+      fd = undefined;
+      return graph;
     } catch {
       return undefined;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
+  }
+
+  /** Close the file; records not read by then cannot be read. */
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
   }
 
   #u32(table: (typeof TABLES)[number], k: number): number {
@@ -296,7 +315,20 @@ export class CachedGraph {
   record(i: number): CachedTarget {
     const [s, e] = this.#span('recordEnd', i);
     check(e <= this.header.blobs[2]!);
-    const ct = JSON.parse(this.#data.toString('utf8', this.#blob.records + s, this.#blob.records + e)) as CachedTarget;
+    let bytes: Buffer;
+    if (this.#records !== undefined) {
+      bytes = this.#records.subarray(s, e);
+    } else {
+      check(this.#fd !== undefined);
+      // A few records are read where they are; many, with the whole blob at once.
+      if (++this.#reads > 64) {
+        this.#records = readAt(this.#fd!, this.#blob.records, this.header.blobs[2]!);
+        bytes = this.#records.subarray(s, e);
+      } else {
+        bytes = readAt(this.#fd!, this.#blob.records + s, e - s);
+      }
+    }
+    const ct = JSON.parse(bytes.toString('utf8')) as CachedTarget;
     check(typeof ct.n === 'string' && Array.isArray(ct.o) && Array.isArray(ct.i) && Array.isArray(ct.dp) && typeof ct.cp === 'number');
     return ct;
   }
@@ -366,6 +398,17 @@ export class CachedGraph {
   }
 }
 
+function readAt(fd: number, at: number, len: number): Buffer {
+  const buf = Buffer.allocUnsafe(len);
+  let got = 0;
+  while (got < len) {
+    const n = readSync(fd, buf, got, len - got, at + got);
+    if (n === 0) throw new CacheDamage('truncated');
+    got += n;
+  }
+  return buf;
+}
+
 export function isCacheDamage(err: unknown): boolean {
   return err instanceof CacheDamage;
 }
@@ -379,5 +422,7 @@ export function readCachedGraph(file: string, id: string, loaded: LoadedConfig):
     return c.graph(loaded, c.targets(all, () => true));
   } catch {
     return undefined;
+  } finally {
+    c.close();
   }
 }

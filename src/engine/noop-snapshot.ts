@@ -399,3 +399,13 @@ function entryIndices(list: Buffer, paths: Iterable<string>): Map<string, number
   }
   return out;
 }
+
+/** The wanted targets' outputs a snapshot file's bytes record; undefined if unreadable. */
+export function snapshotOutputs(bytes: Buffer): Record<string, Record<string, string>> | undefined {
+  try {
+    const d = decode(bytes);
+    return d === undefined ? undefined : new StoredResult(d.head.stateDir, d.head.fresh, d.result).outputs;
+  } catch {
+    return undefined;
+  }
+}

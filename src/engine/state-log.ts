@@ -440,8 +440,20 @@ class RecordIndex {
 
   /** The index as saved for a log of `logSize` bytes with inode `logIno`. */
   encode(logSize: number, logIno: number): Buffer {
-    const size = this.#heads.length;
     const n = this.count;
+    let size = 16;
+    while (size < n * 2) size <<= 1;
+    if (size < this.#heads.length) {
+      // Grown past what it holds: chain again in a table of the saved size.
+      this.#mask = size - 1;
+      this.#heads = new Int32Array(size).fill(-1);
+      for (let r = 0; r < n; r++) {
+        const b = this.#hash[r]! & this.#mask;
+        this.#next[r] = this.#heads[b]!;
+        this.#heads[b] = r;
+      }
+    }
+    size = this.#heads.length;
     const out = Buffer.alloc(INDEX_HEAD + 4 * size + 16 * n);
     INDEX_MAGIC.copy(out, 0);
     out.writeDoubleLE(logSize, 16);
@@ -795,6 +807,11 @@ export class StateLog {
   /** Whether records are decoded on demand (the log was opened vouched for). */
   get lazy(): boolean {
     return this.#index !== undefined;
+  }
+
+  /** How a lazily opened log was indexed: from its saved index, or by framing the whole log. */
+  get indexedFrom(): 'saved index' | 'log' | undefined {
+    return this.#index === undefined ? undefined : this.#index.saved > 0 ? 'saved index' : 'log';
   }
 
   #find(space: Space, key: string): FileRecord | TargetRecord | ToolRecord | undefined {
