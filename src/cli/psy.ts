@@ -52,12 +52,19 @@ export async function main(argv: string[], io?: Partial<CommandIo>): Promise<num
     writeLine(fullIo.stderr, `psy: unknown command '${name}' (see psy --help)`);
     return 2;
   }
-  const command = await load();
-  if (rest.includes('--help') || rest.includes('-h')) {
-    writeLine(fullIo.stdout, command.help);
-    return 0;
-  }
+  const help = rest.includes('--help') || rest.includes('-h');
   try {
+    // A no-op build is answered before the engine is loaded.
+    if (name === 'build' && !help) {
+      const fast = await (await import('./build-fast.js')).fastBuild(rest, fullIo);
+      if (fast.kind === 'done') return fast.code;
+      if (fast.kind === 'checked') return await (await import('./commands/build.js')).runBuild(rest, fullIo, fast.noopCheck);
+    }
+    const command = await load();
+    if (help) {
+      writeLine(fullIo.stdout, command.help);
+      return 0;
+    }
     return await command.run(rest, fullIo);
   } catch (err) {
     if (isPsyError(err)) {
