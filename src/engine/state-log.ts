@@ -274,12 +274,15 @@ function int32s(buf: Buffer, at: number, n: number): Int32Array {
  * newest record first, so the first record with the right key is the live one.
  *
  * It is saved beside the log (`log.idx`) so that the next cone build need not read the
- * log at all: header (magic, xxh32 of the rest, the log size it covers, the log's
- * inode, the last covered record's start and checksum, counts), then the table. It is
- * used only for a log the snapshot vouches for, with the same inode, at least that
- * long, and whose last covered record still has that checksum; records after the
- * covered part are framed from the file. Every record found through it is checked for
- * its key and checksum before use.
+ * log at all: header (magic, the log size it covers, the log's inode, the last covered
+ * record's start and checksum, counts), then the table. It is used only for a log the
+ * snapshot vouches for, with the same inode, at least that long, and whose last covered
+ * record still has that checksum; records after the covered part are framed from the
+ * file. Nothing in it is trusted beyond that: a chain must lead to older records, and
+ * every record found through it must sit in the log with its key and checksum, or the
+ * whole log is replayed. (A chain that skips a record can only make psy find an older
+ * record of a key, which content comparison treats as stale or as matching the
+ * content it describes: never a wrong answer, at worst a rebuild.)
  */
 class RecordIndex {
   #heads: Int32Array;
@@ -293,15 +296,16 @@ class RecordIndex {
   distinct = 0;
   /** Checksum of the newest record. */
   lastSum = 0;
-  /** Records read from a saved index (0: framed from the log). */
+  /** Records read from a saved index (0: framed from the log), and the log size it covers. */
   readonly saved: number;
+  #covered = 0;
   source: RecordSource;
 
-  private constructor(source: RecordSource, capacity: number, saved: number) {
+  private constructor(source: RecordSource, capacity: number, saved: number, tableSize = 0) {
     this.source = source;
     this.saved = saved;
-    let size = 16;
-    while (size < capacity * 2) size <<= 1;
+    let size = tableSize;
+    if (size < capacity) for (size = 16; size < capacity * 2; ) size <<= 1;
     this.#mask = size - 1;
     this.#heads = new Int32Array(size).fill(-1);
     this.#next = new Int32Array(capacity);
@@ -387,7 +391,6 @@ class RecordIndex {
    */
   static load(saved: Buffer, fd: number, logSize: number, logIno: number): RecordIndex | 'damaged' | 'stale' | undefined {
     if (saved.length < INDEX_HEAD || !saved.subarray(0, INDEX_MAGIC.length).equals(INDEX_MAGIC)) return 'damaged';
-    if (checksum32(saved.subarray(16)) !== saved.readUInt32LE(8)) return 'damaged';
     const covered = saved.readDoubleLE(16);
     const ino = saved.readDoubleLE(24);
     const lastStart = saved.readDoubleLE(32);
@@ -403,7 +406,8 @@ class RecordIndex {
       if (sum !== lastSum) return 'stale';
     }
     const tail = logSize > covered ? source.read(covered, logSize - covered) : Buffer.alloc(0);
-    const index = new RecordIndex(source, count + 64 + (tail.length >> 6), count);
+    // The saved table as it is, unless the records after it would fill it.
+    const index = new RecordIndex(source, count + 64 + (tail.length >> 6), count, size);
     let at = INDEX_HEAD;
     const heads = int32s(saved, at, size);
     at += 4 * size;
@@ -431,10 +435,7 @@ class RecordIndex {
     index.count = count;
     index.distinct = distinct;
     index.lastSum = lastSum;
-    for (let r = 0; r < count; r++) {
-      const n = index.#next[r]!;
-      if (n < -1 || n >= r || index.#start[r]! + index.#len[r]! > covered) return 'damaged';
-    }
+    index.#covered = covered;
     return index.frame(tail, 0, covered) ? index : undefined;
   }
 
@@ -468,7 +469,6 @@ class RecordIndex {
       out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), at);
       at += a.byteLength;
     }
-    out.writeUInt32LE(checksum32(out.subarray(16)), 8);
     return out;
   }
 
@@ -476,15 +476,26 @@ class RecordIndex {
   find(space: Space, key: string): Buffer | undefined {
     const kb = Buffer.from(key, 'utf8');
     const h = keyHash(kb, 0, kb.length, space);
-    for (let r = this.#heads[h & this.#mask]!; r !== -1; r = this.#next[r]!) {
-      if (this.#hash[r] !== h) continue;
+    let r = this.#heads[h & this.#mask]!;
+    if (r < -1 || r >= this.count) throw new RangeError('index chain out of range');
+    for (; r !== -1; ) {
+      const older = this.#next[r]!;
+      // Chains lead to older records, so every walk ends.
+      if (older < -1 || older >= r) throw new RangeError('index chain out of order');
       const start = this.#start[r]!;
       const len = this.#len[r]!;
-      if (len < 5 + kb.length) continue;
+      if (this.#hash[r] !== h || len < 5 + kb.length) {
+        r = older;
+        continue;
+      }
+      if (start < MAGIC.length + 8 || (r < this.saved && start + len > this.#covered)) throw new RangeError('index points outside what it covers');
       const frame = this.source.read(start - 8, len + 8);
       if (frame.readUInt32LE(0) !== len) throw new RangeError('index points at no record');
       const payload = frame.subarray(8);
-      if (spaceOf(payload[0]!) !== space || payload.readUInt32LE(1) !== kb.length || !kb.equals(payload.subarray(5, 5 + kb.length))) continue;
+      if (spaceOf(payload[0]!) !== space || payload.readUInt32LE(1) !== kb.length || !kb.equals(payload.subarray(5, 5 + kb.length))) {
+        r = older;
+        continue;
+      }
       if (checksum32(payload) !== frame.readUInt32LE(4)) throw new RangeError('bad checksum');
       return payload;
     }
