@@ -11,7 +11,7 @@ import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, type Graph} from './graph.js';
-import {CachedGraph, graphCachePath, isCacheDamage, serializeGraph} from './graph-cache.js';
+import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wantedIn} from './graph-cache.js';
 import {initHash} from './hash.js';
 import {loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
 import {noopCheck, type NoopCheck} from './noop-check.js';
@@ -309,11 +309,14 @@ function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<s
     const select: number[] = [];
     const outside: string[] = [];
     let wanted = 0;
+    const flags = cache.flags();
+    const names = cache.names();
     for (let i = 0; i < n; i++) {
       if (mark[i] !== 0) select.push(i);
-      if (!cache.wanted(i)) continue;
+      const f = flags[i]!;
+      if (!wantedIn(f)) continue;
       wanted++;
-      if (mark[i] === 0 && !cache.isGroup(i)) outside.push(cache.name(i));
+      if (mark[i] === 0 && !groupIn(f)) outside.push(names[i]!);
     }
     const targets = cache.targets(select, (i) => mark[i] === 1);
     const clean = new Uint8Array(select.length);

@@ -258,13 +258,28 @@ export class CachedGraph {
   }
 
   name(i: number): string {
+    const names = this.names();
+    check(i >= 0 && i < names.length);
+    return names[i]!;
+  }
+
+  /** Every target's name, by index. */
+  names(): readonly string[] {
     if (this.#names === undefined) {
       const names = this.header.targets === 0 ? [] : this.#data.toString('utf8', this.#blob.names, this.#blob.names + this.header.blobs[0]!).split('\n');
       check(names.length === this.header.targets);
       this.#names = names;
     }
-    check(i >= 0 && i < this.#names.length);
-    return this.#names[i]!;
+    return this.#names;
+  }
+
+  /** Every target's flags at once (see wantedIn/groupIn), for loops over all targets. */
+  flags(): Uint32Array {
+    const at = this.#table.flags;
+    const n = this.#count.flags;
+    const view = this.#data.subarray(at, at + 4 * n);
+    // A typed view needs 4-byte alignment; copy otherwise.
+    return view.byteOffset % 4 === 0 ? new Uint32Array(view.buffer, view.byteOffset, n) : new Uint32Array(Uint8Array.prototype.slice.call(view).buffer);
   }
 
   wanted(i: number): boolean {
@@ -407,6 +422,16 @@ function readAt(fd: number, at: number, len: number): Buffer {
     got += n;
   }
   return buf;
+}
+
+/** Whether flags (see CachedGraph.flags) mark a target wanted by the snapshot's targets. */
+export function wantedIn(flags: number): boolean {
+  return (flags & F_WANTED) !== 0;
+}
+
+/** Whether flags mark a group (a target without a step). */
+export function groupIn(flags: number): boolean {
+  return (flags & F_GROUP) !== 0;
 }
 
 export function isCacheDamage(err: unknown): boolean {

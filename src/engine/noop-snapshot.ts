@@ -355,7 +355,9 @@ export function patchSnapshot(
   const result = d.result;
   const pathsEnd = PREAMBLE + head.length + result.length + paths.length;
   const statsAt = align8(pathsEnd);
-  const out = Buffer.alloc(statsAt + d.count * FIELDS * 8);
+  const out = Buffer.allocUnsafe(statsAt + d.count * FIELDS * 8);
+  out.fill(0, 0, PREAMBLE);
+  out.fill(0, pathsEnd, statsAt);
   out.write(MAGIC, 0, 'latin1');
   out.writeUInt32LE(head.length, 8);
   out.writeUInt32LE(result.length, 12);
@@ -388,12 +390,14 @@ function entryIndices(list: Buffer, paths: Iterable<string>): Map<string, number
   }
   found.sort((a, b) => a[0] - b[0]);
   const out = new Map<string, number>();
+  // Entries before a path = NULs before it (a plain Uint8Array's indexOf is the fast one).
+  const bytes = new Uint8Array(list.buffer, list.byteOffset, list.byteLength);
   let count = 0;
-  let nul = list.indexOf(0);
+  let nul = bytes.indexOf(0);
   for (const [at, path] of found) {
     while (nul !== -1 && nul < at) {
       count++;
-      nul = list.indexOf(0, nul + 1);
+      nul = bytes.indexOf(0, nul + 1);
     }
     out.set(path, count);
   }
