@@ -290,4 +290,48 @@ describe('changed-cone check', () => {
     expect(again.upToDate.length).toBe(4);
     expect(evaluations()).toBe(before + 1);
   }, 60_000);
+
+  it('the snapshot a cone build patches equals the one a full check writes', async () => {
+    /** The parts of a snapshot file (see noop-snapshot.ts for the layout). */
+    const read = () => {
+      const b = readFileSync(snapshot());
+      const head = b.readUInt32LE(8);
+      const result = b.readUInt32LE(12);
+      const paths = b.readUInt32LE(16);
+      const count = b.readUInt32LE(20);
+      const statsAt = (24 + head + result + paths + 7) & ~7;
+      const {graph, ...rest} = JSON.parse(b.toString('utf8', 24, 24 + head)) as {graph?: string};
+      const r = JSON.parse(b.toString('utf8', 24 + head, 24 + head + result)) as {upToDate: string[]; outputs: unknown};
+      return {
+        graph,
+        head: rest,
+        upToDate: [...r.upToDate].sort(),
+        outputs: r.outputs,
+        paths: b.toString('utf8', 24 + head + result, 24 + head + result + paths).split('\0').slice(0, count),
+        stats: Array.from({length: count * 4}, (_, k) => b.readDoubleLE(statsAt + 8 * k)),
+      };
+    };
+    await snapshotted();
+    writeFileSync(rig.path('src/a.txt'), 'x\n');
+    await settle();
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b', 'c']);
+    // The outputs were written during that build: their entries say "look again".
+    expect(read().stats).toContain(-2);
+    await settle();
+    const before = evaluations();
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual([]);
+    expect(evaluations()).toBe(before);
+    const patched = read();
+    expect(patched.stats).not.toContain(-2);
+    expect(rig.psy(['build']).stdout).toBe('psy: no work to do (4 targets up to date)\n');
+    // The same state checked in full, with the snapshot and the cached graph gone.
+    const {rmSync} = await import('node:fs');
+    rmSync(snapshot());
+    rmSync(cachedGraph());
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual([]);
+    expect(evaluations()).toBe(before + 1);
+    const fresh = read();
+    expect(fresh.graph).not.toBe(patched.graph);
+    expect({...patched, graph: undefined}).toEqual({...fresh, graph: undefined});
+  }, 60_000);
 });
