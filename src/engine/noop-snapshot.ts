@@ -348,7 +348,7 @@ export function patchSnapshot(
   }
   if (d === undefined) return false;
   const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength);
-  const index = entryIndices(paths, patches.keys());
+  const index = entryIndices(paths, patches);
   if (index === undefined) return false;
   const firstTool = d.count - d.head.tools;
   const head = Buffer.from(JSON.stringify({...d.head, log: logTuple(d.head.stateDir)}), 'utf8');
@@ -379,9 +379,16 @@ export function patchSnapshot(
 }
 
 /** Entry numbers of these paths in a NUL-terminated path list; undefined if one is missing. */
-function entryIndices(list: Buffer, paths: Iterable<string>): Map<string, number> | undefined {
+function entryIndices(list: Buffer, paths: ReadonlySet<string> | ReadonlyMap<string, unknown>): Map<string, number> | undefined {
+  if (paths.size > 16) {
+    // Many: one pass over every path beats a search for each.
+    const out = new Map<string, number>();
+    const all = list.toString('utf8').split('\0');
+    for (let i = 0; i < all.length; i++) if (paths.has(all[i]!)) out.set(all[i]!, i);
+    return out.size === paths.size ? out : undefined;
+  }
   const found: Array<[number, string]> = [];
-  for (const path of paths) {
+  for (const path of paths.keys()) {
     const needle = Buffer.from(path + '\0', 'utf8');
     let at = list.indexOf(needle);
     while (at > 0 && list[at - 1] !== 0) at = list.indexOf(needle, at + 1);

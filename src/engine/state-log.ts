@@ -241,14 +241,21 @@ function keyHash(buf: Uint8Array, start: number, end: number, space: Space): num
   return h;
 }
 
-/** Where an index reads records from: the log read whole, or the log file itself. */
+/**
+ * Where an index reads records from: the log read whole, or the log file itself (record
+ * by record; after many reads, whole at once).
+ */
 class RecordSource {
+  #reads = 0;
+
   constructor(
     readonly fd: number,
-    readonly data: Buffer | undefined,
+    public data: Buffer | undefined,
   ) {}
 
   read(at: number, len: number): Buffer {
+    if (this.data !== undefined && at + len <= this.data.length) return this.data.subarray(at, at + len);
+    if (++this.#reads === 256) this.data = readAll(this.fd);
     if (this.data !== undefined && at + len <= this.data.length) return this.data.subarray(at, at + len);
     const buf = Buffer.allocUnsafe(len);
     let got = 0;
@@ -259,6 +266,18 @@ class RecordSource {
     }
     return buf;
   }
+}
+
+function readAll(fd: number): Buffer {
+  const size = fstatSync(fd).size;
+  const buf = Buffer.allocUnsafe(size);
+  let got = 0;
+  while (got < size) {
+    const n = readSync(fd, buf, got, size - got, got);
+    if (n === 0) break;
+    got += n;
+  }
+  return buf.subarray(0, got);
 }
 
 const INDEX_MAGIC = Buffer.from('PSYLIDX1', 'latin1');
