@@ -23,7 +23,7 @@ const none: FastBuild = {kind: 'none'};
 
 /**
  * `psy build ARGV` in this process, failures reported as the CLI reports them. bin/psy.js
- * calls this from a one-file bundle of this module (dist/cli/build-fast.bundle.js): one
+ * calls this from a one-file bundle of this module (dist/cli/build-fast.bundle.cjs): one
  * module to load instead of a dozen.
  */
 export async function fastEntry(argv: string[]): Promise<FastBuild> {
