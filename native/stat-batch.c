@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #define EXPECTED_FIELDS 4
 #define OTHER_ERROR (-2.0)
 #define MAX_THREADS 8
+#define AUTO_THREADS 4
 /* Below this many paths a thread costs more than it saves. */
 #define MIN_PER_THREAD 256
 
@@ -63,6 +65,14 @@ static void stat_slice(const slice_t *s) {
   }
 }
 
+/* The CPUs this process may run on (what os.availableParallelism() counts). */
+static uint32_t usable_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  int n = CPU_COUNT(&set);
+  return n < 1 ? 1 : (uint32_t)n;
+}
+
 static void *run_slice(void *arg) {
   stat_slice((const slice_t *)arg);
   return NULL;
@@ -76,6 +86,7 @@ static napi_value fail(napi_env env, const char *message) {
 /*
  * statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number,
  *           expected?: Float64Array): [firstError, firstChange]
+ * threads: how many threads may stat (0: one per usable CPU, at most four).
  * firstError: the first path with an error other than ENOENT (-1: none); firstChange:
  * the first path whose stat differs from expected, an error counting as a difference
  * (-1: none, or no expected given).
@@ -130,7 +141,8 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
     pos = (size_t)(end - blob) + 1;
   }
 
-  if (threads < 1) threads = 1;
+  /* 0: one thread per usable CPU, at most AUTO_THREADS. */
+  if (threads == 0) threads = usable_cpus() < AUTO_THREADS ? usable_cpus() : AUTO_THREADS;
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   while (threads > 1 && count / threads < MIN_PER_THREAD) threads--;
 

@@ -8,7 +8,6 @@
  * 1 for a regular file (0 otherwise); -1 in all five for a path that does not exist.
  * They equal fs.statSync's fields bit for bit, so stats from either side compare.
  */
-import {availableParallelism} from 'node:os';
 import {statSync} from 'node:fs';
 import {fileURLToPath} from 'node:url';
 
@@ -50,8 +49,6 @@ export function statBatchImpl(): {readonly impl: StatBatchImpl; readonly reason?
   return loadAddon() === null ? {impl: 'js', ...(loadError === undefined ? {} : {reason: loadError})} : {impl: 'native'};
 }
 
-let threads: number | undefined;
-
 /**
  * Stats of `count` NUL-terminated paths in `blob` (every path ends with a NUL byte).
  * `impl` forces one implementation (tests compare them).
@@ -77,8 +74,8 @@ function run(blob: Uint8Array, count: number, impl: StatBatchImpl | undefined, e
     statAllJs(splitBlob(blob, count), out);
     return {stats: out, firstChange: expected === undefined ? -1 : firstChange(out, expected, count)};
   }
-  threads ??= Math.min(4, availableParallelism());
-  const [firstError, change] = native.statBatch(blob, count, out, threads, expected);
+  // 0: the addon uses one thread per usable CPU, at most four.
+  const [firstError, change] = native.statBatch(blob, count, out, 0, expected);
   // Errors other than "does not exist" are rare: let fs.statSync throw its own.
   if (firstError >= 0) {
     for (let i = firstError; i < count; i++) {
