@@ -12,10 +12,15 @@
  *
  * The work is split over a few threads: the kernel's path lookup dominates and runs in
  * parallel.
+ *
+ * Given the stats a snapshot expects (four numbers a path: size, mtimeMs, ctimeMs, ino),
+ * it also finds the first path whose stat differs, so that a no-op check needs no loop
+ * of its own over every path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +28,10 @@
 #include <node_api.h>
 
 #define FIELDS 5
+#define EXPECTED_FIELDS 4
+#define OTHER_ERROR (-2.0)
 #define MAX_THREADS 8
+#define AUTO_THREADS 4
 /* Below this many paths a thread costs more than it saves. */
 #define MIN_PER_THREAD 256
 
@@ -51,10 +59,18 @@ static void stat_slice(const slice_t *s) {
       o[3] = (double)st.st_ino;
       o[4] = S_ISREG(st.st_mode) ? 1 : 0;
     } else {
-      double v = errno == ENOENT ? -1 : -2;
+      double v = errno == ENOENT ? -1 : OTHER_ERROR;
       for (int k = 0; k < FIELDS; k++) o[k] = v;
     }
   }
+}
+
+/* The CPUs this process may run on (what os.availableParallelism() counts). */
+static uint32_t usable_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  int n = CPU_COUNT(&set);
+  return n < 1 ? 1 : (uint32_t)n;
 }
 
 static void *run_slice(void *arg) {
@@ -67,11 +83,18 @@ static napi_value fail(napi_env env, const char *message) {
   return NULL;
 }
 
-/* statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number): void */
+/*
+ * statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number,
+ *           expected?: Float64Array): [firstError, firstChange]
+ * threads: how many threads may stat (0: one per usable CPU, at most four).
+ * firstError: the first path with an error other than ENOENT (-1: none); firstChange:
+ * the first path whose stat differs from expected, an error counting as a difference
+ * (-1: none, or no expected given).
+ */
 static napi_value stat_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "statBatch(blob, count, out, threads)");
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "statBatch(blob, count, out, threads, expected?)");
 
   napi_typedarray_type type;
   size_t blob_len, out_len;
@@ -88,6 +111,20 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
   }
   if (napi_get_value_uint32(env, argv[3], &threads) != napi_ok) return fail(env, "statBatch: threads must be a number");
   if (out_len < (size_t)count * FIELDS) return fail(env, "statBatch: out is too small");
+  const double *expected = NULL;
+  if (argc >= 5) {
+    napi_valuetype vt;
+    if (napi_typeof(env, argv[4], &vt) != napi_ok) return fail(env, "statBatch: bad expected");
+    if (vt != napi_undefined) {
+      size_t exp_len;
+      void *exp_data;
+      if (napi_get_typedarray_info(env, argv[4], &type, &exp_len, &exp_data, &ab, &byte_offset) != napi_ok || type != napi_float64_array) {
+        return fail(env, "statBatch: expected must be a Float64Array");
+      }
+      if (exp_len < (size_t)count * EXPECTED_FIELDS) return fail(env, "statBatch: expected is too small");
+      expected = (const double *)exp_data;
+    }
+  }
 
   /* Split the blob into C strings in place: every path must end with a NUL inside it. */
   const char *blob = (const char *)blob_data;
@@ -104,7 +141,8 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
     pos = (size_t)(end - blob) + 1;
   }
 
-  if (threads < 1) threads = 1;
+  /* 0: one thread per usable CPU, at most AUTO_THREADS. */
+  if (threads == 0) threads = usable_cpus() < AUTO_THREADS ? usable_cpus() : AUTO_THREADS;
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   while (threads > 1 && count / threads < MIN_PER_THREAD) threads--;
 
@@ -125,7 +163,23 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
     else stat_slice(&slices[t]);
   }
   free(paths);
-  return NULL;
+
+  const double *o = (const double *)out_data;
+  int64_t first_error = -1, first_change = -1;
+  for (size_t i = 0; i < count && (first_error < 0 || (expected != NULL && first_change < 0)); i++) {
+    const double *a = o + i * FIELDS;
+    int error = a[0] == OTHER_ERROR;
+    if (error && first_error < 0) first_error = (int64_t)i;
+    if (expected != NULL && first_change < 0) {
+      const double *e = expected + i * EXPECTED_FIELDS;
+      if (error || a[0] != e[0] || a[1] != e[1] || a[2] != e[2] || a[3] != e[3]) first_change = (int64_t)i;
+    }
+  }
+  napi_value result, v;
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok) return NULL;
+  if (napi_create_int64(env, first_error, &v) != napi_ok || napi_set_element(env, result, 0, v) != napi_ok) return NULL;
+  if (napi_create_int64(env, first_change, &v) != napi_ok || napi_set_element(env, result, 1, v) != napi_ok) return NULL;
+  return result;
 }
 
 NAPI_MODULE_INIT() {

@@ -31,6 +31,8 @@ const r = gyp === undefined
   ? spawnSync('node-gyp', args, {cwd: dir, encoding: 'utf8'})
   : spawnSync(process.execPath, [gyp, ...args], {cwd: dir, encoding: 'utf8'});
 if (r.status !== 0) {
-  const why = r.error?.message ?? `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
+  // node-gyp's own error lines, without its stack trace.
+  const lines = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').filter((l) => /error/i.test(l) && !/ERR! stack\s+at /.test(l));
+  const why = r.error?.message ?? lines.slice(0, 4).map((l) => `  ${l.trim()}`).join('\n');
   console.warn(`psy: warning: the native stat addon did not build; psy uses its slower JS fallback.\n  needs: python3, make, a C compiler and Node's headers\n${why}`);
 }

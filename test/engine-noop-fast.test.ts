@@ -1,6 +1,10 @@
+import {spawnSync} from 'node:child_process';
 import {readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {join} from 'node:path';
+import {pathToFileURL} from 'node:url';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {Rig, startedSteps, type RunResult} from './helpers/engine-rig.js';
+import {repoRoot} from './helpers/shared-data.js';
 
 // `psy build` answers a no-op before it loads the engine (src/cli/build-fast.ts). These
 // tests check that it really does so, and that what it prints is what the full no-op
@@ -28,6 +32,14 @@ export async function resolve(specifier, context, next) {
 }
 `,
     'trace/register.mjs': `import {register} from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`,
+    // And every CommonJS module it required.
+    'trace/cjs.cjs': `const {appendFileSync} = require('node:fs');
+const {pathToFileURL} = require('node:url');
+process.on('exit', () => {
+  const files = Object.keys(require.cache).filter((f) => !f.endsWith('cjs.cjs'));
+  if (process.env.PSY_TEST_MODULE_LOG) appendFileSync(process.env.PSY_TEST_MODULE_LOG, files.map((f) => pathToFileURL(f).href + '\\n').join(''));
+});
+`,
   });
 });
 afterEach(() => rig.cleanup());
@@ -40,7 +52,7 @@ const snapshots = () => ['default', 'c', 'a_b'].map((k) => rig.path(`cache/confi
 function traced(args: string[], env: NodeJS.ProcessEnv = {}): RunResult & {modules: string[]} {
   const log = rig.path('trace/modules.log');
   rmSync(log, {force: true});
-  const r = rig.psy(args, {...env, PSY_TEST_MODULE_LOG: log, NODE_OPTIONS: `--import ${rig.path('trace/register.mjs')}`});
+  const r = rig.psy(args, {...env, PSY_TEST_MODULE_LOG: log, NODE_OPTIONS: `--import ${rig.path('trace/register.mjs')} --require ${rig.path('trace/cjs.cjs')}`});
   let text = '';
   try {
     text = readFileSync(log, 'utf8');
@@ -76,7 +88,9 @@ describe('no-op answered before the engine loads', () => {
       // --json moves the status (and --verbose's lines) to stderr.
       if (args.includes('--json') && !args.includes('-v')) expect(full.stderr).toBe('');
       expect({args, code: fast.code, stdout: fast.stdout, stderr: fast.stderr}).toEqual({args, code: 0, stdout: full.stdout, stderr: full.stderr});
-      expect(fast.modules).toContain('cli/build-fast.js');
+      // One bundled CommonJS module from dist/ answers, with no ES module at all.
+      expect(fast.modules.filter((m) => !m.startsWith('node:') && !m.startsWith('file:'))).toEqual(['cli/build-fast.bundle.cjs']);
+      expect(fast.modules.filter((m) => m.endsWith('.js') || m.endsWith('.mjs'))).toEqual([expect.stringMatching(/\/bin\/psy\.js$/)]);
       for (const m of ENGINE) expect({args, loaded: fast.modules.includes(m)}).toEqual({args, loaded: false});
       // No content hashing either (the config is not racy any more).
       expect(fast.modules.filter((m) => m.includes('xxhash'))).toEqual([]);
@@ -84,6 +98,25 @@ describe('no-op answered before the engine loads', () => {
     expect(rig.psy(['build']).stdout).toBe('psy: no work to do (3 targets up to date)\n');
     expect(rig.psy(['build', '-v']).stdout.split('\n').filter((l) => l.startsWith('up to date: ')).sort()).toEqual(['up to date: a', 'up to date: b', 'up to date: c']);
   }, 90_000);
+
+  it('without the bundle, the CLI answers from the fast path\'s modules', async () => {
+    rig.psy(['build']);
+    await settle();
+    rig.psy(['build']);
+    // What bin/psy.js does when dist/cli/build-fast.bundle.cjs is missing.
+    const cli = pathToFileURL(join(repoRoot, 'dist', 'cli', 'psy.js')).href;
+    const log = rig.path('trace/modules.log');
+    const r = spawnSync(process.execPath, ['--import', rig.path('trace/register.mjs'), '--input-type=module', '-e', `const {main} = await import(${JSON.stringify(cli)}); process.exitCode = await main(['build']);`], {
+      cwd: rig.dir,
+      encoding: 'utf8',
+      env: {...process.env, PSY_TEST_MODULE_LOG: log},
+    });
+    expect({code: r.status, stdout: r.stdout, stderr: r.stderr}).toEqual({code: 0, stdout: 'psy: no work to do (3 targets up to date)\n', stderr: ''});
+    const modules = readFileSync(log, 'utf8');
+    expect(modules).toContain('/dist/cli/build-fast.js');
+    expect(modules).not.toContain('build-fast.bundle');
+    for (const m of ENGINE) expect(modules).not.toContain(`/dist/${m}`);
+  }, 60_000);
 
   it('--config FILE has its own snapshot and fast answer', async () => {
     rig.psy(['build', '--config', 'other.config.ts']);
@@ -105,8 +138,10 @@ describe('no-op answered before the engine loads', () => {
     writeFileSync(rig.path('src/b.txt'), 'b2\n');
     const r = traced(['build']);
     expect(startedSteps(r.stdout)).toEqual(['b', 'c']);
-    expect(r.modules).toContain('cli/build-fast.js');
+    expect(r.modules).toContain('cli/build-fast.bundle.cjs');
     expect(r.modules).toContain('engine/build.js');
+    // The full build did not check again: the unbundled fast path was not loaded.
+    expect(r.modules).not.toContain('cli/build-fast.js');
     expect(rig.read('cache/out/c.out')).toBe('b2\na\n');
   }, 60_000);
 

@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {pathToFileURL} from 'node:url';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
-import {joinPaths, STAT_FIELDS, statBatch, statBatchBlob, statBatchImpl} from '../src/engine/stat-batch.js';
+import {joinPaths, STAT_FIELDS, statBatch, statBatchBlob, statBatchImpl, statCompareBlob, type StatBatchImpl} from '../src/engine/stat-batch.js';
 import {repoRoot} from './helpers/shared-data.js';
 
 let dir: string;
@@ -119,6 +119,33 @@ describe('statBatch', () => {
     expect(statBatchBlob(new Uint8Array(0), 0, 'native').length).toBe(0);
   });
 
+  it('finds the first path whose stat differs from the expected one, the same from either side', () => {
+    const paths = corpus();
+    const blob = joinPaths(paths);
+    const now = statBatch(paths);
+    // The snapshot's layout: size, mtimeMs, ctimeMs, ino a path.
+    const expected = new Float64Array(paths.length * 4);
+    for (let i = 0; i < paths.length; i++) expected.set(now.subarray(i * STAT_FIELDS, i * STAT_FIELDS + 4), i * 4);
+    const impls: StatBatchImpl[] = nativeBuilt ? ['js', 'native'] : ['js'];
+    for (const impl of impls) {
+      const same = statCompareBlob(blob, paths.length, expected, impl);
+      expect({impl, firstChange: same.firstChange}).toEqual({impl, firstChange: -1});
+      expectSameBits(same.stats, [...now]);
+      // Each field on its own, at the start, in the middle (another thread's part) and at the end.
+      for (const [i, field] of [[0, 0], [1777, 1], [2999, 2], [paths.length - 1, 3]] as const) {
+        const changed = expected.slice();
+        changed[i * 4 + field] += 1e-3;
+        expect({impl, i, field, firstChange: statCompareBlob(blob, paths.length, changed, impl).firstChange}).toEqual({impl, i, field, firstChange: i});
+      }
+      // A missing file expected missing matches; expected present, it does not.
+      const missing = paths.indexOf(join(dir, 'missing'));
+      expect(expected[missing * 4]).toBe(-1);
+      const present = expected.slice();
+      present.fill(5, missing * 4, missing * 4 + 4);
+      expect(statCompareBlob(blob, paths.length, present, impl).firstChange).toBe(missing);
+    }
+  });
+
   it('an error other than "does not exist" is fs.statSync\'s own error, from either side', () => {
     writeFileSync(join(dir, 'file'), 'f');
     const bad = [join(dir, 'file'), join(dir, 'file', 'below')];
@@ -138,6 +165,10 @@ describe('statBatch', () => {
     }
     expect(own).toMatch(/^ENOTDIR /);
     for (const c of codes) expect(c).toBe(own);
+    const expected = new Float64Array(8).fill(-2);
+    for (const impl of ['js', ...(nativeBuilt ? ['native' as const] : [])] as const) {
+      expect(() => statCompareBlob(joinPaths(bad), 2, expected, impl)).toThrow(/^ENOTDIR/);
+    }
   });
 
   it('a NUL inside a path is refused as fs.statSync refuses it', () => {

@@ -9,7 +9,7 @@ import {BuildLock} from '../engine/lock.js';
 import {noopCheck, type NoopCheck} from '../engine/noop-check.js';
 import {intOption, parseBuildArgs} from './build-args.js';
 import {reportBuild, statusPrinter} from './build-report.js';
-import type {CommandIo} from './command.js';
+import {processIo, reportFailure, type CommandIo} from './command.js';
 
 export type FastBuild =
   /** Answered: the exit status. */
@@ -21,7 +21,22 @@ export type FastBuild =
 
 const none: FastBuild = {kind: 'none'};
 
+/**
+ * `psy build ARGV` in this process, failures reported as the CLI reports them. bin/psy.js
+ * calls this from a one-file bundle of this module (dist/cli/build-fast.bundle.cjs): one
+ * module to load instead of a dozen.
+ */
+export async function fastEntry(argv: string[]): Promise<FastBuild> {
+  const io = processIo();
+  try {
+    return await fastBuild(argv, io);
+  } catch (err) {
+    return {kind: 'done', code: reportFailure('build', err, io.stderr)};
+  }
+}
+
 export async function fastBuild(argv: string[], io: CommandIo): Promise<FastBuild> {
+  if (argv.includes('--help') || argv.includes('-h')) return none;
   let args: ReturnType<typeof parseBuildArgs>;
   try {
     args = parseBuildArgs(argv);

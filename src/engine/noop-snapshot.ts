@@ -22,7 +22,7 @@
 import {readFileSync, rmSync, statSync} from 'node:fs';
 import {basename, join} from 'node:path';
 import {RACY_MS} from './file-hasher.js';
-import {STAT_FIELDS, statBatchBlob} from './stat-batch.js';
+import {STAT_FIELDS, statCompareBlob} from './stat-batch.js';
 
 export interface SnapshotEntry {
   readonly path: string;
@@ -224,24 +224,23 @@ export function checkSnapshot(
   const stored = d.stats;
   const n = d.count;
   let taken: Float64Array;
+  let firstChange: number;
   try {
-    taken = statBatchBlob(d.paths, n);
+    ({stats: taken, firstChange} = statCompareBlob(d.paths, n, stored));
   } catch {
     // A path that cannot be stat'ed (not a missing file): the full check decides.
     return undefined;
   }
+  if (firstChange === -1) return {kind: 'fresh', result: new StoredResult(s.stateDir, s.fresh, d.result)};
   const firstTool = n - s.tools;
-  let firstChange = -1;
-  for (let i = 0; i < n; i++) {
+  for (let i = firstChange; i < n; i++) {
     const k = FIELDS * i;
     const t = STAT_FIELDS * i;
     if (taken[t] !== stored[k] || taken[t + 1] !== stored[k + 1] || taken[t + 2] !== stored[k + 2] || taken[t + 3] !== stored[k + 3]) {
       // A file the config read or a tool: the graph or the keys may differ everywhere.
       if (i < s.configReads || i >= firstTool) return undefined;
-      if (firstChange === -1) firstChange = i;
     }
   }
-  if (firstChange === -1) return {kind: 'fresh', result: new StoredResult(s.stateDir, s.fresh, d.result)};
 
   const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength).toString('utf8').split('\0');
   const changed = new Set<string>();

@@ -8,7 +8,6 @@
  * 1 for a regular file (0 otherwise); -1 in all five for a path that does not exist.
  * They equal fs.statSync's fields bit for bit, so stats from either side compare.
  */
-import {availableParallelism} from 'node:os';
 import {statSync} from 'node:fs';
 import {fileURLToPath} from 'node:url';
 
@@ -18,7 +17,8 @@ export const STAT_FIELDS = 5;
 const OTHER_ERROR = -2;
 
 interface Addon {
-  statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number): void;
+  /** Returns [first path with another error, first path that differs from expected] (-1: none). */
+  statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number, expected?: Float64Array): [number, number];
 }
 
 export type StatBatchImpl = 'native' | 'js';
@@ -49,27 +49,49 @@ export function statBatchImpl(): {readonly impl: StatBatchImpl; readonly reason?
   return loadAddon() === null ? {impl: 'js', ...(loadError === undefined ? {} : {reason: loadError})} : {impl: 'native'};
 }
 
-let threads: number | undefined;
-
 /**
  * Stats of `count` NUL-terminated paths in `blob` (every path ends with a NUL byte).
  * `impl` forces one implementation (tests compare them).
  */
 export function statBatchBlob(blob: Uint8Array, count: number, impl?: StatBatchImpl): Float64Array {
+  return run(blob, count, impl, undefined).stats;
+}
+
+/**
+ * statBatchBlob, and the first path whose (size, mtimeMs, ctimeMs, ino) differs from
+ * `expected` (four numbers a path), or -1 when every one matches.
+ */
+export function statCompareBlob(blob: Uint8Array, count: number, expected: Float64Array, impl?: StatBatchImpl): {readonly stats: Float64Array; readonly firstChange: number} {
+  if (expected.length < count * 4) throw new TypeError('statCompareBlob: expected is too small');
+  return run(blob, count, impl, expected);
+}
+
+function run(blob: Uint8Array, count: number, impl: StatBatchImpl | undefined, expected: Float64Array | undefined): {stats: Float64Array; firstChange: number} {
   const out = new Float64Array(count * STAT_FIELDS);
   const native = impl === 'js' ? null : loadAddon();
   if (native === null) {
     if (impl === 'native') throw new Error(`the native stat addon is not available: ${loadError ?? 'unknown reason'}`);
     statAllJs(splitBlob(blob, count), out);
-    return out;
+    return {stats: out, firstChange: expected === undefined ? -1 : firstChange(out, expected, count)};
   }
-  threads ??= Math.min(4, availableParallelism());
-  native.statBatch(blob, count, out, threads);
+  // 0: the addon uses one thread per usable CPU, at most four.
+  const [firstError, change] = native.statBatch(blob, count, out, 0, expected);
   // Errors other than "does not exist" are rare: let fs.statSync throw its own.
-  for (let i = 0; i < count; i++) {
-    if (out[i * STAT_FIELDS] === OTHER_ERROR) statInto(pathAt(blob, i), out, i);
+  if (firstError >= 0) {
+    for (let i = firstError; i < count; i++) {
+      if (out[i * STAT_FIELDS] === OTHER_ERROR) statInto(pathAt(blob, i), out, i);
+    }
   }
-  return out;
+  return {stats: out, firstChange: change};
+}
+
+function firstChange(stats: Float64Array, expected: Float64Array, count: number): number {
+  for (let i = 0; i < count; i++) {
+    const t = STAT_FIELDS * i;
+    const k = 4 * i;
+    if (stats[t] !== expected[k] || stats[t + 1] !== expected[k + 1] || stats[t + 2] !== expected[k + 2] || stats[t + 3] !== expected[k + 3]) return i;
+  }
+  return -1;
 }
 
 /** Stats of the given paths; see statBatchBlob. */
