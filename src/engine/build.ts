@@ -130,7 +130,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     let previous: Buffer | undefined;
     if (lock !== undefined) {
       removeStaleTemporaries(tmpRoot);
-      if (cone !== undefined) previous = readSnapshot(snapshotFile);
+      // The bytes the check read: entries the cone build does not patch keep the stats that
+      // check confirmed (a file changed since differs at the next check).
+      if (cone !== undefined) previous = changedFiles?.snapshot ?? readSnapshot(snapshotFile);
       removeSnapshot(snapshotFile);
     }
     // The snapshot vouches for the log's records only if nobody wrote the log since.

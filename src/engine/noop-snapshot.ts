@@ -137,6 +137,8 @@ export interface ChangedFiles {
   /** The tools' executables, with their (unchanged) stats: targets outside the changed cones are not asked for theirs again. */
   readonly tools: readonly SnapshotEntry[];
   readonly graph: string | undefined;
+  /** The snapshot file's bytes as checked (a cone build writes them again, patched). */
+  readonly snapshot?: Buffer;
 }
 
 export interface FastResult {
@@ -208,9 +210,9 @@ export function checkSnapshot(
   envPath: string,
 ): {readonly kind: 'fresh'; readonly result: FastResult} | {readonly kind: 'changed'; readonly files: ChangedFiles} | undefined {
   let d: Decoded | undefined;
+  let bytes: Buffer;
   try {
-    const bytes = readFileSync(file);
-    lastRead = {file, bytes};
+    bytes = readFileSync(file);
     d = decode(bytes);
   } catch {
     return undefined;
@@ -257,7 +259,7 @@ export function checkSnapshot(
   for (let j = 0; j < s.configReads; j++) configReads.push(entry(j));
   const tools: SnapshotEntry[] = [];
   for (let j = firstTool; j < n; j++) tools.push(entry(j));
-  return {kind: 'changed', files: {changed, stats, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph}};
+  return {kind: 'changed', files: {changed, stats, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph, snapshot: bytes}};
 }
 
 /** The state log's identity now: (size, mtime, inode). */
@@ -308,16 +310,8 @@ export function writeSnapshot(
   return true;
 }
 
-/** The bytes the last check read, kept for a cone build's patched snapshot. */
-let lastRead: {readonly file: string; readonly bytes: Buffer} | undefined;
-
-/**
- * The snapshot file's bytes as the last check in this process read them (else as they
- * are now); undefined if there is none. Entries a cone build does not patch keep the
- * stats that check confirmed: a file changed since differs at the next check.
- */
+/** The snapshot file's bytes, or undefined. */
 export function readSnapshot(file: string): Buffer | undefined {
-  if (lastRead?.file === file) return lastRead.bytes;
   try {
     return readFileSync(file);
   } catch {
