@@ -111,7 +111,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stats = new StatCache(loaded.root);
   // The same config evaluated the same way (its identity and read files are unchanged).
   if (loaded.identity !== checkedIdentity) changedFiles = undefined;
-  if (changedFiles !== undefined) stats.seed(changedFiles.stats);
+  // A cone build stats the few files it looks at again; a full check reuses every stat taken.
+  if (changedFiles !== undefined && cone === undefined) stats.seed(changedFiles.stats);
   if (graph !== undefined) {
     configReads = [...changedFiles!.configReads];
   } else {
@@ -143,6 +144,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       // The cone alone cannot be trusted: look at the whole graph as a full check does.
       cone = undefined;
       previous = undefined;
+      if (changedFiles !== undefined) stats.seed(changedFiles.stats);
       graph = cache === undefined ? undefined : fullGraph(cache, loaded);
       if (graph === undefined) throw new PsyError('graph-cache', `the cached graph beside ${snapshotFile} became unreadable during the build; run psy build again`);
       want = closure(graph, names);
