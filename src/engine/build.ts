@@ -119,7 +119,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
     graph = analyze(loaded, stats.get);
   }
-  const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
+  let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   let want = cone !== undefined ? cone.want : closure(graph, names);
   await hashReady;
   const warn = (message: string) => logger.event({type: 'warning', message});
@@ -145,8 +145,22 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       cone = undefined;
       previous = undefined;
       if (changedFiles !== undefined) stats.seed(changedFiles.stats);
-      graph = cache === undefined ? undefined : fullGraph(cache, loaded);
-      if (graph === undefined) throw new PsyError('graph-cache', `the cached graph beside ${snapshotFile} became unreadable during the build; run psy build again`);
+      const whole = cache === undefined ? undefined : fullGraph(cache, loaded);
+      if (whole !== undefined) {
+        graph = whole;
+      } else {
+        // Not even the whole cached graph reads back: evaluate the config, as without one.
+        const evaluated = await loadConfig(configOptions);
+        if (evaluated.identity !== checkedIdentity) changedFiles = undefined;
+        const analysed = analyze(evaluated, stats.get);
+        if (analysed.stateDir !== graph.stateDir) throw new PsyError('config-changed', 'the config changed while psy was building; run psy build again');
+        loaded = evaluated;
+        configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
+        graph = analysed;
+        graphId = undefined;
+        graphFromCache = false;
+      }
+      names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
       want = closure(graph, names);
     }
     if (cone !== undefined) {
@@ -154,8 +168,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       // Wanted targets outside the cone are up to date, as the snapshot says.
       logger.event({type: 'plan', total: cone.wanted});
       for (const name of cone.outside) logger.event({type: 'fresh', target: name});
-    } else if (vouched) {
-      clean = cleanTargets(graph, want, changedFiles!.changed);
+    } else if (vouched && changedFiles !== undefined) {
+      clean = cleanTargets(graph, want, changedFiles.changed);
     }
     const files = new FileHasher(graph.root, log, stats);
     const tools = new ToolVersions(log, env['PATH']);
