@@ -149,6 +149,8 @@ export interface ChangedFiles {
   /** The tools' executables, with their (unchanged) stats: targets outside the changed cones are not asked for theirs again. */
   readonly tools: readonly SnapshotEntry[];
   readonly graph: string | undefined;
+  /** The snapshot file's bytes as checked (a cone build writes them again, patched). */
+  readonly snapshot?: Buffer;
 }
 
 export interface FastResult {
@@ -220,8 +222,10 @@ export function checkSnapshot(
   envPath: string,
 ): {readonly kind: 'fresh'; readonly result: FastResult} | {readonly kind: 'changed'; readonly files: ChangedFiles} | undefined {
   let d: Decoded | undefined;
+  let bytes: Buffer;
   try {
-    d = decode(readFileSync(file));
+    bytes = readFileSync(file);
+    d = decode(bytes);
   } catch {
     return undefined;
   }
@@ -267,7 +271,7 @@ export function checkSnapshot(
   for (let j = 0; j < s.configReads; j++) configReads.push(entry(j));
   const tools: SnapshotEntry[] = [];
   for (let j = firstTool; j < n; j++) tools.push(entry(j));
-  return {kind: 'changed', files: {changed, stats, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph}};
+  return {kind: 'changed', files: {changed, stats, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph, snapshot: bytes}};
 }
 
 /** The state log's identity now: (size, mtime, inode). */
@@ -316,4 +320,108 @@ export function writeSnapshot(
   const head: Head = {...rest, log: logTuple(data.stateDir), ...counts, fresh: upToDate.length};
   writeAtomic(file, encode(head, {upToDate, outputs}, paths, stats));
   return true;
+}
+
+/** The snapshot file's bytes, or undefined. */
+export function readSnapshot(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Write the snapshot `previous` (a snapshot file's bytes) again with some input and
+ * output entries' stats replaced, as a build that looked only at those files leaves it:
+ * every other entry is unchanged since the check that found these changed, and the
+ * state log's identity is taken now. The racy rule is writeSnapshot's. Returns false
+ * (and writes nothing) when `previous` is unreadable or lacks one of the paths.
+ */
+export function patchSnapshot(
+  file: string,
+  previous: Buffer,
+  patches: ReadonlyMap<string, SnapshotEntry['stat']>,
+  buildStart: number,
+  writeAtomic: (path: string, data: Uint8Array) => void,
+): boolean {
+  let d: Decoded | undefined;
+  try {
+    d = decode(previous);
+  } catch {
+    return false;
+  }
+  if (d === undefined) return false;
+  const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength);
+  const index = entryIndices(paths, patches);
+  if (index === undefined) return false;
+  const firstTool = d.count - d.head.tools;
+  const head = Buffer.from(JSON.stringify({...d.head, log: logTuple(d.head.stateDir)}), 'utf8');
+  const result = d.result;
+  const pathsEnd = PREAMBLE + head.length + result.length + paths.length;
+  const statsAt = align8(pathsEnd);
+  const out = Buffer.allocUnsafe(statsAt + d.count * FIELDS * 8);
+  out.fill(0, 0, PREAMBLE);
+  out.fill(0, pathsEnd, statsAt);
+  out.write(MAGIC, 0, 'latin1');
+  out.writeUInt32LE(head.length, 8);
+  out.writeUInt32LE(result.length, 12);
+  out.writeUInt32LE(paths.length, 16);
+  out.writeUInt32LE(d.count, 20);
+  head.copy(out, PREAMBLE);
+  out.set(result, PREAMBLE + head.length);
+  out.set(paths, PREAMBLE + head.length + result.length);
+  out.set(new Uint8Array(d.stats.buffer, d.stats.byteOffset, d.stats.byteLength), statsAt);
+  for (const [path, i] of index) {
+    // Only input and output entries change in a cone build.
+    if (i < d.head.configReads || i >= firstTool) return false;
+    const now = patches.get(path)!;
+    const racy = now[0] !== -1 && (buildStart - now[1] <= RACY_MS || buildStart - now[2] <= RACY_MS);
+    for (let k = 0; k < FIELDS; k++) out.writeDoubleLE(racy ? RECHECK : now[k]!, statsAt + 8 * (FIELDS * i + k));
+  }
+  writeAtomic(file, out);
+  return true;
+}
+
+/** Entry numbers of these paths in a NUL-terminated path list; undefined if one is missing. */
+function entryIndices(list: Buffer, paths: ReadonlySet<string> | ReadonlyMap<string, unknown>): Map<string, number> | undefined {
+  if (paths.size > 16) {
+    // Many: one pass over every path beats a search for each.
+    const out = new Map<string, number>();
+    const all = list.toString('utf8').split('\0');
+    for (let i = 0; i < all.length; i++) if (paths.has(all[i]!)) out.set(all[i]!, i);
+    return out.size === paths.size ? out : undefined;
+  }
+  const found: Array<[number, string]> = [];
+  for (const path of paths.keys()) {
+    const needle = Buffer.from(path + '\0', 'utf8');
+    let at = list.indexOf(needle);
+    while (at > 0 && list[at - 1] !== 0) at = list.indexOf(needle, at + 1);
+    if (at === -1) return undefined;
+    found.push([at, path]);
+  }
+  found.sort((a, b) => a[0] - b[0]);
+  const out = new Map<string, number>();
+  // Entries before a path = NULs before it (a plain Uint8Array's indexOf is the fast one).
+  const bytes = new Uint8Array(list.buffer, list.byteOffset, list.byteLength);
+  let count = 0;
+  let nul = bytes.indexOf(0);
+  for (const [at, path] of found) {
+    while (nul !== -1 && nul < at) {
+      count++;
+      nul = bytes.indexOf(0, nul + 1);
+    }
+    out.set(path, count);
+  }
+  return out;
+}
+
+/** The wanted targets' outputs a snapshot file's bytes record; undefined if unreadable. */
+export function snapshotOutputs(bytes: Buffer): Record<string, Record<string, string>> | undefined {
+  try {
+    const d = decode(bytes);
+    return d === undefined ? undefined : new StoredResult(d.head.stateDir, d.head.fresh, d.result).outputs;
+  } catch {
+    return undefined;
+  }
 }

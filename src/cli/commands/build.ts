@@ -55,7 +55,24 @@ export async function runBuild(argv: string[], io: CommandIo, noopCheck?: {reado
       ...(noopCheck === undefined ? {} : {noopCheck}),
     });
     status.close();
-    return reportBuild({...result, upToDateCount: result.upToDate.length}, values, io);
+    // Not spread: the outputs are decoded only if the report shows them (--json).
+    return reportBuild(
+      {
+        ok: result.ok,
+        ran: result.ran,
+        upToDate: result.upToDate,
+        upToDateCount: result.upToDate.length,
+        failed: result.failed,
+        skipped: result.skipped,
+        wouldRun: result.wouldRun,
+        interrupted: result.interrupted,
+        get outputs() {
+          return result.outputs;
+        },
+      },
+      values,
+      io,
+    );
   } finally {
     status.close();
     process.off('SIGINT', onSignal);
