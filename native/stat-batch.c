@@ -155,7 +155,7 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
     slices[t].from = (size_t)count * t / threads;
     slices[t].to = (size_t)count * (t + 1) / threads;
   }
-  /* Slice 0 runs on this thread; a helper that cannot start leaves its slice to us. */
+  /* Slice 0 runs on this thread, and so does the slice of a thread that cannot start. */
   for (uint32_t t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, run_slice, &slices[t]) == 0;
   stat_slice(&slices[0]);
   for (uint32_t t = 1; t < threads; t++) {

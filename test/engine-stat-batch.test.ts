@@ -5,6 +5,7 @@ import {join} from 'node:path';
 import {pathToFileURL} from 'node:url';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {joinPaths, STAT_FIELDS, statBatch, statBatchBlob, statBatchImpl, statCompareBlob, type StatBatchImpl} from '../src/engine/stat-batch.js';
+import {StatCache} from '../src/engine/file-hasher.js';
 import {repoRoot} from './helpers/shared-data.js';
 
 let dir: string;
@@ -134,7 +135,7 @@ describe('statBatch', () => {
       // Each field on its own, at the start, in the middle (another thread's part) and at the end.
       for (const [i, field] of [[0, 0], [1777, 1], [2999, 2], [paths.length - 1, 3]] as const) {
         const changed = expected.slice();
-        changed[i * 4 + field] += 1e-3;
+        changed[i * 4 + field] = changed[i * 4 + field]! + 1e-3;
         expect({impl, i, field, firstChange: statCompareBlob(blob, paths.length, changed, impl).firstChange}).toEqual({impl, i, field, firstChange: i});
       }
       // A missing file expected missing matches; expected present, it does not.
@@ -188,5 +189,29 @@ describe('statBatch', () => {
     expect(JSON.parse(forced.stdout)).toEqual({impl: 'js', reason: 'disabled by PSY_STAT_BATCH=js'});
     const plain = run({PSY_STAT_BATCH: ''});
     expect(JSON.parse(plain.stdout)).toEqual(statBatchImpl());
+  });
+
+  it('StatCache.prefetch stats in one batch what get() would stat one by one', () => {
+    const paths = corpus();
+    const rels = paths.filter((p) => p.startsWith(dir + '/')).map((p) => p.slice(dir.length + 1));
+    const lazy = new StatCache(dir);
+    const eager = new StatCache(dir);
+    eager.prefetch(rels);
+    // Everything is cached now: files deleted afterwards still answer as prefetched.
+    const want = rels.map((r) => lazy.get(r));
+    rmSync(join(dir, 'sub'), {recursive: true});
+    const got = rels.map((r) => eager.get(r));
+    const plain = (st: ReturnType<StatCache['get']>) => (st === undefined ? undefined : {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, file: st.isFile()});
+    expect(got.map(plain)).toEqual(want.map(plain));
+    expect(got.filter((st) => st === undefined).length).toBe(3);
+  });
+
+  it('StatCache.prefetch leaves a path it cannot stat to get(), which throws statSync\'s error', () => {
+    writeFileSync(join(dir, 'file'), 'f');
+    const rels = [...Array.from({length: 100}, (_, i) => `n${i}`), 'file', 'file/below'];
+    const cache = new StatCache(dir);
+    expect(() => cache.prefetch(rels)).not.toThrow();
+    expect(cache.get('file')?.size).toBe(1);
+    expect(() => cache.get('file/below')).toThrow(/^ENOTDIR/);
   });
 });

@@ -121,6 +121,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
   let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   let want = cone !== undefined ? cone.want : closure(graph, names);
+  // Without a snapshot's stats, every wanted target's files are stat'ed in one batch.
+  if (changedFiles === undefined) stats.prefetch(wantedFiles(graph, want));
   await hashReady;
   const warn = (message: string) => logger.event({type: 'warning', message});
   const lock = dryRun ? undefined : BuildLock.acquire(graph.stateDir, (pid) => warn(`took over the build lock of pid ${pid}, which no longer runs`));
@@ -461,6 +463,15 @@ function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools
   entries.push(TOOLS_MARK);
   for (const [path, stat] of tools) entries.push({path, stat});
   return entries;
+}
+
+/** The input and output files of the wanted targets (relative to the root). */
+function* wantedFiles(graph: Graph, want: Uint8Array): Generator<string> {
+  for (const t of graph.targets) {
+    if (!want[t.index]) continue;
+    for (const input of t.inputs) for (const item of input.items) if (item.kind === 'file') yield item.path;
+    for (const o of t.outputs) if (o.kind === 'file') yield o.path;
+  }
 }
 
 /** Separates input/output entries from tool entries until the counts are taken. */

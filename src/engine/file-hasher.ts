@@ -8,6 +8,7 @@
 import {closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync} from 'node:fs';
 import {join, sep} from 'node:path';
 import {createHasher, hashBytes} from './hash.js';
+import {STAT_FIELDS, statBatch} from './stat-batch.js';
 import type {FileRecord, StateLog} from './state-log.js';
 
 /** A stat taken earlier this run (see seed). */
@@ -75,6 +76,26 @@ export class StatCache {
     this.#stats.delete(rel);
     // A stat taken before the file was replaced no longer holds.
     if (this.#taken !== undefined) this.#replaced.add(rel);
+  }
+
+  /** Stat the paths not cached yet in one batch (see stat-batch.ts), before they are asked for. */
+  prefetch(rels: Iterable<string>): void {
+    const todo: string[] = [];
+    const taken = (rel: string) => this.#taken !== undefined && !this.#replaced.has(rel) && this.#taken.has(this.#root + sep + rel);
+    for (const rel of rels) if (!this.#stats.has(rel) && !taken(rel)) todo.push(rel);
+    // A few paths are not worth a batch.
+    if (todo.length < 64) return;
+    let st: Float64Array;
+    try {
+      st = statBatch(todo.map((rel) => this.#root + sep + rel));
+    } catch {
+      // A path that cannot be stat'ed: get() throws for it when it is asked for.
+      return;
+    }
+    for (let i = 0; i < todo.length; i++) {
+      const k = STAT_FIELDS * i;
+      this.#stats.set(todo[i]!, st[k] === -1 ? null : new CompactStat(st[k]!, st[k + 1]!, st[k + 2]!, st[k + 3]!, st[k + 4] === 1));
+    }
   }
 
   /**

@@ -85,6 +85,7 @@ function decode(buf: Buffer): Decoded | undefined {
   const statsAt = align8(pathsEnd);
   if (statsAt + count * FIELDS * 8 !== buf.length) return undefined;
   const head = JSON.parse(buf.toString('utf8', PREAMBLE, PREAMBLE + headLen)) as Head;
+  if (!validHead(head, count)) return undefined;
   const paths = buf.subarray(PREAMBLE + headLen + resultLen, pathsEnd);
   // The stats are read in place when the buffer's memory is aligned for doubles.
   const stats =
@@ -92,6 +93,17 @@ function decode(buf: Buffer): Decoded | undefined {
       ? new Float64Array(buf.buffer, buf.byteOffset + statsAt, count * FIELDS)
       : new Float64Array(Uint8Array.prototype.slice.call(buf, statsAt).buffer);
   return {head, result: buf.subarray(PREAMBLE + headLen, PREAMBLE + headLen + resultLen), paths, count, stats};
+}
+
+function validHead(h: Head, count: number): boolean {
+  const nat = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+  return (
+    typeof h === 'object' && h !== null &&
+    typeof h.identity === 'string' && typeof h.envPath === 'string' && typeof h.stateDir === 'string' &&
+    Array.isArray(h.targets) && Array.isArray(h.log) && h.log.length === 3 &&
+    nat(h.configReads) && nat(h.tools) && nat(h.fresh) && h.configReads + h.tools <= count &&
+    (h.graph === undefined || typeof h.graph === 'string')
+  );
 }
 
 function encode(head: Head, result: Result, paths: readonly string[], stats: readonly number[]): Buffer {
