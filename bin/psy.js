@@ -19,6 +19,19 @@ if (argv[0] === 'build') {
     process.exitCode = fast.code;
     return;
   }
+  if (fast !== undefined && fast.kind === 'checked') {
+    // Work to do: the build command from its bundle too, when there is one.
+    let runEntry;
+    try {
+      ({runEntry} = require('../dist/cli/build-run.bundle.cjs'));
+    } catch (err) {
+      if (err.code !== 'MODULE_NOT_FOUND') throw err;
+    }
+    if (runEntry !== undefined) {
+      process.exitCode = await runEntry(argv.slice(1), fast.noopCheck);
+      return;
+    }
+  }
   const {main} = await import('../dist/cli/psy.js');
   process.exitCode = await main(argv, undefined, fast);
 })();

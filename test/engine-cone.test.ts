@@ -334,4 +334,46 @@ describe('changed-cone check', () => {
     expect(fresh.graph).not.toBe(patched.graph);
     expect({...patched, graph: undefined}).toEqual({...fresh, graph: undefined});
   }, 60_000);
+
+  it.each([
+    ['the whole cached graph', false],
+    ['evaluating the config when a record outside the cone is damaged', true],
+  ])('an upstream of the cone without a record of its outputs sends psy to %s', async (_, damage) => {
+    await snapshotted();
+    if (damage) {
+      // d's record no longer parses (same length: every offset still holds).
+      const g = readFileSync(cachedGraph()).toString('latin1');
+      expect(g).toContain('{"n":"d",');
+      writeFileSync(cachedGraph(), Buffer.from(g.replace('{"n":"d",', '{"n":"d";'), 'latin1'));
+    }
+    // Forget a's record, then make the snapshot vouch for the log as it is now.
+    const {StateLog} = await import('../src/engine/state-log.js');
+    const {initHash} = await import('../src/engine/hash.js');
+    const {statSync} = await import('node:fs');
+    await initHash();
+    const log = StateLog.open(rig.path('cache/state'));
+    log.forgetTarget('a');
+    log.close();
+    const st = statSync(rig.path('cache/state/log'));
+    const b = readFileSync(snapshot());
+    const [headLen, resultLen, pathsLen, count] = [8, 12, 16, 20].map((k) => b.readUInt32LE(k)) as [number, number, number, number];
+    const head = JSON.parse(b.toString('utf8', 24, 24 + headLen)) as {log: number[]};
+    const newHead = Buffer.from(JSON.stringify({...head, log: [st.size, st.mtimeMs, st.ino]}));
+    const rest = b.subarray(24 + headLen, 24 + headLen + resultLen + pathsLen);
+    const statsAt = (24 + newHead.length + rest.length + 7) & ~7;
+    const out = Buffer.alloc(statsAt + count * 32);
+    b.copy(out, 0, 0, 24);
+    out.writeUInt32LE(newHead.length, 8);
+    newHead.copy(out, 24);
+    rest.copy(out, 24 + newHead.length);
+    b.copy(out, statsAt, b.length - count * 32);
+    writeFileSync(snapshot(), out);
+    // b's output tampered with: the cone is b and c, reading a, which has no record now.
+    writeFileSync(rig.path('cache/out/b.out'), 'tampered\n');
+    const before = evaluations();
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b']);
+    expect(rig.read('cache/out/b.out')).toBe('a\n');
+    expect(evaluations()).toBe(damage ? before + 1 : before);
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual([]);
+  }, 60_000);
 });

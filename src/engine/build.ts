@@ -111,14 +111,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stats = new StatCache(loaded.root);
   // The same config evaluated the same way (its identity and read files are unchanged).
   if (loaded.identity !== checkedIdentity) changedFiles = undefined;
-  if (changedFiles !== undefined) stats.seed(changedFiles.stats);
+  // A cone build stats the few files it looks at again; a full check reuses every stat taken.
+  if (changedFiles !== undefined && cone === undefined) stats.seed(changedFiles.stats);
   if (graph !== undefined) {
     configReads = [...changedFiles!.configReads];
   } else {
     configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
     graph = analyze(loaded, stats.get);
   }
-  const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
+  let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   let want = cone !== undefined ? cone.want : closure(graph, names);
   // Without a snapshot's stats, every wanted target's files are stat'ed in one batch.
   if (changedFiles === undefined) stats.prefetch(wantedFiles(graph, want));
@@ -145,8 +146,23 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       // The cone alone cannot be trusted: look at the whole graph as a full check does.
       cone = undefined;
       previous = undefined;
-      graph = cache === undefined ? undefined : fullGraph(cache, loaded);
-      if (graph === undefined) throw new PsyError('graph-cache', `the cached graph beside ${snapshotFile} became unreadable during the build; run psy build again`);
+      if (changedFiles !== undefined) stats.seed(changedFiles.stats);
+      const whole = cache === undefined ? undefined : fullGraph(cache, loaded);
+      if (whole !== undefined) {
+        graph = whole;
+      } else {
+        // Not even the whole cached graph reads back: evaluate the config, as without one.
+        const evaluated = await loadConfig(configOptions);
+        if (evaluated.identity !== checkedIdentity) changedFiles = undefined;
+        const analysed = analyze(evaluated, stats.get);
+        if (analysed.stateDir !== graph.stateDir) throw new PsyError('config-changed', 'the config changed while psy was building; run psy build again');
+        loaded = evaluated;
+        configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
+        graph = analysed;
+        graphId = undefined;
+        graphFromCache = false;
+      }
+      names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
       want = closure(graph, names);
     }
     if (cone !== undefined) {
@@ -154,8 +170,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       // Wanted targets outside the cone are up to date, as the snapshot says.
       logger.event({type: 'plan', total: cone.wanted});
       for (const name of cone.outside) logger.event({type: 'fresh', target: name});
-    } else if (vouched) {
-      clean = cleanTargets(graph, want, changedFiles!.changed);
+    } else if (vouched && changedFiles !== undefined) {
+      clean = cleanTargets(graph, want, changedFiles.changed);
     }
     const files = new FileHasher(graph.root, log, stats);
     const tools = new ToolVersions(log, env['PATH']);

@@ -257,22 +257,65 @@ export function checkSnapshot(
     }
   }
 
-  const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength).toString('utf8').split('\0');
-  const changed = new Set<string>();
-  const stats = new Map<string, TakenStat | null>();
+  // Only the paths a cone build needs are decoded; every stat taken, when asked for.
+  const changedAt: number[] = [];
   for (let i = s.configReads; i < firstTool; i++) {
     const k = FIELDS * i;
     const t = STAT_FIELDS * i;
-    const path = paths[i]!;
-    if (taken[t] !== stored[k] || taken[t + 1] !== stored[k + 1] || taken[t + 2] !== stored[k + 2] || taken[t + 3] !== stored[k + 3]) changed.add(path);
-    stats.set(path, taken[t] === -1 ? null : {size: taken[t]!, mtimeMs: taken[t + 1]!, ctimeMs: taken[t + 2]!, ino: taken[t + 3]!, file: taken[t + 4] === 1});
+    if (taken[t] !== stored[k] || taken[t + 1] !== stored[k + 1] || taken[t + 2] !== stored[k + 2] || taken[t + 3] !== stored[k + 3]) changedAt.push(i);
   }
-  const entry = (j: number): SnapshotEntry => ({path: paths[j]!, stat: [stored[FIELDS * j]!, stored[FIELDS * j + 1]!, stored[FIELDS * j + 2]!, stored[FIELDS * j + 3]!]});
+  const wanted: number[] = [];
+  for (let j = 0; j < s.configReads; j++) wanted.push(j);
+  for (const i of changedAt) wanted.push(i);
+  for (let j = firstTool; j < n; j++) wanted.push(j);
+  const some = pathsAt(d.paths, wanted);
+  const changed = new Set(changedAt.map((i) => some.get(i)!));
+  let stats: Map<string, TakenStat | null> | undefined;
+  const allStats = (): Map<string, TakenStat | null> => {
+    const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength).toString('utf8').split('\0');
+    const m = new Map<string, TakenStat | null>();
+    for (let i = s.configReads; i < firstTool; i++) {
+      const t = STAT_FIELDS * i;
+      m.set(paths[i]!, taken[t] === -1 ? null : {size: taken[t]!, mtimeMs: taken[t + 1]!, ctimeMs: taken[t + 2]!, ino: taken[t + 3]!, file: taken[t + 4] === 1});
+    }
+    return m;
+  };
+  const entry = (j: number): SnapshotEntry => ({path: some.get(j)!, stat: [stored[FIELDS * j]!, stored[FIELDS * j + 1]!, stored[FIELDS * j + 2]!, stored[FIELDS * j + 3]!]});
   const configReads: SnapshotEntry[] = [];
   for (let j = 0; j < s.configReads; j++) configReads.push(entry(j));
   const tools: SnapshotEntry[] = [];
   for (let j = firstTool; j < n; j++) tools.push(entry(j));
-  return {kind: 'changed', files: {changed, stats, log: s.log, stateDir: s.stateDir, configReads, tools, graph: s.graph, snapshot: bytes}};
+  const files: ChangedFiles = {
+    changed,
+    get stats() {
+      return (stats ??= allStats());
+    },
+    log: s.log,
+    stateDir: s.stateDir,
+    configReads,
+    tools,
+    graph: s.graph,
+    snapshot: bytes,
+  };
+  return {kind: 'changed', files};
+}
+
+/** The paths with these entry numbers (ascending) in a NUL-terminated path list. */
+function pathsAt(list: Uint8Array, entries: readonly number[]): Map<number, string> {
+  const out = new Map<number, string>();
+  // A plain Uint8Array's indexOf finds the NULs fast; only wanted paths become strings.
+  const bytes = new Uint8Array(list.buffer, list.byteOffset, list.byteLength);
+  const text = Buffer.from(list.buffer, list.byteOffset, list.byteLength);
+  let entry = 0;
+  let start = 0;
+  for (const want of entries) {
+    while (entry < want) {
+      start = bytes.indexOf(0, start) + 1;
+      entry++;
+    }
+    out.set(want, text.toString('utf8', start, bytes.indexOf(0, start)));
+  }
+  return out;
 }
 
 /** The state log's identity now: (size, mtime, inode). */
