@@ -19,6 +19,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -37,6 +39,10 @@
 
 typedef struct {
   const char *const *paths;
+  /* Paths under the base folder are looked up from it (fewer components to walk). */
+  int base_fd;
+  size_t base_len;
+  const char *base;
   double *out;
   size_t from;
   size_t to;
@@ -52,7 +58,11 @@ static void stat_slice(const slice_t *s) {
   struct stat st;
   for (size_t i = s->from; i < s->to; i++) {
     double *o = s->out + i * FIELDS;
-    if (stat(s->paths[i], &st) == 0) {
+    const char *p = s->paths[i];
+    int r = s->base_fd >= 0 && strncmp(p, s->base, s->base_len) == 0 && p[s->base_len] == '/' && p[s->base_len + 1] != 0
+              ? fstatat(s->base_fd, p + s->base_len + 1, &st, 0)
+              : stat(p, &st);
+    if (r == 0) {
       o[0] = (double)st.st_size;
       o[1] = ms_of(&st.st_mtim);
       o[2] = ms_of(&st.st_ctim);
@@ -85,15 +95,16 @@ static napi_value fail(napi_env env, const char *message) {
 
 /*
  * statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number,
- *           expected?: Float64Array): [firstError, firstChange]
+ *           expected?: Float64Array, base?: string): [firstError, firstChange]
  * threads: how many threads may stat (0: one per usable CPU, at most four).
+ * base: an absolute folder most paths are under; they are looked up from it.
  * firstError: the first path with an error other than ENOENT (-1: none); firstChange:
  * the first path whose stat differs from expected, an error counting as a difference
  * (-1: none, or no expected given).
  */
 static napi_value stat_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "statBatch(blob, count, out, threads, expected?)");
 
   napi_typedarray_type type;
@@ -126,6 +137,22 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
     }
   }
 
+  char base[4096];
+  size_t base_len = 0;
+  int base_fd = -1;
+  if (argc >= 6) {
+    napi_valuetype vt;
+    if (napi_typeof(env, argv[5], &vt) != napi_ok) return fail(env, "statBatch: bad base");
+    if (vt == napi_string) {
+      if (napi_get_value_string_utf8(env, argv[5], base, sizeof(base), &base_len) != napi_ok) return fail(env, "statBatch: bad base");
+      /* A base that does not fit, is not absolute or cannot be opened is not used. */
+      if (base_len > 0 && base_len < sizeof(base) - 1 && base[0] == '/') base_fd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    } else if (vt != napi_undefined) {
+      return fail(env, "statBatch: base must be a string");
+    }
+  }
+  while (base_len > 1 && base[base_len - 1] == '/') base[--base_len] = 0;
+
   /* Split the blob into C strings in place: every path must end with a NUL inside it. */
   const char *blob = (const char *)blob_data;
   const char **paths = count == 0 ? NULL : (const char **)malloc(sizeof(char *) * count);
@@ -135,6 +162,7 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
     const char *end = pos < blob_len ? memchr(blob + pos, 0, blob_len - pos) : NULL;
     if (end == NULL) {
       free(paths);
+      if (base_fd >= 0) close(base_fd);
       return fail(env, "statBatch: blob holds fewer NUL-terminated paths than count");
     }
     paths[i] = blob + pos;
@@ -151,6 +179,9 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
   int started[MAX_THREADS] = {0};
   for (uint32_t t = 0; t < threads; t++) {
     slices[t].paths = paths;
+    slices[t].base_fd = base_fd;
+    slices[t].base = base;
+    slices[t].base_len = base_len;
     slices[t].out = (double *)out_data;
     slices[t].from = (size_t)count * t / threads;
     slices[t].to = (size_t)count * (t + 1) / threads;
@@ -163,6 +194,7 @@ static napi_value stat_batch(napi_env env, napi_callback_info info) {
     else stat_slice(&slices[t]);
   }
   free(paths);
+  if (base_fd >= 0) close(base_fd);
 
   const double *o = (const double *)out_data;
   int64_t first_error = -1, first_change = -1;

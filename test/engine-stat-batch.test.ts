@@ -103,6 +103,18 @@ describe('statBatch', () => {
     // Same answer through the blob entry the snapshot check uses, and as the default.
     expectSameBits(statBatchBlob(joinPaths(paths), paths.length, 'native'), want);
     expectSameBits(statBatch(paths), want);
+    // Looked up from a base folder (as the snapshot check does from the project root):
+    // the same answers, whatever the base.
+    symlinkSync(dir, `${dir}-link`);
+    try {
+      for (const base of [dir, `${dir}/`, join(dir, 'sub'), `${dir}-link`, join(dir, 'missing'), 'relative', '/']) {
+        expectSameBits(statBatchBlob(joinPaths(paths), paths.length, 'native', base), want);
+      }
+      const viaLink = paths.map((p) => (p.startsWith(dir + '/') ? `${dir}-link${p.slice(dir.length)}` : p));
+      expectSameBits(statBatchBlob(joinPaths(viaLink), viaLink.length, 'native', `${dir}-link`), expected(viaLink));
+    } finally {
+      rmSync(`${dir}-link`);
+    }
     // A file that changes is seen changed: nothing is cached between calls.
     writeFileSync(paths[5]!, 'changed!');
     utimesSync(paths[5]!, 1_600_000_000.5, 1_600_000_000.25);

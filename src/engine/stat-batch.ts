@@ -18,7 +18,7 @@ const OTHER_ERROR = -2;
 
 interface Addon {
   /** Returns [first path with another error, first path that differs from expected] (-1: none). */
-  statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number, expected?: Float64Array): [number, number];
+  statBatch(blob: Uint8Array, count: number, out: Float64Array, threads: number, expected?: Float64Array, base?: string): [number, number];
 }
 
 export type StatBatchImpl = 'native' | 'js';
@@ -53,20 +53,30 @@ export function statBatchImpl(): {readonly impl: StatBatchImpl; readonly reason?
  * Stats of `count` NUL-terminated paths in `blob` (every path ends with a NUL byte).
  * `impl` forces one implementation (tests compare them).
  */
-export function statBatchBlob(blob: Uint8Array, count: number, impl?: StatBatchImpl): Float64Array {
-  return run(blob, count, impl, undefined).stats;
+export function statBatchBlob(blob: Uint8Array, count: number, impl?: StatBatchImpl, base?: string): Float64Array {
+  return run(blob, count, impl, undefined, base).stats;
 }
 
 /**
  * statBatchBlob, and the first path whose (size, mtimeMs, ctimeMs, ino) differs from
  * `expected` (four numbers a path), or -1 when every one matches.
  */
-export function statCompareBlob(blob: Uint8Array, count: number, expected: Float64Array, impl?: StatBatchImpl): {readonly stats: Float64Array; readonly firstChange: number} {
+export function statCompareBlob(
+  blob: Uint8Array,
+  count: number,
+  expected: Float64Array,
+  impl?: StatBatchImpl,
+  base?: string,
+): {readonly stats: Float64Array; readonly firstChange: number} {
   if (expected.length < count * 4) throw new TypeError('statCompareBlob: expected is too small');
-  return run(blob, count, impl, expected);
+  return run(blob, count, impl, expected, base);
 }
 
-function run(blob: Uint8Array, count: number, impl: StatBatchImpl | undefined, expected: Float64Array | undefined): {stats: Float64Array; firstChange: number} {
+/**
+ * `base`: an absolute folder most paths are under (the project root). The addon looks
+ * those paths up from it, which walks fewer path components; the answers are the same.
+ */
+function run(blob: Uint8Array, count: number, impl: StatBatchImpl | undefined, expected: Float64Array | undefined, base?: string): {stats: Float64Array; firstChange: number} {
   const out = new Float64Array(count * STAT_FIELDS);
   const native = impl === 'js' ? null : loadAddon();
   if (native === null) {
@@ -75,7 +85,7 @@ function run(blob: Uint8Array, count: number, impl: StatBatchImpl | undefined, e
     return {stats: out, firstChange: expected === undefined ? -1 : firstChange(out, expected, count)};
   }
   // 0: the addon uses one thread per usable CPU, at most four.
-  const [firstError, change] = native.statBatch(blob, count, out, 0, expected);
+  const [firstError, change] = native.statBatch(blob, count, out, 0, expected, base);
   // Errors other than "does not exist" are rare: let fs.statSync throw its own.
   if (firstError >= 0) {
     for (let i = firstError; i < count; i++) {
@@ -95,7 +105,7 @@ function firstChange(stats: Float64Array, expected: Float64Array, count: number)
 }
 
 /** Stats of the given paths; see statBatchBlob. */
-export function statBatch(paths: readonly string[], impl?: StatBatchImpl): Float64Array {
+export function statBatch(paths: readonly string[], impl?: StatBatchImpl, base?: string): Float64Array {
   if (paths.length === 0) return new Float64Array(0);
   // A NUL inside a path would split it in the blob: statSync rejects such a path itself.
   if (impl === 'js' || (impl === undefined && loadAddon() === null) || paths.some((p) => p.includes('\0'))) {
@@ -103,7 +113,7 @@ export function statBatch(paths: readonly string[], impl?: StatBatchImpl): Float
     statAllJs(paths, out);
     return out;
   }
-  return statBatchBlob(joinPaths(paths), paths.length, impl);
+  return statBatchBlob(joinPaths(paths), paths.length, impl, base);
 }
 
 /** The paths as one buffer of NUL-terminated strings. */
