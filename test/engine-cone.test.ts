@@ -80,6 +80,24 @@ describe('changed-cone check', () => {
     expect(rig.read('cache/out/d.out')).toBe('D\n');
   }, 60_000);
 
+  it('a cone build records the same action keys as a full check (targets keep their graph index)', async () => {
+    await snapshotted();
+    // The cone is c alone, reading b: in the sub-graph they are targets 1 and 0, not 2 and 1.
+    writeFileSync(rig.path('cache/out/c.out'), 'tampered\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['c']);
+    // The full check finds c's record made with the key it computes itself.
+    const {rmSync} = await import('node:fs');
+    rmSync(snapshot());
+    const before = evaluations();
+    const full = rig.psy(['build', '-v']);
+    expect(evaluations()).toBe(before + 1);
+    expect(startedSteps(full.stdout)).toEqual([]);
+    // And early cutoff holds in a cone whose indices shift: b rebuilt to the same bytes.
+    await snapshotted();
+    writeFileSync(rig.path('cache/out/b.out'), 'tampered\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['b']);
+  }, 60_000);
+
   it('rebuilds a target whose output was modified or deleted', async () => {
     await snapshotted();
     writeFileSync(rig.path('cache/out/b.out'), 'tampered\n');

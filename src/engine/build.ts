@@ -343,7 +343,7 @@ function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<s
     select.forEach((g, k) => (clean[k] = mark[g] === 2 ? 1 : 0));
     const root = loaded.root;
     return {
-      graph: cache.graph(loaded, targets),
+      graph: cache.graph(loaded, targets, select),
       want: new Uint8Array(select.length).fill(1),
       clean,
       wanted,

@@ -393,8 +393,8 @@ export class CachedGraph {
     return out;
   }
 
-  /** A graph of some targets (see targets()). */
-  graph(loaded: LoadedConfig, targets: GraphTarget[]): Graph {
+  /** A graph of targets from targets(); `select` as given to it when that was a part. */
+  graph(loaded: LoadedConfig, targets: GraphTarget[], select?: readonly number[]): Graph {
     const h = this.header;
     const byName = new Map<string, GraphTarget>();
     for (const t of targets) byName.set(t.name, t);
@@ -409,6 +409,7 @@ export class CachedGraph {
       pools: new Map(h.pools),
       sourceDateEpoch: h.sourceDateEpoch,
       loaded,
+      ...(select === undefined ? {} : {wholeIndex: select}),
     };
   }
 }
