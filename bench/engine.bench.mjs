@@ -130,7 +130,11 @@ export async function run() {
   const sizes = (process.env.PSY_BENCH_SIZES ?? '100,1000,10000').split(',').map(Number);
   const v = (cmd) => spawnSync(cmd[0], cmd.slice(1), {encoding: 'utf8'}).stdout.split('\n')[0];
   console.log(`node ${process.version}, ${v(['ninja', '--version'])}, ${v(['make', '--version'])}; medians of wall seconds (runs); CPU = user+sys seconds of the tool and its children`);
-  console.log(`load average at start: ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  console.log(`load average at start: ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  // psy is a Node program: its no-op cannot be faster than Node starting up.
+  const starts = Array.from({length: 7}, () => timeRun({cmd: [process.execPath, '-e', '0'], count: () => 0}, tmpdir()).secs);
+  const extraCa = process.env.NODE_EXTRA_CA_CERTS ? ' (NODE_EXTRA_CA_CERTS is set: Node reads those certificates at every start)' : '';
+  console.log(`node startup (node -e 0): ${median(starts).toFixed(3)} s${extraCa}\n`);
   for (const n of sizes) {
     const t0 = Date.now();
     const r = benchSize(n);

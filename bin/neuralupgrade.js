@@ -1,3 +1,6 @@
 #!/usr/bin/env node
-import {main} from '../dist/cli/neuralupgrade.js';
-process.exitCode = await main(process.argv.slice(2));
+'use strict';
+// CommonJS like psy.js beside it (bin/package.json); the CLI itself is an ES module.
+import('../dist/cli/neuralupgrade.js').then(async ({main}) => {
+  process.exitCode = await main(process.argv.slice(2));
+});

@@ -22,7 +22,7 @@ afterEach(() => rig.cleanup());
 const evaluations = () => readFileSync(rig.path('evaluations.log'), 'utf8').length;
 /** Let every file leave the racy window so a snapshot can be written. */
 const settle = () => new Promise((r) => setTimeout(r, 2200));
-const snapshot = () => rig.path('cache/config/noop-build.config.ts-default.json');
+const snapshot = () => rig.path('cache/config/noop-build.config.ts-default.snap');
 
 describe('no-op fast path', () => {
   it('answers a no-op from stat data alone and falls back on any change', async () => {

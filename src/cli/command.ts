@@ -1,5 +1,5 @@
 import {parseArgs, type ParseArgsConfig} from 'node:util';
-import {PsyError} from '../errors.js';
+import {isPsyError, PsyError} from '../errors.js';
 
 /** What a command may touch of the outside world; injected so tests can capture it. */
 export interface CommandIo {
@@ -7,6 +7,30 @@ export interface CommandIo {
   readonly stderr: NodeJS.WriteStream | NodeJS.WritableStream;
   readonly cwd: string;
   readonly env: NodeJS.ProcessEnv;
+}
+
+/** The real process's streams, folder and environment, with any given parts instead. */
+export function processIo(io?: Partial<CommandIo>): CommandIo {
+  return {
+    stdout: io?.stdout ?? process.stdout,
+    stderr: io?.stderr ?? process.stderr,
+    cwd: io?.cwd ?? process.cwd(),
+    env: io?.env ?? process.env,
+  };
+}
+
+/**
+ * Report what a command threw and give its exit status: a PsyError as one line, anything
+ * else as an internal error with its stack.
+ */
+export function reportFailure(command: string, err: unknown, stderr: NodeJS.WritableStream): number {
+  if (isPsyError(err)) {
+    writeLine(stderr, `psy ${command}: ${err.message}`);
+    return err.code === 'usage' ? 2 : 1;
+  }
+  writeLine(stderr, `psy ${command}: internal error, please report it:`);
+  writeLine(stderr, err instanceof Error ? (err.stack ?? err.message) : String(err));
+  return 70;
 }
 
 export interface Command {

@@ -1,5 +1,5 @@
-import {isPsyError} from '../errors.js';
-import {writeLine, type Command, type CommandIo} from './command.js';
+import type {FastBuild} from './build-fast.js';
+import {processIo, reportFailure, writeLine, type Command, type CommandIo} from './command.js';
 
 /**
  * Commands are loaded on demand so that `psy build` on a no-op pays only for the modules
@@ -25,13 +25,12 @@ function topHelp(summaries: Array<[string, string]>): string {
   ].join('\n');
 }
 
-export async function main(argv: string[], io?: Partial<CommandIo>): Promise<number> {
-  const fullIo: CommandIo = {
-    stdout: io?.stdout ?? process.stdout,
-    stderr: io?.stderr ?? process.stderr,
-    cwd: io?.cwd ?? process.cwd(),
-    env: io?.env ?? process.env,
-  };
+/**
+ * Run `psy ARGV`. `fast` is what the no-op fast path (build-fast.ts) already found for
+ * these very arguments, when the caller ran it first (bin/psy.js does).
+ */
+export async function main(argv: string[], io?: Partial<CommandIo>, fast?: FastBuild): Promise<number> {
+  const fullIo = processIo(io);
   await import('./commands/index.js');
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
@@ -52,20 +51,21 @@ export async function main(argv: string[], io?: Partial<CommandIo>): Promise<num
     writeLine(fullIo.stderr, `psy: unknown command '${name}' (see psy --help)`);
     return 2;
   }
-  const command = await load();
-  if (rest.includes('--help') || rest.includes('-h')) {
-    writeLine(fullIo.stdout, command.help);
-    return 0;
-  }
+  const help = rest.includes('--help') || rest.includes('-h');
   try {
+    // A no-op build is answered before the engine is loaded.
+    if (name === 'build' && !help) {
+      fast ??= await (await import('./build-fast.js')).fastBuild(rest, fullIo);
+      if (fast.kind === 'done') return fast.code;
+      if (fast.kind === 'checked') return await (await import('./commands/build.js')).runBuild(rest, fullIo, fast.noopCheck);
+    }
+    const command = await load();
+    if (help) {
+      writeLine(fullIo.stdout, command.help);
+      return 0;
+    }
     return await command.run(rest, fullIo);
   } catch (err) {
-    if (isPsyError(err)) {
-      writeLine(fullIo.stderr, `psy ${name}: ${err.message}`);
-      return err.code === 'usage' ? 2 : 1;
-    }
-    writeLine(fullIo.stderr, `psy ${name}: internal error, please report it:`);
-    writeLine(fullIo.stderr, err instanceof Error ? (err.stack ?? err.message) : String(err));
-    return 70;
+    return reportFailure(name, err, fullIo.stderr);
   }
 }

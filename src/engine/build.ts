@@ -11,13 +11,15 @@ import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, type Graph} from './graph.js';
-import {graphCachePath, readCachedGraph, serializeGraph} from './graph-cache.js';
+import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wantedIn} from './graph-cache.js';
 import {initHash} from './hash.js';
-import {configIdentity, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
-import {checkSnapshot, currentLogTuple, removeSnapshot, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
+import {loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
+import {noopCheck, type NoopCheck} from './noop-check.js';
+import {currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
+import {PsyError} from '../errors.js';
 
 export interface BuildOptions {
   readonly cwd: string;
@@ -37,6 +39,8 @@ export interface BuildOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** An already loaded config (watch mode reloads only when the config changes). */
   readonly loaded?: LoadedConfig;
+  /** The no-op check already made for these very options (by the CLI), and when it began: not made again. */
+  readonly noopCheck?: {readonly result: NoopCheck | undefined; readonly startedAt: number};
 }
 
 export interface BuildResult {
@@ -60,7 +64,8 @@ export interface BuildResult {
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const logger = options.logger ?? silentLogger;
-  const buildStart = Date.now();
+  // Stats taken by a no-op check made before build() was called count from its start.
+  const buildStart = options.noopCheck?.startedAt ?? Date.now();
   const dryRun = options.dryRun === true;
   const env = options.env ?? process.env;
   const requested = options.targets ?? [];
@@ -69,11 +74,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   let changedFiles: ChangedFiles | undefined;
   let checkedIdentity: string | undefined;
   if (options.loaded === undefined && !dryRun) {
-    const id = await configIdentity(configOptions);
+    const id = options.noopCheck !== undefined ? options.noopCheck.result : await noopCheck({...configOptions, targets: requested, envPath: env['PATH'] ?? ''});
     if (id !== undefined) {
-      snapshotFile = snapshotPath(id.root, id.configPath, requested);
-      const check = checkSnapshot(snapshotFile, id.identity, requested, env['PATH'] ?? '');
-      if (check?.kind === 'fresh') return fastResult(check.result, id.root, logger);
+      snapshotFile = id.snapshotFile;
+      const check = id.check;
+      const fast = check?.kind === 'fresh' ? fastResult(check.result, id.root, logger) : undefined;
+      if (fast !== undefined) return fast;
       if (check?.kind === 'changed') {
         changedFiles = check.files;
         checkedIdentity = id.identity;
@@ -86,10 +92,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   let configReads: SnapshotEntry[];
   let graphId: string | undefined;
   let graphFromCache = false;
+  let cache: CachedGraph | undefined;
+  let cone: Cone | undefined;
   if (changedFiles?.graph !== undefined && snapshotFile !== undefined && checkedIdentity !== undefined) {
     // Only input and output files changed: the graph analysed last time stands.
     const stub = cachedConfig(options, changedFiles, checkedIdentity);
-    graph = readCachedGraph(graphCachePath(snapshotFile), changedFiles.graph, stub);
+    cache = CachedGraph.open(graphCachePath(snapshotFile), changedFiles.graph);
+    cone = cache === undefined ? undefined : coneOf(cache, stub, changedFiles.changed);
+    graph = cone?.graph ?? (cache === undefined ? undefined : fullGraph(cache, stub));
     if (graph !== undefined) {
       loaded = stub;
       graphId = changedFiles.graph;
@@ -101,31 +111,68 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stats = new StatCache(loaded.root);
   // The same config evaluated the same way (its identity and read files are unchanged).
   if (loaded.identity !== checkedIdentity) changedFiles = undefined;
-  if (changedFiles !== undefined) stats.seed(changedFiles.stats);
+  // A cone build stats the few files it looks at again; a full check reuses every stat taken.
+  if (changedFiles !== undefined && cone === undefined) stats.seed(changedFiles.stats);
   if (graph !== undefined) {
     configReads = [...changedFiles!.configReads];
   } else {
     configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
     graph = analyze(loaded, stats.get);
   }
-  const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
-  const want = closure(graph, names);
+  let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
+  let want = cone !== undefined ? cone.want : closure(graph, names);
+  // Without a snapshot's stats, every wanted target's files are stat'ed in one batch.
+  if (changedFiles === undefined) stats.prefetch(wantedFiles(graph, want));
   await hashReady;
   const warn = (message: string) => logger.event({type: 'warning', message});
   const lock = dryRun ? undefined : BuildLock.acquire(graph.stateDir, (pid) => warn(`took over the build lock of pid ${pid}, which no longer runs`));
   const tmpRoot = join(graph.root, graph.outDir, '.psy-tmp');
   let log: StateLog | undefined;
   try {
+    // A cone build writes its snapshot as the previous one with the cone's entries patched.
+    let previous: Buffer | undefined;
     if (lock !== undefined) {
       removeStaleTemporaries(tmpRoot);
+      // The bytes the check read: entries the cone build does not patch keep the stats that
+      // check confirmed (a file changed since differs at the next check).
+      if (cone !== undefined) previous = changedFiles?.snapshot ?? readSnapshot(snapshotFile);
       removeSnapshot(snapshotFile);
     }
     // The snapshot vouches for the log's records only if nobody wrote the log since.
     let clean: Uint8Array | undefined;
-    if (changedFiles !== undefined && changedFiles.stateDir === graph.stateDir && sameTuple(currentLogTuple(graph.stateDir), changedFiles.log)) {
+    const vouched = changedFiles !== undefined && changedFiles.stateDir === graph.stateDir && sameTuple(currentLogTuple(graph.stateDir), changedFiles.log);
+    log = StateLog.open(graph.stateDir, {readOnly: dryRun, warn, ...(vouched ? {vouched: changedFiles!.log} : {})});
+    if (cone !== undefined && (!vouched || !settledFromRecords(cone, log))) {
+      // The cone alone cannot be trusted: look at the whole graph as a full check does.
+      cone = undefined;
+      previous = undefined;
+      if (changedFiles !== undefined) stats.seed(changedFiles.stats);
+      const whole = cache === undefined ? undefined : fullGraph(cache, loaded);
+      if (whole !== undefined) {
+        graph = whole;
+      } else {
+        // Not even the whole cached graph reads back: evaluate the config, as without one.
+        const evaluated = await loadConfig(configOptions);
+        if (evaluated.identity !== checkedIdentity) changedFiles = undefined;
+        const analysed = analyze(evaluated, stats.get);
+        if (analysed.stateDir !== graph.stateDir) throw new PsyError('config-changed', 'the config changed while psy was building; run psy build again');
+        loaded = evaluated;
+        configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
+        graph = analysed;
+        graphId = undefined;
+        graphFromCache = false;
+      }
+      names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
+      want = closure(graph, names);
+    }
+    if (cone !== undefined) {
+      clean = cone.clean;
+      // Wanted targets outside the cone are up to date, as the snapshot says.
+      logger.event({type: 'plan', total: cone.wanted});
+      for (const name of cone.outside) logger.event({type: 'fresh', target: name});
+    } else if (vouched && changedFiles !== undefined) {
       clean = cleanTargets(graph, want, changedFiles.changed);
     }
-    log = StateLog.open(graph.stateDir, {readOnly: dryRun, warn});
     const files = new FileHasher(graph.root, log, stats);
     const tools = new ToolVersions(log, env['PATH']);
     const builder = new Builder({
@@ -142,16 +189,36 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       env,
       tmpRoot,
       ...(clean === undefined ? {} : {clean}),
+      ...(cone === undefined ? {} : {announce: false}),
     });
     const r = await builder.run();
     log.flush();
-    if (!dryRun) log.compactIfNeeded();
-    const outputs: Record<string, Record<string, string>> = {};
-    for (const t of graph.targets) {
-      if (!want[t.index] || t.outputs.length === 0) continue;
-      outputs[t.name] = Object.fromEntries(t.outputs.map((o) => [o.name, join(graph.root, o.path)]));
-    }
-    if (!dryRun && options.loaded === undefined && r.failed.length === 0 && !r.interrupted && r.skipped.length === 0) {
+    if (!dryRun && !log.compactIfNeeded()) log.saveIndex();
+    const g = graph;
+    const outputsOf = (): Record<string, Record<string, string>> => {
+      if (cone !== undefined) {
+        const recorded = previous === undefined ? undefined : snapshotOutputs(previous);
+        if (recorded !== undefined) return recorded;
+        const again = CachedGraph.open(graphCachePath(snapshotFile!), graphId!);
+        if (again === undefined) throw new PsyError('graph-cache', `the cached graph beside ${snapshotFile} was replaced; run psy build again for the outputs`);
+        try {
+          return cone.outputs(again);
+        } finally {
+          again.close();
+        }
+      }
+      const outputs: Record<string, Record<string, string>> = {};
+      for (const t of g.targets) {
+        if (!want[t.index] || t.outputs.length === 0) continue;
+        outputs[t.name] = Object.fromEntries(t.outputs.map((o) => [o.name, join(g.root, o.path)]));
+      }
+      return outputs;
+    };
+    const succeeded = r.failed.length === 0 && !r.interrupted && r.skipped.length === 0;
+    if (!dryRun && options.loaded === undefined && succeeded && cone !== undefined && previous !== undefined) {
+      const patches = conePatches(cone, changedFiles!, stats, tools.executables());
+      if (patches !== undefined) patchSnapshot(snapshotFile, previous, patches, buildStart, writeAtomic);
+    } else if (!dryRun && options.loaded === undefined && succeeded && cone === undefined) {
       // Targets taken as clean never asked for their tools: keep the tools the snapshot
       // watched (unchanged, or there would be no cone check).
       const toolEntries = new Map<string, SnapshotEntry['stat']>(clean === undefined ? [] : changedFiles!.tools.map((e) => [e.path, e.stat]));
@@ -160,15 +227,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       if (entries !== undefined) {
         if (graphId === undefined) {
           graphId = `${buildStart}-${process.pid}`;
-          const text = serializeGraph(graph, graphId);
-          if (text === undefined) graphId = undefined;
-          else writeAtomic(graphCachePath(snapshotFile), text);
+          const bytes = serializeGraph(graph, graphId, want);
+          if (bytes === undefined) graphId = undefined;
+          else writeAtomic(graphCachePath(snapshotFile), bytes);
         }
         const counts = {configReads: configReads.length, tools: entries.length - entries.indexOf(TOOLS_MARK) - 1};
         entries.splice(entries.indexOf(TOOLS_MARK), 1);
         writeSnapshot(
           snapshotFile,
-          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs, ...(graphId === undefined ? {} : {graph: graphId})},
+          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs: outputsOf(), ...(graphId === undefined ? {} : {graph: graphId})},
           entries,
           counts,
           buildStart,
@@ -177,20 +244,26 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
     }
     if (r.interrupted) logger.event({type: 'interrupted', signal: options.signal?.reason instanceof Error ? 'abort' : String(options.signal?.reason ?? 'abort')});
-    return {
+    let outputs: Record<string, Record<string, string>> | undefined;
+    const result: BuildResult = {
       ok: r.failed.length === 0 && !r.interrupted,
       ran: r.ran,
-      upToDate: r.fresh,
+      upToDate: cone === undefined ? r.fresh : [...cone.outside, ...r.fresh],
       failed: r.failed,
       skipped: r.skipped,
       wouldRun: r.wouldRun,
       interrupted: r.interrupted,
-      outputs,
+      // Every wanted target's outputs: built when asked for (a cone build decodes them all).
+      get outputs() {
+        return (outputs ??= outputsOf());
+      },
       root: graph.root,
       // A graph from the cache has no evaluated config behind it.
       ...(graphFromCache ? {} : {graph}),
     };
+    return result;
   } finally {
+    cache?.close();
     log?.close();
     if (lock !== undefined) {
       try {
@@ -201,6 +274,147 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       lock.release();
     }
   }
+}
+
+/**
+ * What a cone build looks at: the targets in the cones of the changed files (dirty) and
+ * the upstream targets they read (settled from their records), re-indexed as a graph of
+ * their own. The other wanted targets are up to date as the snapshot says.
+ */
+interface Cone {
+  readonly graph: Graph;
+  readonly want: Uint8Array;
+  /** Upstream targets outside the cones (local indices). */
+  readonly clean: Uint8Array;
+  /** Wanted targets in the whole graph. */
+  readonly wanted: number;
+  /** Wanted targets with a step outside the sub-graph. */
+  readonly outside: string[];
+  /** Every wanted target's outputs (decodes every record of `cache`). */
+  outputs(cache: CachedGraph): Record<string, Record<string, string>>;
+}
+
+function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<string>): Cone | undefined {
+  try {
+    const prefix = loaded.root + sep;
+    const n = cache.targetCount;
+    // 1 = in a changed cone, 2 = read by the cones.
+    const mark = new Uint8Array(n);
+    const stack: number[] = [];
+    for (const abs of changed) {
+      if (!abs.startsWith(prefix)) return undefined;
+      let hit = false;
+      for (const i of cache.targetsOf(abs.slice(prefix.length))) {
+        if (!cache.wanted(i)) continue;
+        stack.push(i);
+        hit = true;
+      }
+      // The snapshot watches a file no wanted target uses: they do not belong together.
+      if (!hit) return undefined;
+    }
+    const dirty: number[] = [];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      if (mark[i] === 1) continue;
+      mark[i] = 1;
+      dirty.push(i);
+      for (const d of cache.dependents(i)) if (mark[d] !== 1 && cache.wanted(d)) stack.push(d);
+    }
+    for (const i of dirty) {
+      for (const d of cache.record(i).dp) {
+        if (!(Number.isInteger(d) && d >= 0 && d < n && cache.wanted(d))) return undefined;
+        if (mark[d] === 0) mark[d] = 2;
+      }
+    }
+    const select: number[] = [];
+    const outside: string[] = [];
+    let wanted = 0;
+    const flags = cache.flags();
+    const names = cache.names();
+    for (let i = 0; i < n; i++) {
+      if (mark[i] !== 0) select.push(i);
+      const f = flags[i]!;
+      if (!wantedIn(f)) continue;
+      wanted++;
+      if (mark[i] === 0 && !groupIn(f)) outside.push(names[i]!);
+    }
+    const targets = cache.targets(select, (i) => mark[i] === 1);
+    const clean = new Uint8Array(select.length);
+    select.forEach((g, k) => (clean[k] = mark[g] === 2 ? 1 : 0));
+    const root = loaded.root;
+    return {
+      graph: cache.graph(loaded, targets, select),
+      want: new Uint8Array(select.length).fill(1),
+      clean,
+      wanted,
+      outside,
+      outputs(cache) {
+        const out: Record<string, Record<string, string>> = {};
+        for (let i = 0; i < n; i++) {
+          if (!cache.wanted(i)) continue;
+          const o = cache.record(i).o;
+          if (o.length > 0) out[cache.name(i)] = Object.fromEntries(o.map(([name, , path]) => [name, join(root, path)]));
+        }
+        return out;
+      },
+    };
+  } catch (err) {
+    if (isCacheDamage(err) || err instanceof SyntaxError) return undefined;
+    throw err;
+  }
+}
+
+/** The whole cached graph, or undefined if the cache is damaged. */
+function fullGraph(cache: CachedGraph, loaded: LoadedConfig): Graph | undefined {
+  try {
+    return cache.graph(loaded, cache.targets(Array.from({length: cache.targetCount}, (_, i) => i), () => true));
+  } catch (err) {
+    if (isCacheDamage(err) || err instanceof SyntaxError) return undefined;
+    throw err;
+  }
+}
+
+/** Whether every upstream the cone reads has a record of its current outputs. */
+function settledFromRecords(cone: Cone, log: StateLog): boolean {
+  for (const t of cone.graph.targets) {
+    if (cone.clean[t.index] !== 1 || t.config.command === undefined) continue;
+    const rec = log.targets.get(t.name);
+    if (rec === undefined || rec.outputs.length !== t.outputs.length || rec.outputs.some((o, k) => o.path !== t.outputs[k]!.path)) return false;
+  }
+  return true;
+}
+
+/**
+ * The snapshot entries a cone build changes, with the stats it used: the changed files
+ * and the outputs of every target in the cones. Undefined when the build used a tool
+ * the snapshot does not watch, or a file is gone.
+ */
+function conePatches(
+  cone: Cone,
+  changed: ChangedFiles,
+  stats: StatCache,
+  executables: ReadonlyArray<readonly [string, readonly number[]]>,
+): Map<string, SnapshotEntry['stat']> | undefined {
+  const watched = new Map(changed.tools.map((e) => [e.path, e.stat]));
+  for (const [path, stat] of executables) {
+    const was = watched.get(path);
+    if (was === undefined || !sameTuple(was, stat)) return undefined;
+  }
+  const root = cone.graph.root;
+  const patches = new Map<string, SnapshotEntry['stat']>();
+  const add = (rel: string): boolean => {
+    const st = stats.get(rel);
+    if (st === undefined) return false;
+    patches.set(root + sep + rel, [st.size, st.mtimeMs, st.ctimeMs, st.ino]);
+    return true;
+  };
+  const prefix = root + sep;
+  for (const abs of changed.changed) if (!abs.startsWith(prefix) || !add(abs.slice(prefix.length))) return undefined;
+  for (const t of cone.graph.targets) {
+    if (cone.clean[t.index] === 1) continue;
+    for (const o of t.outputs) if (!add(o.path)) return undefined;
+  }
+  return patches;
 }
 
 /** The config as the snapshot vouches for it, without evaluating it. */
@@ -251,6 +465,15 @@ function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools
   return entries;
 }
 
+/** The input and output files of the wanted targets (relative to the root). */
+function* wantedFiles(graph: Graph, want: Uint8Array): Generator<string> {
+  for (const t of graph.targets) {
+    if (!want[t.index]) continue;
+    for (const input of t.inputs) for (const item of input.items) if (item.kind === 'file') yield item.path;
+    for (const o of t.outputs) if (o.kind === 'file') yield o.path;
+  }
+}
+
 /** Separates input/output entries from tool entries until the counts are taken. */
 const TOOLS_MARK: SnapshotEntry = {path: '', stat: [-1, -1, -1, -1]};
 
@@ -287,20 +510,29 @@ function cleanTargets(graph: Graph, want: Uint8Array, changed: ReadonlySet<strin
   return clean;
 }
 
-function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildResult {
+/** The no-op's result, or undefined when the snapshot's result part is corrupt (the full check decides). */
+function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildResult | undefined {
+  let upToDate: readonly string[];
+  let outputs: Record<string, Record<string, string>>;
+  try {
+    upToDate = fast.upToDate;
+    outputs = fast.outputs;
+  } catch {
+    return undefined;
+  }
   // Same rule as a full build: one build at a time per state folder.
   BuildLock.acquire(fast.stateDir).release();
-  logger.event({type: 'plan', total: fast.upToDate.length});
-  for (const target of fast.upToDate) logger.event({type: 'fresh', target});
+  logger.event({type: 'plan', total: upToDate.length});
+  for (const target of upToDate) logger.event({type: 'fresh', target});
   return {
     ok: true,
     ran: [],
-    upToDate: fast.upToDate,
+    upToDate,
     failed: [],
     skipped: [],
     wouldRun: [],
     interrupted: false,
-    outputs: fast.outputs,
+    outputs,
     root,
   };
 }

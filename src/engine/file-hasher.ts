@@ -8,7 +8,17 @@
 import {closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync} from 'node:fs';
 import {join, sep} from 'node:path';
 import {createHasher, hashBytes} from './hash.js';
+import {STAT_FIELDS, statBatch} from './stat-batch.js';
 import type {FileRecord, StateLog} from './state-log.js';
+
+/** A stat taken earlier this run (see seed). */
+interface TakenStat {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly ino: number;
+  readonly file: boolean;
+}
 
 /** A stat taken less than this long after the file's mtime does not prove it unchanged. */
 export const RACY_MS = 2000;
@@ -40,6 +50,8 @@ class CompactStat implements FileStat {
 export class StatCache {
   readonly #root: string;
   readonly #stats = new Map<string, FileStat | null>();
+  #taken: ReadonlyMap<string, TakenStat | null> | undefined;
+  readonly #replaced = new Set<string>();
 
   constructor(root: string) {
     this.#root = root;
@@ -48,6 +60,12 @@ export class StatCache {
   readonly get = (rel: string): FileStat | undefined => {
     const memo = this.#stats.get(rel);
     if (memo !== undefined) return memo ?? undefined;
+    const taken = this.#replaced.has(rel) ? undefined : this.#taken?.get(this.#root + sep + rel);
+    if (taken !== undefined) {
+      const c = taken === null ? null : new CompactStat(taken.size, taken.mtimeMs, taken.ctimeMs, taken.ino, taken.file);
+      this.#stats.set(rel, c);
+      return c ?? undefined;
+    }
     const st = statSync(this.#root + sep + rel, {throwIfNoEntry: false});
     const c = st === undefined ? undefined : new CompactStat(st.size, st.mtimeMs, st.ctimeMs, st.ino, st.isFile());
     this.#stats.set(rel, c ?? null);
@@ -56,15 +74,36 @@ export class StatCache {
 
   invalidate(rel: string): void {
     this.#stats.delete(rel);
+    // A stat taken before the file was replaced no longer holds.
+    if (this.#taken !== undefined) this.#replaced.add(rel);
   }
 
-  /** Take stats already taken this run (absolute paths; null = missing). */
-  seed(taken: ReadonlyMap<string, {size: number; mtimeMs: number; ctimeMs: number; ino: number; file: boolean} | null>): void {
-    const prefix = this.#root + sep;
-    for (const [abs, st] of taken) {
-      if (!abs.startsWith(prefix)) continue;
-      this.#stats.set(abs.slice(prefix.length), st === null ? null : new CompactStat(st.size, st.mtimeMs, st.ctimeMs, st.ino, st.file));
+  /** Stat the paths not cached yet in one batch (see stat-batch.ts), before they are asked for. */
+  prefetch(rels: Iterable<string>): void {
+    const todo: string[] = [];
+    const taken = (rel: string) => this.#taken !== undefined && !this.#replaced.has(rel) && this.#taken.has(this.#root + sep + rel);
+    for (const rel of rels) if (!this.#stats.has(rel) && !taken(rel)) todo.push(rel);
+    // A few paths are not worth a batch.
+    if (todo.length < 64) return;
+    let st: Float64Array;
+    try {
+      st = statBatch(todo.map((rel) => this.#root + sep + rel), undefined, this.#root);
+    } catch {
+      // A path that cannot be stat'ed: get() throws for it when it is asked for.
+      return;
     }
+    for (let i = 0; i < todo.length; i++) {
+      const k = STAT_FIELDS * i;
+      this.#stats.set(todo[i]!, st[k] === -1 ? null : new CompactStat(st[k]!, st[k + 1]!, st[k + 2]!, st[k + 3]!, st[k + 4] === 1));
+    }
+  }
+
+  /**
+   * Use stats already taken this run (absolute paths; null = missing), looked up when
+   * first asked for: a cone build asks for a few of tens of thousands.
+   */
+  seed(taken: ReadonlyMap<string, TakenStat | null>): void {
+    this.#taken = taken;
   }
 }
 

@@ -60,6 +60,11 @@ export interface Graph {
   readonly pools: ReadonlyMap<string, number>;
   readonly sourceDateEpoch: number;
   readonly loaded: LoadedConfig;
+  /**
+   * A sub-graph (a cone build): each target's index in the whole graph. Action keys name
+   * upstream targets by that index, so they are the same whichever part was analysed.
+   */
+  readonly wholeIndex?: readonly number[];
 }
 
 const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;

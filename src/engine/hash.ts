@@ -2,6 +2,7 @@
  * xxHash64 through xxhash-wasm, initialised once. Content hashes are for local change
  * detection only (fast, not collision resistant against an adversary).
  */
+import {createRequire} from 'node:module';
 import type {XXHashAPI} from 'xxhash-wasm';
 
 let api: XXHashAPI | undefined;
@@ -9,7 +10,13 @@ let loading: Promise<XXHashAPI> | undefined;
 
 export async function initHash(): Promise<XXHashAPI> {
   if (api !== undefined) return api;
-  loading ??= import('xxhash-wasm').then(async (m) => (api = await m.default()));
+  // Its CommonJS build, through require: a CommonJS entry (see bin/psy.js) need not start
+  // Node's ES module loader for it.
+  loading ??= (async () => {
+    const m = createRequire(import.meta.url)('xxhash-wasm') as {default: () => Promise<XXHashAPI>} | (() => Promise<XXHashAPI>);
+    api = await (typeof m === 'function' ? m() : m.default());
+    return api;
+  })();
   return loading;
 }
 

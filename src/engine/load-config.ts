@@ -26,6 +26,7 @@ import {fileURLToPath, pathToFileURL} from 'node:url';
 import {isPsyError, PsyError} from '../errors.js';
 import type {PsyConfig} from './config.js';
 import type {FileRecord} from './state-log.js';
+import {STAT_FIELDS, statBatch} from './stat-batch.js';
 
 export interface LoadConfigOptions {
   /** Folder to look for build.config.ts in, and to resolve `configPath` against. */
@@ -131,7 +132,11 @@ export async function configIdentity(options: LoadConfigOptions): Promise<{root:
   return manifest === undefined ? undefined : {root, configPath, identity: manifestIdentity(manifest)};
 }
 
-/** The manifest, if every module it lists is unchanged; reads no module unless racy. */
+/**
+ * The manifest, if every module it lists is unchanged; reads no module unless racy. A
+ * racy or touched module whose content is unchanged gets its new stat recorded (when the
+ * stat is no longer racy), so the next check need not read it again.
+ */
 async function validManifest(
   manifestPath: string,
   configPath: string,
@@ -143,18 +148,30 @@ async function validManifest(
     return undefined;
   }
   if (manifest.version !== MANIFEST_VERSION || manifest.entry !== configPath) return undefined;
-  for (const m of manifest.modules) {
-    const st = statSync(m.path, {throwIfNoEntry: false});
-    if (st === undefined) return undefined;
-    const sameStat =
-      st.size === m.size && st.mtimeMs === m.mtimeMs && st.ctimeMs === m.ctimeMs && st.ino === m.ino;
+  const compiled = join(configCacheDir(dirname(configPath)), 'mod', compiledOf(manifest));
+  const statAt = Date.now();
+  const stats = statBatch([...manifest.modules.map((m) => m.path), compiled]);
+  let refreshed: ManifestModule[] | undefined;
+  for (let i = 0; i < manifest.modules.length; i++) {
+    const m = manifest.modules[i]!;
+    const k = STAT_FIELDS * i;
+    const size = stats[k]!;
+    if (size === -1) return undefined;
+    const [mtimeMs, ctimeMs, ino] = [stats[k + 1]!, stats[k + 2]!, stats[k + 3]!];
+    const sameStat = size === m.size && mtimeMs === m.mtimeMs && ctimeMs === m.ctimeMs && ino === m.ino;
     if (sameStat && m.recordedAt - m.mtimeMs > RACY_MS) continue;
     const {hashBytes, initHash} = await import('./hash.js');
     await initHash();
     if (hashBytes(readFileSync(m.path)) !== m.hash) return undefined;
+    if (statAt - mtimeMs > RACY_MS && statAt - ctimeMs > RACY_MS) {
+      refreshed ??= [...manifest.modules];
+      refreshed[i] = {...m, size, mtimeMs, ctimeMs, ino, recordedAt: statAt};
+    }
   }
-  if (!existsSync(join(configCacheDir(dirname(configPath)), 'mod', compiledOf(manifest)))) {
-    return undefined;
+  if (stats[STAT_FIELDS * manifest.modules.length] === -1) return undefined;
+  if (refreshed !== undefined) {
+    manifest = {...manifest, modules: refreshed};
+    writeAtomic(manifestPath, JSON.stringify(manifest));
   }
   return manifest;
 }

@@ -100,6 +100,11 @@ class ShellWorker {
 
   close(): void {
     this.#child.stdin!.end();
+    // Idle, the shell only reads its end of input and exits: nothing to wait for.
+    if (this.#pending === undefined) {
+      this.#child.stdout!.destroy();
+      this.#child.unref();
+    }
   }
 }
 

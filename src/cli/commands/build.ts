@@ -1,7 +1,8 @@
 import {build} from '../../engine/build.js';
-import {PsyError} from '../../errors.js';
-import {parseCommandArgs, writeLine, type Command} from '../command.js';
-import {StatusPrinter} from '../status.js';
+import type {NoopCheck} from '../../engine/noop-check.js';
+import {intOption, parseBuildArgs} from '../build-args.js';
+import {reportBuild, statusPrinter} from '../build-report.js';
+import type {Command, CommandIo} from '../command.js';
 
 const help = `Usage: psy build [options] [TARGET...]
 
@@ -22,88 +23,67 @@ Options:
 
 Exit status: 0 success, 1 a step failed, 130 interrupted.`;
 
+/**
+ * `psy build`. `noopCheck` is the no-op check the CLI's fast path already made for these
+ * arguments (see build-fast.ts); build() then does not make it again.
+ */
+export async function runBuild(argv: string[], io: CommandIo, noopCheck?: {readonly result: NoopCheck | undefined; readonly startedAt: number}): Promise<number> {
+  const {values, positionals} = parseBuildArgs(argv);
+  const jobs = intOption('--jobs', values.jobs, 1);
+  const keepGoing = intOption('--keep-going', values['keep-going'], 0);
+  if (values.watch === true || values.then !== undefined) {
+    const {watchFromBuildArgs} = await import('../watch-args.js');
+    return watchFromBuildArgs(values, positionals, io, jobs, keepGoing);
+  }
+  const status = statusPrinter(values, io);
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  try {
+    const result = await build({
+      cwd: io.cwd,
+      ...(values.config === undefined ? {} : {configPath: values.config}),
+      targets: positionals,
+      ...(jobs === undefined ? {} : {jobs}),
+      ...(keepGoing === undefined ? {} : {keepGoing}),
+      dryRun: values['dry-run'] === true,
+      logger: status,
+      signal: abort.signal,
+      env: io.env,
+      ...(noopCheck === undefined ? {} : {noopCheck}),
+    });
+    status.close();
+    // Not spread: the outputs are decoded only if the report shows them (--json).
+    return reportBuild(
+      {
+        ok: result.ok,
+        ran: result.ran,
+        upToDate: result.upToDate,
+        upToDateCount: result.upToDate.length,
+        failed: result.failed,
+        skipped: result.skipped,
+        wouldRun: result.wouldRun,
+        interrupted: result.interrupted,
+        get outputs() {
+          return result.outputs;
+        },
+      },
+      values,
+      io,
+    );
+  } finally {
+    status.close();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
+  }
+}
+
 export const command: Command = {
   name: 'build',
   summary: 'build targets (only what is stale)',
   help,
-  async run(argv, io) {
-    const {values, positionals} = parseCommandArgs('build', argv, {
-      jobs: {type: 'string', short: 'j'},
-      'keep-going': {type: 'string', short: 'k'},
-      'dry-run': {type: 'boolean', short: 'n'},
-      verbose: {type: 'boolean', short: 'v'},
-      json: {type: 'boolean'},
-      config: {type: 'string'},
-      watch: {type: 'boolean', short: 'w'},
-      then: {type: 'string'},
-    });
-    const jobs = intOption('--jobs', values.jobs, 1);
-    const keepGoing = intOption('--keep-going', values['keep-going'], 0);
-    if (values.watch === true || values.then !== undefined) {
-      const {watchFromBuildArgs} = await import('../watch-args.js');
-      return watchFromBuildArgs(values, positionals, io, jobs, keepGoing);
-    }
-    const out = io.stdout as NodeJS.WriteStream;
-    const json = values.json === true;
-    const status = new StatusPrinter({
-      out: json ? io.stderr : out,
-      tty: !json && out.isTTY === true && io.env['TERM'] !== 'dumb',
-      verbose: values.verbose === true,
-      ...(out.columns === undefined ? {} : {columns: out.columns}),
-    });
-    const abort = new AbortController();
-    const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    process.on('SIGHUP', onSignal);
-    try {
-      const result = await build({
-        cwd: io.cwd,
-        ...(values.config === undefined ? {} : {configPath: values.config}),
-        targets: positionals,
-        ...(jobs === undefined ? {} : {jobs}),
-        ...(keepGoing === undefined ? {} : {keepGoing}),
-        dryRun: values['dry-run'] === true,
-        logger: status,
-        signal: abort.signal,
-        env: io.env,
-      });
-      status.close();
-      if (json) {
-        writeLine(io.stdout, JSON.stringify({
-          ok: result.ok,
-          ran: result.ran,
-          upToDate: result.upToDate,
-          failed: result.failed,
-          skipped: result.skipped,
-          wouldRun: result.wouldRun,
-          interrupted: result.interrupted,
-          outputs: result.outputs,
-        }));
-      } else if (result.interrupted) {
-        // Already said.
-      } else if (result.failed.length > 0) {
-        const names = result.failed.map((f) => f.target).join(', ');
-        writeLine(io.stderr, `psy build: ${result.failed.length} target${result.failed.length === 1 ? '' : 's'} failed: ${names}`);
-      } else if (values['dry-run'] === true) {
-        if (result.wouldRun.length === 0) writeLine(io.stdout, 'psy: no work to do');
-      } else if (result.ran.length === 0) {
-        writeLine(io.stdout, `psy: no work to do (${result.upToDate.length} targets up to date)`);
-      }
-      if (result.interrupted) return 130;
-      return result.ok ? 0 : 1;
-    } finally {
-      status.close();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      process.off('SIGHUP', onSignal);
-    }
-  },
+  run: (argv, io) => runBuild(argv, io),
 };
-
-function intOption(name: string, value: string | undefined, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new PsyError('usage', `${name} needs an integer ≥ ${min}, got "${value}"`);
-  return n;
-}
