@@ -110,19 +110,27 @@ function encode(head: Head, result: Result, paths: readonly string[], stats: rea
   const headBytes = Buffer.from(JSON.stringify(head), 'utf8');
   const resultBytes = Buffer.from(JSON.stringify(result), 'utf8');
   const pathBytes = Buffer.from(paths.length === 0 ? '' : paths.join('\0') + '\0', 'utf8');
-  const pathsEnd = PREAMBLE + headBytes.length + resultBytes.length + pathBytes.length;
-  const statsAt = align8(pathsEnd);
-  const buf = Buffer.alloc(statsAt + stats.length * 8);
-  buf.write(MAGIC, 0, 'latin1');
-  buf.writeUInt32LE(headBytes.length, 8);
-  buf.writeUInt32LE(resultBytes.length, 12);
-  buf.writeUInt32LE(pathBytes.length, 16);
-  buf.writeUInt32LE(paths.length, 20);
-  headBytes.copy(buf, PREAMBLE);
-  resultBytes.copy(buf, PREAMBLE + headBytes.length);
-  pathBytes.copy(buf, PREAMBLE + headBytes.length + resultBytes.length);
+  const {buf, statsAt} = layOut(headBytes, resultBytes, pathBytes, paths.length);
   for (let i = 0; i < stats.length; i++) buf.writeDoubleLE(stats[i]!, statsAt + 8 * i);
   return buf;
+}
+
+/** A snapshot file with its preamble and sections in place; the stats (from statsAt) are left to the caller. */
+function layOut(head: Uint8Array, result: Uint8Array, paths: Uint8Array, count: number): {buf: Buffer; statsAt: number} {
+  const pathsEnd = PREAMBLE + head.length + result.length + paths.length;
+  const statsAt = align8(pathsEnd);
+  const buf = Buffer.allocUnsafe(statsAt + count * FIELDS * 8);
+  buf.fill(0, 0, PREAMBLE);
+  buf.fill(0, pathsEnd, statsAt);
+  buf.write(MAGIC, 0, 'latin1');
+  buf.writeUInt32LE(head.length, 8);
+  buf.writeUInt32LE(result.length, 12);
+  buf.writeUInt32LE(paths.length, 16);
+  buf.writeUInt32LE(count, 20);
+  buf.set(head, PREAMBLE);
+  buf.set(result, PREAMBLE + head.length);
+  buf.set(paths, PREAMBLE + head.length + result.length);
+  return {buf, statsAt};
 }
 
 const align8 = (n: number) => (n + 7) & ~7;
@@ -402,19 +410,7 @@ export function patchSnapshot(
   const firstTool = d.count - d.head.tools;
   const head = Buffer.from(JSON.stringify({...d.head, log: logTuple(d.head.stateDir)}), 'utf8');
   const result = d.result;
-  const pathsEnd = PREAMBLE + head.length + result.length + paths.length;
-  const statsAt = align8(pathsEnd);
-  const out = Buffer.allocUnsafe(statsAt + d.count * FIELDS * 8);
-  out.fill(0, 0, PREAMBLE);
-  out.fill(0, pathsEnd, statsAt);
-  out.write(MAGIC, 0, 'latin1');
-  out.writeUInt32LE(head.length, 8);
-  out.writeUInt32LE(result.length, 12);
-  out.writeUInt32LE(paths.length, 16);
-  out.writeUInt32LE(d.count, 20);
-  head.copy(out, PREAMBLE);
-  out.set(result, PREAMBLE + head.length);
-  out.set(paths, PREAMBLE + head.length + result.length);
+  const {buf: out, statsAt} = layOut(head, result, paths, d.count);
   out.set(new Uint8Array(d.stats.buffer, d.stats.byteOffset, d.stats.byteLength), statsAt);
   for (const [path, i] of index) {
     // Only input and output entries change in a cone build.
