@@ -91,6 +91,38 @@ describe('build() API', () => {
     expect(existsSync(rig.path('cache/out/never'))).toBe(false);
   });
 
+  it('a rule can keep a tool\'s stderr out of the step log, which still shows it when the tool fails', async () => {
+    rig.write({
+      'rules/noisy.ts': `import {defineRule} from '${ruleModule}';
+import {writeFile} from 'node:fs/promises';
+export const noisy = defineRule({
+  name: 'noisy', version: 1, module: import.meta.url,
+  async run(ctx) {
+    const {stderr} = await ctx.run('sh', ['-c', 'echo banner 1.0 >&2; echo ' + String(ctx.params['then'])], {captureStderr: true});
+    ctx.log('read ' + stderr.toString().trim().toUpperCase());
+    await ctx.run('sh', ['-c', 'echo notice >&2; exit ' + String(ctx.params['code'])], {captureStderr: true});
+    await writeFile(ctx.outputs['o']!, 'done');
+  },
+});
+`,
+      'build.config.ts': `import {noisy} from './rules/noisy.js';
+export default {targets: [
+  {name: 'quiet', outputs: {o: 'quiet'}, params: {then: 'out', code: 0}, rule: noisy},
+  {name: 'loud', outputs: {o: 'loud'}, params: {then: 'out', code: 3}, rule: noisy},
+]};
+`,
+    });
+    const events: BuildEvent[] = [];
+    const result = await build({cwd: rig.dir, targets: ['quiet', 'loud'], jobs: 1, keepGoing: 0, logger: {event: (e) => events.push(e)}});
+    expect(result.ran).toEqual(['quiet']);
+    const finish = events.find((e) => e.type === 'finish' && e.target === 'quiet') as Extract<BuildEvent, {type: 'finish'}>;
+    expect(finish.output).toBe('out\nread BANNER 1.0');
+    const fail = events.find((e) => e.type === 'fail') as Extract<BuildEvent, {type: 'fail'}>;
+    expect(fail.target).toBe('loud');
+    expect(fail.output).toContain('notice');
+    expect(fail.output).not.toContain('banner');
+  });
+
   it('an abort signal interrupts the build and reports it', async () => {
     rig.write({'build.config.ts': `export default {targets: [{name: 'slow', outputs: {o: 'slow'}, command: 'sleep 30; touch $out'}]};\n`});
     const abort = new AbortController();

@@ -86,7 +86,7 @@ async function runDebugfs(image: string, part: Partition, cmds: readonly string[
   try {
     const file = join(tmp, 'cmds');
     await writeFile(file, cmds.join('\n') + '\n');
-    const {stdout, stderr} = await run('debugfs', [...(write ? ['-w'] : []), '-f', file, device(image, part)], {captureStdout: true});
+    const {stdout, stderr} = await run('debugfs', [...(write ? ['-w'] : []), '-f', file, device(image, part)], {captureStdout: true, captureStderr: true});
     const errLines = stderr
       .toString()
       .split('\n')
@@ -100,7 +100,7 @@ async function runDebugfs(image: string, part: Partition, cmds: readonly string[
 
 /** Read one file from the ext4 filesystem. */
 export async function readExt4File(image: string, part: Partition, path: string, run: ToolRunner = runTool): Promise<Buffer> {
-  const {stdout, stderr} = await run('debugfs', ['-R', `cat ${quote(path)}`, device(image, part)], {captureStdout: true});
+  const {stdout, stderr} = await run('debugfs', ['-R', `cat ${quote(path)}`, device(image, part)], {captureStdout: true, captureStderr: true});
   if (/not found|File not found|Bad magic|no such/i.test(stderr.toString())) {
     throw new PsyError('no-such-file', `${image}: no file ${path} in the ext4 partition ${part.name}`);
   }

@@ -431,12 +431,15 @@ export class Builder {
           env: {...env, SOURCE_DATE_EPOCH: String(this.#g.sourceDateEpoch), ...opts?.env},
           ...(opts?.input === undefined ? {} : {input: opts.input}),
           captureStdout: opts?.captureStdout === true,
+          captureStderr: opts?.captureStderr === true,
         });
         job.procs.add(proc);
         const r = await proc.result;
         job.procs.delete(proc);
         const text = r.output.toString('utf8');
         if (text.length > 0) job.lines.push(text.replace(/\n$/, ''));
+        const failed = r.code !== 0 || r.signal !== undefined || r.spawnError !== undefined;
+        if (failed && opts?.captureStderr === true && r.stderr.length > 0) job.lines.push(r.stderr.toString('utf8').replace(/\n$/, ''));
         const shown = [command, ...args].join(' ');
         if (r.spawnError === 'ENOENT') throw new PsyError('command-not-found', `command not found: ${command}`);
         if (r.spawnError !== undefined) throw new PsyError('command-failed', `${shown}: cannot start (${r.spawnError})`);

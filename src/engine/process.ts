@@ -24,6 +24,8 @@ export interface SpawnOptions {
   readonly input?: string | Uint8Array;
   /** Keep stdout apart instead of interleaving it into `output`. */
   readonly captureStdout?: boolean;
+  /** Keep stderr apart too (it stays in `stderr`, not in `output`). */
+  readonly captureStderr?: boolean;
 }
 
 export class StepProcess {
@@ -48,7 +50,7 @@ export class StepProcess {
     const err: Buffer[] = [];
     child.stdout?.on('data', (b: Buffer) => (options.captureStdout === true ? out.push(b) : chunks.push(b)));
     child.stderr?.on('data', (b: Buffer) => {
-      chunks.push(b);
+      if (options.captureStderr !== true) chunks.push(b);
       err.push(b);
     });
     if (options.input !== undefined && child.stdin !== null) {

@@ -34,6 +34,8 @@ export interface RunOptions {
   readonly input?: string | Uint8Array;
   /** Return stdout as a Buffer instead of appending it to the step log. */
   readonly captureStdout?: boolean;
+  /** Return stderr without appending it to the step log (shown only if the program fails): for tools that print banners and notices the caller reads itself. */
+  readonly captureStderr?: boolean;
 }
 
 export interface RunResult {
