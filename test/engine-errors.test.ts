@@ -120,12 +120,14 @@ describe('configuration errors are one line naming target and cause', () => {
 
 describe('step failures name the target, the command or rule, and the output', () => {
   it('a step that exits non-zero', () => {
-    rig.write(config(`[{name: 'bad', outputs: {o: 'x'}, command: 'echo some diagnostics; exit 3'}]`));
+    // The output (computed by the shell) differs from the command text, so both are seen.
+    rig.write(config(`[{name: 'bad', outputs: {o: 'x'}, command: 'echo diagnostics \\$((40 + 2)); echo on stderr >&2; exit 3'}]`));
     const r = rig.psy(['build']);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('FAILED: bad: command exited with status 3');
-    expect(r.stdout).toContain('echo some diagnostics; exit 3');
-    expect(r.stdout).toContain('some diagnostics');
+    expect(r.stdout).toContain('echo diagnostics $((40 + 2)); echo on stderr >&2; exit 3');
+    expect(r.stdout).toContain('diagnostics 42');
+    expect(r.stdout).toContain('on stderr');
     expect(r.stderr).toBe('psy build: 1 target failed: bad\n');
     expect(existsSync(rig.path('cache/out/x'))).toBe(false);
   });

@@ -333,7 +333,8 @@ export class Builder {
     };
     work().then(
       (output) => this.#finish(job, tmpOutputs, output, undefined),
-      (err: unknown) => this.#finish(job, tmpOutputs, job.lines.join('\n'), err),
+      // A failed command carries its output; a failed rule's is what it logged and ran.
+      (err: unknown) => this.#finish(job, tmpOutputs, err instanceof StepFailure ? err.output : job.lines.join('\n'), err),
     );
   }
 
