@@ -1,11 +1,10 @@
 import {execFile, execFileSync, spawnSync} from 'node:child_process';
-import {existsSync, mkdirSync, openSync, closeSync, readFileSync, symlinkSync, writeFileSync, writeSync} from 'node:fs';
+import {existsSync, openSync, closeSync, readFileSync, writeSync} from 'node:fs';
 import {join} from 'node:path';
 import {promisify} from 'node:util';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {installEsp} from '../src/upgrade/apply-esp.js';
 import {installOs} from '../src/upgrade/apply-os.js';
-import {markGood, readStatus, setDefault} from '../src/upgrade/control.js';
+import {readStatus, setDefault} from '../src/upgrade/control.js';
 import {verifyLocal} from '../src/upgrade/fetch-update.js';
 import {openLive, type Place} from '../src/upgrade/place.js';
 import {parsePublicKey, type PublicKey} from '../src/sign/keys.js';
@@ -46,33 +45,15 @@ describe.skipIf(!canUseLoopDevices())('live node on block devices (loop devices)
     await exec('npm', ['run', 'build'], {cwd: repoRoot});
     rig = new UpgradeRig('upgrade-blockdev');
     pubkey = parsePublicKey(readFileSync(rig.pubkeyPath, 'utf8'));
-    dev = join(rig.dir, 'dev');
-    const parts = join(rig.dir, 'parts');
-    mkdirSync(join(dev, 'disk', 'by-partlabel'), {recursive: true});
-    mkdirSync(parts);
-    const make = (label: string, size: number, mk: (f: string) => void) => {
-      const f = join(parts, label);
-      execFileSync('truncate', ['-s', String(size), f]);
-      mk(f);
+    const attach = (f: string, label: string) => {
       const loop = execFileSync('losetup', ['--find', '--show', f], {encoding: 'utf8'}).trim();
       loops.push(loop);
       backing.set(label, f);
-      symlinkSync(loop, join(dev, 'disk', 'by-partlabel', label));
+      return loop;
     };
-    make('PSYOPSOSEFI', 40 << 20, (f) => execFileSync('mkfs.vfat', ['-F', '32', '-n', 'PSYOPSOSEFI', f], {stdio: 'ignore'}));
-    for (const s of ['A', 'B']) make(`psyopsOS-${s}`, 32 << 20, (f) => execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', `psyopsOS-${s}`, f]));
-    cmdline = join(rig.dir, 'cmdline');
-    writeFileSync(cmdline, 'ro psyopsos=psyopsOS-A panic=10\n');
-    const live = await openLive({devDir: dev, cmdlinePath: cmdline});
+    let live: Place;
+    ({dev, cmdline, live} = await rig.freshLiveNode({slotBytes: 32 << 20, ostarBytes: 3 << 20, cmdline: 'ro psyopsos=psyopsOS-A panic=10\n', attach}));
     expect(live.slots.B.path).toMatch(/^\/dev\/loop\d+$/);
-    const setup = {...live, kind: 'image' as const, booted: undefined};
-    await installEsp(setup, await verifyLocal((await rig.esptar('20250101-000000')).path, {target: {kind: 'esp', arch: 'x86_64-uefi'}, pubkey}, {tmpRoot: rig.dir}), {
-      sourceDateEpoch: EPOCH,
-      defaultSlot: 'A',
-    });
-    await installOs(setup, 'A', await verifyLocal(await rig.ostar('20250101-000000', {bytes: 3 << 20}), {target: OS, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
-    await setDefault(setup, 'A', {pubkey});
-    await markGood(setup, {slot: 'A', pubkey});
   }, 120_000);
   afterAll(() => {
     for (const l of loops) spawnSync('losetup', ['--detach', l]);

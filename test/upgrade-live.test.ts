@@ -1,16 +1,11 @@
-import {execFile, execFileSync} from 'node:child_process';
-import {mkdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs';
+import {execFile} from 'node:child_process';
+import {writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {promisify} from 'node:util';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {installEsp} from '../src/upgrade/apply-esp.js';
-import {installOs} from '../src/upgrade/apply-os.js';
-import {markGood, setDefault} from '../src/upgrade/control.js';
-import {verifyLocal} from '../src/upgrade/fetch-update.js';
-import {bootedSlotFromCmdline, openLive} from '../src/upgrade/place.js';
-import {parsePublicKey} from '../src/sign/keys.js';
+import {bootedSlotFromCmdline} from '../src/upgrade/place.js';
 import {repoRoot} from './helpers/shared-data.js';
-import {EPOCH, UpgradeRig} from './helpers/upgrade-rig.js';
+import {UpgradeRig} from './helpers/upgrade-rig.js';
 
 const exec = promisify(execFile);
 const bin = join(repoRoot, 'bin', 'neuralupgrade.js');
@@ -28,28 +23,7 @@ describe('live node (devices by label, booted slot from the command line)', () =
   beforeAll(async () => {
     await exec('npm', ['run', 'build'], {cwd: repoRoot});
     rig = new UpgradeRig('upgrade-live');
-    dev = join(rig.dir, 'dev');
-    const parts = join(rig.dir, 'parts');
-    mkdirSync(join(dev, 'disk', 'by-partlabel'), {recursive: true});
-    mkdirSync(parts);
-    const make = (label: string, size: number, mk: (f: string) => void) => {
-      const f = join(parts, label);
-      execFileSync('truncate', ['-s', String(size), f]);
-      mk(f);
-      symlinkSync(f, join(dev, 'disk', 'by-partlabel', label));
-    };
-    make('PSYOPSOSEFI', 40 << 20, (f) => execFileSync('mkfs.vfat', ['-F', '32', '-n', 'PSYOPSOSEFI', f], {stdio: 'ignore'}));
-    for (const s of ['A', 'B']) make(`psyopsOS-${s}`, 24 << 20, (f) => execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', `psyopsOS-${s}`, f]));
-    cmdline = join(rig.dir, 'cmdline');
-    writeFileSync(cmdline, 'BOOT_IMAGE=/kernel ro psyopsos=psyopsOS-A console=ttyS0,115200 panic=10\n');
-    // the state a fresh node has: ESP and A installed, A known-good
-    const pubkey = parsePublicKey(readFileSync(rig.pubkeyPath, 'utf8'));
-    const live = await openLive({devDir: dev, cmdlinePath: cmdline});
-    const setup = {...live, kind: 'image' as const, booted: undefined};
-    await installEsp(setup, await verifyLocal((await rig.esptar('20250101-000000')).path, {target: {kind: 'esp', arch: 'x86_64-uefi'}, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
-    await installOs(setup, 'A', await verifyLocal(await rig.ostar('20250101-000000'), {target: {kind: 'os', arch: 'x86_64'}, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
-    await setDefault(setup, 'A', {pubkey});
-    await markGood(setup, {slot: 'A', pubkey});
+    ({dev, cmdline} = await rig.freshLiveNode({slotBytes: 24 << 20, cmdline: 'BOOT_IMAGE=/kernel ro psyopsos=psyopsOS-A console=ttyS0,115200 panic=10\n'}));
   });
   afterAll(() => rig?.cleanup());
 

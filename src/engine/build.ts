@@ -5,7 +5,7 @@
  */
 import {availableParallelism} from 'node:os';
 import {dirname, join, resolve, sep} from 'node:path';
-import {readdirSync, rmSync, statSync} from 'node:fs';
+import {readdirSync, rmSync} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
@@ -15,7 +15,7 @@ import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wan
 import {initHash} from './hash.js';
 import {loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
 import {noopCheck, type NoopCheck} from './noop-check.js';
-import {currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
+import {currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, statTuple, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
@@ -116,7 +116,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (graph !== undefined) {
     configReads = [...changedFiles!.configReads];
   } else {
-    configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
+    configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
     graph = analyze(loaded, stats.get);
   }
   let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
@@ -157,7 +157,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         const analysed = analyze(evaluated, stats.get);
         if (analysed.stateDir !== graph.stateDir) throw new PsyError('config-changed', 'the config changed while psy was building; run psy build again');
         loaded = evaluated;
-        configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: tupleOf(path)}));
+        configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
         graph = analysed;
         graphId = undefined;
         graphFromCache = false;
@@ -429,11 +429,6 @@ function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: st
     readFiles: changed.configReads.map((e) => e.path),
     moduleIdentity: () => undefined,
   };
-}
-
-function tupleOf(path: string): [number, number, number, number] {
-  const st = statSync(path, {throwIfNoEntry: false});
-  return st === undefined ? [-1, -1, -1, -1] : [st.size, st.mtimeMs, st.ctimeMs, st.ino];
 }
 
 /** The files a no-op snapshot must watch, with the stats the build used; undefined if unsupported. */

@@ -209,7 +209,8 @@ export function snapshotPath(root: string, configPath: string, targets: readonly
   return join(root, 'cache', 'config', `noop-${basename(configPath)}-${key === '' ? 'default' : key}.snap`);
 }
 
-function statTuple(path: string): [number, number, number, number] {
+/** A snapshot entry's stat of a path now: size, mtimeMs, ctimeMs, ino; all -1 when missing. */
+export function statTuple(path: string): [number, number, number, number] {
   const st = statSync(path, {throwIfNoEntry: false});
   return st === undefined ? [-1, -1, -1, -1] : [st.size, st.mtimeMs, st.ctimeMs, st.ino];
 }

@@ -125,7 +125,7 @@ export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
     const allocated = await runDebugfsScript(
       r,
       direct.flatMap((f) => [`sif "/${f.name}" size ${f.size}`, `fallocate "/${f.name}" 0 ${Math.ceil(f.size / BLOCK) - 1}`, `ex "/${f.name}"`]),
-      env,
+      {env, failed: WRITE_FAILED},
     );
     const maps = direct.map((f, i) => {
       const extents = parseExtents(allocated[3 * i + 2] ?? '');
@@ -148,7 +148,7 @@ export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
       cmds.push('ec');
       for (const t of ['atime', 'mtime', 'ctime', 'crtime']) cmds.push(`sif "/${file.name}" ${t} @${o.sourceDateEpoch}`);
     }
-    await runDebugfsScript(r, cmds, env);
+    await runDebugfsScript(r, cmds, {env, failed: WRITE_FAILED});
     for (const {file, extents} of maps) copyToExtents(r, file.path, file.size, extents);
   } finally {
     rmSync(skeleton, {recursive: true, force: true});
@@ -202,21 +202,33 @@ function copyToExtents(r: Region, hostFile: string, size: number, extents: reado
   }
 }
 
-/** Runs debugfs -w over a command script; returns each command's output, in order. */
-async function runDebugfsScript(r: Region, cmds: readonly string[], env: NodeJS.ProcessEnv): Promise<string[]> {
+/**
+ * Runs debugfs over a command script; returns each command's output, in order. With
+ * `write` (debugfs -w), any error line fails the write as `failed` says; a read-only run
+ * leaves judging the sections to the caller.
+ */
+async function runDebugfsScript(
+  r: Region,
+  cmds: readonly string[],
+  write?: {readonly env: NodeJS.ProcessEnv; readonly failed: string},
+): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'psy-slot-'));
   try {
     const cmdFile = join(dir, 'cmds');
     writeFileSync(cmdFile, cmds.join('\n') + '\n');
-    const res = await runTool('debugfs', ['-w', '-f', cmdFile, debugfsTarget(r)], env);
-    const errors = res.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
-    if (res.code !== 0 || errors.length) throw new PsyError('slot-write-failed', `writing the slot's filesystem with debugfs failed: ${errors.slice(0, 3).join(' | ')}`);
+    const res = await runTool('debugfs', [...(write ? ['-w'] : []), '-f', cmdFile, debugfsTarget(r)], write?.env);
+    if (write !== undefined) {
+      const errors = res.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
+      if (res.code !== 0 || errors.length) throw new PsyError('slot-write-failed', `${write.failed}: ${errors.slice(0, 3).join(' | ')}`);
+    }
     // debugfs -f echoes each command as "debugfs: <command>" before its output
     return res.stdout.toString('utf8').split(/^debugfs: /m).slice(1).map((section) => section.slice(section.indexOf('\n') + 1));
   } finally {
     rmSync(dir, {recursive: true, force: true});
   }
 }
+
+const WRITE_FAILED = "writing the slot's filesystem with debugfs failed";
 
 type FileMap = {size: number; extents: Array<[number, number, number]>};
 
@@ -230,19 +242,10 @@ function parseFileMap(statText: string, exText: string): FileMap | undefined {
 
 /** Size and extents of several files in one debugfs run (undefined: missing or not extent-mapped). */
 async function fileMaps(r: Region, names: readonly string[]): Promise<Map<string, FileMap | undefined>> {
-  const dir = mkdtempSync(join(tmpdir(), 'psy-slot-'));
-  try {
-    const cmdFile = join(dir, 'cmds');
-    writeFileSync(cmdFile, names.flatMap((n) => [`stat "/${n}"`, `ex "/${n}"`]).join('\n') + '\n');
-    const res = await runTool('debugfs', ['-f', cmdFile, debugfsTarget(r)]);
-    // debugfs -f echoes each command as "debugfs: <command>" before its output
-    const sections = res.stdout.toString('utf8').split(/^debugfs: /m).slice(1);
-    const out = new Map<string, FileMap | undefined>();
-    names.forEach((n, i) => out.set(n, parseFileMap(sections[2 * i] ?? '', sections[2 * i + 1] ?? '')));
-    return out;
-  } finally {
-    rmSync(dir, {recursive: true, force: true});
-  }
+  const sections = await runDebugfsScript(r, names.flatMap((n) => [`stat "/${n}"`, `ex "/${n}"`]));
+  const out = new Map<string, FileMap | undefined>();
+  names.forEach((n, i) => out.set(n, parseFileMap(sections[2 * i] ?? '', sections[2 * i + 1] ?? '')));
+  return out;
 }
 
 /**
@@ -403,21 +406,14 @@ export async function readSlotFile(r: Region, name: string): Promise<Buffer | un
 
 /** Adds small files (host path → name at the root) to the slot's filesystem in one debugfs run. */
 export async function writeSlotFiles(r: Region, files: ReadonlyArray<{name: string; hostFile: string}>, sourceDateEpoch: number): Promise<void> {
-  const env = {E2FSPROGS_FAKE_TIME: String(sourceDateEpoch)};
-  const dir = mkdtempSync(join(tmpdir(), 'psy-slot-'));
-  try {
-    const cmdFile = join(dir, 'cmds');
-    const cmds = files.flatMap((f) => [
-      `write "${f.hostFile}" "${f.name}"`,
-      ...['atime', 'mtime', 'ctime', 'crtime'].map((t) => `sif "/${f.name}" ${t} @${sourceDateEpoch}`),
-      `sif "/${f.name}" uid 0`,
-      `sif "/${f.name}" gid 0`,
-    ]);
-    writeFileSync(cmdFile, cmds.join('\n') + '\n');
-    const res = await runTool('debugfs', ['-w', '-f', cmdFile, debugfsTarget(r)], env);
-    const errors = res.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
-    if (res.code !== 0 || errors.length) throw new PsyError('slot-write-failed', `recording ${files.map((f) => f.name).join(', ')} on the slot failed: ${errors.join(' | ')}`);
-  } finally {
-    rmSync(dir, {recursive: true, force: true});
-  }
+  const cmds = files.flatMap((f) => [
+    `write "${f.hostFile}" "${f.name}"`,
+    ...['atime', 'mtime', 'ctime', 'crtime'].map((t) => `sif "/${f.name}" ${t} @${sourceDateEpoch}`),
+    `sif "/${f.name}" uid 0`,
+    `sif "/${f.name}" gid 0`,
+  ]);
+  await runDebugfsScript(r, cmds, {
+    env: {E2FSPROGS_FAKE_TIME: String(sourceDateEpoch)},
+    failed: `recording ${files.map((f) => f.name).join(', ')} on the slot failed`,
+  });
 }

@@ -1,13 +1,19 @@
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {execFileSync} from 'node:child_process';
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {mkdir, stat, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {buildEspTree} from '../../src/boot/esp-tree.js';
 import {buildDiskImage, psyopsPartitions} from '../../src/disk/index.js';
 import {directoryEntries, writeTar, type TarEntry} from '../../src/image/tar.js';
-import {formatPublicKey, generateKeyPair, type KeyPair} from '../../src/sign/keys.js';
+import {formatPublicKey, generateKeyPair, parsePublicKey, type KeyPair} from '../../src/sign/keys.js';
 import {signFile} from '../../src/sign/signature.js';
 import {formatTrustedComment} from '../../src/sign/trusted-comment.js';
+import {installEsp} from '../../src/upgrade/apply-esp.js';
+import {installOs} from '../../src/upgrade/apply-os.js';
+import {markGood, setDefault} from '../../src/upgrade/control.js';
+import {verifyLocal} from '../../src/upgrade/fetch-update.js';
+import {openLive, type Place} from '../../src/upgrade/place.js';
 
 export const EPOCH = 1_700_000_000;
 
@@ -121,5 +127,42 @@ export class UpgradeRig {
     const path = join(this.dir, name);
     await buildDiskImage(path, {seed: 'upgrade-test', epoch: EPOCH, partitions: psyopsPartitions({espMiB: 40, secretMiB: 4, slotMiB})});
     return path;
+  }
+
+  /**
+   * A live node as a fresh one is: partitions found through `DIR/dev/disk/by-partlabel`
+   * (each a file, or whatever `attach` makes of it, such as a loop device), the booted
+   * slot in a cmdline file, the ESP and slot A installed and A known-good.
+   */
+  async freshLiveNode(o: {
+    readonly slotBytes: number;
+    readonly cmdline: string;
+    readonly ostarBytes?: number;
+    readonly attach?: (file: string, label: string) => string;
+  }): Promise<{dev: string; cmdline: string; live: Place}> {
+    const dev = join(this.dir, 'dev');
+    const parts = join(this.dir, 'parts');
+    mkdirSync(join(dev, 'disk', 'by-partlabel'), {recursive: true});
+    mkdirSync(parts);
+    const make = (label: string, size: number, mk: (f: string) => void) => {
+      const f = join(parts, label);
+      execFileSync('truncate', ['-s', String(size), f]);
+      mk(f);
+      symlinkSync(o.attach?.(f, label) ?? f, join(dev, 'disk', 'by-partlabel', label));
+    };
+    make('PSYOPSOSEFI', 40 << 20, (f) => execFileSync('mkfs.vfat', ['-F', '32', '-n', 'PSYOPSOSEFI', f], {stdio: 'ignore'}));
+    for (const s of ['A', 'B']) make(`psyopsOS-${s}`, o.slotBytes, (f) => execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', `psyopsOS-${s}`, f]));
+    const cmdline = join(this.dir, 'cmdline');
+    writeFileSync(cmdline, o.cmdline);
+    const pubkey = parsePublicKey(readFileSync(this.pubkeyPath, 'utf8'));
+    const live = await openLive({devDir: dev, cmdlinePath: cmdline});
+    const setup = {...live, kind: 'image' as const, booted: undefined};
+    const esp = await verifyLocal((await this.esptar('20250101-000000')).path, {target: {kind: 'esp', arch: 'x86_64-uefi'}, pubkey}, {tmpRoot: this.dir});
+    await installEsp(setup, esp, {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
+    const os = await verifyLocal(await this.ostar('20250101-000000', o.ostarBytes === undefined ? {} : {bytes: o.ostarBytes}), {target: {kind: 'os', arch: 'x86_64'}, pubkey}, {tmpRoot: this.dir});
+    await installOs(setup, 'A', os, {tryOnce: false, sourceDateEpoch: EPOCH});
+    await setDefault(setup, 'A', {pubkey});
+    await markGood(setup, {slot: 'A', pubkey});
+    return {dev, cmdline, live};
   }
 }
