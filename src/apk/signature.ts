@@ -2,7 +2,7 @@ import {createPrivateKey, sign as cryptoSign, verify as cryptoVerify} from 'node
 import {PsyError} from '../errors.js';
 import {gzipMember} from './gzip-members.js';
 import type {Keyring, SigningKey} from './keys.js';
-import {writeTar, type TarEntry} from './tar.js';
+import {writeTar, type TarEntry} from '../tar/index.js';
 
 /** Signature algorithms of APK v2: `.SIGN.RSA.` = SHA-1, `.SIGN.RSA256.`, `.SIGN.RSA512.`. */
 export type SignatureAlgorithm = 'RSA' | 'RSA256' | 'RSA512';
