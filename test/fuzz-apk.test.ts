@@ -63,9 +63,11 @@ function signed(pkginfo: string, dataTar: Buffer): Buffer {
 const pkginfoText = formatPkginfo({...meta, datahash: '0'.repeat(64)});
 // the data tar of the built package, inflated
 const members: Buffer[] = [];
+let signatureLength = 0;
 for (let at = 0; at < built.bytes.length; ) {
   const m = inflateGzipMember(built.bytes, at, 'built', 1 << 20);
   members.push(m.data);
+  if (at === 0) signatureLength = m.length;
   at += m.length;
 }
 const dataTar = members[2]!;
@@ -96,6 +98,16 @@ describe('fuzz: APK packages, indexes and database records parse or refuse with 
     );
     // the mutations reach both sides: some still parse, some are refused
     expect([...outcomes].sort()).toEqual(['parsed', 'refused']);
+  });
+
+  it('packages whose signature tar is mutated', () => {
+    const control = built.bytes.subarray(signatureLength, built.bytes.length);
+    fc.assert(
+      fc.property(mutatedBytes([members[0]!]).map(fixTarChecksums), (sigTar) => {
+        parsesOrRefuses(() => readApk(Buffer.concat([gzipMember(sigTar, 1), control]), 'fuzz.apk', {keyring}));
+      }),
+      fuzzParams(400),
+    );
   });
 
   it('index files, signed and not', () => {

@@ -1,4 +1,4 @@
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 import {gzipMember, inflateGzipMember, MAX_INDEX_INFLATED} from './gzip-members.js';
 import type {Keyring, SigningKey} from './keys.js';
 import {recordFromLines, recordLines, type IndexRecord} from './package-meta.js';
@@ -61,7 +61,7 @@ export function parseIndexText(text: string, what: string): IndexRecord[] {
       flush();
       continue;
     }
-    if (line[1] !== ':') throw new PsyError('apk-corrupt', `${what}: malformed index line '${line.slice(0, 60)}'`);
+    if (line[1] !== ':') throw new PsyError('apk-corrupt', `${what}: malformed index line '${printable(line.slice(0, 60))}'`);
     lines.push([line[0]!, line.slice(2)]);
   }
   flush();

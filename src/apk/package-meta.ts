@@ -1,4 +1,4 @@
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 
 /**
  * What apk knows about a package: the union of .PKGINFO fields and index/installed
@@ -81,7 +81,7 @@ export function parsePkginfo(text: string, what: string): PackageMeta {
     const line = raw.trimEnd();
     if (line === '' || line.startsWith('#')) continue;
     const eq = line.indexOf(' = ');
-    if (eq < 0) throw new PsyError('apk-corrupt', `${what}: .PKGINFO line without ' = ': ${line.slice(0, 60)}`);
+    if (eq < 0) throw new PsyError('apk-corrupt', `${what}: .PKGINFO line without ' = ': ${printable(line.slice(0, 60))}`);
     const key = line.slice(0, eq);
     const value = line.slice(eq + 3);
     f.set(key, [...(f.get(key) ?? []), value]);

@@ -87,7 +87,7 @@ export function parseTar(archive: Buffer, what: string, onMember: (m: TarMember,
     const path = e.path.replace(/^\.\//, '').replace(/\/+$/, '');
     if (path === '' || path === '.') continue;
     if (path.split('/').includes('..') || path.startsWith('/')) {
-      throw new PsyError('bad-tar', `${what}: member ${path} escapes the target folder`);
+      throw new PsyError('bad-tar', `${what}: member ${JSON.stringify(path)} escapes the target folder`);
     }
     const type = memberType(e.type);
     const member: TarMember = {

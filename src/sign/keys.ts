@@ -1,5 +1,5 @@
 import {createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject} from 'node:crypto';
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 import {blake2b} from './blake2b.js';
 import {deriveKeystream, SENSITIVE_KDF, type KdfLimits} from './scrypt.js';
 
@@ -114,7 +114,7 @@ function decodeSecretKeyBytes(text: string, source: string): Buffer {
   }
   const kdf = raw.subarray(2, 4);
   if (!(kdf.toString('latin1') === 'Sc' || (kdf[0] === 0 && kdf[1] === 0))) {
-    throw new PsyError('bad-key', `${source}: unsupported key derivation '${kdf.toString('latin1')}'`);
+    throw new PsyError('bad-key', `${source}: unsupported key derivation '${printable(kdf.toString('latin1'))}'`);
   }
   return raw;
 }

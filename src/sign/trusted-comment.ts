@@ -1,4 +1,4 @@
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 
 /**
  * Trusted comments carry update metadata as space-separated `key=value` pairs, signed
@@ -18,16 +18,16 @@ export function parseTrustedComment(text: string, source = 'trusted comment'): T
   for (const token of text.split(' ')) {
     const eq = token.indexOf('=');
     if (eq <= 0) {
-      throw new PsyError('bad-trusted-comment', `${source}: '${token}' is not a key=value pair`);
+      throw new PsyError('bad-trusted-comment', `${source}: '${printable(token)}' is not a key=value pair`);
     }
     const key = token.slice(0, eq);
     const value = token.slice(eq + 1);
-    if (!KEY.test(key)) throw new PsyError('bad-trusted-comment', `${source}: bad key '${key}'`);
+    if (!KEY.test(key)) throw new PsyError('bad-trusted-comment', `${source}: bad key '${printable(key)}'`);
     if (!VALUE.test(value)) {
-      throw new PsyError('bad-trusted-comment', `${source}: bad value for '${key}': '${value}'`);
+      throw new PsyError('bad-trusted-comment', `${source}: bad value for '${printable(key)}': '${printable(value)}'`);
     }
     if (Object.hasOwn(fields, key)) {
-      throw new PsyError('bad-trusted-comment', `${source}: duplicate key '${key}'`);
+      throw new PsyError('bad-trusted-comment', `${source}: duplicate key '${printable(key)}'`);
     }
     fields[key] = value;
   }

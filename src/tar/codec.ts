@@ -248,7 +248,7 @@ export class TarExtensions {
     this.#longName = undefined;
     this.#longLink = undefined;
     const type = entryType(h.typeflag);
-    if (!type) throw tarError(ctx, `member ${printable(path)}: unsupported tar entry type '${h.typeflag}' (header at byte ${at})`);
+    if (!type) throw tarError(ctx, `member ${printable(path)}: unsupported tar entry type ${JSON.stringify(h.typeflag)} (header at byte ${at})`);
     const size = paxNumber(pax, 'size', Number.MAX_SAFE_INTEGER, path, ctx) ?? h.size;
     if (size !== h.size) throw tarError(ctx, `member ${printable(path)}: PAX size ${size} disagrees with the header's ${h.size}`);
     return {

@@ -93,13 +93,13 @@ export class TarUnpacker {
     let name = raw;
     while (name.startsWith('./')) name = name.slice(2);
     if (m.type === 'directory' && (name === '' || name === '.' || name === './')) return undefined;
-    if (raw.startsWith('/') || name.split('/').some((p) => p === '..')) throw this.#bad(`refusing escaping member name "${raw}"`);
+    if (raw.startsWith('/') || name.split('/').some((p) => p === '..')) throw this.#bad(`refusing escaping member name ${JSON.stringify(raw)}`);
     if (m.type === 'directory' && this.#names.dir(name.replace(/\/+$/, ''))) return undefined;
     if (m.type !== 'file') {
-      throw this.#bad(`refusing member "${raw}" of tar type '${TYPEFLAGS[m.type]}' (only plain files are accepted)`);
+      throw this.#bad(`refusing member ${JSON.stringify(raw)} of tar type '${TYPEFLAGS[m.type]}' (only plain files are accepted)`);
     }
-    if (!this.#names.file(name)) throw this.#bad(`unexpected member "${raw}"`);
-    if (this.#seen.has(name)) throw this.#bad(`duplicate member "${raw}"`);
+    if (!this.#names.file(name)) throw this.#bad(`unexpected member ${JSON.stringify(raw)}`);
+    if (this.#seen.has(name)) throw this.#bad(`duplicate member ${JSON.stringify(raw)}`);
     this.#seen.add(name);
     // names are checked above: no absolute path, no `..`, only what `names` allows
     const path = join(this.#dest, name);

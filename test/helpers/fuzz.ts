@@ -14,14 +14,20 @@ export function fuzzParams(numRuns: number): fc.Parameters<unknown> {
   return {seed: FUZZ_SEED, numRuns, endOnFailure: true};
 }
 
-/** Runs `parse`; a PsyError is a refusal, anything else thrown is a crash (rethrown). */
+/** A refusal is a PsyError with a one-line message; anything else thrown is a crash (rethrown). */
+function refusal(err: unknown): 'refused' {
+  if (!isPsyError(err)) throw err;
+  if (/[\r\n]/.test(err.message)) throw new Error(`PsyError message spans lines: ${JSON.stringify(err.message)}`);
+  return 'refused';
+}
+
+/** Runs `parse`: 'parsed', or 'refused' for a one-line PsyError; anything else fails the property. */
 export function parsesOrRefuses(parse: () => unknown): 'parsed' | 'refused' {
   try {
     parse();
     return 'parsed';
   } catch (err) {
-    if (isPsyError(err)) return 'refused';
-    throw err;
+    return refusal(err);
   }
 }
 
@@ -30,8 +36,7 @@ export async function parsesOrRefusesAsync(parse: () => Promise<unknown>): Promi
     await parse();
     return 'parsed';
   } catch (err) {
-    if (isPsyError(err)) return 'refused';
-    throw err;
+    return refusal(err);
   }
 }
 
