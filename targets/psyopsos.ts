@@ -11,7 +11,19 @@ import modloop from '../rules/modloop.js';
 import ostar from '../rules/ostar.js';
 import sectar from '../rules/sectar.js';
 import squashfs from '../rules/squashfs.js';
-import {alpineSettingsFor, deaddropApkRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
+import {PsyError} from '../src/errors.js';
+import {alpineSettingsFor, deaddropApkRepository, deaddropOsRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
+
+/** settings.alpine.efiExtras as [{file, as, title}], names checked. */
+function efiPrograms(s: AlpineSettings): Array<{file: string; as: string; title: string}> {
+  return Object.entries(s.efiExtras).map(([file, v]) => {
+    const as = typeof v === 'string' ? file.slice(file.lastIndexOf('/') + 1) : v.as;
+    const title = typeof v === 'string' ? v : v.title;
+    if (!/^[A-Za-z0-9._-]+\.efi$/.test(as)) throw new PsyError('bad-config', `settings.alpine.efiExtras: "${as}" (for ${file}) is not an ESP program name (letters, digits, . _ -, ending in .efi)`);
+    if (typeof title !== 'string' || title === '' || /[\n\r]/.test(title)) throw new PsyError('bad-config', `settings.alpine.efiExtras: the menu title of ${file} must be one non-empty line`);
+    return {file, as, title};
+  });
+}
 
 /**
  * The psyopsOS artifacts as targets. Each names what it reads, so an edit of the init
@@ -129,8 +141,22 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
         root: {target: 'rootfs', output: 'root'},
         manifest: {target: 'rootfs', output: 'manifest'},
         overlay: {glob: s.overlayDirs.map((d) => `${d}/**`)},
+        ...(s.rootAuthorizedKeys.length ? {authorizedKeys: {files: [...s.rootAuthorizedKeys]}} : {}),
+        ...(typeof s.updatePubkey === 'string' ? {updatePubkey: s.updatePubkey} : {}),
       },
-      params: {overlayDirs: [...s.overlayDirs], compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
+      params: {
+        overlayDirs: [...s.overlayDirs],
+        node: {
+          runlevels: Object.fromEntries(Object.entries(s.runlevels).map(([l, v]) => [l, [...v]])),
+          rootPasswordHash: s.rootPasswordHash,
+          rootAuthorizedKeys: [...s.rootAuthorizedKeys],
+          serialConsoles: [...s.serialConsoles],
+          serialBaud: s.serialBaud,
+          defaultNodename: s.defaultNodename,
+          updateRepository: s.updateRepository ?? null,
+          updatePubkey: s.updatePubkey ?? null,
+        },
+        compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
       outputs: {squashfs: 'squashfs/squashfs'},
     },
     {
@@ -155,7 +181,7 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       rule: esptar,
       inputs: Object.keys(s.efiExtras).length ? {extras: {files: Object.keys(s.efiExtras)}} : {},
       params: {
-        extraPrograms: Object.fromEntries(Object.entries(s.efiExtras).map(([p, t]) => [p.slice(p.lastIndexOf('/') + 1), t])),
+        extraPrograms: efiPrograms(s),
         ...(s.grub.timeoutSec === undefined ? {} : {timeoutSec: s.grub.timeoutSec}),
         ...(s.grub.kernelArgs === undefined ? {} : {kernelArgs: s.grub.kernelArgs}),
       },
@@ -194,7 +220,11 @@ export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<P
   };
   const s3 = (deaddrop as {s3?: DeaddropBucket} | null)?.s3;
   const psyopsRepository = alpine.psyopsRepository === undefined ? (deaddropApkRepository(s3, base.release) ?? null) : alpine.psyopsRepository;
-  const full = withDefaults({...alpine, psyopsRepository});
+  // the node's update trust: the key releases are signed with, the deaddrop it reads
+  const signing = extra.settings?.['signing'] as {publicKey?: unknown} | undefined;
+  const updatePubkey = alpine.updatePubkey === undefined ? (typeof signing?.publicKey === 'string' ? signing.publicKey : null) : alpine.updatePubkey;
+  const updateRepository = alpine.updateRepository === undefined ? (deaddropOsRepository(s3) ?? null) : alpine.updateRepository;
+  const full = withDefaults({...alpine, psyopsRepository, updatePubkey, updateRepository});
   return {
     targets: psyopsosTargets(full),
     default: 'diskimg',

@@ -35,6 +35,9 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
     // neuralupgrade's package to depend on; test/os-ownpkgs.test.ts puts it in with a
     // declaration whose depends the fixture provides.
     ownPackages: [],
+    // The fixture world has no openrc (no /etc/init.d at all): its stand-in is the test
+    // overlay's inittab, which runs the same boot scripts OpenRC's local would.
+    runlevels: {},
     ...over,
   };
 }
