@@ -12,8 +12,8 @@ export default psyopsosConfig({
   firmware: [],
   compression: {squashfs: 'zstd', modloop: 'zstd', initramfs: 'gzip'},
   partitions: {espMiB: 128, secretMiB: 128, slotMiB: 1536},
-  // Debian's memtest86+ (scripts/install-deps.sh) on the ESP, as the original's memtest64.efi
-  efiExtras: {'/boot/memtest86+x64.efi': {title: 'MemTest86+ (64-bit EFI)', as: 'memtest64.efi'}},
+  // alpine/efi/memtest64.efi links to Debian's memtest86+ (scripts/install-deps.sh)
+  efiExtras: {'alpine/efi/memtest64.efi': 'MemTest86+ (64-bit EFI)'},
   // OpenRC services, as `rc-update add` would enable them (the original's list)
   runlevels: {
     sysinit: ['devfs', 'dmesg', 'mdev', 'hwdrivers', 'modloop'],

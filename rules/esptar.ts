@@ -1,6 +1,5 @@
-import {copyFile, mkdir, writeFile} from 'node:fs/promises';
-import {basename, join, resolve} from 'node:path';
-import {PsyError} from '../src/errors.js';
+import {writeFile} from 'node:fs/promises';
+import {basename, join} from 'node:path';
 import {defineRule} from '../src/engine/rule.js';
 import {buildEspTree} from '../src/boot/esp-tree.js';
 import {directoryEntries, writeTar} from '../src/image/tar.js';
@@ -11,27 +10,18 @@ import {tools} from './tools.js';
  * grub.cfg that takes the slot from the GRUB environment block, optional EFI programs
  * and manifest.json listing them.
  *
- * inputs: extras (EFI program files, optional). params: extraPrograms ([{file, as, title}]:
- * the file as the config names it, its name on the ESP, its menu title), timeoutSec, kernelArgs.
+ * inputs: extras (EFI program files, optional). params: extraPrograms ({file name: title}),
+ * timeoutSec, kernelArgs.
  */
 export default defineRule({
   name: 'esptar',
-  version: 2,
+  version: 1,
   module: import.meta.url,
   tools: [tools.grubMkimage],
   async run(ctx) {
-    const programs = (ctx.params['extraPrograms'] ?? []) as Array<{file: string; as: string; title: string}>;
+    const titles = (ctx.params['extraPrograms'] ?? {}) as Record<string, string>;
     const extraProgramFiles: Record<string, string> = {};
-    // each program is copied under its ESP name: the tree takes names from the files
-    const named = join(ctx.tmpDir, 'extras');
-    await mkdir(named, {recursive: true});
-    for (const p of programs) {
-      const src = (ctx.inputs['extras'] ?? []).find((f) => f === resolve(ctx.root, p.file));
-      if (!src) throw new PsyError('missing-input', `settings.alpine.efiExtras: ${p.file} is not among the inputs`);
-      if (extraProgramFiles[join(named, p.as)] !== undefined) throw new PsyError('bad-config', `settings.alpine.efiExtras: two programs are named ${p.as} on the ESP`);
-      await copyFile(src, join(named, p.as));
-      extraProgramFiles[join(named, p.as)] = p.title;
-    }
+    for (const f of ctx.inputs['extras'] ?? []) extraProgramFiles[f] = titles[basename(f)] ?? basename(f);
     const tree = join(ctx.tmpDir, 'esp');
     const kernelArgs = ctx.params['kernelArgs'];
     const timeoutSec = ctx.params['timeoutSec'];

@@ -11,19 +11,8 @@ import modloop from '../rules/modloop.js';
 import ostar from '../rules/ostar.js';
 import sectar from '../rules/sectar.js';
 import squashfs from '../rules/squashfs.js';
-import {PsyError} from '../src/errors.js';
+import {validateNodeRootSettings, type NodeRootSettings} from '../src/image/node-root.js';
 import {alpineSettingsFor, deaddropApkRepository, deaddropOsRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
-
-/** settings.alpine.efiExtras as [{file, as, title}], names checked. */
-function efiPrograms(s: AlpineSettings): Array<{file: string; as: string; title: string}> {
-  return Object.entries(s.efiExtras).map(([file, v]) => {
-    const as = typeof v === 'string' ? file.slice(file.lastIndexOf('/') + 1) : v.as;
-    const title = typeof v === 'string' ? v : v.title;
-    if (!/^[A-Za-z0-9._-]+\.efi$/.test(as)) throw new PsyError('bad-config', `settings.alpine.efiExtras: "${as}" (for ${file}) is not an ESP program name (letters, digits, . _ -, ending in .efi)`);
-    if (typeof title !== 'string' || title === '' || /[\n\r]/.test(title)) throw new PsyError('bad-config', `settings.alpine.efiExtras: the menu title of ${file} must be one non-empty line`);
-    return {file, as, title};
-  });
-}
 
 /**
  * The psyopsOS artifacts as targets. Each names what it reads, so an edit of the init
@@ -32,6 +21,16 @@ function efiPrograms(s: AlpineSettings): Array<{file: string; as: string; title:
  */
 export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[] {
   const s = withDefaults(partial);
+  // the node settings are checked when the config loads, not first in the squashfs step
+  const node: NodeRootSettings = {
+    runlevels: Object.fromEntries(Object.entries(s.runlevels).map(([l, v]) => [l, [...v]])),
+    rootPasswordHash: s.rootPasswordHash,
+    serialConsoles: [...s.serialConsoles],
+    serialBaud: s.serialBaud,
+    defaultNodename: s.defaultNodename,
+    updateRepository: s.updateRepository ?? null,
+  };
+  validateNodeRootSettings(node);
   const kernelPackages = [`linux-${s.kernelFlavor}`, ...s.firmware];
   // The lock is the input of both installs: a new lock re-runs them, and early cutoff
   // stops at whatever did not really change below.
@@ -146,16 +145,7 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       },
       params: {
         overlayDirs: [...s.overlayDirs],
-        node: {
-          runlevels: Object.fromEntries(Object.entries(s.runlevels).map(([l, v]) => [l, [...v]])),
-          rootPasswordHash: s.rootPasswordHash,
-          rootAuthorizedKeys: [...s.rootAuthorizedKeys],
-          serialConsoles: [...s.serialConsoles],
-          serialBaud: s.serialBaud,
-          defaultNodename: s.defaultNodename,
-          updateRepository: s.updateRepository ?? null,
-          updatePubkey: s.updatePubkey ?? null,
-        },
+        node: {...node, rootAuthorizedKeys: [...s.rootAuthorizedKeys], updatePubkey: s.updatePubkey ?? null} as unknown as JsonValue,
         compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
       outputs: {squashfs: 'squashfs/squashfs'},
     },
@@ -181,7 +171,7 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       rule: esptar,
       inputs: Object.keys(s.efiExtras).length ? {extras: {files: Object.keys(s.efiExtras)}} : {},
       params: {
-        extraPrograms: efiPrograms(s),
+        extraPrograms: Object.fromEntries(Object.entries(s.efiExtras).map(([p, t]) => [p.slice(p.lastIndexOf('/') + 1), t])),
         ...(s.grub.timeoutSec === undefined ? {} : {timeoutSec: s.grub.timeoutSec}),
         ...(s.grub.kernelArgs === undefined ? {} : {kernelArgs: s.grub.kernelArgs}),
       },

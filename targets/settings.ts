@@ -46,11 +46,10 @@ export interface AlpineSettings {
   readonly overlayDirs: readonly string[];
   readonly initPatch: string;
   /**
-   * EFI programs for the ESP: file (project path or absolute) → menu title, or
-   * {title, as} to give it another name on the ESP. Default: Debian's memtest86+ as
-   * memtest64.efi (the original's name).
+   * EFI programs for the ESP: project path → menu title (the file keeps its name).
+   * Default: Debian's memtest86+ through the link alpine/efi/memtest64.efi.
    */
-  readonly efiExtras: Readonly<Record<string, string | EfiExtra>>;
+  readonly efiExtras: Readonly<Record<string, string>>;
   readonly grub: {readonly timeoutSec?: number; readonly kernelArgs?: string};
   /**
    * Name a node to build its secrets tarball into the image; `mac` is the MAC its
@@ -94,12 +93,6 @@ export interface AlpineSettings {
   readonly apkBuildKey?: string;
 }
 
-export interface EfiExtra {
-  readonly title: string;
-  /** File name on the ESP. */
-  readonly as: string;
-}
-
 /** The original's runlevels (psyopsOS's make-psyopsOS-squashfs.sh). */
 export const defaultRunlevels: Readonly<Record<string, readonly string[]>> = {
   sysinit: ['devfs', 'dmesg', 'mdev', 'hwdrivers', 'modloop'],
@@ -108,8 +101,11 @@ export const defaultRunlevels: Readonly<Record<string, readonly string[]>> = {
   shutdown: ['mount-ro', 'killprocs', 'savecache'],
 };
 
-/** Debian's memtest86+ package (scripts/install-deps.sh installs it). */
-export const MEMTEST_EFI = '/boot/memtest86+x64.efi';
+/**
+ * A link to the EFI binary of Debian's memtest86+ package (scripts/install-deps.sh
+ * installs it), named as the original's ESP names it.
+ */
+export const MEMTEST_EFI = 'alpine/efi/memtest64.efi';
 
 /** The original's choices where it had them (Alpine 3.21, linux-lts, 128/128/1536 MiB). */
 export const defaultAlpineSettings: AlpineSettings = {
@@ -128,7 +124,7 @@ export const defaultAlpineSettings: AlpineSettings = {
   partitions: {espMiB: 128, secretMiB: 128, slotMiB: 1536},
   overlayDirs: ['alpine/overlay'],
   initPatch: 'alpine/initramfs-init.patch',
-  efiExtras: {[MEMTEST_EFI]: {title: 'MemTest86+ (64-bit EFI)', as: 'memtest64.efi'}},
+  efiExtras: {[MEMTEST_EFI]: 'MemTest86+ (64-bit EFI)'},
   grub: {},
   imageSeed: 'psyopsOS',
   packagesDir: 'alpine/packages',
