@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   squashfs-tools e2fsprogs dosfstools mtools fdisk \
-  grub-efi-amd64-bin grub-common \
+  grub-efi-amd64-bin grub-common memtest86+ \
   qemu-system-x86 ovmf \
   minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux \
   python3 make g++ \
