@@ -1,5 +1,6 @@
 // The psyopsOS build. `psy build diskimg` builds the disk image from Alpine's mirror;
 // see docs/psyopsos-image.md for an offline build from a package cache or a local folder.
+// Each node under nodes/ (psy node new) adds the targets sectar@NAME and diskimg@NAME.
 import {psyopsosConfig} from './targets/psyopsos.js';
 
 export default psyopsosConfig({
@@ -13,4 +14,10 @@ export default psyopsosConfig({
   compression: {squashfs: 'zstd', modloop: 'zstd', initramfs: 'gzip'},
   partitions: {espMiB: 128, secretMiB: 128, slotMiB: 1536},
   efiExtras: {},
-});
+}, {
+  settings: {
+    // The operators' age recipients (age-keygen -y KEYFILE): node secrets and the psynet
+    // CA key are encrypted to every one of them.
+    nodes: {recipients: []},
+  },
+}, {root: import.meta.dirname});
