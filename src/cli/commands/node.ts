@@ -4,7 +4,7 @@ import {PsyError} from '../../errors.js';
 import {loadIdentities} from '../../node/age.js';
 import {psynetCertDetails, sshFingerprint, type PsynetCertDetails} from '../../node/keys.js';
 import {ageRecipientOf, newNode, rekeyNode, rotateNode} from '../../node/nodes.js';
-import {loadNodeProject, type NodeProject} from '../../node/project.js';
+import {loadNodeProject} from '../../node/project.js';
 import {requireRecipients} from '../../node/settings.js';
 import type {NodeRecord} from '../../node/store.js';
 import {parseCommandArgs, writeLine, type Command, type CommandIo} from '../command.js';
@@ -101,7 +101,7 @@ async function cmdNew(argv: string[], io: CommandIo): Promise<number> {
   );
   for (const n of notes) writeLine(io.stderr, `psy node: ${n}`);
   writeLine(io.stdout, `node ${record.name}: ${p.nodes.rel(record.name)}/ (targets sectar@${record.name}, diskimg@${record.name})`);
-  await printPublic(io, record, p);
+  await printPublic(io, record);
   return 0;
 }
 
@@ -127,7 +127,7 @@ async function describe(record: NodeRecord, withCert: boolean): Promise<ShowJson
   };
 }
 
-async function printPublic(io: CommandIo, record: NodeRecord, p: NodeProject): Promise<void> {
+async function printPublic(io: CommandIo, record: NodeRecord): Promise<void> {
   const d = await describe(record, true);
   writeLine(io.stdout, `  mac          ${d.mac}`);
   if (d.flavorText !== null) writeLine(io.stdout, `  flavor text  ${d.flavorText}`);
@@ -142,7 +142,6 @@ async function printPublic(io: CommandIo, record: NodeRecord, p: NodeProject): P
     writeLine(io.stdout, `  psynet       ${c.ips.join(', ')} groups ${c.groups.join(',') || '-'}`);
     writeLine(io.stdout, `  psynet cert  ${c.name}, valid ${c.notBefore} to ${c.notAfter}, issuer ${c.issuer.slice(0, 16)}, fingerprint ${c.fingerprint.slice(0, 16)}`);
   }
-  void p;
 }
 
 async function cmdList(argv: string[], io: CommandIo): Promise<number> {
@@ -181,7 +180,7 @@ async function cmdShow(argv: string[], io: CommandIo): Promise<number> {
     return 0;
   }
   writeLine(io.stdout, `node ${record.name}`);
-  await printPublic(io, record, p);
+  await printPublic(io, record);
   return 0;
 }
 
@@ -209,7 +208,7 @@ async function cmdRotate(argv: string[], io: CommandIo): Promise<number> {
   for (const n of notes) writeLine(io.stderr, `psy node: ${n}`);
   const parts = [values.ssh && 'ssh', values.age && 'age', values.psynet && 'psynet'].filter(Boolean);
   writeLine(io.stdout, `node ${name}: rotated ${parts.length ? parts.join(', ') : 'all keys'}`);
-  await printPublic(io, record, p);
+  await printPublic(io, record);
   return 0;
 }
 
