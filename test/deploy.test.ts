@@ -13,7 +13,9 @@ import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {planWaves} from '../src/node/deploy.js';
+import {hostOf, planWaves} from '../src/node/deploy.js';
+import {parseNodeSettings} from '../src/node/settings.js';
+import type {NodeRecord} from '../src/node/store.js';
 import {assertBuilt, psy} from './helpers/deaddrop-cli.js';
 
 const NODES = ['n1', 'n2', 'n3', 'n4', 'n5'];
@@ -162,6 +164,13 @@ describe('psy deploy', () => {
     expect(() => planWaves(['a', 'b'], '1')).toThrow(/covers 1 of 2 nodes; end with 100%/);
     expect(() => planWaves(['a'], '1,x')).toThrow(/'x' is neither a count nor a percentage/);
     expect(() => planWaves(['a'], '150%')).toThrow(/more than 100%/);
+  });
+
+  it('reaches a node at settings.nodes.hosts, else at its psynet address', () => {
+    const rec = (psynet?: {ip: string; groups: string[]}): NodeRecord => ({name: 'n', mac: '52:54:00:00:00:01', ...(psynet ? {psynet} : {}), public: {ssh: 'ssh-ed25519 AAAA', age: 'age1x'}});
+    expect(hostOf(rec({ip: '10.10.10.5/22', groups: []}), parseNodeSettings({}))).toBe('10.10.10.5');
+    expect(hostOf(rec({ip: '10.10.10.5/22', groups: []}), parseNodeSettings({hosts: {n: 'n.example.net'}}))).toBe('n.example.net');
+    expect(() => hostOf(rec(), parseNodeSettings({}))).toThrow("node 'n' has no host: set settings.nodes.hosts.n or give it a psynet address");
   });
 
   it('updates nodes over ssh, reboots them and waits until they marked the new slot good', async () => {

@@ -2,12 +2,14 @@ import {spawnSync} from 'node:child_process';
 import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import {join, relative} from 'node:path';
 import {afterEach, beforeAll, describe, expect, it} from 'vitest';
-import {findPartition, readExt4File} from '../src/disk/index.js';
+import {findPartition, listExt4, readExt4File} from '../src/disk/index.js';
 import type {TargetConfig} from '../src/engine/config.js';
 import {psyopsosConfig} from '../targets/psyopsos.js';
 import {assertBuilt, psy} from './helpers/deaddrop-cli.js';
 import {ageKeygen, nodeProject, type NodeProjectDir} from './helpers/node-project.js';
-import {repoRoot} from './helpers/shared-data.js';
+import {haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
+import {buildFixtureRepository} from './fixtures/build-fixture-repository.js';
+import {fixtureSettings, writeProject} from './os-project.js';
 
 let p: NodeProjectDir;
 beforeAll(() => assertBuilt());
@@ -132,4 +134,48 @@ describe('per-node targets', () => {
     expect(corrupt.failed[0]?.message).toMatch(/^nodes\/alpha\/secrets\.age: (not an age-encrypted file|damaged age file)/);
     expect(() => statSync(join(p.dir, 'cache/out/noarch/psyops-secret.alpha.tar'))).toThrow();
   });
+});
+
+describe.skipIf(!haveAlpineTestData())('node images of the offline fixture OS', () => {
+  it('ten nodes after the generic image: each costs its sectar and its image step, nothing else runs', async () => {
+    const fx = await buildFixtureRepository();
+    p = nodeProject('psy-node-fixture-');
+    const settings = fixtureSettings(p.dir, fx);
+    await writeProject(p.dir, settings);
+    const targets = relative(p.dir, join(repoRoot, 'targets/psyopsos.js'));
+    writeFileSync(
+      join(p.dir, 'build.config.ts'),
+      `import {psyopsosConfig} from '${targets}';\nexport default psyopsosConfig(${JSON.stringify(settings)}, {settings: {nodes: {recipients: ${JSON.stringify([p.operator.recipient])}}}}, {root: import.meta.dirname});\n`,
+    );
+    const generic = await build(['diskimg']);
+    expect(generic.code, generic.stderr).toBe(0);
+    expect(generic.ran).toContain('diskimg');
+
+    const names = Array.from({length: 10}, (_, i) => `node${String(i + 1).padStart(2, '0')}`);
+    const newTimes: number[] = [];
+    for (const [i, n] of names.entries()) {
+      const t0 = performance.now();
+      const r = await psy(['node', 'new', n, '--mac', `52:54:00:10:00:${String(i + 1).padStart(2, '0')}`], p.dir, p.env);
+      newTimes.push((performance.now() - t0) / 1000);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const t0 = performance.now();
+    const nodes = await build(names.map((n) => `diskimg@${n}`));
+    const seconds = (performance.now() - t0) / 1000;
+    expect(nodes.code, nodes.stderr).toBe(0);
+    expect(nodes.ran).toEqual(names.flatMap((n) => [`diskimg@${n}`, `sectar@${n}`]).sort());
+    console.log(`psy node new: ${newTimes.map((t) => t.toFixed(2)).join(' ')} s; 10 node images after the generic one: ${nodes.ran.length} steps in ${seconds.toFixed(1)} s`);
+
+    const out = join(p.dir, 'cache/out/x86_64');
+    const genericImg = join(out, 'psyopsOS.x86_64-uefi.generic.img');
+    const gSecret = await findPartition(genericImg, 'psyops-secret');
+    expect((await listExt4(genericImg, gSecret, '/')).map((e) => e.path)).toEqual(['lost+found']);
+    const img = join(out, 'psyopsOS.x86_64-uefi.node07.img');
+    const part = await findPartition(img, 'psyops-secret');
+    expect((await readExt4File(img, part, '/nodename')).toString()).toBe('node07\n');
+    expect((await readExt4File(img, part, '/mactab')).toString()).toBe('psy0 52:54:00:10:00:07\n');
+    const slot = await findPartition(img, 'psyopsOS-A');
+    expect((await readExt4File(img, slot, '/kernel.version')).equals(await readExt4File(genericImg, slot, '/kernel.version'))).toBe(true);
+    expect((await build(names.map((n) => `diskimg@${n}`))).ran).toEqual([]);
+  }, 900_000);
 });
