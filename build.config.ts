@@ -1,5 +1,6 @@
 // The psyopsOS build. `psy build diskimg` builds the disk image from Alpine's mirror;
 // see docs/psyopsos-image.md for an offline build from a package cache or a local folder.
+// Each node under nodes/ (psy node new) adds the targets sectar@NAME and diskimg@NAME.
 import {psyopsosConfig} from './targets/psyopsos.js';
 
 export default psyopsosConfig({
@@ -27,4 +28,10 @@ export default psyopsosConfig({
   serialConsoles: ['ttyS0', 'ttyAMA0'],
   serialBaud: 115200,
   defaultNodename: 'psyopsOS-unconfigured',
-});
+}, {
+  settings: {
+    // The operators' age recipients (age-keygen -y KEYFILE): node secrets and the psynet
+    // CA key are encrypted to every one of them.
+    nodes: {recipients: []},
+  },
+}, {root: import.meta.dirname});

@@ -13,4 +13,5 @@ export const tools = {
   mcopy: {command: 'mcopy', versionArgs: ['--version'], debianPackage: 'mtools'},
   mke2fs: {command: 'mke2fs', versionArgs: ['-V'], debianPackage: 'e2fsprogs'},
   debugfs: {command: 'debugfs', versionArgs: ['-V'], debianPackage: 'e2fsprogs'},
+  cp: {command: 'cp', versionArgs: ['--version'], debianPackage: 'coreutils'},
 } satisfies Record<string, ToolSpec>;

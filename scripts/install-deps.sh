@@ -11,5 +11,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   grub-efi-amd64-bin grub-common memtest86+ \
   qemu-system-x86 ovmf \
   minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux \
+  age nebula openssh-client openssh-server \
   python3 make g++ \
   >/dev/null

@@ -9,9 +9,13 @@ import initramfs from '../rules/initramfs.js';
 import kernel from '../rules/kernel.js';
 import modloop from '../rules/modloop.js';
 import ostar from '../rules/ostar.js';
+import nodeImage from '../rules/node-image.js';
 import sectar from '../rules/sectar.js';
 import squashfs from '../rules/squashfs.js';
+import {join} from 'node:path';
 import {validateNodeRootSettings, type NodeRootSettings} from '../src/image/node-root.js';
+import {parseNodeSettings} from '../src/node/settings.js';
+import {listNodeNames, SECRETS_FILE} from '../src/node/store.js';
 import {alpineSettingsFor, deaddropApkRepository, deaddropOsRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
 
 /**
@@ -199,8 +203,42 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
   return targets;
 }
 
+/**
+ * The targets of each node in the repository (decision 9): `sectar@NAME` from its
+ * encrypted secrets and `diskimg@NAME`, the generic image with that tarball in its
+ * psyops-secret partition. A node's targets read only its own secrets.age, so editing
+ * one node rebuilds that node's two targets and nothing else.
+ */
+export function nodeTargets(names: readonly string[], nodesDir: string, partial: Partial<AlpineSettings>): TargetConfig[] {
+  const s = withDefaults(partial);
+  return names.flatMap((name): TargetConfig[] => [
+    {
+      name: `sectar@${name}`,
+      description: `secrets of node ${name} (decrypted from ${nodesDir}/${name}/${SECRETS_FILE})`,
+      rule: sectar,
+      inputs: {sealed: `${nodesDir}/${name}/${SECRETS_FILE}`},
+      params: {node: name, sealedPath: `${nodesDir}/${name}/${SECRETS_FILE}`},
+      outputs: {sectar: `noarch/psyops-secret.${name}.tar`},
+    },
+    {
+      name: `diskimg@${name}`,
+      description: `the disk image of node ${name}: the generic image with its psyops-secret`,
+      rule: nodeImage,
+      inputs: {image: {target: 'diskimg'}, sectar: {target: `sectar@${name}`}},
+      params: {node: name, seed: s.imageSeed},
+      outputs: {image: `${s.arch}/psyopsOS.${s.arch}-uefi.${name}.img`},
+    },
+  ]);
+}
+
+/** Where the project is: with `root`, the nodes under settings.nodes.dir get their targets. */
+export interface ProjectOptions {
+  /** The project folder (pass `import.meta.dirname` from build.config.ts). */
+  readonly root?: string;
+}
+
 /** A whole config for a psyopsOS build: the targets plus `settings.alpine`. */
-export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<PsyConfig> = {}): PsyConfig {
+export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<PsyConfig> = {}, project: ProjectOptions = {}): PsyConfig {
   const base = withDefaults(alpine);
   // `psy publish` ships the OS and ESP tarballs and our package repository
   const deaddrop = (extra.settings?.['deaddrop'] as JsonValue | undefined) ?? {
@@ -215,8 +253,12 @@ export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<P
   const updatePubkey = alpine.updatePubkey === undefined ? (typeof signing?.publicKey === 'string' ? signing.publicKey : null) : alpine.updatePubkey;
   const updateRepository = alpine.updateRepository === undefined ? (deaddropOsRepository(s3) ?? null) : alpine.updateRepository;
   const full = withDefaults({...alpine, psyopsRepository, updatePubkey, updateRepository});
+  // The node list is read while the config is evaluated: the loader notes the folder,
+  // so adding or removing a node re-evaluates the config.
+  const nodes = parseNodeSettings(extra.settings?.['nodes']);
+  const names = project.root === undefined ? [] : listNodeNames(join(project.root, nodes.dir));
   return {
-    targets: psyopsosTargets(full),
+    targets: [...psyopsosTargets(full), ...nodeTargets(names, nodes.dir, full)],
     default: 'diskimg',
     sourceDateEpoch: 1700000000,
     ...extra,

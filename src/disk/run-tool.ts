@@ -37,6 +37,11 @@ export const debianPackageOf: Readonly<Record<string, string>> = {
   depmod: 'kmod',
   modinfo: 'kmod',
   blkid: 'util-linux',
+  cp: 'coreutils',
+  'ssh-keygen': 'openssh-client',
+  ssh: 'openssh-client',
+  'nebula-cert': 'nebula',
+  age: 'age',
 };
 
 export function missingToolError(command: string): PsyError {

@@ -67,7 +67,8 @@ export interface Graph {
   readonly wholeIndex?: readonly number[];
 }
 
-const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
+// '@' names an instance of a target family (sectar@NODE, diskimg@NODE).
+const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$/;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function flattenTargets(list: TargetList, out: TargetConfig[] = []): TargetConfig[] {
@@ -115,7 +116,7 @@ export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
     if (typeof t.name !== 'string' || !TARGET_NAME.test(t.name) || t.name.includes('..')) {
       throw err(
         'invalid-target-name',
-        `invalid target name ${JSON.stringify(t.name)} (use letters, digits and _ . : / -, starting with a letter or digit)`,
+        `invalid target name ${JSON.stringify(t.name)} (use letters, digits and _ . : / @ -, starting with a letter or digit)`,
       );
     }
     if (byName.has(t.name)) throw err('duplicate-target', `target "${t.name}" is declared twice`);

@@ -37,6 +37,22 @@ export async function writeTar(out: string, entries: readonly TarEntry[], mtime:
   await writeTarFile(out, entries.map((e) => toWriteEntry(e, mtime)), {format: 'ustar', longNames: 'prefix'});
 }
 
+/** An archive of in-memory entries (no `file` entries), as writeTar would write it. */
+export function tarBytes(entries: readonly TarEntry[], mtime: number): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    if (e.type === 'file') throw new PsyError('tar-unsupported', `tar: ${e.path}: tarBytes takes data entries only`);
+    parts.push(tarHeader(e, mtime));
+    if (e.type === 'data') {
+      parts.push(Buffer.from(e.data));
+      const pad = (BLOCK - (e.data.length % BLOCK)) % BLOCK;
+      if (pad) parts.push(Buffer.alloc(pad));
+    }
+  }
+  parts.push(Buffer.alloc(BLOCK * 2));
+  return Buffer.concat(parts);
+}
+
 /** Entries for everything under `dir`, sorted by path, modes from the files. */
 export async function directoryEntries(dir: string, prefix = ''): Promise<TarEntry[]> {
   const entries: TarEntry[] = [];

@@ -16,3 +16,6 @@ registerCommand('verify', async () => (await import('./verify.js')).command);
 registerCommand('publish', async () => (await import('./publish.js')).command);
 registerCommand('deaddrop', async () => (await import('./deaddrop.js')).command);
 registerCommand('lock', async () => (await import('./lock.js')).command);
+registerCommand('node', async () => (await import('./node.js')).command);
+registerCommand('psynet', async () => (await import('./psynet.js')).command);
+registerCommand('deploy', async () => (await import('./deploy.js')).command);
