@@ -159,6 +159,29 @@ describe('resolver (synthetic repositories)', () => {
     expect(r[0]!.repository).toBe('edge');
   });
 
+  it('honours repository pins as apk does: the pinned name and what the packages it brings need', () => {
+    const basic = repo([rec('a', '2', {depends: ['b']}), rec('b', '2'), rec('c', '2', {depends: ['a>=2']}), rec('same', '10')], 'basic');
+    const testing = repo(
+      [rec('a', '3', {depends: ['b']}), rec('b', '3'), rec('c', '3', {depends: ['a>=3']}), rec('same', '10'), rec('iif', '3', {installIf: ['a']})],
+      'testing',
+      'testing',
+    );
+    const run = (world: string[]) =>
+      resolve({world, arch: 'x86_64', repositories: [basic, testing]}).map((p) => `${p.record.name}-${p.record.version}@${p.repository}`);
+    // untagged: the tagged repository is not used
+    expect(run(['a'])).toEqual(['b-2@basic', 'a-2@basic']);
+    // a@testing: a from testing, its dependency b from the untagged one (preferred),
+    // and the install_if package only testing has, triggered by a pinned package
+    expect(run(['a@testing'])).toEqual(['b-2@basic', 'a-3@testing', 'iif-3@testing']);
+    // b pinned too: from testing, even though a (first in the world) asks for it first
+    expect(run(['a@testing', 'b@testing'])).toEqual(['b-3@testing', 'a-3@testing', 'iif-3@testing']);
+    // c@testing needs a>=3, which only testing has: allowed for c's dependencies
+    expect(run(['c@testing'])).toEqual(['b-2@basic', 'a-3@testing', 'c-3@testing', 'iif-3@testing']);
+    // same version in both: the pinned repository's
+    expect(run(['same@testing'])).toEqual(['same-10@testing']);
+    expect(() => run(['c>=3'])).toThrow("cannot resolve 'c>=3' required by world: available versions of 'c': 2");
+  });
+
   it('prefers locked identities, and the earlier repository on equal versions', () => {
     const a = rec('app', '1');
     const b = rec('app', '1');

@@ -7,7 +7,10 @@ import {compareVersions} from './version.js';
 export interface ResolverRepository {
   /** The repository as configured (URL or folder), recorded in the lock. */
   readonly name: string;
-  /** `@tag` of a tagged repository: used only for world entries that ask for it. */
+  /**
+   * `@tag` of a tagged repository: its packages are used only for world entries pinned
+   * to it (`name@tag`) and, as apk does, for the dependencies of packages chosen so.
+   */
   readonly tag?: string | undefined;
   readonly records: readonly IndexRecord[];
 }
@@ -61,7 +64,17 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     }
   });
 
-  const selected = new Map<string, {c: Candidate; requiredBy: string[]}>(); // by package name
+  // Repository pins as apk has them: a world entry `name@tag` may take `name` from the
+  // untagged repositories or those tagged @tag, preferring the tagged ones; the
+  // dependencies of a package inherit what it was allowed (but prefer untagged ones).
+  type Pins = ReadonlySet<string | undefined>;
+  const UNTAGGED: Pins = new Set([undefined]);
+  const worldPins = new Map<string, string>();
+  for (const w of opts.world) {
+    const d = parseDependency(w, 'world');
+    if (!d.conflict && d.tag) worldPins.set(d.name, d.tag);
+  }
+  const selected = new Map<string, {c: Candidate; requiredBy: string[]; pins: Pins}>(); // by package name
   const provided = new Map<string, Candidate[]>(); // name → selected providers
   const conflicts: Array<{dep: Dependency; by: string; byName: string}> = [];
   const label = (r: IndexRecord) => `${r.name}-${r.version}`;
@@ -79,11 +92,16 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   const satisfiedBySelected = (dep: Dependency): Candidate | undefined =>
     (provided.get(dep.name) ?? []).find((c) => matches(dep, c));
 
-  const choose = (dep: Dependency, requester: string): Candidate | undefined => {
-    const all = (providers.get(dep.name) ?? []).filter((c) => {
-      const tag = opts.repositories[c.repo]!.tag;
-      return dep.tag ? tag === dep.tag : tag === undefined;
-    });
+  const pinsFor = (dep: Dependency, inherited: Pins): {allowed: Pins; preferred: Pins} => {
+    const tag = dep.tag ?? worldPins.get(dep.name);
+    if (tag === undefined) return {allowed: inherited, preferred: UNTAGGED};
+    return {allowed: new Set([...inherited, tag]), preferred: new Set([tag])};
+  };
+  const tagOf = (c: Candidate) => opts.repositories[c.repo]!.tag;
+
+  const choose = (dep: Dependency, requester: string, inherited: Pins): {pick: Candidate; pins: Pins} | undefined => {
+    const {allowed, preferred} = pinsFor(dep, inherited);
+    const all = (providers.get(dep.name) ?? []).filter((c) => allowed.has(tagOf(c)));
     if (all.length === 0) {
       throw new PsyError(
         'apk-unsatisfiable',
@@ -114,11 +132,14 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     // apk never picks a provider of a virtual name by itself unless it has a
     // provider_priority; the name may still be satisfied by a package selected otherwise.
     if (virtual && usable.every((c) => c.record.providerPriority === undefined)) return undefined;
-    return [...usable].sort((a, b) => prefer(a, b, virtual, dep.name, opts.preferred))[0]!;
+    const pick = [...usable].sort(
+      (a, b) => Number(preferred.has(tagOf(b))) - Number(preferred.has(tagOf(a))) || prefer(a, b, virtual, dep.name, opts.preferred),
+    )[0]!;
+    return {pick, pins: allowed};
   };
   const pending: Array<{dep: Dependency; requester: string}> = [];
 
-  const install = (c: Candidate, requester: string) => {
+  const install = (c: Candidate, requester: string, pins: Pins) => {
     const name = c.record.name;
     const existing = selected.get(name);
     if (existing) {
@@ -139,7 +160,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
         );
       }
     }
-    selected.set(name, {c, requiredBy: [requester]});
+    selected.set(name, {c, requiredBy: [requester], pins});
     for (const n of names(c.record)) {
       let list = provided.get(n.name);
       if (!list) provided.set(n.name, (list = []));
@@ -164,8 +185,8 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
         if (!s.requiredBy.includes(me)) s.requiredBy.push(me);
         continue;
       }
-      const pick = choose(d, me);
-      if (pick) install(pick, me);
+      const chosen = choose(d, me, pins);
+      if (chosen) install(chosen.pick, me, chosen.pins);
       else pending.push({dep: d, requester: me});
     }
   };
@@ -191,8 +212,9 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
       selected.get(have.record.name)!.requiredBy.push('world');
       continue;
     }
-    const pick = byOtherWorldEntry(dep) ?? choose(dep, 'world');
-    if (pick) install(pick, 'world');
+    const other = byOtherWorldEntry(dep);
+    const chosen = other ? {pick: other, pins: UNTAGGED} : choose(dep, 'world', UNTAGGED);
+    if (chosen) install(chosen.pick, 'world', chosen.pins);
     else pending.push({dep, requester: 'world'});
   }
 
@@ -202,12 +224,17 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     for (const c of installIfs) {
       if (selected.has(c.record.name)) continue;
       const conds = installIfOf(c.record);
-      if (!conds.every((d) => satisfiedBySelected(d))) continue;
-      const best = (providers.get(c.record.name) ?? []).filter((x) => x.record.installIf.length && x.providedVersion === x.record.version);
-      const pick = [...best].sort((a, b) => prefer(a, b, false, c.record.name, opts.preferred))[0]!;
-      if (pick.record.checksum !== c.record.checksum) continue;
+      const triggers = conds.map((d) => satisfiedBySelected(d));
+      if (!triggers.every((t) => t !== undefined)) continue;
+      // from a tagged repository only when a package that triggers it was allowed that tag
+      const pins: Pins = new Set([undefined, ...triggers.flatMap((t) => [...selected.get(t!.record.name)!.pins])]);
+      const best = (providers.get(c.record.name) ?? []).filter(
+        (x) => x.record.installIf.length && x.providedVersion === x.record.version && pins.has(tagOf(x)),
+      );
+      const pick = [...best].sort((a, b) => prefer(a, b, false, c.record.name, opts.preferred))[0];
+      if (pick?.record.checksum !== c.record.checksum) continue;
       if (conflictsWith(c)) continue;
-      install(c, `install_if ${c.record.installIf.join(' ')}`);
+      install(c, `install_if ${c.record.installIf.join(' ')}`, pins);
       changed = true;
     }
   }
