@@ -89,11 +89,13 @@ describe('resolver (synthetic repositories)', () => {
         rec('app-sh-completion', '1', {installIf: ['app=1', 'busybox-binsh=1.36']}),
       ]),
     ];
+    // apk's changeset order: the install_if package comes right after the last of its
+    // conditions to be reached (app counts from when apk starts on it, as in apk)
     expect(names(resolve({world: ['app'], arch: 'x86_64', repositories: repos}))).toEqual([
       'busybox-1.36',
       'busybox-binsh-1.36',
-      'app-1',
       'app-sh-completion-1',
+      'app-1',
     ]);
   });
 
@@ -176,7 +178,7 @@ describe('resolver (synthetic repositories)', () => {
     // b pinned too: from testing, even though a (first in the world) asks for it first
     expect(run(['a@testing', 'b@testing'])).toEqual(['b-3@testing', 'a-3@testing', 'iif-3@testing']);
     // c@testing needs a>=3, which only testing has: allowed for c's dependencies
-    expect(run(['c@testing'])).toEqual(['b-2@basic', 'a-3@testing', 'c-3@testing', 'iif-3@testing']);
+    expect(run(['c@testing'])).toEqual(['b-2@basic', 'a-3@testing', 'iif-3@testing', 'c-3@testing']);
     // same version in both: the pinned repository's
     expect(run(['same@testing'])).toEqual(['same-10@testing']);
     expect(() => run(['c>=3'])).toThrow("cannot resolve 'c>=3' required by world: available versions of 'c': 2");

@@ -109,6 +109,14 @@ export function haveApkTools(): boolean {
   return false;
 }
 
+/** Whether the apk-tools source tarball is there (CI=true: its absence is a failure). */
+export function haveApkToolsSource(): boolean {
+  if (existsSync(apkToolsTarball)) return true;
+  if (process.env['CI'] === 'true') throw new Error(`apk-tools source missing: expected ${apkToolsTarball} (CI must have ../shared)`);
+  console.warn(`skipping: apk-tools source not found at ${apkToolsTarball}`);
+  return false;
+}
+
 /** The built apk-tools; call after `haveApkTools()` returned true. */
 export function apkTools(): ApkTools {
   if (!built && !haveApkTools()) throw new Error('apk-tools is not available');
