@@ -14,16 +14,18 @@
  * list fails, and when one in the list starts matching, so the list stays true.
  */
 import {execFileSync} from 'node:child_process';
-import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs';
+import {copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {parseIndexText} from '../src/apk/apkindex.js';
+import {parseIndexText, readApkIndex} from '../src/apk/apkindex.js';
+import {loadKeyring} from '../src/apk/keys.js';
 import {parseDependency} from '../src/apk/dependency.js';
 import type {IndexRecord} from '../src/apk/package-meta.js';
 import {resolve, type ResolverRepository} from '../src/apk/resolver.js';
 import {compareVersions} from '../src/apk/version.js';
-import {APK_TOOLS_VERSION, apkToolsTarball, haveApkToolsSource} from './helpers/apk-tools.js';
+import {APK_TOOLS_VERSION, apkTools, apkToolsTarball, haveApkTools, haveApkToolsSource} from './helpers/apk-tools.js';
+import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
 
 // Why psy does not match these vectors (docs/alpine-packages.md, "apk-tools' solver vectors").
 const FIX = "apk fix (reinstall in place): psy builds every root fresh from the lock and has no in-place repair";
@@ -248,5 +250,49 @@ describe.skipIf(!haveApkToolsSource())(`apk-tools ${APK_TOOLS_VERSION} solver ve
     console.log(`apk solver vectors matched by psy's resolver: ${matched} of ${vectors.length}`);
     expect(unexpected).toEqual([]);
     expect(matched).toBe(vectors.length - Object.keys(KNOWN_DIFFERENCES).length);
+  });
+});
+
+describe.skipIf(!haveAlpineTestData() || !haveApkTools())('psy resolves the real v3.16 index as apk add --simulate does', () => {
+  it('chooses the same packages for real worlds, and refuses the same ones', () => {
+    const work = mkdtempSync(join(tmpdir(), 'psy-apk-sim-'));
+    try {
+      const sim = join(work, 'root');
+      mkdirSync(join(sim, 'etc/apk/keys'), {recursive: true});
+      for (const k of readdirSync(join(alpineTestData, 'keys'))) copyFileSync(join(alpineTestData, 'keys', k), join(sim, 'etc/apk/keys', k));
+      apkTools().run(['--root', sim, 'add', '--initdb', '--no-cache', '--arch', 'x86_64']);
+      const repo = join(alpineTestData, 'v3.16/main');
+      const index = readApkIndex(readFileSync(join(repo, 'x86_64/APKINDEX.tar.gz')), 'v3.16', {keyring: loadKeyring(join(alpineTestData, 'keys'))});
+      const worlds = [
+        ['alpine-base', 'openssh'],
+        ['strace'],
+        ['busybox', 'curl'],
+        ['python3'],
+        ['vim'],
+        ['alpine-base', 'vim', 'gvim'],
+        ['busybox', 'vim', 'gvim'],
+        ['linux-lts'],
+        ['busybox', 'curl', 'git', 'openssh', 'e2fsprogs', 'util-linux', 'grub-efi', 'linux-lts', 'mkinitfs'],
+        ['curl'], // refused by both: /bin/sh is virtual and nothing provides it with a priority
+        ['openssh-client-default', 'openssh-client-krb5'], // refused by both: conflict
+      ];
+      let sameOrder = 0;
+      for (const world of worlds) {
+        const r = apkTools().tryRun(['--root', sim, 'add', '--simulate', '--no-cache', '--repository', repo, ...world]);
+        const theirs = r.status === 0 ? [...r.stdout.matchAll(/Installing (\S+) \((\S+)\)/g)].map((m) => `${m[1]}-${m[2]}`) : ['refused'];
+        let ours: string[];
+        try {
+          ours = resolve({world, arch: 'x86_64', repositories: [{name: repo, records: index.records}]}).map((p) => `${p.record.name}-${p.record.version}`);
+        } catch {
+          ours = ['refused'];
+        }
+        expect([...ours].sort(), world.join(' ')).toEqual([...theirs].sort());
+        if (JSON.stringify(ours) === JSON.stringify(theirs)) sameOrder++;
+      }
+      // the install order is apk's too, except among install_if packages of a large world
+      expect(sameOrder).toBeGreaterThanOrEqual(worlds.length - 1);
+    } finally {
+      rmSync(work, {recursive: true, force: true});
+    }
   });
 });
