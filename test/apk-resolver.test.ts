@@ -184,6 +184,19 @@ describe('resolver (synthetic repositories)', () => {
     expect(() => run(['c>=3'])).toThrow("cannot resolve 'c>=3' required by world: available versions of 'c': 2");
   });
 
+  it('refuses a world entry whose version is not an apk version, as apk does', () => {
+    const repos = [repo([rec('foo', '1')])];
+    expect(() => resolve({world: ['foo=invalid'], arch: 'x86_64', repositories: repos})).toThrow(
+      "world: 'foo=invalid' is not a valid world dependency ('invalid' is not an apk version)",
+    );
+    expect(() => resolve({world: ['foo=='], arch: 'x86_64', repositories: repos})).toThrow("'foo==' is not a valid world dependency");
+    // index records are not held to it (v3.16 has opensmtpd=6.8.0p2-r4)
+    expect(names(resolve({world: ['app'], arch: 'x86_64', repositories: [repo([rec('app', '1', {depends: ['foo=1.0p2-r4']}), rec('foo', '1.0p2-r4')])]}))).toEqual([
+      'foo-1.0p2-r4',
+      'app-1',
+    ]);
+  });
+
   it('prefers locked identities, and the earlier repository on equal versions', () => {
     const a = rec('app', '1');
     const b = rec('app', '1');

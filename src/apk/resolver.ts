@@ -1,5 +1,5 @@
 import {PsyError} from '../errors.js';
-import {formatDependency, parseDependencies, parseDependency, parseProvide, versionMatches, type Dependency} from './dependency.js';
+import {formatDependency, parseDependencies, parseDependency, parseProvide, parseWorldDependency, versionMatches, type Dependency} from './dependency.js';
 import type {IndexRecord} from './package-meta.js';
 import {compareVersions} from './version.js';
 
@@ -79,7 +79,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   const UNTAGGED: Pins = new Set([undefined]);
   const worldPins = new Map<string, string>();
   for (const w of opts.world) {
-    const d = parseDependency(w, 'world');
+    const d = parseWorldDependency(w, 'world');
     if (!d.conflict && d.tag) worldPins.set(d.name, d.tag);
   }
   const pinsFor = (dep: Dependency, inherited: Pins): {allowed: Pins; preferred: Pins} => {
@@ -251,7 +251,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
 
   // A world entry that another world entry's package provides is satisfied by that
   // package (apk installs gvim alone for `vim gvim`: gvim provides vim).
-  const worldDeps = opts.world.map((w) => parseDependency(w, 'world'));
+  const worldDeps = opts.world.map((w) => parseWorldDependency(w, 'world'));
   const byOtherWorldEntry = (dep: Dependency): Candidate | undefined => {
     for (const other of worldDeps) {
       if (other === dep || other.conflict || other.name === dep.name) continue;
