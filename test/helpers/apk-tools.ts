@@ -7,7 +7,7 @@
  */
 import {execFileSync, type ExecFileSyncOptions} from 'node:child_process';
 import {createHash} from 'node:crypto';
-import {copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync} from 'node:fs';
+import {copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync} from 'node:fs';
 import {join} from 'node:path';
 import {repoRoot, sharedDir} from './shared-data.js';
 
@@ -37,29 +37,23 @@ function build(): ApkTools {
   const sha = createHash('sha256').update(readFileSync(apkToolsTarball)).digest('hex');
   const root = cacheRoot();
   const dir = join(root, `apk-tools-${sha.slice(0, 16)}`);
-  if (!existsSync(join(dir, 'apk'))) {
-    mkdirSync(root, {recursive: true});
-    const tmp = mkdtempSync(join(root, '.build-apk-tools-'));
+  mkdirSync(root, {recursive: true});
+  // one worker builds, the others wait for its result (a lock older than the longest
+  // build is taken to be left over from a killed run)
+  const lock = `${dir}.lock`;
+  for (;;) {
+    if (existsSync(join(dir, 'apk'))) break;
     try {
-      execFileSync('tar', ['-xzf', apkToolsTarball, '-C', tmp], {stdio: 'pipe'});
-      const src = join(tmp, `apk-tools-${APK_TOOLS_VERSION}`);
-      // LUA=no: no help pages (they need lua); the build needs gcc, make, pkg-config,
-      // libssl-dev and zlib1g-dev (scripts/install-deps.sh)
-      execFileSync('make', ['-j2', 'LUA=no'], {cwd: src, stdio: 'pipe', maxBuffer: 64 << 20});
-      const out = join(tmp, 'out');
-      mkdirSync(out);
-      for (const f of readdirSync(join(src, 'src'))) {
-        if (f === 'apk' || /^libapk\.so\.\d/.test(f)) copyFileSync(join(src, 'src', f), join(out, f));
-      }
-      execFileSync('chmod', ['0755', join(out, 'apk')]);
-      try {
-        renameSync(out, dir);
-      } catch (err) {
-        // another worker finished first: theirs is the same build
-        if (!existsSync(join(dir, 'apk'))) throw err;
-      }
+      mkdirSync(lock);
+    } catch {
+      if (Date.now() - (statSync(lock, {throwIfNoEntry: false})?.mtimeMs ?? Date.now()) > 15 * 60_000) rmSync(lock, {recursive: true, force: true});
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+      continue;
+    }
+    try {
+      if (!existsSync(join(dir, 'apk'))) buildInto(root, dir);
     } finally {
-      rmSync(tmp, {recursive: true, force: true});
+      rmSync(lock, {recursive: true, force: true});
     }
   }
   const env = {...process.env, LD_LIBRARY_PATH: dir};
@@ -85,6 +79,32 @@ function build(): ApkTools {
       return r.stdout;
     },
   };
+}
+
+/** Compiles apk-tools in a temporary folder under `root` and renames the result to `dir`. */
+function buildInto(root: string, dir: string): void {
+  const tmp = mkdtempSync(join(root, '.build-apk-tools-'));
+  try {
+    execFileSync('tar', ['-xzf', apkToolsTarball, '-C', tmp], {stdio: 'pipe'});
+    const src = join(tmp, `apk-tools-${APK_TOOLS_VERSION}`);
+    // LUA=no: no help pages (they need lua); the build needs gcc, make, pkg-config,
+    // libssl-dev and zlib1g-dev (scripts/install-deps.sh)
+    execFileSync('make', ['-j2', 'LUA=no'], {cwd: src, stdio: 'pipe', maxBuffer: 64 << 20});
+    const out = join(tmp, 'out');
+    mkdirSync(out);
+    for (const f of readdirSync(join(src, 'src'))) {
+      if (f === 'apk' || /^libapk\.so\.\d/.test(f)) copyFileSync(join(src, 'src', f), join(out, f));
+    }
+    execFileSync('chmod', ['0755', join(out, 'apk')]);
+    try {
+      renameSync(out, dir);
+    } catch (err) {
+      // another worker finished first: theirs is the same build
+      if (!existsSync(join(dir, 'apk'))) throw err;
+    }
+  } finally {
+    rmSync(tmp, {recursive: true, force: true});
+  }
 }
 
 /**
