@@ -62,7 +62,7 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   opts.repositories.forEach((repo, ri) => {
     for (const r of repo.records) {
       if (r.arch !== opts.arch && r.arch !== 'noarch') continue;
-      const id = identityKey(r.checksum);
+      const id = identityKey(r);
       const first = identities.get(id);
       if (first && (first.name !== r.name || first.version !== r.version)) continue;
       identities.set(id, r);
@@ -385,9 +385,15 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
 }
 
 /** The bytes a `Q1` identity stands for (base64 padding bits ignored, as apk decodes it). */
-function identityKey(checksum: string): string {
-  if (!/^Q1[A-Za-z0-9+/]{27}=$/.test(checksum)) return checksum;
-  return Buffer.from(checksum.slice(2), 'base64').toString('hex');
+function identityKey(r: IndexRecord): string {
+  let k = identityCache.get(r);
+  if (k === undefined) {
+    const c = r.checksum;
+    // only the last character before '=' carries padding bits
+    k = /^Q1[A-Za-z0-9+/]{27}=$/.test(c) ? c.slice(0, 28) + Buffer.from(c.slice(2), 'base64').at(-1)!.toString(16) : c;
+    identityCache.set(r, k);
+  }
+  return k;
 }
 
 /** A package providing its own name, or one name twice: apk sees it conflict with itself. */
@@ -404,6 +410,7 @@ function providesItself(r: IndexRecord): boolean {
 const namesCache = new WeakMap<IndexRecord, Array<{name: string; version: string | undefined}>>();
 const depsCache = new WeakMap<IndexRecord, Dependency[]>();
 const installIfCache = new WeakMap<IndexRecord, Dependency[]>();
+const identityCache = new WeakMap<IndexRecord, string>();
 
 function names(r: IndexRecord): Array<{name: string; version: string | undefined}> {
   let n = namesCache.get(r);
