@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian tools psy runs (and its tests use), and python3, make and g++ for
-# node-gyp to build the native stat addon (native/). Needs root or sudo.
+# node-gyp to build the native stat addon (native/); gcc, pkg-config, libssl-dev and
+# zlib1g-dev for the tests to build apk-tools (test/helpers/apk-tools.ts). Needs root or sudo.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -13,4 +14,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux \
   age nebula openssh-client openssh-server \
   python3 make g++ \
+  gcc pkg-config libssl-dev zlib1g-dev \
   >/dev/null

@@ -69,7 +69,7 @@ describe('installer refuses archives that reach outside the root', () => {
       [{path: 'hl', type: 'hardlink', mode: 0o644, mtime: 1, linkTarget: '../outside/secret'}],
       "path '../outside/secret' escapes the root",
     ],
-    ['a device node', [{path: 'dev/sda', type: 'block', mode: 0o660, mtime: 1, devMajor: 8, devMinor: 0}], "device file 'dev/sda' is not allowed"],
+    ['a device node', [{path: 'dev/', type: 'directory', mode: 0o755, mtime: 1}, {path: 'dev/sda', type: 'block', mode: 0o660, mtime: 1, devMajor: 8, devMinor: 0}], "device file 'dev/sda' is not allowed"],
   ] as const)('%s', (_what, entries, message) => {
     const base = tempDir();
     const root = join(base, 'a', 'root');
@@ -93,8 +93,11 @@ describe('installer refuses archives that reach outside the root', () => {
       {path: 'usr/', type: 'directory', mode: 0o755, mtime: 1},
       {path: 'usr/lib/', type: 'directory', mode: 0o755, mtime: 1},
       {path: 'lib', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: '/usr/lib'},
+      // a directory entry over a symlink to a directory keeps the symlink
+      {path: 'lib/', type: 'directory', mode: 0o755, mtime: 1},
       file('lib/libx.so', 'elf'),
       {path: 'hostetc', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: outside},
+      {path: 'hostetc/', type: 'directory', mode: 0o755, mtime: 1},
       file('hostetc/passwd', 'owned'),
     ]);
     install(root, [p]);
@@ -121,17 +124,31 @@ describe('installer refuses archives that reach outside the root', () => {
       {path: 'data1/', type: 'directory', mode: 0o755, mtime: 1},
       {path: 'data2/', type: 'directory', mode: 0o755, mtime: 1},
       {path: 'cur', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: 'data1'},
+      {path: 'cur/', type: 'directory', mode: 0o755, mtime: 1},
       file('cur/one'),
     ]);
-    const b = craft('b', [{path: 'cur', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: 'data2'}, file('cur/two')]);
+    const b = craft('b', [
+      {path: 'cur', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: 'data2'},
+      {path: 'cur/', type: 'directory', mode: 0o755, mtime: 1},
+      file('cur/two'),
+    ]);
     const bSameOrigin = {...b, meta: {...b.meta, origin: 'a'}};
     install(join(base, 'root'), [a, bSameOrigin]);
     expect(readdirSync(join(base, 'root/data1'))).toEqual(['one']);
     expect(readdirSync(join(base, 'root/data2'))).toEqual(['two']);
   });
 
+  it('refuses a file whose directory has no entry in the package, as apk does', () => {
+    const p = craft('nodirent', [{path: 'usr/', type: 'directory', mode: 0o755, mtime: 1}, file('usr/bin/tool')]);
+    expect(() => install(join(tempDir(), 'root'), [p])).toThrow(
+      "package nodirent-1.0-r0: 'usr/bin/tool' has no entry for its directory 'usr/bin/' in the package (apk refuses it: no dirent in archive)",
+    );
+    // a file at the top level needs none
+    install(join(tempDir(), 'root'), [craft('top', [file('toplevel')])]);
+  });
+
   it('refuses a file whose content does not match its PAX SHA-1', () => {
-    const p = craft('liar', [{...file('etc/x', 'real'), pax: [['APK-TOOLS.checksum.SHA1', createHash('sha1').update('fake').digest('hex')]]}]);
+    const p = craft('liar', [{path: 'etc/', type: 'directory', mode: 0o755, mtime: 1}, {...file('etc/x', 'real'), pax: [['APK-TOOLS.checksum.SHA1', createHash('sha1').update('fake').digest('hex')]]}]);
     expect(() => install(join(tempDir(), 'root'), [p])).toThrow("'etc/x' does not match its recorded SHA-1");
   });
 
@@ -201,9 +218,30 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
     expect(db).toContain('F:var/spool\nM:0:12:1770\n');
   });
 
+  it('records a noarch package with the arch it was installed for, as apk does', () => {
+    const root = join(tempDir(), 'root');
+    install(root, [pkg('data', [{path: 'usr/share/data/x', type: 'file', mode: 0o644, data: Buffer.from('x')}], {arch: 'noarch'})]);
+    const db = readFileSync(join(root, 'lib/apk/db/installed'), 'utf8');
+    expect(db).toMatch(/\nP:data\nV:1\.0-r0\nA:x86_64\n/);
+    // buildApk listed the directories the file is in
+    expect(db).toContain('F:usr\nF:usr/share\nF:usr/share/data\nR:x\n');
+  });
+
+  it('writes scripts.tar as apk does: two zero blocks at the end, no record padding', () => {
+    const root = join(tempDir(), 'root');
+    install(root, [pkg('s', [])]);
+    expect(readFileSync(join(root, 'lib/apk/db/scripts.tar'))).toEqual(Buffer.alloc(1024));
+    const root2 = join(tempDir(), 'root');
+    const built = buildApk({meta: meta('withscript'), entries: [], scripts: {'post-install': '#!/bin/sh\n'}, key});
+    install(root2, [readApk(built.bytes, 'withscript.apk', {keyring})]);
+    const tar = readFileSync(join(root2, 'lib/apk/db/scripts.tar'));
+    expect(tar.length).toBe(512 + 512 + 1024);
+    expect(tar.subarray(0, 100).toString('latin1').replace(/\0+$/, '')).toBe(`withscript-1.0-r0.${built.checksum}.post-install`);
+  });
+
   it('records device nodes in the manifest only, when allowed', () => {
     const root = join(tempDir(), 'root');
-    const p = craft('devs', [{path: 'dev/console', type: 'char', mode: 0o600, mtime: 1, devMajor: 5, devMinor: 1}]);
+    const p = craft('devs', [{path: 'dev/', type: 'directory', mode: 0o755, mtime: 1}, {path: 'dev/console', type: 'char', mode: 0o600, mtime: 1, devMajor: 5, devMinor: 1}]);
     const r = install(root, [p], {allowDevices: true});
     expect(r.manifest.entries.find((e) => e.path === 'dev/console')).toMatchObject({type: 'char', major: 5, minor: 1, onDisk: false});
     expect(existsSync(join(root, 'dev/console'))).toBe(false);

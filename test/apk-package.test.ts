@@ -5,6 +5,7 @@ import {beforeAll, describe, expect, it} from 'vitest';
 import {readApk} from '../src/apk/apk-package.js';
 import {splitGzipMembers} from '../src/apk/gzip-members.js';
 import {generateSigningKey, keyringFromPem, loadKeyring, type Keyring} from '../src/apk/keys.js';
+import {parsePkginfo} from '../src/apk/package-meta.js';
 import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
 
 interface Expected {
@@ -122,5 +123,16 @@ describe.skipIf(!haveAlpineTestData())('APK v2 packages (real Alpine vectors)', 
     expect(() =>
       readApk(bytes, 'curl', {keyring, expectedChecksum: 'Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA='}),
     ).toThrow(/does not match the index/);
+  });
+});
+
+describe('.PKGINFO', () => {
+  it('reads empty values as apk does (melange writes `url = `)', () => {
+    const m = parsePkginfo('pkgname = tool\npkgver = 1.0-r0\npkgdesc = \nurl = \nlicense =\nsize = 4096\n', 'tool.apk');
+    expect(m).toMatchObject({name: 'tool', version: '1.0-r0', description: '', url: '', license: '', installedSize: 4096});
+  });
+
+  it('still refuses a line that is not `key = value`', () => {
+    expect(() => parsePkginfo('pkgname = tool\npkgver = 1.0-r0\ngarbage here\n', 'tool.apk')).toThrow("tool.apk: .PKGINFO line without ' = ': garbage here");
   });
 });

@@ -89,11 +89,13 @@ describe('resolver (synthetic repositories)', () => {
         rec('app-sh-completion', '1', {installIf: ['app=1', 'busybox-binsh=1.36']}),
       ]),
     ];
+    // apk's changeset order: the install_if package comes right after the last of its
+    // conditions to be reached (app counts from when apk starts on it, as in apk)
     expect(names(resolve({world: ['app'], arch: 'x86_64', repositories: repos}))).toEqual([
       'busybox-1.36',
       'busybox-binsh-1.36',
-      'app-1',
       'app-sh-completion-1',
+      'app-1',
     ]);
   });
 
@@ -157,6 +159,42 @@ describe('resolver (synthetic repositories)', () => {
     const r = resolve({world: ['app@edge'], arch: 'x86_64', repositories: repos});
     expect(names(r)).toEqual(['app-2']);
     expect(r[0]!.repository).toBe('edge');
+  });
+
+  it('honours repository pins as apk does: the pinned name and what the packages it brings need', () => {
+    const basic = repo([rec('a', '2', {depends: ['b']}), rec('b', '2'), rec('c', '2', {depends: ['a>=2']}), rec('same', '10')], 'basic');
+    const testing = repo(
+      [rec('a', '3', {depends: ['b']}), rec('b', '3'), rec('c', '3', {depends: ['a>=3']}), rec('same', '10'), rec('iif', '3', {installIf: ['a']})],
+      'testing',
+      'testing',
+    );
+    const run = (world: string[]) =>
+      resolve({world, arch: 'x86_64', repositories: [basic, testing]}).map((p) => `${p.record.name}-${p.record.version}@${p.repository}`);
+    // untagged: the tagged repository is not used
+    expect(run(['a'])).toEqual(['b-2@basic', 'a-2@basic']);
+    // a@testing: a from testing, its dependency b from the untagged one (preferred),
+    // and the install_if package only testing has, triggered by a pinned package
+    expect(run(['a@testing'])).toEqual(['b-2@basic', 'a-3@testing', 'iif-3@testing']);
+    // b pinned too: from testing, even though a (first in the world) asks for it first
+    expect(run(['a@testing', 'b@testing'])).toEqual(['b-3@testing', 'a-3@testing', 'iif-3@testing']);
+    // c@testing needs a>=3, which only testing has: allowed for c's dependencies
+    expect(run(['c@testing'])).toEqual(['b-2@basic', 'a-3@testing', 'iif-3@testing', 'c-3@testing']);
+    // same version in both: the pinned repository's
+    expect(run(['same@testing'])).toEqual(['same-10@testing']);
+    expect(() => run(['c>=3'])).toThrow("cannot resolve 'c>=3' required by world: available versions of 'c': 2");
+  });
+
+  it('refuses a world entry whose version is not an apk version, as apk does', () => {
+    const repos = [repo([rec('foo', '1')])];
+    expect(() => resolve({world: ['foo=invalid'], arch: 'x86_64', repositories: repos})).toThrow(
+      "world: 'foo=invalid' is not a valid world dependency ('invalid' is not an apk version)",
+    );
+    expect(() => resolve({world: ['foo=='], arch: 'x86_64', repositories: repos})).toThrow("'foo==' is not a valid world dependency");
+    // index records are not held to it (v3.16 has opensmtpd=6.8.0p2-r4)
+    expect(names(resolve({world: ['app'], arch: 'x86_64', repositories: [repo([rec('app', '1', {depends: ['foo=1.0p2-r4']}), rec('foo', '1.0p2-r4')])]}))).toEqual([
+      'foo-1.0p2-r4',
+      'app-1',
+    ]);
   });
 
   it('prefers locked identities, and the earlier repository on equal versions', () => {

@@ -49,7 +49,7 @@ export interface BuiltApk {
  * Builds an APK v2 package the way abuild does: a data tar with PAX SHA-1 records,
  * gzip; .PKGINFO with `datahash`; a cut control tar, gzip; an RSA signature over the
  * control member; the three members concatenated. Entries are sorted by path so the
- * bytes depend only on the content.
+ * bytes depend only on the content; missing parent directories are added (0755, root).
  */
 export function buildApk(input: BuildApkInput): BuiltApk {
   const {meta} = input;
@@ -65,6 +65,17 @@ export function buildApk(input: BuildApkInput): BuiltApk {
     const key = e.path.replace(/\/$/, '');
     if (seen.has(key)) throw new PsyError('apk-build', `${what}: path ${key} listed twice`);
     seen.add(key);
+  }
+  // Every directory a path is in gets its own entry (as abuild's `tar -c` of a tree
+  // has): apk refuses a file whose directory the package does not list.
+  for (const e of [...entries]) {
+    const parts = e.path.replace(/\/$/, '').split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (seen.has(dir)) continue;
+      seen.add(dir);
+      entries.push({path: `${dir}/`, type: 'directory', mode: 0o755});
+    }
   }
   entries.sort((a, b) => comparePaths(a.path, b.path));
 

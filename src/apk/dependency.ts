@@ -1,5 +1,5 @@
 import {PsyError, printable} from '../errors.js';
-import {compareVersions} from './version.js';
+import {compareVersions, isValidVersion} from './version.js';
 
 /** The relation a dependency asks for. `checksum` is `><Q1…` (an exact package identity). */
 export type VersionOp = 'any' | '=' | '<' | '>' | '<=' | '>=' | '~' | '<~' | '>~' | '><';
@@ -24,6 +24,19 @@ export function parseDependency(text: string, what = 'dependency'): Dependency {
   let op = (m[4] ?? 'any') as string;
   if (op === '=~' || op === '~=') op = '~';
   return {conflict: m[1] === '!', name: m[2]!, tag: m[3], op: op as VersionOp, version: m[5] ?? ''};
+}
+
+/**
+ * Parses a world entry: a dependency whose version must be a valid apk version
+ * (`foo=invalid`, `foo==` are refused as apk refuses them; index records are not held
+ * to this, as apk does not hold them: v3.16 has `opensmtpd=6.8.0p2-r4`).
+ */
+export function parseWorldDependency(text: string, what = 'world'): Dependency {
+  const d = parseDependency(text, what);
+  if (d.op !== 'any' && d.op !== '><' && !isValidVersion(d.version)) {
+    throw new PsyError('apk-dependency', `${what}: '${text}' is not a valid world dependency ('${d.version}' is not an apk version)`);
+  }
+  return d;
 }
 
 export function parseDependencies(text: string | readonly string[], what?: string): Dependency[] {

@@ -55,7 +55,7 @@ export function formatInstalledDb(pkgs: readonly InstalledPackage[]): string {
   return out.join('');
 }
 
-/** scripts.tar: `<name>-<ver>.<Q1>.<script>` entries, 0755, mtime = build date, install order. */
+/** scripts.tar: `<name>-<ver>.<Q1>.<script>` entries, 0755, mtime = build date, install order, as apk writes it. */
 export function formatScriptsTar(pkgs: readonly InstalledPackage[], order: readonly ScriptName[]): Buffer {
   const entries: TarWriteEntry[] = [];
   for (const p of pkgs) {
@@ -73,7 +73,8 @@ export function formatScriptsTar(pkgs: readonly InstalledPackage[], order: reado
       });
     }
   }
-  return writeTar(entries, {format: 'gnu', recordSize: 10240, fullWidthNumbers: true});
+  // apk ends it with two zero blocks and no padding to a 10240-byte record
+  return writeTar(entries, {format: 'gnu', fullWidthNumbers: true});
 }
 
 /** triggers: `Q1… glob glob…` per package with triggers, install order. */

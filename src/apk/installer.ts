@@ -120,6 +120,11 @@ export function installPackages(opts: InstallOptions): InstallResult {
         dirOf(rel, entry);
         continue;
       }
+      // apk keeps a package's files only in directories the package itself lists,
+      // and refuses the package otherwise ("no dirent in archive")
+      if (dirName !== '' && !dirs.has(dirName)) {
+        throw new PsyError('apk-corrupt', `${what}: '${rel}' has no entry for its directory '${dirName}/' in the package (apk refuses it: no dirent in archive)`);
+      }
       if (entry.type === 'char' || entry.type === 'block' || entry.type === 'fifo') {
         if (!opts.allowDevices) {
           throw new PsyError('apk-unsafe-path', `${what}: device file '${rel}' is not allowed in packages`);
@@ -190,7 +195,9 @@ export function installPackages(opts: InstallOptions): InstallResult {
       });
     }
     installed.push({
-      record: {...meta, checksum: pkg.checksum, size: pkg.size},
+      // a noarch package is recorded with the arch it was installed for, as apk records
+      // the index's (rewritten) arch: `apk fix` looks for it in <repo>/<arch>/
+      record: {...meta, arch: meta.arch === 'noarch' ? opts.arch : meta.arch, checksum: pkg.checksum, size: pkg.size},
       dirs,
       scripts: pkg.scripts,
       triggers: meta.triggers,

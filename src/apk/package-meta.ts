@@ -80,7 +80,8 @@ export function parsePkginfo(text: string, what: string): PackageMeta {
   for (const raw of text.split('\n')) {
     const line = raw.trimEnd();
     if (line === '' || line.startsWith('#')) continue;
-    const eq = line.indexOf(' = ');
+    // `url = ` (an empty value, as melange writes) trims to `url =`: apk reads it as empty
+    const eq = line.endsWith(' =') && !line.slice(0, -2).includes(' ') ? line.length - 2 : line.indexOf(' = ');
     if (eq < 0) throw new PsyError('apk-corrupt', `${what}: .PKGINFO line without ' = ': ${printable(line.slice(0, 60))}`);
     const key = line.slice(0, eq);
     const value = line.slice(eq + 3);
@@ -146,7 +147,8 @@ export function formatPkginfo(m: PackageMeta): string {
 /** Parses one index/installed record's package lines (letters C P V A S I T U L o m t c k D p i r q). */
 export function recordFromLines(lines: ReadonlyArray<readonly [string, string]>, what: string): IndexRecord {
   const get = (l: string) => lines.find(([k]) => k === l)?.[1];
-  const list = (l: string) => (get(l) ?? '').split(/\s+/).filter(Boolean);
+  // apk appends every `D:`/`p:`/`i:`/`r:` line of a record, so repeated ones all count
+  const list = (l: string) => lines.filter(([k]) => k === l).flatMap(([, v]) => v.split(/\s+/).filter(Boolean));
   const num = (l: string) => {
     const v = get(l);
     return v === undefined ? undefined : count(v, `${l}: of ${get('P') ?? 'a record'}`, what);

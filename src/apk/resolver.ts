@@ -1,5 +1,5 @@
 import {PsyError} from '../errors.js';
-import {formatDependency, parseDependencies, parseDependency, parseProvide, versionMatches, type Dependency} from './dependency.js';
+import {formatDependency, parseDependencies, parseDependency, parseProvide, parseWorldDependency, versionMatches, type Dependency} from './dependency.js';
 import type {IndexRecord} from './package-meta.js';
 import {compareVersions} from './version.js';
 
@@ -7,7 +7,10 @@ import {compareVersions} from './version.js';
 export interface ResolverRepository {
   /** The repository as configured (URL or folder), recorded in the lock. */
   readonly name: string;
-  /** `@tag` of a tagged repository: used only for world entries that ask for it. */
+  /**
+   * `@tag` of a tagged repository: its packages are used only for world entries pinned
+   * to it (`name@tag`) and, as apk does, for the dependencies of packages chosen so.
+   */
   readonly tag?: string | undefined;
   readonly records: readonly IndexRecord[];
 }
@@ -36,13 +39,14 @@ interface Candidate {
 }
 
 /**
- * Resolves a world against repositories into an install order (dependencies first).
+ * Resolves a world against repositories into an install order (apk's changeset order).
  * apk's preferences: a locked identity, then the highest version of the requested
  * name, then the highest provider_priority, then the earlier repository. Virtual names
  * (unversioned provides) are chosen by provider_priority. `!name` conflicts exclude
- * candidates; install_if packages join when all their conditions are installed. Greedy
- * like apko's resolver (no backtracking): an impossible world is an error that names
- * the missing name and who asked for it.
+ * candidates; install_if packages join when all their conditions are installed (and
+ * are left out when they cannot be installed). Where a choice leads to a dead end, the
+ * next candidate is tried (backtracking, bounded): an impossible world is an error that
+ * names the missing name and who asked for it, from the first path tried.
  */
 export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   const providers = new Map<string, Candidate[]>();
@@ -52,22 +56,67 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     list.push(c);
   };
   const installIfs: Candidate[] = [];
+  // apk knows a package by its identity (the 20 bytes of the Q1 hash): a later record
+  // claiming an identity already read for another name or version is that package
+  const identities = new Map<string, IndexRecord>();
   opts.repositories.forEach((repo, ri) => {
     for (const r of repo.records) {
       if (r.arch !== opts.arch && r.arch !== 'noarch') continue;
+      const id = identityKey(r);
+      const first = identities.get(id);
+      if (first && (first.name !== r.name || first.version !== r.version)) continue;
+      identities.set(id, r);
       add(r.name, {record: r, repo: ri, providedVersion: r.version});
       for (const prov of names(r).slice(1)) add(prov.name, {record: r, repo: ri, providedVersion: prov.version});
       if (r.installIf.length) installIfs.push({record: r, repo: ri, providedVersion: r.version});
     }
   });
 
-  const selected = new Map<string, {c: Candidate; requiredBy: string[]}>(); // by package name
-  const provided = new Map<string, Candidate[]>(); // name → selected providers
-  const conflicts: Array<{dep: Dependency; by: string; byName: string}> = [];
+  // Repository pins as apk has them: a world entry `name@tag` may take `name` from the
+  // untagged repositories or those tagged @tag, preferring the tagged ones; the
+  // dependencies of a package inherit what it was allowed (but prefer untagged ones).
+  type Pins = ReadonlySet<string | undefined>;
+  const UNTAGGED: Pins = new Set([undefined]);
+  const worldPins = new Map<string, string>();
+  for (const w of opts.world) {
+    const d = parseWorldDependency(w, 'world');
+    if (!d.conflict && d.tag) worldPins.set(d.name, d.tag);
+  }
+  const pinsFor = (dep: Dependency, inherited: Pins): {allowed: Pins; preferred: Pins} => {
+    const tag = dep.tag ?? worldPins.get(dep.name);
+    if (tag === undefined) return {allowed: inherited, preferred: UNTAGGED};
+    return {allowed: new Set([...inherited, tag]), preferred: new Set([tag])};
+  };
+  const tagOf = (c: Candidate) => opts.repositories[c.repo]!.tag;
   const label = (r: IndexRecord) => `${r.name}-${r.version}`;
 
-  const conflictsWith = (c: Candidate): string | undefined => {
-    for (const {dep, by, byName} of conflicts) {
+  interface Selection {
+    readonly c: Candidate;
+    readonly requiredBy: string[];
+    readonly pins: Pins;
+    /** Only install_if brought it in (it cannot stand in for a virtual name the world needs). */
+    viaInstallIf: boolean;
+  }
+  interface Task {
+    readonly dep: Dependency;
+    readonly requester: string;
+    readonly pins: Pins;
+  }
+  interface State {
+    readonly selected: Map<string, Selection>; // by package name
+    readonly provided: Map<string, Candidate[]>; // name → selected providers
+    readonly conflicts: Array<{dep: Dependency; by: string; byName: string}>;
+    readonly pending: Array<{dep: Dependency; requester: string}>;
+  }
+  const clone = (s: State): State => ({
+    selected: new Map([...s.selected].map(([k, v]) => [k, {...v, requiredBy: [...v.requiredBy]}])),
+    provided: new Map([...s.provided].map(([k, v]) => [k, [...v]])),
+    conflicts: [...s.conflicts],
+    pending: [...s.pending],
+  });
+
+  const conflictsWith = (st: State, c: Candidate): string | undefined => {
+    for (const {dep, by, byName} of st.conflicts) {
       if (c.record.name === byName) continue;
       if (names(c.record).some((n) => n.name === dep.name && versionMatches(dep, n.version ?? c.record.version, c.record.checksum))) {
         return by;
@@ -75,15 +124,16 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     }
     return undefined;
   };
+  const satisfiedBySelected = (st: State, dep: Dependency): Candidate | undefined => (st.provided.get(dep.name) ?? []).find((c) => matches(dep, c));
+  const requiredBy = (st: State, name: string, who: string) => {
+    const s = st.selected.get(name)!;
+    if (!s.requiredBy.includes(who)) s.requiredBy.push(who);
+  };
 
-  const satisfiedBySelected = (dep: Dependency): Candidate | undefined =>
-    (provided.get(dep.name) ?? []).find((c) => matches(dep, c));
-
-  const choose = (dep: Dependency, requester: string): Candidate | undefined => {
-    const all = (providers.get(dep.name) ?? []).filter((c) => {
-      const tag = opts.repositories[c.repo]!.tag;
-      return dep.tag ? tag === dep.tag : tag === undefined;
-    });
+  /** The candidates for a dependency, best first; undefined for a virtual name apk leaves to others. */
+  const candidates = (st: State, dep: Dependency, requester: string, inherited: Pins): Array<{pick: Candidate; pins: Pins}> | undefined => {
+    const {allowed, preferred} = pinsFor(dep, inherited);
+    const all = (providers.get(dep.name) ?? []).filter((c) => allowed.has(tagOf(c)));
     if (all.length === 0) {
       throw new PsyError(
         'apk-unsatisfiable',
@@ -93,86 +143,115 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     const fits = all.filter((c) => matches(dep, c));
     if (fits.length === 0) {
       const have = [...new Set(all.map((c) => c.providedVersion ?? `(virtual, ${c.record.name})`))].join(', ');
-      throw new PsyError(
-        'apk-unsatisfiable',
-        `cannot resolve '${formatDependency(dep)}' required by ${requester}: available versions of '${dep.name}': ${have}`,
-      );
+      throw new PsyError('apk-unsatisfiable', `cannot resolve '${formatDependency(dep)}' required by ${requester}: available versions of '${dep.name}': ${have}`);
     }
     const usable = fits.filter((c) => {
-      const same = selected.get(c.record.name);
-      return (!same || same.c.record.checksum === c.record.checksum) && !conflictsWith(c);
+      const same = st.selected.get(c.record.name);
+      return (!same || same.c.record.checksum === c.record.checksum) && !conflictsWith(st, c) && !providesItself(c.record);
     });
     if (usable.length === 0) {
       const c = fits[0]!;
-      const same = selected.get(c.record.name);
+      const same = st.selected.get(c.record.name);
       const why = same
         ? `${label(same.c.record)} is already selected (required by ${same.requiredBy.join(', ')})`
-        : `it conflicts with ${conflictsWith(c)}`;
+        : providesItself(c.record)
+          ? `${label(c.record)} provides its own name or one name twice (apk refuses it as conflicting with itself)`
+          : `it conflicts with ${conflictsWith(st, c)}`;
       throw new PsyError('apk-unsatisfiable', `cannot resolve '${formatDependency(dep)}' required by ${requester}: ${why}`);
     }
     const virtual = usable.every((c) => c.providedVersion === undefined);
     // apk never picks a provider of a virtual name by itself unless it has a
     // provider_priority; the name may still be satisfied by a package selected otherwise.
     if (virtual && usable.every((c) => c.record.providerPriority === undefined)) return undefined;
-    return [...usable].sort((a, b) => prefer(a, b, virtual, dep.name, opts.preferred))[0]!;
+    return [...usable]
+      .sort((a, b) => Number(preferred.has(tagOf(b))) - Number(preferred.has(tagOf(a))) || prefer(a, b, virtual, dep.name, opts.preferred))
+      .map((pick) => ({pick, pins: allowed}));
   };
-  const pending: Array<{dep: Dependency; requester: string}> = [];
 
-  const install = (c: Candidate, requester: string) => {
+  /** Selects a package; returns the dependencies it adds, in the order listed. */
+  const install = (st: State, c: Candidate, requester: string, pins: Pins, viaInstallIf = false): Task[] => {
     const name = c.record.name;
-    const existing = selected.get(name);
+    const existing = st.selected.get(name);
     if (existing) {
-      if (!existing.requiredBy.includes(requester)) existing.requiredBy.push(requester);
-      return;
+      requiredBy(st, name, requester);
+      if (!viaInstallIf) existing.viaInstallIf = false;
+      return [];
     }
     const me = label(c.record);
-    const clash = conflictsWith(c);
+    const clash = conflictsWith(st, c);
     if (clash) throw new PsyError('apk-unsatisfiable', `${me} (required by ${requester}) conflicts with ${clash}`);
     // A name (own or versioned provide) has one owner: two packages cannot both be it.
     for (const n of names(c.record)) {
       if (n.version === undefined) continue;
-      const other = (provided.get(n.name) ?? []).find((o) => o.providedVersion !== undefined && o.record.name !== name);
+      const other = (st.provided.get(n.name) ?? []).find((o) => o.providedVersion !== undefined && o.record.name !== name);
       if (other) {
         throw new PsyError(
           'apk-unsatisfiable',
-          `${me} (required by ${requester}) and ${label(other.record)} (required by ${selected.get(other.record.name)!.requiredBy.join(', ')}) both provide '${n.name}'`,
+          `${me} (required by ${requester}) and ${label(other.record)} (required by ${st.selected.get(other.record.name)!.requiredBy.join(', ')}) both provide '${n.name}'`,
         );
       }
     }
-    selected.set(name, {c, requiredBy: [requester]});
+    st.selected.set(name, {c, requiredBy: [requester], pins, viaInstallIf});
     for (const n of names(c.record)) {
-      let list = provided.get(n.name);
-      if (!list) provided.set(n.name, (list = []));
+      let list = st.provided.get(n.name);
+      if (!list) st.provided.set(n.name, (list = []));
       // each name at the version this package provides it (not the one it was chosen by)
       list.push({record: c.record, repo: c.repo, providedVersion: n.version});
     }
     const deps = depsOf(c.record);
     for (const d of deps.filter((x) => x.conflict)) {
-      for (const other of provided.get(d.name) ?? []) {
+      for (const other of st.provided.get(d.name) ?? []) {
         if (other.record.name !== name && matches({...d, conflict: false}, other)) {
           throw new PsyError('apk-unsatisfiable', `${me} (required by ${requester}) conflicts with installed ${label(other.record)} ('!${d.name}')`);
         }
       }
-      conflicts.push({dep: {...d, conflict: false}, by: me, byName: name});
+      st.conflicts.push({dep: {...d, conflict: false}, by: me, byName: name});
     }
-    for (const d of deps) {
-      if (d.conflict) continue;
-      if (names(c.record).some((n) => n.name === d.name)) continue; // self-provided
-      const have = satisfiedBySelected(d);
+    return deps.filter((d) => !d.conflict && !names(c.record).some((n) => n.name === d.name)).map((d) => ({dep: d, requester: me, pins}));
+  };
+
+  // Depth first, as apk walks dependencies; a choice between candidates is a point to
+  // come back to. The budget bounds the search on worlds that have no solution.
+  let budget = 2000;
+  const solve = (st: State, tasks: Task[]): State => {
+    let queue = tasks;
+    while (queue.length) {
+      const [task, ...rest] = queue;
+      queue = rest;
+      const {dep, requester} = task!;
+      const have = satisfiedBySelected(st, dep);
       if (have) {
-        const s = selected.get(have.record.name)!;
-        if (!s.requiredBy.includes(me)) s.requiredBy.push(me);
+        requiredBy(st, have.record.name, requester);
         continue;
       }
-      const pick = choose(d, me);
-      if (pick) install(pick, me);
-      else pending.push({dep: d, requester: me});
+      const options = candidates(st, dep, requester, task!.pins);
+      if (!options) {
+        st.pending.push({dep, requester});
+        continue;
+      }
+      if (options.length === 1 || budget <= 0) {
+        queue = [...install(st, options[0]!.pick, requester, options[0]!.pins), ...queue];
+        continue;
+      }
+      let first: unknown;
+      for (const o of options) {
+        const trial = clone(st);
+        try {
+          return solve(trial, [...install(trial, o.pick, requester, o.pins), ...queue]);
+        } catch (err) {
+          if (!(err instanceof PsyError) || err.code !== 'apk-unsatisfiable') throw err;
+          first ??= err;
+          if (--budget <= 0) break;
+        }
+      }
+      throw first;
     }
+    return st;
   };
 
   // A world entry that another world entry's package provides is satisfied by that
   // package (apk installs gvim alone for `vim gvim`: gvim provides vim).
-  const worldDeps = opts.world.map((w) => parseDependency(w, 'world'));
+  const worldDeps = opts.world.map((w) => parseWorldDependency(w, 'world'));
   const byOtherWorldEntry = (dep: Dependency): Candidate | undefined => {
     for (const other of worldDeps) {
       if (other === dep || other.conflict || other.name === dep.name) continue;
@@ -181,43 +260,73 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     }
     return undefined;
   };
+  const initial = (): State => ({
+    selected: new Map(),
+    provided: new Map(),
+    conflicts: worldDeps.filter((d) => d.conflict).map((dep) => ({dep: {...dep, conflict: false}, by: 'world', byName: ''})),
+    pending: [],
+  });
+  let state = initial();
+  const worldTasks: Task[] = [];
   for (const dep of worldDeps) {
-    if (dep.conflict) {
-      conflicts.push({dep: {...dep, conflict: false}, by: 'world', byName: ''});
-      continue;
-    }
-    const have = satisfiedBySelected(dep);
-    if (have) {
-      selected.get(have.record.name)!.requiredBy.push('world');
-      continue;
-    }
-    const pick = byOtherWorldEntry(dep) ?? choose(dep, 'world');
-    if (pick) install(pick, 'world');
-    else pending.push({dep, requester: 'world'});
+    if (dep.conflict) continue;
+    const other = byOtherWorldEntry(dep);
+    worldTasks.push(other ? {dep: {name: other.record.name, op: '><', version: other.record.checksum, conflict: false, tag: undefined}, requester: 'world', pins: UNTAGGED} : {dep, requester: 'world', pins: UNTAGGED});
   }
+  state = solve(state, worldTasks);
 
-  // install_if: add packages whose every condition is installed, until nothing changes.
+  // install_if: add packages whose every condition is installed, until nothing changes;
+  // one that cannot be installed (a dependency missing, a conflict) is left out, as apk does.
+  const failedInstallIf = new Set<string>();
   for (let changed = true; changed; ) {
     changed = false;
     for (const c of installIfs) {
-      if (selected.has(c.record.name)) continue;
+      if (state.selected.has(c.record.name) || failedInstallIf.has(c.record.checksum)) continue;
       const conds = installIfOf(c.record);
-      if (!conds.every((d) => satisfiedBySelected(d))) continue;
-      const best = (providers.get(c.record.name) ?? []).filter((x) => x.record.installIf.length && x.providedVersion === x.record.version);
-      const pick = [...best].sort((a, b) => prefer(a, b, false, c.record.name, opts.preferred))[0]!;
-      if (pick.record.checksum !== c.record.checksum) continue;
-      if (conflictsWith(c)) continue;
-      install(c, `install_if ${c.record.installIf.join(' ')}`);
+      const triggers = conds.map((d) => satisfiedBySelected(state, d));
+      if (!triggers.every((t) => t !== undefined)) continue;
+      // from a tagged repository only when a package that triggers it was allowed that tag
+      const pins: Pins = new Set([undefined, ...triggers.flatMap((t) => [...state.selected.get(t!.record.name)!.pins])]);
+      const best = (providers.get(c.record.name) ?? []).filter(
+        (x) => x.record.installIf.length && x.providedVersion === x.record.version && pins.has(tagOf(x)) && !failedInstallIf.has(x.record.checksum),
+      );
+      const pick = [...best].sort((a, b) => prefer(a, b, false, c.record.name, opts.preferred))[0];
+      if (pick?.record.checksum !== c.record.checksum) continue;
+      if (conflictsWith(state, c) || providesItself(c.record)) continue;
+      const trial = clone(state);
+      const why = `install_if ${c.record.installIf.join(' ')}`;
+      try {
+        state = solve(trial, install(trial, c, why, pins, true));
+        changed = true;
+        continue;
+      } catch (err) {
+        if (!(err instanceof PsyError) || err.code !== 'apk-unsatisfiable') throw err;
+      }
+      // apk weighs install_if packages while choosing: solve again with this one chosen
+      // first; keep that only if every name chosen so far is still there
+      try {
+        const again = solve(initial(), [{dep: {name: c.record.name, op: '><', version: c.record.checksum, conflict: false, tag: undefined}, requester: why, pins}, ...worldTasks]);
+        again.selected.get(c.record.name)!.viaInstallIf = true;
+        if ([...state.selected.keys()].every((n) => again.provided.has(n))) {
+          state = again;
+          changed = true;
+          continue;
+        }
+      } catch (err) {
+        if (!(err instanceof PsyError) || err.code !== 'apk-unsatisfiable') throw err;
+      }
+      // left out, as apk leaves out an install_if package it cannot install
+      failedInstallIf.add(c.record.checksum);
       changed = true;
     }
   }
 
-  // virtual names no package was chosen for
-  for (const {dep, requester} of pending) {
-    const have = satisfiedBySelected(dep);
+  // virtual names no package was chosen for: a package the world or a dependency chose
+  // may stand in, one only install_if brought may not (apk asks to choose one)
+  for (const {dep, requester} of state.pending) {
+    const have = (state.provided.get(dep.name) ?? []).find((c) => matches(dep, c) && !state.selected.get(c.record.name)!.viaInstallIf);
     if (have) {
-      const s = selected.get(have.record.name)!;
-      if (!s.requiredBy.includes(requester)) s.requiredBy.push(requester);
+      requiredBy(state, have.record.name, requester);
       continue;
     }
     const by = [...new Set((providers.get(dep.name) ?? []).map((c) => c.record.name))].sort();
@@ -227,20 +336,45 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     );
   }
 
-  // Install order: dependencies first, depth first in the order they are listed (as apk).
+  // Install order as apk's changeset: world entries sorted by name; each package after
+  // what it depends on (conflicting names included, in the order listed); an install_if
+  // package right after the last package that triggers it.
+  const {selected, provided} = state;
   const order: Candidate[] = [];
   const placed = new Set<string>();
+  const providerOf = (name: string) => (provided.get(name) ?? []).map((p) => selected.get(p.record.name)!.c);
+  const triggeredBy = new Map<string, Candidate[]>();
+  for (const {c} of selected.values()) {
+    for (const d of installIfOf(c.record)) {
+      let list = triggeredBy.get(d.name);
+      if (!list) triggeredBy.set(d.name, (list = []));
+      list.push(c);
+    }
+  }
   const place = (c: Candidate) => {
     const name = c.record.name;
     if (placed.has(name)) return;
     placed.add(name);
-    for (const d of [...depsOf(c.record), ...installIfOf(c.record)]) {
-      if (d.conflict) continue;
-      const p = satisfiedBySelected(d);
+    for (const d of depsOf(c.record)) {
+      const p = d.conflict ? providerOf(d.name)[0] : satisfiedBySelected(state, d);
       if (p && p.record.name !== name) place(selected.get(p.record.name)!.c);
     }
     order.push(c);
+    for (const n of names(c.record)) {
+      for (const t of triggeredBy.get(n.name) ?? []) {
+        if (installIfOf(t.record).every((d) => providerOf(d.name).some((p) => placed.has(p.record.name)))) place(t);
+      }
+    }
   };
+  const byDisplayName = (a: string, b: string) => {
+    const x = a.toLowerCase();
+    const y = b.toLowerCase();
+    return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0;
+  };
+  for (const dep of [...worldDeps].sort((a, b) => byDisplayName(a.name, b.name))) {
+    const p = dep.conflict ? providerOf(dep.name)[0] : satisfiedBySelected(state, dep);
+    if (p) place(selected.get(p.record.name)!.c);
+  }
   for (const {c} of selected.values()) place(c);
 
   return order.map((c) => ({
@@ -250,10 +384,33 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   }));
 }
 
+/** The bytes a `Q1` identity stands for (base64 padding bits ignored, as apk decodes it). */
+function identityKey(r: IndexRecord): string {
+  let k = identityCache.get(r);
+  if (k === undefined) {
+    const c = r.checksum;
+    // only the last character before '=' carries padding bits
+    k = /^Q1[A-Za-z0-9+/]{27}=$/.test(c) ? c.slice(0, 28) + Buffer.from(c.slice(2), 'base64').at(-1)!.toString(16) : c;
+    identityCache.set(r, k);
+  }
+  return k;
+}
+
+/** A package providing its own name, or one name twice: apk sees it conflict with itself. */
+function providesItself(r: IndexRecord): boolean {
+  const seen = new Set<string>();
+  for (const n of names(r)) {
+    if (seen.has(n.name)) return true;
+    seen.add(n.name);
+  }
+  return false;
+}
+
 // Parsed forms per record, computed once: resolving a world touches the same records often.
 const namesCache = new WeakMap<IndexRecord, Array<{name: string; version: string | undefined}>>();
 const depsCache = new WeakMap<IndexRecord, Dependency[]>();
 const installIfCache = new WeakMap<IndexRecord, Dependency[]>();
+const identityCache = new WeakMap<IndexRecord, string>();
 
 function names(r: IndexRecord): Array<{name: string; version: string | undefined}> {
   let n = namesCache.get(r);

@@ -1,5 +1,5 @@
 import {PsyError} from '../errors.js';
-import {parseDependency} from './dependency.js';
+import {parseWorldDependency} from './dependency.js';
 import {parseRepositoryLine} from './repository.js';
 import type {AccountsSpec, GroupSpec, UserSpec} from './script-effects.js';
 
@@ -102,7 +102,7 @@ export function validateAlpineSettings(value: unknown, where = 'settings.alpine'
   if (world.length === 0) fail('world', 'must list at least one package');
   world.forEach((w, i) => {
     try {
-      parseDependency(w);
+      parseWorldDependency(w);
     } catch {
       fail(`world[${i}]`, `'${w}' is not a dependency (name, name>=version, name@tag, !name)`);
     }
