@@ -25,7 +25,8 @@ export function processIo(io?: Partial<CommandIo>): CommandIo {
  */
 export function reportFailure(command: string, err: unknown, stderr: NodeJS.WritableStream): number {
   if (isPsyError(err)) {
-    writeLine(stderr, `psy ${command}: ${err.message}`);
+    // Several problems found at once (a config's): a line each, each naming the command.
+    for (const line of err.message.split('\n')) writeLine(stderr, `psy ${command}: ${line}`);
     return err.code === 'usage' ? 2 : 1;
   }
   writeLine(stderr, `psy ${command}: internal error, please report it:`);

@@ -10,7 +10,7 @@ import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
-import {analyze, closure, type Graph} from './graph.js';
+import {analyze, closure, missingInputs, type Graph} from './graph.js';
 import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wantedIn} from './graph-cache.js';
 import {initHash} from './hash.js';
 import {loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
@@ -117,7 +117,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     configReads = [...changedFiles!.configReads];
   } else {
     configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
-    graph = analyze(loaded, stats.get);
+    graph = analyze(loaded);
   }
   let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   let want = cone !== undefined ? cone.want : closure(graph, names);
@@ -154,7 +154,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         // Not even the whole cached graph reads back: evaluate the config, as without one.
         const evaluated = await loadConfig(configOptions);
         if (evaluated.identity !== checkedIdentity) changedFiles = undefined;
-        const analysed = analyze(evaluated, stats.get);
+        const analysed = analyze(evaluated);
         if (analysed.stateDir !== graph.stateDir) throw new PsyError('config-changed', 'the config changed while psy was building; run psy build again');
         loaded = evaluated;
         configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
@@ -173,6 +173,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     } else if (vouched && changedFiles !== undefined) {
       clean = cleanTargets(graph, want, changedFiles.changed);
     }
+    // A missing input is an error of the build that reads it, found before anything runs.
+    const missing = missingInputs(graph, want, stats.get);
+    if (missing.length > 0) throw new PsyError('missing-input', missing.join('\n'));
     const files = new FileHasher(graph.root, log, stats);
     const tools = new ToolVersions(log, env['PATH']);
     const builder = new Builder({
@@ -286,7 +289,7 @@ interface Cone {
   readonly want: Uint8Array;
   /** Upstream targets outside the cones (local indices). */
   readonly clean: Uint8Array;
-  /** Wanted targets in the whole graph. */
+  /** Wanted targets with a step in the whole graph. */
   readonly wanted: number;
   /** Wanted targets with a step outside the sub-graph. */
   readonly outside: string[];
@@ -334,9 +337,10 @@ function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<s
     for (let i = 0; i < n; i++) {
       if (mark[i] !== 0) select.push(i);
       const f = flags[i]!;
-      if (!wantedIn(f)) continue;
+      if (!wantedIn(f) || groupIn(f)) continue;
+      // Steps only, as the builder counts them.
       wanted++;
-      if (mark[i] === 0 && !groupIn(f)) outside.push(names[i]!);
+      if (mark[i] === 0) outside.push(names[i]!);
     }
     const targets = cache.targets(select, (i) => mark[i] === 1);
     const clean = new Uint8Array(select.length);

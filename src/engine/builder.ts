@@ -161,7 +161,8 @@ export class Builder {
     let total = 0;
     for (const t of this.#g.targets) {
       if (!want[t.index]) continue;
-      total++;
+      // Groups run nothing and report nothing: the count is of steps, so it reaches the total.
+      if (!isGroup(t)) total++;
       this.#pending[t.index] = t.deps.length;
       if (t.deps.length === 0) this.#evaluate.push(t.index);
     }
@@ -244,11 +245,11 @@ export class Builder {
     const t = this.#g.targets[i]!;
     const {files, tools, log} = this.#o;
     if (this.#o.clean?.[i] === 1) {
-      const isGroup = t.config.rule === undefined && t.config.command === undefined;
-      const rec = isGroup ? undefined : log.targets.get(t.name);
-      if (isGroup || (rec !== undefined && rec.outputs.length === t.outputs.length && rec.outputs.every((o, k) => o.path === t.outputs[k]!.path))) {
+      const group = isGroup(t);
+      const rec = group ? undefined : log.targets.get(t.name);
+      if (group || (rec !== undefined && rec.outputs.length === t.outputs.length && rec.outputs.every((o, k) => o.path === t.outputs[k]!.path))) {
         this.#outHashes[i] = rec === undefined ? [] : rec.outputs.map((o) => o.hash);
-        if (!isGroup) {
+        if (!group) {
           this.#result.fresh.push(t.name);
           this.#emit({type: 'fresh', target: t.name});
         }
@@ -256,13 +257,19 @@ export class Builder {
         return;
       }
     }
-    const key = computeKey(this.#g, t, files, tools, this.#outHashes);
-    if (t.config.rule === undefined && t.config.command === undefined) {
-      // A group: done once its inputs are.
+    if (isGroup(t)) {
+      // A group: done once its inputs are. In a dry run it is stale while an upstream
+      // would rebuild, so explain (a dry run) and build -n say the same of it.
+      const up = this.#o.dryRun ? t.deps.find((d) => this.#outHashes[d] === undefined) : undefined;
+      if (up !== undefined) {
+        this.#markWouldRun(t, `input target ${this.#g.targets[up]!.name} will rebuild`);
+        return;
+      }
       this.#outHashes[i] = [];
       this.#complete(i);
       return;
     }
+    const key = computeKey(this.#g, t, files, tools, this.#outHashes);
     if (key === undefined) {
       // Dry run: an upstream would rebuild, so its output is not known yet.
       const up = t.deps.find((d) => this.#outHashes[d] === undefined);
@@ -570,6 +577,11 @@ class StepFailure extends Error {
   ) {
     super(message);
   }
+}
+
+/** A target with neither rule nor command: it names other targets and runs nothing. */
+export function isGroup(t: GraphTarget): boolean {
+  return t.config.rule === undefined && t.config.command === undefined;
 }
 
 export function describeAction(t: GraphTarget): string {
