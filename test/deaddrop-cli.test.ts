@@ -86,7 +86,7 @@ describe('psy publish with a synthetic config', () => {
     const p3 = await psy(['publish'], dir, S3RVER_ENV);
     expect(p3.code, p3.stderr).toBe(0);
     expect(p3.stdout).toMatch(/: 1 new version, 1 unchanged/m);
-    expect(p3.stdout).toMatch(/: 2 uploaded \(\d+ bytes\), 1 redirects, 0 deleted, 7 unchanged$/m);
+    expect(p3.stdout).toMatch(/: 2 uploaded \(\d+ bytes\), 1 redirect, 0 deleted, 7 unchanged$/m);
     const head = await testClient(server.endpoint).send(new HeadObjectCommand({Bucket: bucket, Key: 'os/psyopsOS.x86_64.latest.tar.minisig'}));
     expect(head.WebsiteRedirectLocation).toBe(`/os/${readlinkSync(join(replica, 'os', 'psyopsOS.x86_64.latest.tar.minisig'))}`);
 

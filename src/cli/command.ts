@@ -64,6 +64,11 @@ export function parseCommandArgs<O extends Options>(
   }
 }
 
+/** `1 target`, `2 targets`: counts in messages agree with their noun. */
+export function plural(n: number, noun: string, nouns = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : nouns}`;
+}
+
 export function writeLine(stream: NodeJS.WritableStream, line = ''): void {
   stream.write(line + '\n');
 }

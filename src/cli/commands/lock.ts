@@ -5,7 +5,7 @@ import {formatLock, lockChanges, readLock, writeLock, type AlpineLock} from '../
 import {DEFAULT_LOCKFILE, validateAlpineSettings} from '../../apk/settings.js';
 import {loadConfig} from '../../engine/load-config.js';
 import {PsyError} from '../../errors.js';
-import {parseCommandArgs, writeLine, type Command} from '../command.js';
+import {parseCommandArgs, plural, writeLine, type Command} from '../command.js';
 
 export const command: Command = {
   name: 'lock',
@@ -78,5 +78,5 @@ function safeReadLock(path: string): AlpineLock | undefined {
 
 function countText(lock: AlpineLock): string {
   const own = lock.ownPackages?.length ?? 0;
-  return `${lock.packages.length} packages${own ? ` + ${own} of ours` : ''}`;
+  return `${plural(lock.packages.length, 'package')}${own ? ` + ${own} of ours` : ''}`;
 }
