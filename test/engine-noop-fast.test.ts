@@ -160,7 +160,7 @@ describe('no-op answered before the engine loads', () => {
     expect({code: bad.code, stderr: bad.stderr}).toEqual({code: 2, stderr: 'psy build: --jobs needs an integer ≥ 1, got "0"\n'});
     const unknown = rig.psy(['build', '--bogus']);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/^psy build: Unknown option '--bogus'.*\(see psy build --help\)\n$/);
+    expect(unknown.stderr).toBe('psy build: unknown option --bogus (see psy build --help)\n');
     const then = rig.psy(['build', '--then', 'true']);
     expect({code: then.code, stderr: then.stderr}).toEqual({code: 2, stderr: 'psy build: --then needs --watch (see psy build --help)\n'});
     expect(rig.psy(['build', '--help']).stdout).toMatch(/^Usage: psy build /);

@@ -18,6 +18,8 @@ export function statusPrinter(values: BuildArgs['values'], io: CommandIo): Statu
 export interface ReportedResult {
   readonly ok: boolean;
   readonly ran: readonly string[];
+  /** The steps that ran, with their times (ms since the epoch). */
+  readonly steps: ReadonlyArray<{readonly target: string; readonly start: number; readonly end: number; readonly durationMs: number}>;
   readonly upToDate: readonly string[];
   /** upToDate.length (the plain report needs no names). */
   readonly upToDateCount: number;
@@ -34,6 +36,7 @@ export function reportBuild(result: ReportedResult, values: BuildArgs['values'],
     writeLine(io.stdout, JSON.stringify({
       ok: result.ok,
       ran: result.ran,
+      steps: result.steps,
       upToDate: result.upToDate,
       failed: result.failed,
       skipped: result.skipped,

@@ -13,7 +13,7 @@ import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, missingInputs, type Graph} from './graph.js';
 import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wantedIn} from './graph-cache.js';
 import {initHash} from './hash.js';
-import {loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
+import {findConfig, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
 import {noopCheck, type NoopCheck} from './noop-check.js';
 import {currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, statTuple, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
@@ -47,6 +47,8 @@ export interface BuildResult {
   readonly ok: boolean;
   /** Targets whose step ran and succeeded, in completion order. */
   readonly ran: readonly string[];
+  /** The same steps with their times (ms since the epoch); also in build.log in the state folder. */
+  readonly steps: ReadonlyArray<{readonly target: string; readonly start: number; readonly end: number; readonly durationMs: number}>;
   /** Targets found up to date. */
   readonly upToDate: readonly string[];
   readonly failed: ReadonlyArray<{readonly target: string; readonly message: string}>;
@@ -55,7 +57,7 @@ export interface BuildResult {
   /** Dry run: targets that would run, with the first reason. */
   readonly wouldRun: ReadonlyArray<{readonly target: string; readonly reason: string}>;
   readonly interrupted: boolean;
-  /** Every considered target's outputs: name → absolute path. */
+  /** Outputs of the targets made (up to date or built now): name → output → absolute path. */
   readonly outputs: Readonly<Record<string, Readonly<Record<string, string>>>>;
   readonly root: string;
   /** The analysed graph; absent when the no-op fast path answered without loading it. */
@@ -248,17 +250,20 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
     if (r.interrupted) logger.event({type: 'interrupted', signal: options.signal?.reason instanceof Error ? 'abort' : String(options.signal?.reason ?? 'abort')});
     let outputs: Record<string, Record<string, string>> | undefined;
+    const upToDate = cone === undefined ? r.fresh : [...cone.outside, ...r.fresh];
     const result: BuildResult = {
       ok: r.failed.length === 0 && !r.interrupted,
       ran: r.ran,
-      upToDate: cone === undefined ? r.fresh : [...cone.outside, ...r.fresh],
+      steps: r.steps,
+      upToDate,
       failed: r.failed,
       skipped: r.skipped,
       wouldRun: r.wouldRun,
       interrupted: r.interrupted,
-      // Every wanted target's outputs: built when asked for (a cone build decodes them all).
+      // The outputs of the targets that are made (up to date or built now); not of a target
+      // that failed, was skipped or would run. Built when asked for (a cone build decodes them all).
       get outputs() {
-        return (outputs ??= outputsOf());
+        return (outputs ??= madeOnly(outputsOf(), new Set([...upToDate, ...r.ran])));
       },
       root: graph.root,
       // A graph from the cache has no evaluated config behind it.
@@ -423,7 +428,7 @@ function conePatches(
 
 /** The config as the snapshot vouches for it, without evaluating it. */
 function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: string): LoadedConfig {
-  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  const configPath = findConfig(options.cwd, options.configPath);
   return {
     root: dirname(configPath),
     configPath,
@@ -526,6 +531,7 @@ function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildR
   return {
     ok: true,
     ran: [],
+    steps: [],
     upToDate,
     failed: [],
     skipped: [],
@@ -534,6 +540,10 @@ function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildR
     outputs,
     root,
   };
+}
+
+function madeOnly(all: Record<string, Record<string, string>>, made: ReadonlySet<string>): Record<string, Record<string, string>> {
+  return Object.fromEntries(Object.entries(all).filter(([name]) => made.has(name)));
 }
 
 /** Temporaries left by a killed build (we hold the lock, so nobody else owns them). */

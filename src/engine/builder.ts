@@ -10,6 +10,7 @@
 import {lstatSync, mkdirSync, renameSync, rmSync} from 'node:fs';
 import {basename, dirname, join, relative} from 'node:path';
 import {isPsyError, PsyError} from '../errors.js';
+import {BuildLogFile} from './build-log.js';
 import type {BuildEvent, BuildLogger} from './events.js';
 import type {FileHasher} from './file-hasher.js';
 import type {Graph, GraphTarget} from './graph.js';
@@ -47,6 +48,8 @@ export interface BuilderOptions {
 
 export interface BuilderResult {
   readonly ran: string[];
+  /** Every step that ran and succeeded, with its times (ms since the epoch). */
+  readonly steps: Array<{target: string; start: number; end: number; durationMs: number}>;
   readonly fresh: string[];
   readonly failed: Array<{target: string; message: string}>;
   readonly skipped: string[];
@@ -136,7 +139,8 @@ export class Builder {
   readonly #running = new Map<number, Job>();
   readonly #poolRunning = new Map<string, number>();
   readonly #parked = new Map<string, number[]>();
-  readonly #result: BuilderResult = {ran: [], fresh: [], failed: [], skipped: [], wouldRun: [], interrupted: false};
+  readonly #result: BuilderResult = {ran: [], steps: [], fresh: [], failed: [], skipped: [], wouldRun: [], interrupted: false};
+  #buildLog: BuildLogFile | undefined;
   readonly #madeDirs = new Set<string>();
   #stopping = false;
   #fatal: unknown;
@@ -542,6 +546,7 @@ export class Builder {
     const hashes = t.outputs.map((o) => this.#o.files.output(o.path, o.kind));
     if (hashes.some((h) => h === undefined)) return 'an output vanished right after it was moved into place';
     this.#outHashes[t.index] = hashes as string[];
+    const end = Date.now();
     this.#o.log.putTarget({
       name: t.name,
       key: job.key.key,
@@ -551,8 +556,11 @@ export class Builder {
       inputs: job.key.inputs,
       outputs: t.outputs.map((o, k) => ({path: o.path, hash: hashes[k]!})),
       start: job.started,
-      end: Date.now(),
+      end,
     });
+    this.#result.steps.push({target: t.name, start: job.started, end, durationMs: end - job.started});
+    this.#buildLog ??= new BuildLogFile(this.#g.stateDir, (message) => this.#emit({type: 'warning', message}));
+    this.#buildLog.append({target: t.name, key: job.key.key, start: job.started, end});
     return undefined;
   }
 

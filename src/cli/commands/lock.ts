@@ -23,7 +23,10 @@ Alpine dependencies by checksum. Builds install exactly the lock.
   --check     do not write; exit 1 when the lock does not match the world, the
               settings, or what the repositories resolve to now
   --offline   use only the download cache (cache/apk) and local repositories
-  --verbose   print every download`,
+  --verbose   print every download on its own line, on a terminal too (elsewhere every
+              download gets a line on stderr anyway)
+
+Exit status: 0 success, 1 failure (with --check: the lock is out of date), 2 usage error.`,
   async run(argv, io) {
     const {values, positionals} = parseCommandArgs('lock', argv, {
       check: {type: 'boolean'},
@@ -36,15 +39,16 @@ Alpine dependencies by checksum. Builds install exactly the lock.
     const settings = validateAlpineSettings(loaded.config.settings?.['alpine']);
     const lockRel = settings.lockfile ?? DEFAULT_LOCKFILE;
     const lockPath = isAbsolute(lockRel) ? lockRel : join(loaded.root, lockRel);
+    const progress = downloadProgress(io.stderr, values.verbose === true);
     const ctx = {
       settings,
       projectRoot: loaded.root,
       offline: values.offline === true,
-      log: values.verbose === true ? (l: string) => writeLine(io.stderr, l) : undefined,
+      log: progress.log,
     };
     if (values.check === true) {
       const lock = readLock(lockPath);
-      const problems = await checkLock(ctx, lock);
+      const problems = await checkLock(ctx, lock).finally(progress.done);
       if (problems.length) {
         for (const p of problems) writeLine(io.stderr, `psy lock: ${lockRel}: ${p}`);
         writeLine(io.stderr, `psy lock: ${lockRel} is out of date (run psy lock)`);
@@ -53,7 +57,7 @@ Alpine dependencies by checksum. Builds install exactly the lock.
       writeLine(io.stdout, `${lockRel}: up to date (${countText(lock)})`);
       return 0;
     }
-    const lock = await lockWorld(ctx);
+    const lock = await lockWorld(ctx).finally(progress.done);
     const before = existsSync(lockPath) ? readFileSync(lockPath, 'utf8') : undefined;
     if (before === formatLock(lock)) {
       writeLine(io.stdout, `${lockRel}: unchanged (${countText(lock)})`);
@@ -67,6 +71,33 @@ Alpine dependencies by checksum. Builds install exactly the lock.
     return 0;
   },
 };
+
+/**
+ * Downloads made visible: on a terminal one line rewritten in place (`psy lock: [2]
+ * fetch URL`) and cleared at the end; elsewhere, or with --verbose, a line per download.
+ */
+function downloadProgress(err: NodeJS.WritableStream, verbose: boolean): {log: (line: string) => void; done: () => void} {
+  const tty = (err as NodeJS.WriteStream).isTTY === true && !verbose;
+  let count = 0;
+  let shown = false;
+  return {
+    log(line) {
+      count++;
+      const text = `psy lock: [${count}] ${line}`;
+      if (!tty) {
+        writeLine(err, text);
+        return;
+      }
+      const cols = (err as NodeJS.WriteStream).columns ?? 80;
+      err.write(`\r\x1b[K${text.length > cols - 1 ? text.slice(0, cols - 4) + '...' : text}`);
+      shown = true;
+    },
+    done() {
+      if (shown) err.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
 
 function safeReadLock(path: string): AlpineLock | undefined {
   try {
