@@ -74,8 +74,8 @@ export class StatusPrinter implements BuildLogger {
         this.#running.delete(e.target);
         if (e.console) this.#consoleBusy = false;
         if (e.output.length > 0) {
-          if (this.#lastLine !== e.target) this.#print(`output of ${e.target}:`, e.target);
-          this.#print(e.output.replace(/\n$/, ''), e.target);
+          const heading = this.#lastLine === e.target ? '' : `output of ${e.target}:\n`;
+          this.#print(heading + e.output.replace(/\n$/, ''), e.target);
         } else {
           this.#redraw();
         }

@@ -16,8 +16,7 @@ Options:
   --json         print the explanation as JSON
   --config FILE  use FILE instead of build.config.ts
 
-Exit status: 0 answered (stale or not), 1 an error (unknown target, bad config),
-2 a usage error.`,
+Exit status: 0 answered (stale or not), 1 failure (unknown target, bad config), 2 usage error.`,
   async run(argv, io) {
     const {values, positionals} = parseCommandArgs('explain', argv, {
       json: {type: 'boolean'},

@@ -27,8 +27,7 @@ Options:
                          algorithm, trustedComment and its fields
       --config FILE      use FILE instead of build.config.ts
 
-Exit status: 0 every FILE verified, 1 a signature, file or key is bad or missing,
-2 usage error.`;
+Exit status: 0 every FILE verified, 1 a bad or missing signature, file or key, 2 usage error.`;
 
 export const command: Command = {
   name: 'verify',
