@@ -73,9 +73,12 @@ export interface Graph {
 const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export function flattenTargets(list: TargetList, out: TargetConfig[] = []): TargetConfig[] {
+export function flattenTargets(list: TargetList, out: TargetConfig[] = [], seen = new Set<TargetList>()): TargetConfig[] {
+  // A list that contains itself is walked once (as checkConfig does).
+  if (seen.has(list)) return out;
+  seen.add(list);
   for (const t of list) {
-    if (Array.isArray(t)) flattenTargets(t as TargetList, out);
+    if (Array.isArray(t)) flattenTargets(t as TargetList, out, seen);
     else out.push(t as TargetConfig);
   }
   return out;
