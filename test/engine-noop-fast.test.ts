@@ -123,7 +123,7 @@ describe('no-op answered before the engine loads', () => {
     await settle();
     rig.psy(['build', '--config', 'other.config.ts']);
     const fast = traced(['build', '--config', 'other.config.ts']);
-    expect(fast.stdout).toBe('psy: no work to do (1 targets up to date)\n');
+    expect(fast.stdout).toBe('psy: no work to do (1 target up to date)\n');
     for (const m of ENGINE) expect(fast.modules).not.toContain(m);
     // The default config's snapshot is another file: its first build is a full one.
     const first = traced(['build']);
