@@ -5,7 +5,8 @@
 // starts neither Node's ES module loader nor the rest of the CLI.
 const argv = process.argv.slice(2);
 let fastEntry;
-if (argv[0] === 'build') {
+// `psy build` or `psy -C DIR build`: the bundle itself reads the options before the command.
+if (argv.includes('build')) {
   try {
     ({fastEntry} = require('../dist/cli/build-fast.bundle.cjs'));
   } catch (err) {
@@ -14,7 +15,7 @@ if (argv[0] === 'build') {
   }
 }
 (async () => {
-  const fast = fastEntry === undefined ? undefined : await fastEntry(argv.slice(1));
+  const fast = fastEntry === undefined ? undefined : await fastEntry(argv);
   if (fast !== undefined && fast.kind === 'done') {
     process.exitCode = fast.code;
     return;
@@ -28,7 +29,7 @@ if (argv[0] === 'build') {
       if (err.code !== 'MODULE_NOT_FOUND') throw err;
     }
     if (runEntry !== undefined) {
-      process.exitCode = await runEntry(argv.slice(1), fast.noopCheck);
+      process.exitCode = await runEntry(argv, fast.noopCheck);
       return;
     }
   }

@@ -9,7 +9,7 @@ const psy = `${repoRoot}/bin/psy.js`;
 describe('psy entry point', () => {
   it('lists commands with --help', async () => {
     const {stdout} = await run(process.execPath, [psy, '--help']);
-    expect(stdout).toMatch(/^Usage: psy <command>/m);
+    expect(stdout).toMatch(/^Usage: psy \[-C DIR\] <command>/m);
     expect(stdout).toMatch(/^ {2}version\b/m);
   });
 

@@ -67,7 +67,7 @@ describe('psy publish with a synthetic config', () => {
       expect.stringMatching(/^os\/psyopsESP\.x86_64-uefi\.latest\.tar\.minisig -> psyopsESP\.x86_64-uefi\.\d{8}-\d{6}\.tar\.minisig$/),
       expect.stringMatching(/^os\/psyopsOS\.x86_64\.latest\.tar\.minisig -> psyopsOS\.x86_64\.\d{8}-\d{6}\.tar\.minisig$/),
     ]);
-    const v = await psy(['verify', '--expect', 'type=psyopsOS', '--expect', 'kernel=6.6.36-0-lts', join(replica, 'os', readlinkSync(join(replica, 'os', 'psyopsOS.x86_64.latest.tar.minisig')).replace(/\.minisig$/, ''))], dir);
+    const v = await psy(['verify', '--dev-key', '--expect', 'type=psyopsOS', '--expect', 'kernel=6.6.36-0-lts', join(replica, 'os', readlinkSync(join(replica, 'os', 'psyopsOS.x86_64.latest.tar.minisig')).replace(/\.minisig$/, ''))], dir);
     expect(v.code, v.stderr).toBe(0);
 
     const p2 = await psy(['publish'], dir, S3RVER_ENV);
@@ -86,7 +86,7 @@ describe('psy publish with a synthetic config', () => {
     const p3 = await psy(['publish'], dir, S3RVER_ENV);
     expect(p3.code, p3.stderr).toBe(0);
     expect(p3.stdout).toMatch(/: 1 new version, 1 unchanged/m);
-    expect(p3.stdout).toMatch(/: 2 uploaded \(\d+ bytes\), 1 redirects, 0 deleted, 7 unchanged$/m);
+    expect(p3.stdout).toMatch(/: 2 uploaded \(\d+ bytes\), 1 redirect, 0 deleted, 7 unchanged$/m);
     const head = await testClient(server.endpoint).send(new HeadObjectCommand({Bucket: bucket, Key: 'os/psyopsOS.x86_64.latest.tar.minisig'}));
     expect(head.WebsiteRedirectLocation).toBe(`/os/${readlinkSync(join(replica, 'os', 'psyopsOS.x86_64.latest.tar.minisig'))}`);
 

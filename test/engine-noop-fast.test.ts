@@ -123,7 +123,7 @@ describe('no-op answered before the engine loads', () => {
     await settle();
     rig.psy(['build', '--config', 'other.config.ts']);
     const fast = traced(['build', '--config', 'other.config.ts']);
-    expect(fast.stdout).toBe('psy: no work to do (1 targets up to date)\n');
+    expect(fast.stdout).toBe('psy: no work to do (1 target up to date)\n');
     for (const m of ENGINE) expect(fast.modules).not.toContain(m);
     // The default config's snapshot is another file: its first build is a full one.
     const first = traced(['build']);
@@ -160,7 +160,7 @@ describe('no-op answered before the engine loads', () => {
     expect({code: bad.code, stderr: bad.stderr}).toEqual({code: 2, stderr: 'psy build: --jobs needs an integer ≥ 1, got "0"\n'});
     const unknown = rig.psy(['build', '--bogus']);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/^psy build: Unknown option '--bogus'.*\(see psy build --help\)\n$/);
+    expect(unknown.stderr).toBe('psy build: unknown option --bogus (see psy build --help)\n');
     const then = rig.psy(['build', '--then', 'true']);
     expect({code: then.code, stderr: then.stderr}).toEqual({code: 2, stderr: 'psy build: --then needs --watch (see psy build --help)\n'});
     expect(rig.psy(['build', '--help']).stdout).toMatch(/^Usage: psy build /);

@@ -70,7 +70,7 @@ describe('psy keygen / sign / verify', () => {
     expect(s.code, s.stderr).toBe(0);
     expect(s.stderr).toMatch(/^warning: no signing key configured, using the development key cache\/signing\/dev\.key; it must not sign releases/);
     expect(existsSync(join(dir, 'cache', 'signing', 'dev.pub'))).toBe(true);
-    const v = await psy(['verify', 'os.tar'], dir);
+    const v = await psy(['verify', '--dev-key', 'os.tar'], dir);
     expect(v.code, v.stderr).toBe(0);
     expect(v.stderr).toMatch(/development key/);
     expect(minisignV(['-p', 'cache/signing/dev.pub', '-m', 'os.tar']).status).toBe(0);

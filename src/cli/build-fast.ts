@@ -9,7 +9,7 @@ import {BuildLock} from '../engine/lock.js';
 import {noopCheck, type NoopCheck} from '../engine/noop-check.js';
 import {intOption, parseBuildArgs} from './build-args.js';
 import {reportBuild, statusPrinter} from './build-report.js';
-import {processIo, reportFailure, type CommandIo} from './command.js';
+import {globalOptions, processIo, reportFailure, type CommandIo} from './command.js';
 
 export type FastBuild =
   /** Answered: the exit status. */
@@ -22,14 +22,24 @@ export type FastBuild =
 const none: FastBuild = {kind: 'none'};
 
 /**
- * `psy build ARGV` in this process, failures reported as the CLI reports them. bin/psy.js
+ * `psy [-C DIR] build ARGV` in this process, failures reported as the CLI reports them
+ * ('none' for any other command). bin/psy.js
  * calls this from a one-file bundle of this module (dist/cli/build-fast.bundle.cjs): one
  * module to load instead of a dozen.
  */
 export async function fastEntry(argv: string[]): Promise<FastBuild> {
-  const io = processIo();
+  let io = processIo();
   try {
-    return await fastBuild(argv, io);
+    // The whole command line: `-C DIR` may come first (main reports its mistakes).
+    let global: ReturnType<typeof globalOptions>;
+    try {
+      global = globalOptions(argv, io.cwd);
+    } catch {
+      return none;
+    }
+    if (global.argv[0] !== 'build') return none;
+    io = {...io, cwd: global.cwd};
+    return await fastBuild(global.argv.slice(1), io);
   } catch (err) {
     return {kind: 'done', code: reportFailure('build', err, io.stderr)};
   }
@@ -80,7 +90,7 @@ export async function fastBuild(argv: string[], io: CommandIo): Promise<FastBuil
     status.close();
   }
   const code = reportBuild(
-    {ok: true, ran: [], upToDate, upToDateCount: fresh.upToDateCount, failed: [], skipped: [], wouldRun: [], interrupted: false, outputs},
+    {ok: true, ran: [], steps: [], upToDate, upToDateCount: fresh.upToDateCount, failed: [], skipped: [], wouldRun: [], interrupted: false, outputs},
     values,
     io,
   );

@@ -1,5 +1,5 @@
 /** How `psy build` shows a build: the status printer it feeds, and the closing lines. */
-import {writeLine, type CommandIo} from './command.js';
+import {plural, writeLine, type CommandIo} from './command.js';
 import type {BuildArgs} from './build-args.js';
 import {StatusPrinter} from './status.js';
 
@@ -18,6 +18,8 @@ export function statusPrinter(values: BuildArgs['values'], io: CommandIo): Statu
 export interface ReportedResult {
   readonly ok: boolean;
   readonly ran: readonly string[];
+  /** The steps that ran, with their times (ms since the epoch). */
+  readonly steps: ReadonlyArray<{readonly target: string; readonly start: number; readonly end: number; readonly durationMs: number}>;
   readonly upToDate: readonly string[];
   /** upToDate.length (the plain report needs no names). */
   readonly upToDateCount: number;
@@ -34,6 +36,7 @@ export function reportBuild(result: ReportedResult, values: BuildArgs['values'],
     writeLine(io.stdout, JSON.stringify({
       ok: result.ok,
       ran: result.ran,
+      steps: result.steps,
       upToDate: result.upToDate,
       failed: result.failed,
       skipped: result.skipped,
@@ -45,11 +48,11 @@ export function reportBuild(result: ReportedResult, values: BuildArgs['values'],
     // Already said.
   } else if (result.failed.length > 0) {
     const names = result.failed.map((f) => f.target).join(', ');
-    writeLine(io.stderr, `psy build: ${result.failed.length} target${result.failed.length === 1 ? '' : 's'} failed: ${names}`);
+    writeLine(io.stderr, `psy build: ${plural(result.failed.length, 'target')} failed: ${names}`);
   } else if (values['dry-run'] === true) {
     if (result.wouldRun.length === 0) writeLine(io.stdout, 'psy: no work to do');
   } else if (result.ran.length === 0) {
-    writeLine(io.stdout, `psy: no work to do (${result.upToDateCount} targets up to date)`);
+    writeLine(io.stdout, `psy: no work to do (${plural(result.upToDateCount, 'target')} up to date)`);
   }
   if (result.interrupted) return 130;
   return result.ok ? 0 : 1;

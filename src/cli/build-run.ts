@@ -5,13 +5,15 @@
  * steps starts neither Node's ES module loader nor a few dozen module loads.
  */
 import type {NoopCheck} from '../engine/noop-check.js';
-import {processIo, reportFailure} from './command.js';
+import {globalOptions, processIo, reportFailure} from './command.js';
 import {runBuild} from './commands/build.js';
 
+/** `argv`: the whole command line, as fastEntry took it (`[-C DIR] build ...`). */
 export async function runEntry(argv: string[], noopCheck: {readonly result: NoopCheck | undefined; readonly startedAt: number}): Promise<number> {
   const io = processIo();
   try {
-    return await runBuild(argv, io, noopCheck);
+    const global = globalOptions(argv, io.cwd);
+    return await runBuild(global.argv.slice(1), {...io, cwd: global.cwd}, noopCheck);
   } catch (err) {
     return reportFailure('build', err, io.stderr);
   }

@@ -1,4 +1,7 @@
+import {statSync} from 'node:fs';
+import {resolve} from 'node:path';
 import {parseArgs, type ParseArgsConfig} from 'node:util';
+import {didYouMean} from '../engine/did-you-mean.js';
 import {isPsyError, PsyError} from '../errors.js';
 
 /** What a command may touch of the outside world; injected so tests can capture it. */
@@ -23,14 +26,45 @@ export function processIo(io?: Partial<CommandIo>): CommandIo {
  * Report what a command threw and give its exit status: a PsyError as one line, anything
  * else as an internal error with its stack.
  */
-export function reportFailure(command: string, err: unknown, stderr: NodeJS.WritableStream): number {
+export function reportFailure(command: string | undefined, err: unknown, stderr: NodeJS.WritableStream): number {
+  const who = command === undefined ? 'psy' : `psy ${command}`;
   if (isPsyError(err)) {
-    writeLine(stderr, `psy ${command}: ${err.message}`);
+    // Several problems found at once (a config's): a line each, each naming the command.
+    for (const line of err.message.split('\n')) writeLine(stderr, `${who}: ${line}`);
     return err.code === 'usage' ? 2 : 1;
   }
-  writeLine(stderr, `psy ${command}: internal error, please report it:`);
+  writeLine(stderr, `${who}: internal error, please report it:`);
   writeLine(stderr, err instanceof Error ? (err.stack ?? err.message) : String(err));
   return 70;
+}
+
+/**
+ * The options before the command name: `-C DIR` / `--directory DIR` (repeatable, each
+ * relative to the one before) runs psy as if started in DIR, as make, ninja and git do.
+ */
+export function globalOptions(argv: readonly string[], cwd: string): {readonly argv: string[]; readonly cwd: string} {
+  let i = 0;
+  let dir = cwd;
+  for (;;) {
+    const a = argv[i];
+    let value: string | undefined;
+    if (a === '-C' || a === '--directory') {
+      value = argv[i + 1];
+      if (value === undefined) throw new PsyError('usage', `option ${a} needs a directory (see psy --help)`);
+      i += 2;
+    } else if (a !== undefined && a.startsWith('-C') && a.length > 2) {
+      value = a.slice(2);
+      i++;
+    } else if (a !== undefined && a.startsWith('--directory=')) {
+      value = a.slice('--directory='.length);
+      i++;
+    } else {
+      break;
+    }
+    dir = resolve(dir, value);
+    if (statSync(dir, {throwIfNoEntry: false})?.isDirectory() !== true) throw new PsyError('usage', `-C ${value}: no such directory`);
+  }
+  return {argv: argv.slice(i), cwd: dir};
 }
 
 export interface Command {
@@ -58,9 +92,35 @@ export function parseCommandArgs<O extends Options>(
   try {
     return parseArgs({args: argv, options, allowPositionals, strict: true});
   } catch (err) {
-    const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new PsyError('usage', `${msg} (see psy ${command} --help)`);
+    const known = Object.entries(options).flatMap(([long, o]) => [`--${long}`, ...(o.short === undefined ? [] : [`-${o.short}`])]);
+    // `command` may be a whole program's (`neuralupgrade status`): psy's own get `psy `.
+    const program = command.includes(' ') ? command : `psy ${command}`;
+    throw new PsyError('usage', `${usageMessage(err, known)} (see ${program} --help)`);
   }
+}
+
+/** node:util's parseArgs message as one short line naming the option. */
+function usageMessage(err: unknown, known: readonly string[]): string {
+  const code = (err as {code?: unknown}).code;
+  const msg = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+  let m: RegExpExecArray | null;
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && (m = /^Unknown option '([^']+)'/.exec(msg))) {
+    const option = m[1]!;
+    return `unknown option ${option}${option.startsWith('--') ? didYouMean(option, known.filter((k) => k.startsWith('--'))) : ''}`;
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if ((m = /^Option '(?:-\w, )?(--[^\s']+)[^']*' argument missing/.exec(msg))) return `option ${m[1]!} needs a value`;
+    if ((m = /^Option '(?:-\w, )?(--[^\s']+)' does not take an argument/.exec(msg))) return `option ${m[1]!} takes no value`;
+  }
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && (m = /^Unexpected argument '([^']*)'/.exec(msg))) {
+    return `unexpected argument '${m[1]!}': this command takes none`;
+  }
+  return msg;
+}
+
+/** `1 target`, `2 targets`: counts in messages agree with their noun. */
+export function plural(n: number, noun: string, nouns = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : nouns}`;
 }
 
 export function writeLine(stream: NodeJS.WritableStream, line = ''): void {

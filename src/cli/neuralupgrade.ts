@@ -42,8 +42,10 @@ const GLOBAL_HELP = `Global options:
   --platform P         ESP platform (default x86_64-uefi)
   --tmpdir DIR         where downloads go before they are verified (default: system temp)
   --allow-downgrade    accept versions at or below the installed high-water mark
-  --json               machine-readable output
-  -v, --verbose        print each write step`;
+  --json               machine-readable output (errors too, as {"error": {...}} on stdout)
+  -v, --verbose        print each write step
+
+Exit status: 0 success, 1 failure (check: an update is available), 2 usage error.`;
 
 const globalOptions = {
   disk: {type: 'string'},
@@ -416,12 +418,21 @@ export async function main(argv: string[], io?: Partial<CommandIo>): Promise<num
     const s = new Session(values as GlobalValues, full);
     return await sub.run(s, positionals, values as Record<string, unknown>);
   } catch (err) {
+    const status = isPsyError(err) ? (err.code === 'usage' ? 2 : 1) : 70;
+    // Under --json a failure is JSON too (on stdout, where the answer would have been);
+    // the line on stderr stays for people.
+    if (rest.includes('--json')) {
+      const error = isPsyError(err)
+        ? {code: err.code, message: err.message.split('\n')[0]!, status}
+        : {code: 'internal', message: err instanceof Error ? err.message : String(err), status};
+      writeLine(full.stdout, JSON.stringify({error}, null, 2));
+    }
     if (isPsyError(err)) {
       writeLine(full.stderr, `neuralupgrade ${name}: ${err.message.split('\n')[0]}`);
-      return err.code === 'usage' ? 2 : 1;
+      return status;
     }
     writeLine(full.stderr, `neuralupgrade ${name}: internal error, please report it:`);
     writeLine(full.stderr, err instanceof Error ? (err.stack ?? err.message) : String(err));
-    return 70;
+    return status;
   }
 }

@@ -1,5 +1,6 @@
+import {didYouMean} from '../engine/did-you-mean.js';
 import type {FastBuild} from './build-fast.js';
-import {processIo, reportFailure, writeLine, type Command, type CommandIo} from './command.js';
+import {globalOptions, processIo, reportFailure, writeLine, type Command, type CommandIo} from './command.js';
 
 /**
  * Commands are loaded on demand so that `psy build` on a no-op pays only for the modules
@@ -11,17 +12,26 @@ export function registerCommand(name: string, load: () => Promise<Command>): voi
   commands[name] = load;
 }
 
+/** The exit statuses every command shares; a help text that has others says them itself. */
+const EXIT_STATUS = 'Exit status: 0 success, 1 failure, 2 usage error (unknown option, missing argument).';
+
 function topHelp(summaries: Array<[string, string]>): string {
   const width = Math.max(0, ...summaries.map(([n]) => n.length));
   return [
     'psy: build, sign, publish and update psyopsOS',
     '',
-    'Usage: psy <command> [options]',
+    'Usage: psy [-C DIR] <command> [options]',
     '',
     'Commands:',
     ...summaries.map(([n, s]) => `  ${n.padEnd(width)}  ${s}`),
     '',
+    'Options:',
+    '  -C, --directory DIR  run as if psy was started in DIR (repeatable; each is',
+    '                       relative to the one before)',
+    '',
     'Run `psy <command> --help` for the options of one command.',
+    '',
+    EXIT_STATUS,
   ].join('\n');
 }
 
@@ -30,9 +40,16 @@ function topHelp(summaries: Array<[string, string]>): string {
  * these very arguments, when the caller ran it first (bin/psy.js does).
  */
 export async function main(argv: string[], io?: Partial<CommandIo>, fast?: FastBuild): Promise<number> {
-  const fullIo = processIo(io);
+  const given = processIo(io);
+  let global: ReturnType<typeof globalOptions>;
+  try {
+    global = globalOptions(argv, given.cwd);
+  } catch (err) {
+    return reportFailure(undefined, err, given.stderr);
+  }
+  const fullIo: CommandIo = {...given, cwd: global.cwd};
   await import('./commands/index.js');
-  const [name, ...rest] = argv;
+  const [name, ...rest] = global.argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const loaded = await Promise.all(
       Object.keys(commands)
@@ -48,7 +65,8 @@ export async function main(argv: string[], io?: Partial<CommandIo>, fast?: FastB
   }
   const load = commands[name];
   if (load === undefined) {
-    writeLine(fullIo.stderr, `psy: unknown command '${name}' (see psy --help)`);
+    const hint = didYouMean(name, Object.keys(commands));
+    writeLine(fullIo.stderr, `psy: unknown command '${name}'${hint === '' ? ' (see psy --help)' : hint}`);
     return 2;
   }
   const help = rest.includes('--help') || rest.includes('-h');
@@ -61,7 +79,7 @@ export async function main(argv: string[], io?: Partial<CommandIo>, fast?: FastB
     }
     const command = await load();
     if (help) {
-      writeLine(fullIo.stdout, command.help);
+      writeLine(fullIo.stdout, command.help.includes('Exit status') ? command.help : `${command.help}\n\n${EXIT_STATUS}`);
       return 0;
     }
     return await command.run(rest, fullIo);

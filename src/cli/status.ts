@@ -1,9 +1,14 @@
 /**
  * Build progress for people. On a terminal: one line rewritten in place
  * (`[done/total] running: target (12s)`), refreshed every second so long steps show
- * their elapsed time, and paused while a console-pool step owns the terminal. Elsewhere:
- * one plain line per started step. A step's output is printed whole when it ends; a
- * failure prints the target, the command or rule, the reason and the output.
+ * their elapsed time, paused while a console-pool step owns the terminal, and left on
+ * screen at the end (ninja's way). Elsewhere: one plain line per started step. Lines name
+ * the target as `psy explain` takes it (`[2/5] squashfs: the root filesystem`).
+ *
+ * A step's output is printed whole when it ends, under a line naming its target unless
+ * that step's own line is the last one printed: with steps running side by side, output
+ * never appears under another step's line. A failure prints the target, the command or
+ * rule, the reason and the output.
  */
 import type {BuildEvent, BuildLogger} from '../engine/events.js';
 
@@ -23,6 +28,10 @@ export class StatusPrinter implements BuildLogger {
   #lineShown = false;
   #timer: NodeJS.Timeout | undefined;
   #consoleBusy = false;
+  /** The target whose line was printed last (its output needs no heading). */
+  #lastLine: string | undefined;
+  /** The last step that started, for the terminal's final line. */
+  #lastStep: string | undefined;
   ranCount = 0;
   freshCount = 0;
 
@@ -42,13 +51,14 @@ export class StatusPrinter implements BuildLogger {
         return;
       case 'start':
         this.#running.set(e.target, Date.now());
+        this.#lastStep = e.target;
         if (e.console) {
           this.#clear();
           this.#consoleBusy = true;
         }
         if (!this.#o.tty || this.#o.verbose || e.console) {
           const why = this.#o.verbose && e.reason !== '' ? ` (${e.reason})` : '';
-          this.#print(`[${this.#done + this.#running.size}/${this.#total}] ${e.description}${why}`);
+          this.#print(`[${this.#done + this.#running.size}/${this.#total}] ${stepName(e.target, e.description)}${why}`, e.target);
         } else {
           this.#redraw();
         }
@@ -63,16 +73,20 @@ export class StatusPrinter implements BuildLogger {
         this.ranCount++;
         this.#running.delete(e.target);
         if (e.console) this.#consoleBusy = false;
-        if (e.output.length > 0) this.#print(e.output.replace(/\n$/, ''));
-        else this.#redraw();
+        if (e.output.length > 0) {
+          const heading = this.#lastLine === e.target ? '' : `output of ${e.target}:\n`;
+          this.#print(heading + e.output.replace(/\n$/, ''), e.target);
+        } else {
+          this.#redraw();
+        }
         return;
       case 'fail':
         this.#done++;
         this.#running.delete(e.target);
         if (e.console) this.#consoleBusy = false;
-        this.#print(`FAILED: ${e.target}: ${e.message}`);
-        this.#print(`  ${e.action}`);
-        if (e.output.length > 0) this.#print(e.output.replace(/\n$/, ''));
+        this.#print(`FAILED: ${e.target}: ${e.message}`, e.target);
+        this.#print(`  ${e.action}`, e.target);
+        if (e.output.length > 0) this.#print(e.output.replace(/\n$/, ''), e.target);
         return;
       case 'skip':
         this.#done++;
@@ -91,11 +105,19 @@ export class StatusPrinter implements BuildLogger {
     }
   }
 
-  /** Stop the timer and leave the terminal on a fresh line. */
+  /**
+   * Stop the timer and leave the terminal on a fresh line. On a terminal the last status
+   * line stays (`[5/5] squashfs`), so a finished build does not end on an empty line.
+   */
   close(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
-    this.#clear();
+    if (this.#o.tty && this.#lastStep !== undefined && !this.#consoleBusy) {
+      this.#o.out.write(`\r\x1b[K${this.#statusText()}\n`);
+      this.#lineShown = false;
+    } else {
+      this.#clear();
+    }
   }
 
   #ensureTimer(): void {
@@ -115,7 +137,9 @@ export class StatusPrinter implements BuildLogger {
       return s >= 2 ? `${name} (${s}s)` : name;
     });
     const more = running.length > 3 ? ` +${running.length - 3}` : '';
-    const text = `[${this.#done}/${this.#total}] ${parts.join(', ')}${more}`;
+    // Nothing running: the last step stays named (the final line of a build).
+    const what = parts.length > 0 ? `${parts.join(', ')}${more}` : (this.#lastStep ?? '');
+    const text = `[${this.#done}/${this.#total}] ${what}`;
     const cols = this.#o.columns ?? 80;
     return text.length > cols - 1 ? text.slice(0, cols - 4) + '...' : text;
   }
@@ -133,9 +157,15 @@ export class StatusPrinter implements BuildLogger {
     }
   }
 
-  #print(text: string): void {
+  #print(text: string, target?: string): void {
     this.#clear();
     this.#o.out.write(text + '\n');
+    this.#lastLine = target;
     if (this.#o.tty && this.#running.size > 0) this.#redraw();
   }
+}
+
+/** `name: description`, or the name alone when the description adds nothing. */
+function stepName(target: string, description: string): string {
+  return description === '' || description === target ? target : `${target}: ${description}`;
 }

@@ -9,7 +9,7 @@ import {relative} from 'node:path';
 import type {BuildResult} from '../engine/build.js';
 import {Watcher, type Trigger, type WatchEvent} from '../engine/watch.js';
 import type {WatchSummary} from '../engine/watch-files.js';
-import {writeLine, type CommandIo} from './command.js';
+import {plural, writeLine, type CommandIo} from './command.js';
 import {StatusPrinter} from './status.js';
 
 export interface WatchSessionOptions {
@@ -143,13 +143,10 @@ function printBuildSummary(result: BuildResult, io: CommandIo): void {
     const names = result.failed.map((f) => f.target).join(', ');
     writeLine(io.stderr, `psy build: ${result.failed.length} target${result.failed.length === 1 ? '' : 's'} failed: ${names}`);
   } else if (result.ran.length === 0) {
-    writeLine(io.stdout, `psy: no work to do (${result.upToDate.length} targets up to date)`);
+    writeLine(io.stdout, `psy: no work to do (${plural(result.upToDate.length, 'target')} up to date)`);
   }
 }
 
-function plural(n: number, one: string, many = `${one}s`): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
 
 function describeWatch(s: WatchSummary): string {
   const parts = [plural(s.files, 'input file')];

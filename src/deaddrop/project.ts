@@ -12,14 +12,14 @@ export interface ProjectSettings {
 }
 
 /**
- * Loads build.config.ts when there is one. `required` commands (publish, deaddrop) need
+ * Loads build.config.ts (or .mjs, .js) when there is one. `required` commands (publish, deaddrop) need
  * it; sign/verify/keygen also work in a folder without one, from flags and environment.
  */
 export async function loadProjectSettings(cwd: string, configPath: string | undefined, required: boolean): Promise<ProjectSettings> {
-  if (configPath === undefined && !required && !existsSync(resolve(cwd, 'build.config.ts'))) {
+  const {findConfig, loadConfig} = await import('../engine/load-config.js');
+  if (configPath === undefined && !required && !existsSync(findConfig(cwd))) {
     return {root: resolve(cwd), settings: {}, configPath: undefined};
   }
-  const {loadConfig} = await import('../engine/load-config.js');
   const loaded = await loadConfig({cwd, ...(configPath === undefined ? {} : {configPath})});
   const settings = loaded.config.settings ?? {};
   if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) {

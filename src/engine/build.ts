@@ -10,10 +10,10 @@ import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
-import {analyze, closure, type Graph} from './graph.js';
+import {analyze, closure, missingInputs, type Graph} from './graph.js';
 import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wantedIn} from './graph-cache.js';
 import {initHash} from './hash.js';
-import {loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
+import {findConfig, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
 import {noopCheck, type NoopCheck} from './noop-check.js';
 import {currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, statTuple, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
@@ -47,6 +47,8 @@ export interface BuildResult {
   readonly ok: boolean;
   /** Targets whose step ran and succeeded, in completion order. */
   readonly ran: readonly string[];
+  /** The same steps with their times (ms since the epoch); also in build.log in the state folder. */
+  readonly steps: ReadonlyArray<{readonly target: string; readonly start: number; readonly end: number; readonly durationMs: number}>;
   /** Targets found up to date. */
   readonly upToDate: readonly string[];
   readonly failed: ReadonlyArray<{readonly target: string; readonly message: string}>;
@@ -55,7 +57,7 @@ export interface BuildResult {
   /** Dry run: targets that would run, with the first reason. */
   readonly wouldRun: ReadonlyArray<{readonly target: string; readonly reason: string}>;
   readonly interrupted: boolean;
-  /** Every considered target's outputs: name → absolute path. */
+  /** Outputs of the targets made (up to date or built now): name → output → absolute path. */
   readonly outputs: Readonly<Record<string, Readonly<Record<string, string>>>>;
   readonly root: string;
   /** The analysed graph; absent when the no-op fast path answered without loading it. */
@@ -117,7 +119,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     configReads = [...changedFiles!.configReads];
   } else {
     configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
-    graph = analyze(loaded, stats.get);
+    graph = analyze(loaded);
   }
   let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
   let want = cone !== undefined ? cone.want : closure(graph, names);
@@ -154,7 +156,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         // Not even the whole cached graph reads back: evaluate the config, as without one.
         const evaluated = await loadConfig(configOptions);
         if (evaluated.identity !== checkedIdentity) changedFiles = undefined;
-        const analysed = analyze(evaluated, stats.get);
+        const analysed = analyze(evaluated);
         if (analysed.stateDir !== graph.stateDir) throw new PsyError('config-changed', 'the config changed while psy was building; run psy build again');
         loaded = evaluated;
         configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
@@ -173,6 +175,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     } else if (vouched && changedFiles !== undefined) {
       clean = cleanTargets(graph, want, changedFiles.changed);
     }
+    // A missing input is an error of the build that reads it, found before anything runs.
+    const missing = missingInputs(graph, want, stats.get);
+    if (missing.length > 0) throw new PsyError('missing-input', missing.join('\n'));
     const files = new FileHasher(graph.root, log, stats);
     const tools = new ToolVersions(log, env['PATH']);
     const builder = new Builder({
@@ -245,17 +250,20 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
     if (r.interrupted) logger.event({type: 'interrupted', signal: options.signal?.reason instanceof Error ? 'abort' : String(options.signal?.reason ?? 'abort')});
     let outputs: Record<string, Record<string, string>> | undefined;
+    const upToDate = cone === undefined ? r.fresh : [...cone.outside, ...r.fresh];
     const result: BuildResult = {
       ok: r.failed.length === 0 && !r.interrupted,
       ran: r.ran,
-      upToDate: cone === undefined ? r.fresh : [...cone.outside, ...r.fresh],
+      steps: r.steps,
+      upToDate,
       failed: r.failed,
       skipped: r.skipped,
       wouldRun: r.wouldRun,
       interrupted: r.interrupted,
-      // Every wanted target's outputs: built when asked for (a cone build decodes them all).
+      // The outputs of the targets that are made (up to date or built now); not of a target
+      // that failed, was skipped or would run. Built when asked for (a cone build decodes them all).
       get outputs() {
-        return (outputs ??= outputsOf());
+        return (outputs ??= madeOnly(outputsOf(), new Set([...upToDate, ...r.ran])));
       },
       root: graph.root,
       // A graph from the cache has no evaluated config behind it.
@@ -286,7 +294,7 @@ interface Cone {
   readonly want: Uint8Array;
   /** Upstream targets outside the cones (local indices). */
   readonly clean: Uint8Array;
-  /** Wanted targets in the whole graph. */
+  /** Wanted targets with a step in the whole graph. */
   readonly wanted: number;
   /** Wanted targets with a step outside the sub-graph. */
   readonly outside: string[];
@@ -334,9 +342,10 @@ function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<s
     for (let i = 0; i < n; i++) {
       if (mark[i] !== 0) select.push(i);
       const f = flags[i]!;
-      if (!wantedIn(f)) continue;
+      if (!wantedIn(f) || groupIn(f)) continue;
+      // Steps only, as the builder counts them.
       wanted++;
-      if (mark[i] === 0 && !groupIn(f)) outside.push(names[i]!);
+      if (mark[i] === 0) outside.push(names[i]!);
     }
     const targets = cache.targets(select, (i) => mark[i] === 1);
     const clean = new Uint8Array(select.length);
@@ -419,7 +428,7 @@ function conePatches(
 
 /** The config as the snapshot vouches for it, without evaluating it. */
 function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: string): LoadedConfig {
-  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  const configPath = findConfig(options.cwd, options.configPath);
   return {
     root: dirname(configPath),
     configPath,
@@ -522,6 +531,7 @@ function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildR
   return {
     ok: true,
     ran: [],
+    steps: [],
     upToDate,
     failed: [],
     skipped: [],
@@ -530,6 +540,10 @@ function fastResult(fast: FastResult, root: string, logger: BuildLogger): BuildR
     outputs,
     root,
   };
+}
+
+function madeOnly(all: Record<string, Record<string, string>>, made: ReadonlySet<string>): Record<string, Record<string, string>> {
+  return Object.fromEntries(Object.entries(all).filter(([name]) => made.has(name)));
 }
 
 /** Temporaries left by a killed build (we hold the lock, so nobody else owns them). */

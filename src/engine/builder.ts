@@ -10,6 +10,7 @@
 import {lstatSync, mkdirSync, renameSync, rmSync} from 'node:fs';
 import {basename, dirname, join, relative} from 'node:path';
 import {isPsyError, PsyError} from '../errors.js';
+import {BuildLogFile} from './build-log.js';
 import type {BuildEvent, BuildLogger} from './events.js';
 import type {FileHasher} from './file-hasher.js';
 import type {Graph, GraphTarget} from './graph.js';
@@ -47,6 +48,8 @@ export interface BuilderOptions {
 
 export interface BuilderResult {
   readonly ran: string[];
+  /** Every step that ran and succeeded, with its times (ms since the epoch). */
+  readonly steps: Array<{target: string; start: number; end: number; durationMs: number}>;
   readonly fresh: string[];
   readonly failed: Array<{target: string; message: string}>;
   readonly skipped: string[];
@@ -136,7 +139,8 @@ export class Builder {
   readonly #running = new Map<number, Job>();
   readonly #poolRunning = new Map<string, number>();
   readonly #parked = new Map<string, number[]>();
-  readonly #result: BuilderResult = {ran: [], fresh: [], failed: [], skipped: [], wouldRun: [], interrupted: false};
+  readonly #result: BuilderResult = {ran: [], steps: [], fresh: [], failed: [], skipped: [], wouldRun: [], interrupted: false};
+  #buildLog: BuildLogFile | undefined;
   readonly #madeDirs = new Set<string>();
   #stopping = false;
   #fatal: unknown;
@@ -161,7 +165,8 @@ export class Builder {
     let total = 0;
     for (const t of this.#g.targets) {
       if (!want[t.index]) continue;
-      total++;
+      // Groups run nothing and report nothing: the count is of steps, so it reaches the total.
+      if (!isGroup(t)) total++;
       this.#pending[t.index] = t.deps.length;
       if (t.deps.length === 0) this.#evaluate.push(t.index);
     }
@@ -244,11 +249,11 @@ export class Builder {
     const t = this.#g.targets[i]!;
     const {files, tools, log} = this.#o;
     if (this.#o.clean?.[i] === 1) {
-      const isGroup = t.config.rule === undefined && t.config.command === undefined;
-      const rec = isGroup ? undefined : log.targets.get(t.name);
-      if (isGroup || (rec !== undefined && rec.outputs.length === t.outputs.length && rec.outputs.every((o, k) => o.path === t.outputs[k]!.path))) {
+      const group = isGroup(t);
+      const rec = group ? undefined : log.targets.get(t.name);
+      if (group || (rec !== undefined && rec.outputs.length === t.outputs.length && rec.outputs.every((o, k) => o.path === t.outputs[k]!.path))) {
         this.#outHashes[i] = rec === undefined ? [] : rec.outputs.map((o) => o.hash);
-        if (!isGroup) {
+        if (!group) {
           this.#result.fresh.push(t.name);
           this.#emit({type: 'fresh', target: t.name});
         }
@@ -256,13 +261,19 @@ export class Builder {
         return;
       }
     }
-    const key = computeKey(this.#g, t, files, tools, this.#outHashes);
-    if (t.config.rule === undefined && t.config.command === undefined) {
-      // A group: done once its inputs are.
+    if (isGroup(t)) {
+      // A group: done once its inputs are. In a dry run it is stale while an upstream
+      // would rebuild, so explain (a dry run) and build -n say the same of it.
+      const up = this.#o.dryRun ? t.deps.find((d) => this.#outHashes[d] === undefined) : undefined;
+      if (up !== undefined) {
+        this.#markWouldRun(t, `input target ${this.#g.targets[up]!.name} will rebuild`);
+        return;
+      }
       this.#outHashes[i] = [];
       this.#complete(i);
       return;
     }
+    const key = computeKey(this.#g, t, files, tools, this.#outHashes);
     if (key === undefined) {
       // Dry run: an upstream would rebuild, so its output is not known yet.
       const up = t.deps.find((d) => this.#outHashes[d] === undefined);
@@ -536,6 +547,7 @@ export class Builder {
     const hashes = t.outputs.map((o) => this.#o.files.output(o.path, o.kind));
     if (hashes.some((h) => h === undefined)) return 'an output vanished right after it was moved into place';
     this.#outHashes[t.index] = hashes as string[];
+    const end = Date.now();
     this.#o.log.putTarget({
       name: t.name,
       key: job.key.key,
@@ -545,8 +557,11 @@ export class Builder {
       inputs: job.key.inputs,
       outputs: t.outputs.map((o, k) => ({path: o.path, hash: hashes[k]!})),
       start: job.started,
-      end: Date.now(),
+      end,
     });
+    this.#result.steps.push({target: t.name, start: job.started, end, durationMs: end - job.started});
+    this.#buildLog ??= new BuildLogFile(this.#g.stateDir, (message) => this.#emit({type: 'warning', message}));
+    this.#buildLog.append({target: t.name, key: job.key.key, start: job.started, end});
     return undefined;
   }
 
@@ -571,6 +586,11 @@ class StepFailure extends Error {
   ) {
     super(message);
   }
+}
+
+/** A target with neither rule nor command: it names other targets and runs nothing. */
+export function isGroup(t: GraphTarget): boolean {
+  return t.config.rule === undefined && t.config.command === undefined;
 }
 
 export function describeAction(t: GraphTarget): string {

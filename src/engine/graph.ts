@@ -1,13 +1,14 @@
 /**
  * Analysis: a loaded config → a validated target graph. Pure except for reading the
- * file system to check inputs exist and to expand globs; runs nothing. Every problem is
- * a one-line PsyError naming the target and the cause.
+ * file system to expand globs; runs nothing (and stats no input: see missingInputs).
+ * Every problem is one line naming the target and the cause; all are reported at once.
  */
-import {statSync} from 'node:fs';
 import {createRequire} from 'node:module';
-import {isAbsolute, join, normalize, relative, sep} from 'node:path';
+import {isAbsolute, join, normalize, relative, resolve, sep} from 'node:path';
 import {PsyError} from '../errors.js';
-import type {InputSource, OutputSpec, PsyConfig, TargetConfig, TargetList} from './config.js';
+import {checkConfig, formatProblem} from './config-check.js';
+import type {InputSource, OutputSpec, TargetConfig, TargetList} from './config.js';
+import {didYouMean} from './did-you-mean.js';
 import type {LoadedConfig} from './load-config.js';
 
 export type InputItem =
@@ -21,6 +22,8 @@ export interface GraphInput {
   readonly items: readonly InputItem[];
   /** Glob patterns this input was expanded from (for watch mode). */
   readonly globs: readonly string[];
+  /** Glob patterns that matched no file (an error of a build that needs this input). */
+  readonly unmatched?: readonly string[];
 }
 
 export interface GraphOutput {
@@ -71,9 +74,12 @@ export interface Graph {
 const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$/;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export function flattenTargets(list: TargetList, out: TargetConfig[] = []): TargetConfig[] {
+export function flattenTargets(list: TargetList, out: TargetConfig[] = [], seen = new Set<TargetList>()): TargetConfig[] {
+  // A list that contains itself is walked once (as checkConfig does).
+  if (seen.has(list)) return out;
+  seen.add(list);
   for (const t of list) {
-    if (Array.isArray(t)) flattenTargets(t as TargetList, out);
+    if (Array.isArray(t)) flattenTargets(t as TargetList, out, seen);
     else out.push(t as TargetConfig);
   }
   return out;
@@ -90,86 +96,81 @@ function err(code: string, message: string): PsyError {
 /** Stat of a path relative to the root (memoised per run by the caller). */
 export type StatFn = (rel: string) => {isFile(): boolean} | undefined;
 
-/** Analyse a loaded config into a graph; throws the first config error found. */
-export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
+/**
+ * Analyse a loaded config into a graph. Every problem is collected before anything is
+ * thrown: one PsyError lists them all, a line each. Input files are not stat'ed here
+ * (commands that only read the graph work while a file is missing): a missing input is
+ * an error of the build that needs it (see missingInputs).
+ */
+export function analyze(loaded: LoadedConfig): Graph {
   const {root, config} = loaded;
+  const configRel = relative(root, loaded.configPath);
+  const shape = checkConfig(config);
+  if (shape.length > 0) throw configError(shape.map((p) => ({code: 'config-invalid', message: `${configRel}: ${formatProblem(p)}`})));
+  const problems: Array<{code: string; message: string}> = [];
+  const problem = (code: string, message: string): void => void problems.push({code, message});
   const outDir = normalizeRel(config.outDir ?? 'cache/out');
   const stateDir = join(root, config.stateDir ?? 'cache/state');
-  if (!Array.isArray(config.targets)) {
-    throw err('config-shape', `${relative(root, loaded.configPath)}: "targets" must be an array`);
-  }
-  const decls = flattenTargets(config.targets as PsyConfig['targets']);
+  const decls = flattenTargets(config.targets);
   const pools = new Map<string, number>([['console', 1]]);
-  for (const [name, depth] of Object.entries(config.pools ?? {})) {
-    if (!Number.isInteger(depth) || depth < 1) {
-      throw err('bad-pool', `pool "${name}": depth must be a positive integer, got ${String(depth)}`);
-    }
-    pools.set(name, depth);
-  }
+  for (const [name, depth] of Object.entries(config.pools ?? {})) pools.set(name, depth);
 
   // Pass 1: names.
   const byName = new Map<string, number>();
   decls.forEach((t, i) => {
-    if (typeof t !== 'object' || t === null) {
-      throw err('config-shape', `targets[${i}] is not an object`);
-    }
-    if (typeof t.name !== 'string' || !TARGET_NAME.test(t.name) || t.name.includes('..')) {
-      throw err(
+    if (!TARGET_NAME.test(t.name) || t.name.includes('..')) {
+      problem(
         'invalid-target-name',
         `invalid target name ${JSON.stringify(t.name)} (use letters, digits and _ . : / @ -, starting with a letter or digit)`,
       );
+    } else if (byName.has(t.name)) {
+      problem('duplicate-target', `target "${t.name}" is declared twice`);
+    } else {
+      byName.set(t.name, i);
     }
-    if (byName.has(t.name)) throw err('duplicate-target', `target "${t.name}" is declared twice`);
-    byName.set(t.name, i);
   });
 
   // Pass 2: outputs (needed before inputs can refer to them).
   const outputOwner = new Map<string, string>();
   const outputsOf: GraphOutput[][] = decls.map((t) => {
     const outs: GraphOutput[] = [];
-    const specs = Object.entries(t.outputs ?? {});
-    for (const [name, spec] of specs) {
+    for (const [name, spec] of Object.entries(t.outputs ?? {})) {
       if (!IDENT.test(name)) {
-        throw err('invalid-output-name', `target "${t.name}": output name "${name}" must be an identifier`);
+        problem('invalid-output-name', `target "${t.name}": output name "${name}" must be an identifier`);
+        continue;
       }
-      const o = outputOf(spec as OutputSpec);
-      if (o === undefined) {
-        throw err('config-shape', `target "${t.name}": output "${name}" must be a path, {file} or {dir}`);
-      }
+      const o = outputOf(spec);
       const rel = normalizeRel(o.path);
       if (isAbsolute(o.path) || rel === '.' || rel === '..' || rel.startsWith('..' + sep) || rel.startsWith('.psy-tmp')) {
-        throw err(
-          'output-outside',
-          `target "${t.name}": output "${name}" (${o.path}) is outside the output folder ${outDir}`,
-        );
+        problem('output-outside', `target "${t.name}": output "${name}" (${o.path}) is outside the output folder ${outDir}`);
+        continue;
       }
       const path = outDir + sep + rel;
       const prev = outputOwner.get(path);
       if (prev !== undefined) {
-        throw err(
+        problem(
           'duplicate-output',
           prev === t.name
             ? `target "${t.name}" declares output ${path} twice`
             : `output ${path} is declared by both "${prev}" and "${t.name}"`,
         );
+        continue;
       }
       outputOwner.set(path, t.name);
       outs.push({name, kind: o.kind, path});
     }
-    if (t.rule === undefined && t.command === undefined && outs.length > 0) {
-      throw err('no-action', `target "${t.name}" has outputs but neither a rule nor a command`);
+    const declared = Object.keys(t.outputs ?? {}).length;
+    if (t.rule === undefined && t.command === undefined && declared > 0) {
+      problem('no-action', `target "${t.name}" has outputs but neither a rule nor a command`);
     }
     if (t.rule !== undefined && t.command !== undefined) {
-      throw err('no-action', `target "${t.name}" has both a rule and a command; keep one`);
+      problem('no-action', `target "${t.name}" has both a rule and a command; keep one`);
     }
-    if (t.rule !== undefined && (typeof t.rule.run !== 'function' || typeof t.rule.name !== 'string')) {
-      throw err('config-shape', `target "${t.name}": rule must come from defineRule({name, version, module, run})`);
-    }
-    if ((t.rule !== undefined || t.command !== undefined) && outs.length === 0) {
-      throw err('no-outputs', `target "${t.name}" declares no outputs`);
+    if ((t.rule !== undefined || t.command !== undefined) && declared === 0) {
+      problem('no-outputs', `target "${t.name}" declares no outputs`);
     }
     if (t.pool !== undefined && !pools.has(t.pool)) {
-      throw err('unknown-pool', `target "${t.name}": unknown pool "${t.pool}"`);
+      problem('unknown-pool', `target "${t.name}": unknown pool "${t.pool}"${didYouMean(t.pool, pools.keys())}`);
     }
     return outs;
   });
@@ -179,7 +180,7 @@ export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
     for (const [path, owner] of outputOwner) {
       for (const d of dirOutputs) {
         if (path !== d.path && path.startsWith(d.path + sep)) {
-          throw err('duplicate-output', `output ${path} of "${owner}" lies inside directory output ${d.path} of "${outputOwner.get(d.path)!}"`);
+          problem('duplicate-output', `output ${path} of "${owner}" lies inside directory output ${d.path} of "${outputOwner.get(d.path)!}"`);
         }
       }
     }
@@ -188,34 +189,31 @@ export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
   // Pass 3: inputs.
   let fastGlob: typeof import('fast-glob') | undefined;
   const outDirPrefix = outDir + sep;
-  const exists = new Map<string, boolean>();
   const targets: GraphTarget[] = decls.map((t, index) => {
     const inputs: GraphInput[] = [];
     const deps: number[] = [];
     for (const [name, spec] of Object.entries(t.inputs ?? {})) {
       if (!IDENT.test(name)) {
-        throw err('invalid-input-name', `target "${t.name}": input name "${name}" must be an identifier`);
+        problem('invalid-input-name', `target "${t.name}": input name "${name}" must be an identifier`);
+        continue;
       }
       const items: InputItem[] = [];
       const globs: string[] = [];
-      for (const src of asList<InputSource>(spec as InputSource | readonly InputSource[])) {
-        if (typeof src === 'string' || (typeof src === 'object' && src !== null && 'files' in src)) {
+      const unmatched: string[] = [];
+      for (const src of asList<InputSource>(spec)) {
+        if (typeof src === 'string' || 'files' in src) {
           const files = typeof src === 'string' ? [src] : asList(src.files);
           for (const f of files) {
-            const path = normalizeRel(f);
+            // An absolute path is kept relative to the root too (../..), so every
+            // consumer joins it to the root the same way.
+            const path = isAbsolute(f) ? relative(root, f) : normalizeRel(f);
             if (path.startsWith(outDirPrefix)) {
-              throw err('input-in-output-folder', `target "${t.name}": input "${name}" reads ${f} from the output folder; name the target that makes it instead`);
+              problem('input-in-output-folder', `target "${t.name}": input "${name}" reads ${f} from the output folder; name the target that makes it instead`);
+              continue;
             }
-            let ok = exists.get(path);
-            if (ok === undefined) {
-              const st = stat !== undefined ? stat(path) : statSync(root + sep + path, {throwIfNoEntry: false});
-              ok = st?.isFile() === true;
-              exists.set(path, ok);
-            }
-            if (!ok) throw err('missing-input', `target "${t.name}": input "${name}" file ${f} does not exist`);
             items.push({kind: 'file', path});
           }
-        } else if (typeof src === 'object' && src !== null && 'glob' in src) {
+        } else if ('glob' in src) {
           fastGlob ??= loadFastGlob();
           for (const pattern of asList(src.glob)) {
             const matches = fastGlob.sync(pattern, {
@@ -223,43 +221,37 @@ export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
               onlyFiles: true,
               ignore: [`${outDir}/**`, 'cache/**', 'node_modules/**', '.git/**'],
             });
-            if (matches.length === 0) {
-              throw err('empty-glob', `target "${t.name}": input "${name}" glob "${pattern}" matches no file`);
-            }
+            if (matches.length === 0) unmatched.push(pattern);
             globs.push(pattern);
             for (const m of matches.sort()) items.push({kind: 'file', path: normalize(m)});
           }
-        } else if (typeof src === 'object' && src !== null && 'target' in src) {
+        } else {
           const up = byName.get(src.target);
           if (up === undefined) {
-            throw err('unknown-dependency', `target "${t.name}": input "${name}" names unknown target "${src.target}"`);
+            problem('unknown-dependency', `target "${t.name}": input "${name}" names unknown target "${src.target}"${didYouMean(src.target, byName.keys())}`);
+            continue;
           }
           const upOuts = outputsOf[up]!;
           let chosen: number[];
           if (src.output === undefined) {
             chosen = upOuts.map((_, i) => i);
             if (chosen.length === 0) {
-              throw err('unknown-dependency', `target "${t.name}": input "${name}" uses target "${src.target}", which has no outputs`);
+              problem('unknown-dependency', `target "${t.name}": input "${name}" uses target "${src.target}", which has no outputs`);
+              continue;
             }
           } else {
             const i = upOuts.findIndex((o) => o.name === src.output);
             if (i < 0) {
-              throw err('unknown-dependency', `target "${t.name}": input "${name}" names unknown output "${src.output}" of target "${src.target}"`);
+              problem('unknown-dependency', `target "${t.name}": input "${name}" names unknown output "${src.output}" of target "${src.target}"${didYouMean(src.output, upOuts.map((o) => o.name))}`);
+              continue;
             }
             chosen = [i];
           }
           for (const o of chosen) items.push({kind: 'output', target: up, output: o});
           if (!deps.includes(up)) deps.push(up);
-        } else {
-          throw err('config-shape', `target "${t.name}": input "${name}" must be a path, {files}, {glob} or {target}`);
         }
       }
-      inputs.push({name, items, globs});
-    }
-    for (const [pname, value] of Object.entries(t.params ?? {})) {
-      if (value === undefined || typeof value === 'function') {
-        throw err('config-shape', `target "${t.name}": parameter "${pname}" must be a JSON value`);
-      }
+      inputs.push({name, items, globs, ...(unmatched.length === 0 ? {} : {unmatched})});
     }
     return {
       index,
@@ -273,6 +265,11 @@ export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
       criticalPath: 0,
     };
   });
+  const defaults = config.default === undefined ? targets.map((t) => t.name) : [...asList(config.default)];
+  for (const d of config.default === undefined ? [] : defaults) {
+    if (!byName.has(d)) problem('unknown-dependency', `default target "${d}" is not declared${didYouMean(d, byName.keys())}`);
+  }
+  if (problems.length > 0) throw configError(problems);
   for (const t of targets) for (const d of t.deps) targets[d]!.dependents.push(t.index);
 
   const order = topoOrder(targets);
@@ -284,10 +281,6 @@ export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
     t.criticalPath = best + 1;
   }
 
-  const defaults = config.default === undefined ? targets.map((t) => t.name) : [...asList(config.default)];
-  for (const d of defaults) {
-    if (!byName.has(d)) throw err('unknown-dependency', `default target "${d}" is not declared`);
-  }
   const byNameT = new Map<string, GraphTarget>();
   for (const t of targets) byNameT.set(t.name, t);
   return {
@@ -304,13 +297,43 @@ export function analyze(loaded: LoadedConfig, stat?: StatFn): Graph {
   };
 }
 
-function outputOf(spec: OutputSpec): {kind: 'file' | 'dir'; path: string} | undefined {
-  if (typeof spec === 'string') return {kind: 'file', path: spec};
-  if (typeof spec === 'object' && spec !== null) {
-    if ('file' in spec && typeof spec.file === 'string') return {kind: 'file', path: spec.file};
-    if ('dir' in spec && typeof spec.dir === 'string') return {kind: 'dir', path: spec.dir};
+/** One PsyError for every problem found: its own code when alone, a line each. */
+function configError(problems: ReadonlyArray<{code: string; message: string}>): PsyError {
+  if (problems.length === 1) return err(problems[0]!.code, problems[0]!.message);
+  return err('config-invalid', problems.map((p) => p.message).join('\n'));
+}
+
+/**
+ * What the wanted targets read that is not there: a line per missing input file or glob
+ * that matches nothing, naming the target and the input (as ninja names the edge that
+ * needs a missing file). Empty when the build can start.
+ */
+export function missingInputs(graph: Graph, want: Uint8Array, stat: StatFn): string[] {
+  const missing: string[] = [];
+  for (const t of graph.targets) {
+    if (!want[t.index]) continue;
+    for (const input of t.inputs) {
+      for (const item of input.items) {
+        if (item.kind !== 'file' || stat(item.path)?.isFile() === true) continue;
+        missing.push(`target "${t.name}": input "${input.name}" file ${shownPath(graph, item.path)} does not exist`);
+      }
+      for (const pattern of input.unmatched ?? []) {
+        missing.push(`target "${t.name}": input "${input.name}" glob "${pattern}" matches no file`);
+      }
+    }
   }
-  return undefined;
+  return missing;
+}
+
+/** A path as the config wrote it: relative inside the root, absolute outside it. */
+export function shownPath(graph: Graph, rel: string): string {
+  return rel.startsWith('..' + sep) || rel === '..' ? resolve(graph.root, rel) : rel;
+}
+
+/** An output spec checkConfig accepted. */
+function outputOf(spec: OutputSpec): {kind: 'file' | 'dir'; path: string} {
+  if (typeof spec === 'string') return {kind: 'file', path: spec};
+  return 'file' in spec ? {kind: 'file', path: spec.file} : {kind: 'dir', path: spec.dir};
 }
 
 /** Already-normal relative paths (the common case) skip path.normalize. */
@@ -370,7 +393,7 @@ export function closure(graph: Graph, names: readonly string[]): Uint8Array {
   const stack: number[] = [];
   for (const n of names) {
     const t = graph.byName.get(n);
-    if (t === undefined) throw err('unknown-target', `unknown target "${n}" (see psy targets)`);
+    if (t === undefined) throw unknownTarget(graph, n);
     stack.push(t.index);
   }
   while (stack.length > 0) {
@@ -380,4 +403,10 @@ export function closure(graph: Graph, names: readonly string[]): Uint8Array {
     for (const d of graph.targets[i]!.deps) stack.push(d);
   }
   return want;
+}
+
+/** `unknown target "x"`, with the closest declared name when there is one. */
+export function unknownTarget(graph: Graph, name: string): PsyError {
+  const hint = didYouMean(name, graph.byName.keys());
+  return err('unknown-target', `unknown target "${name}"${hint === '' ? ' (see psy targets)' : hint}`);
 }

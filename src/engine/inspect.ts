@@ -6,10 +6,11 @@
 import {join} from 'node:path';
 import {rmSync} from 'node:fs';
 import {PsyError} from '../errors.js';
+import {build} from './build.js';
 import {Builder, describeAction} from './builder.js';
 import type {BuildEvent} from './events.js';
 import {FileHasher} from './file-hasher.js';
-import {analyze, closure, type Graph, type GraphTarget} from './graph.js';
+import {analyze, closure, unknownTarget, type Graph, type GraphTarget} from './graph.js';
 import {initHash} from './hash.js';
 import {loadConfig} from './load-config.js';
 import {BuildLock} from './lock.js';
@@ -34,7 +35,7 @@ export async function openProject(options: {cwd: string; configPath?: string | u
 
 export function requireTarget(graph: Graph, name: string): GraphTarget {
   const t = graph.byName.get(name);
-  if (t === undefined) throw new PsyError('unknown-target', `unknown target "${name}" (see psy targets)`);
+  if (t === undefined) throw unknownTarget(graph, name);
   return t;
 }
 
@@ -73,9 +74,24 @@ export interface Explanation {
 
 const UPSTREAM = /^input target (.+) will rebuild$/;
 
-export async function explain(p: Project, name: string): Promise<Explanation> {
-  requireTarget(p.graph, name);
-  const reasons = await staleReasons(p, [name]);
+/**
+ * Why a target would rebuild: `psy build -n TARGET` itself (one authority on staleness),
+ * its verdicts followed from the target down to the root cause.
+ */
+export async function explain(options: {cwd: string; configPath?: string | undefined; target: string; warn?: (m: string) => void}): Promise<Explanation> {
+  const name = options.target;
+  const r = await build({
+    cwd: options.cwd,
+    ...(options.configPath === undefined ? {} : {configPath: options.configPath}),
+    targets: [name],
+    dryRun: true,
+    logger: {
+      event(e: BuildEvent) {
+        if (e.type === 'warning') options.warn?.(e.message);
+      },
+    },
+  });
+  const reasons = new Map(r.wouldRun.map((w) => [w.target, w.reason]));
   const chain: Array<{target: string; reason: string}> = [];
   let current: string | undefined = name;
   while (current !== undefined) {

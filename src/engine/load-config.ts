@@ -73,17 +73,33 @@ const MANIFEST_VERSION = 1;
 /** A stat taken within this many ms of the file's mtime does not prove it unchanged. */
 const RACY_MS = 2000;
 
+/** Config file names looked for when none is given, in this order. */
+export const CONFIG_NAMES = ['build.config.ts', 'build.config.mjs', 'build.config.js'] as const;
+
+/**
+ * The config file for a folder: `configPath` resolved against `cwd` when given, else the
+ * first of CONFIG_NAMES there (build.config.ts when there is none, for the error).
+ */
+export function findConfig(cwd: string, configPath?: string): string {
+  if (configPath !== undefined) return resolve(cwd, configPath);
+  for (const name of CONFIG_NAMES) {
+    const path = join(cwd, name);
+    if (existsSync(path)) return path;
+  }
+  return resolve(cwd, CONFIG_NAMES[0]);
+}
+
 export function configCacheDir(root: string): string {
   return join(root, 'cache', 'config');
 }
 
 export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConfig> {
-  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  const configPath = findConfig(options.cwd, options.configPath);
   if (!existsSync(configPath)) {
     throw new PsyError(
       'no-config',
       options.configPath === undefined
-        ? `no build.config.ts in ${options.cwd} (use --config FILE)`
+        ? `no build.config.ts in ${options.cwd} (nor build.config.mjs or .js; use --config FILE or -C DIR)`
         : `config file ${options.configPath} not found`,
     );
   }
@@ -125,7 +141,7 @@ function manifestIdentity(manifest: Manifest): string {
  * when a module changed since it was last compiled. Cheap: stats the modules only.
  */
 export async function configIdentity(options: LoadConfigOptions): Promise<{root: string; configPath: string; identity: string} | undefined> {
-  const configPath = resolve(options.cwd, options.configPath ?? 'build.config.ts');
+  const configPath = findConfig(options.cwd, options.configPath);
   const root = dirname(configPath);
   const manifestPath = join(configCacheDir(root), `manifest-${safeName(basename(configPath))}.json`);
   const manifest = await validManifest(manifestPath, configPath);
@@ -193,6 +209,8 @@ interface SourceModule {
   readonly recordedAt: number;
 }
 
+const TS_MODULE = /\.m?ts$/;
+const LOCAL_MODULE = /\.(?:m?ts|m?js)$/;
 const SPECIFIER = /(\bfrom\s*|\bimport\s*\(?\s*)(["'])([^"'\n]+)\2/g;
 
 async function compileAll(entry: string, root: string, cacheDir: string): Promise<Manifest> {
@@ -213,7 +231,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
       code = swc.transformSync(source.toString('utf8'), {
         filename: path,
         sourceMaps: false,
-        jsc: {parser: {syntax: 'typescript'}, target: 'es2022'},
+        jsc: {parser: TS_MODULE.test(path) ? {syntax: 'typescript'} : {syntax: 'ecmascript'}, target: 'es2022'},
         module: {type: 'es6'},
       }).code;
     } catch (err) {
@@ -230,7 +248,8 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
           `${relative(root, path)}: cannot resolve import '${spec}'`,
         );
       }
-      if (target.endsWith('.ts')) {
+      // Local modules are compiled beside the config, JavaScript ones (of a .js config) too.
+      if (LOCAL_MODULE.test(target)) {
         imports.set(spec, target);
         pending.push(target);
       }
@@ -261,7 +280,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
     identities.set(path, hashString(`${path}\n${parts.join('\n')}`));
   }
   const compiledName = (path: string) =>
-    `${identities.get(path)!}-${safeName(basename(path, '.ts'))}.mjs`;
+    `${identities.get(path)!}-${safeName(basename(path).replace(LOCAL_MODULE, ''))}.mjs`;
 
   const modDir = join(cacheDir, 'mod');
   mkdirSync(modDir, {recursive: true});

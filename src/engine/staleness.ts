@@ -6,7 +6,7 @@
  * the rebuild there (early cutoff).
  */
 import {PsyError} from '../errors.js';
-import type {Graph, GraphTarget} from './graph.js';
+import {shownPath, type Graph, type GraphTarget} from './graph.js';
 import {hashString} from './hash.js';
 import type {FileHasher} from './file-hasher.js';
 import type {TargetRecord} from './state-log.js';
@@ -54,7 +54,7 @@ export function inputLabel(graph: Graph, t: GraphTarget, index: number): string 
   for (const input of t.inputs) {
     for (const item of input.items) {
       if (i++ === index) {
-        if (item.kind === 'file') return item.path;
+        if (item.kind === 'file') return shownPath(graph, item.path);
         const up = graph.targets[item.target]!;
         return up.outputs[item.output]!.path;
       }
@@ -89,7 +89,7 @@ export function computeKey(
       if (item.kind === 'file') {
         h = files.file(item.path);
         if (h === undefined) {
-          throw new PsyError('missing-input', `target "${t.name}": input "${input.name}" file ${item.path} does not exist`);
+          throw new PsyError('missing-input', `target "${t.name}": input "${input.name}" file ${shownPath(graph, item.path)} does not exist`);
         }
         text += `${item.path}\0${h}\0`;
       } else {

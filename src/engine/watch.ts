@@ -30,7 +30,7 @@ import {isPsyError} from '../errors.js';
 import {build as engineBuild, type BuildOptions, type BuildResult} from './build.js';
 import type {BuildLogger} from './events.js';
 import {analyze} from './graph.js';
-import {loadConfig, type LoadedConfig} from './load-config.js';
+import {findConfig, loadConfig, type LoadedConfig} from './load-config.js';
 import {InputWatcher, type ChangeKind, type FileChange, type WatchSummary} from './watch-files.js';
 import {configWatchSet, mergeWatchSets, watchSetOf, type WatchSet} from './watch-inputs.js';
 
@@ -336,7 +336,7 @@ export class Watcher {
 
   /** The config file alone, when it could not even be loaded. */
   #configOnlySet(): WatchSet {
-    const configPath = resolve(this.#o.cwd, this.#o.configPath ?? 'build.config.ts');
+    const configPath = findConfig(this.#o.cwd, this.#o.configPath);
     return configWatchSet({root: dirname(configPath), configPath, modules: [], readFiles: []});
   }
 }

@@ -70,10 +70,10 @@ export class Rig {
   }
 }
 
-/** Names (or descriptions) from the `[n/total] name (reason)` lines of started steps. */
+/** Target names from the `[n/total] name: description (reason)` lines of started steps. */
 export function startedSteps(stdout: string): string[] {
   return stdout
     .split('\n')
-    .map((l) => /^\[\d+\/\d+\] (.+?)(?: \(.*\))?$/.exec(l)?.[1])
+    .map((l) => /^\[\d+\/\d+\] (\S+?)(?=: | \(|$)/.exec(l)?.[1])
     .filter((n): n is string => n !== undefined);
 }

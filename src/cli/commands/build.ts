@@ -16,12 +16,17 @@ Options:
   -k, --keep-going N stop after N failures (default 1; 0 = never stop early)
   -n, --dry-run      print what would run and why; run nothing
   -v, --verbose      print every step with the reason it runs
-      --json         print the result as JSON on stdout (no status line)
-      --config FILE  use FILE instead of build.config.ts
+      --json         print the result as JSON on stdout (no status line), with each
+                     step's start, end and duration (ms) in "steps"
+      --config FILE  use FILE instead of build.config.ts (default: build.config.ts,
+                     .mjs or .js in the current folder)
   -w, --watch        keep the targets up to date: rebuild the stale cone on every save
       --then CMD     with --watch: run the shell command CMD after each successful build
 
-Exit status: 0 success, 1 a step failed, 130 interrupted.`;
+Every step that ran is logged with its start, end and duration in cache/state/build.log
+(a line per step: start_ms end_ms duration_ms target key).
+
+Exit status: 0 success, 1 a step failed (or a config error), 2 usage error, 130 interrupted.`;
 
 /**
  * `psy build`. `noopCheck` is the no-op check the CLI's fast path already made for these
@@ -60,6 +65,7 @@ export async function runBuild(argv: string[], io: CommandIo, noopCheck?: {reado
       {
         ok: result.ok,
         ran: result.ran,
+        steps: result.steps,
         upToDate: result.upToDate,
         upToDateCount: result.upToDate.length,
         failed: result.failed,

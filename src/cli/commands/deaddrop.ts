@@ -4,7 +4,7 @@ import {serveReplica} from '../../deaddrop/serve.js';
 import {parseDeaddropSettings, type DeaddropSettings} from '../../deaddrop/settings.js';
 import {pull, push, type SyncProgress, type SyncResult} from '../../deaddrop/sync.js';
 import {PsyError} from '../../errors.js';
-import {parseCommandArgs, writeLine, type Command, type CommandIo} from '../command.js';
+import {parseCommandArgs, plural, writeLine, type Command, type CommandIo} from '../command.js';
 
 const help = `Usage: psy deaddrop <forcepush|forcepull|serve> [options]
 
@@ -42,11 +42,11 @@ function printPlan(io: CommandIo, r: SyncResult, dryRun: boolean): void {
       const what = a.op === 'transfer' ? `${r.plan.direction === 'push' ? 'upload' : 'download'} ${a.key} (${a.size} bytes)` : a.op === 'redirect' ? `redirect ${a.key} -> ${a.target}` : `delete ${a.key}`;
       writeLine(io.stdout, `${a.phase.padEnd(9)} ${what}`);
     }
-    writeLine(io.stdout, `${r.plan.actions.length} actions, ${r.plan.unchanged} unchanged (dry run, nothing changed)`);
+    writeLine(io.stdout, `${plural(r.plan.actions.length, 'action')}, ${r.plan.unchanged} unchanged (dry run, nothing changed)`);
     return;
   }
   const moved = r.plan.direction === 'push' ? `${r.uploaded} uploaded` : `${r.downloaded} downloaded`;
-  writeLine(io.stdout, `${moved} (${r.bytes} bytes), ${r.redirects} redirects, ${r.deleted} deleted, ${r.plan.unchanged} unchanged`);
+  writeLine(io.stdout, `${moved} (${plural(r.bytes, 'byte')}), ${plural(r.redirects, 'redirect')}, ${r.deleted} deleted, ${r.plan.unchanged} unchanged`);
 }
 
 async function settingsFor(io: CommandIo, config: string | undefined, root: string | undefined, needS3: boolean): Promise<DeaddropSettings> {
@@ -98,7 +98,7 @@ export const command: Command = {
         return 0;
       }
       case undefined:
-        throw new PsyError('usage', 'psy deaddrop needs a subcommand: forcepush, forcepull or serve');
+        throw new PsyError('usage', 'a subcommand is needed: forcepush, forcepull or serve (see psy deaddrop --help)');
       default:
         throw new PsyError('usage', `unknown deaddrop subcommand '${sub}' (forcepush, forcepull or serve)`);
     }

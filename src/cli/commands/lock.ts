@@ -5,7 +5,7 @@ import {formatLock, lockChanges, lockDowngrades, readLock, writeLock, type Alpin
 import {DEFAULT_LOCKFILE, validateAlpineSettings} from '../../apk/settings.js';
 import {loadConfig} from '../../engine/load-config.js';
 import {PsyError} from '../../errors.js';
-import {parseCommandArgs, writeLine, type Command} from '../command.js';
+import {parseCommandArgs, plural, writeLine, type Command} from '../command.js';
 
 export const command: Command = {
   name: 'lock',
@@ -28,7 +28,10 @@ both versions, and the lock is left as it was.
                      settings, or what the repositories resolve to now
   --allow-downgrade  write the lock even when packages go down in version
   --offline          use only the download cache (cache/apk) and local repositories
-  --verbose          print every download`,
+  --verbose          print every download on its own line, on a terminal too (elsewhere
+                     every download gets a line on stderr anyway)
+
+Exit status: 0 success, 1 failure (with --check: the lock is out of date), 2 usage error.`,
   async run(argv, io) {
     const {values, positionals} = parseCommandArgs('lock', argv, {
       check: {type: 'boolean'},
@@ -42,15 +45,16 @@ both versions, and the lock is left as it was.
     const settings = validateAlpineSettings(loaded.config.settings?.['alpine']);
     const lockRel = settings.lockfile ?? DEFAULT_LOCKFILE;
     const lockPath = isAbsolute(lockRel) ? lockRel : join(loaded.root, lockRel);
+    const progress = downloadProgress(io.stderr, values.verbose === true);
     const ctx = {
       settings,
       projectRoot: loaded.root,
       offline: values.offline === true,
-      log: values.verbose === true ? (l: string) => writeLine(io.stderr, l) : undefined,
+      log: progress.log,
     };
     if (values.check === true) {
       const lock = readLock(lockPath);
-      const problems = await checkLock(ctx, lock);
+      const problems = await checkLock(ctx, lock).finally(progress.done);
       if (problems.length) {
         for (const p of problems) writeLine(io.stderr, `psy lock: ${lockRel}: ${p}`);
         writeLine(io.stderr, `psy lock: ${lockRel} is out of date (run psy lock)`);
@@ -59,7 +63,7 @@ both versions, and the lock is left as it was.
       writeLine(io.stdout, `${lockRel}: up to date (${countText(lock)})`);
       return 0;
     }
-    const lock = await lockWorld(ctx);
+    const lock = await lockWorld(ctx).finally(progress.done);
     const before = existsSync(lockPath) ? readFileSync(lockPath, 'utf8') : undefined;
     if (before === formatLock(lock)) {
       writeLine(io.stdout, `${lockRel}: unchanged (${countText(lock)})`);
@@ -82,6 +86,33 @@ both versions, and the lock is left as it was.
   },
 };
 
+/**
+ * Downloads made visible: on a terminal one line rewritten in place (`psy lock: [2]
+ * fetch URL`) and cleared at the end; elsewhere, or with --verbose, a line per download.
+ */
+function downloadProgress(err: NodeJS.WritableStream, verbose: boolean): {log: (line: string) => void; done: () => void} {
+  const tty = (err as NodeJS.WriteStream).isTTY === true && !verbose;
+  let count = 0;
+  let shown = false;
+  return {
+    log(line) {
+      count++;
+      const text = `psy lock: [${count}] ${line}`;
+      if (!tty) {
+        writeLine(err, text);
+        return;
+      }
+      const cols = (err as NodeJS.WriteStream).columns ?? 80;
+      err.write(`\r\x1b[K${text.length > cols - 1 ? text.slice(0, cols - 4) + '...' : text}`);
+      shown = true;
+    },
+    done() {
+      if (shown) err.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
 function safeReadLock(path: string): AlpineLock | undefined {
   try {
     return readLock(path);
@@ -92,5 +123,5 @@ function safeReadLock(path: string): AlpineLock | undefined {
 
 function countText(lock: AlpineLock): string {
   const own = lock.ownPackages?.length ?? 0;
-  return `${lock.packages.length} packages${own ? ` + ${own} of ours` : ''}`;
+  return `${plural(lock.packages.length, 'package')}${own ? ` + ${own} of ours` : ''}`;
 }

@@ -1,7 +1,7 @@
 import {publishProject} from '../../deaddrop/publish-project.js';
 import {PsyError} from '../../errors.js';
 import {terminalPrompt} from '../../sign/key-source.js';
-import {parseCommandArgs, writeLine, type Command} from '../command.js';
+import {parseCommandArgs, plural, writeLine, type Command} from '../command.js';
 import {StatusPrinter} from '../status.js';
 import {progressPrinter} from './deaddrop.js';
 
@@ -58,10 +58,10 @@ export const command: Command = {
       status.close();
       const changed = r.publish.artifacts.filter((a) => a.changed).length;
       writeLine(io.stdout, `replica ${r.settings.root}: ${changed} new version${changed === 1 ? '' : 's'}, ${r.publish.artifacts.length - changed} unchanged, ` +
-        `${r.publish.apk.copied.length} APK files copied, ${r.publish.pruned.length} files pruned`);
+        `${plural(r.publish.apk.copied.length, 'APK file')} copied, ${plural(r.publish.pruned.length, 'file')} pruned`);
       if (r.sync) {
         writeLine(io.stdout, `s3://${r.settings.s3!.bucket}/${r.settings.s3!.prefix}: ${r.sync.uploaded} uploaded (${r.sync.bytes} bytes), ` +
-          `${r.sync.redirects} redirects, ${r.sync.deleted} deleted, ${r.sync.plan.unchanged} unchanged`);
+          `${plural(r.sync.redirects, 'redirect')}, ${r.sync.deleted} deleted, ${r.sync.plan.unchanged} unchanged`);
       }
       return 0;
     } finally {
