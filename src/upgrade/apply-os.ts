@@ -8,7 +8,7 @@ import type {VerifiedUpdate} from './fetch-update.js';
 import {assertNotMounted, espVolume, type Place} from './place.js';
 import {dropCachedReads, flushPath} from './region.js';
 import {RECORD_MANIFEST, RECORD_SIGNATURE, type SlotManifest} from './slot-record.js';
-import {checkSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
+import {checkSlotFiles, checkSlotFits, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
 import {resolveBoot} from '../boot/resolve.js';
 import {ENV_TRY} from '../boot/grub-cfg.js';
 import {readGrubEnvTolerant} from '../boot/grubenv.js';
@@ -58,12 +58,27 @@ export async function checkOsTarget(place: Place, slot: SlotName): Promise<void>
 }
 
 /**
+ * Everything that can refuse an OS apply to `slot`, read-only: the target (not booted, not
+ * the known-good default, not mounted) and whether the ostar's members fit the slot.
+ * `apply` runs it for every target before the first write anywhere.
+ */
+export async function checkOsApply(place: Place, slot: SlotName, update: VerifiedUpdate): Promise<void> {
+  if (update.meta.kind !== 'os') throw new PsyError('wrong-type', `${update.source} is not an OS update`);
+  await checkOsTarget(place, slot);
+  checkSlotFits(
+    place.slots[slot],
+    slotLabel(slot),
+    update.source,
+    update.members.map((m) => m.size),
+  );
+}
+
+/**
  * Writes a verified ostar into a slot: mark unbootable, write whole, flush, read back and
  * hash, record version + signature, then (tryOnce) one small write to try it once.
  */
 export async function installOs(place: Place, slot: SlotName, update: VerifiedUpdate, options: InstallOsOptions): Promise<SlotManifest> {
-  if (update.meta.kind !== 'os') throw new PsyError('wrong-type', `${update.meta.filename} is not an OS update`);
-  await checkOsTarget(place, slot);
+  await checkOsApply(place, slot, update);
   const label = slotLabel(slot);
   const region = place.slots[slot];
   const esp = espVolume(place, options.tryOnce);
@@ -116,8 +131,9 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     await writeSlotFiles(
       region,
       [
-        {name: RECORD_SIGNATURE, hostFile: join(stage, 'sig')},
+        // the manifest first: a signature alone is the original psyopsOS's record (slot-record.ts)
         {name: RECORD_MANIFEST, hostFile: join(stage, 'manifest')},
+        {name: RECORD_SIGNATURE, hostFile: join(stage, 'sig')},
       ],
       epoch,
     );

@@ -36,6 +36,8 @@ function allowedNames(kind: UpdateTarget['kind']): TarNames {
 export interface VerifiedUpdate {
   readonly meta: UpdateMeta;
   readonly signatureText: string;
+  /** The tarball as messages name it: its path, or its name and repository. */
+  readonly source: string;
   /** The private staging folder (mode 0700) the members were unpacked into. */
   readonly contentDir: string;
   readonly members: readonly TarMember[];
@@ -157,7 +159,7 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
     await verifier.verify();
     const members = unpacker.finish();
     checkMembers(members, o.meta.kind, o.what);
-    return {meta: o.meta, signatureText: o.signatureText, contentDir, members, ...(tarPath !== undefined ? {tarPath} : {}), cleanup};
+    return {meta: o.meta, signatureText: o.signatureText, source: o.what, contentDir, members, ...(tarPath !== undefined ? {tarPath} : {}), cleanup};
   } catch (err) {
     verifier.abandon();
     await cleanup();

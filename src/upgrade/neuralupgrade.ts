@@ -1,8 +1,8 @@
 import {otherSlot, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
-import {ESP_RECORD, installEsp} from './apply-esp.js';
-import {installOs, type StepHook} from './apply-os.js';
+import {checkEspApply, ESP_RECORD, installEsp} from './apply-esp.js';
+import {checkOsApply, installOs, type StepHook} from './apply-os.js';
 import {setDefault, versionFloor} from './control.js';
 import {downloadVerified, verifyLocal, type VerifiedUpdate, type VerifyRules} from './fetch-update.js';
 import {espVolume, type Place} from './place.js';
@@ -98,6 +98,10 @@ export async function apply(ctx: UpgradeContext, req: ApplyRequest): Promise<App
       ? await obtain(ctx, {target: ctx.espTarget, pubkey: ctx.pubkey, floor: await espFloor(place), allowDowngrade: ctx.allowDowngrade ?? false}, req.espVersion, req.espTar, 'esp')
       : undefined;
     if (espUpdate) updates.push(espUpdate);
+    // the checks against what is on disk (targets, room in the slot and on the ESP), for
+    // every target before the first write to any: a refusal of one leaves all unchanged
+    for (const slot of slots) await checkOsApply(place, slot, osUpdate!);
+    if (espUpdate) await checkEspApply(place, espUpdate);
     await req.afterVerify?.(updates);
 
     let esp: ApplyResult['esp'];

@@ -80,13 +80,17 @@ export function regionPartition(r: Region, name: string): Partition {
 export const DIRECT_WRITE_MIN = 1 << 20;
 const BLOCK = 4096;
 
-/** The same headroom src/disk's makeExt4 keeps: ext4 metadata takes a few percent. */
-function checkFits(r: Region, label: string, sourceDir: string, sizes: readonly number[]): void {
+/**
+ * Refuses content that cannot fit the slot, with the same headroom src/disk's makeExt4
+ * keeps (ext4 metadata takes a few percent). Run before anything is written: `what`
+ * names the content in the message (the tarball, not where it was unpacked).
+ */
+export function checkSlotFits(r: Region, label: string, what: string, sizes: readonly number[]): void {
   const bytes = sizes.reduce((sum, n) => sum + Math.ceil(n / BLOCK) * BLOCK + 256, 0);
   if (bytes > r.size * 0.9 - 4 * 1024 * 1024) {
     throw new PsyError(
       'partition-too-small',
-      `content of ${sourceDir} (${(bytes / 1048576).toFixed(1)} MiB) does not fit partition ${label} (${(r.size / 1048576).toFixed(0)} MiB); make the partition bigger`,
+      `${what} (${(bytes / 1048576).toFixed(1)} MiB unpacked) does not fit slot ${label} (${(r.size / 1048576).toFixed(0)} MiB)`,
     );
   }
 }
@@ -112,7 +116,7 @@ export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
     await makeExt4(r.path, regionPartition(r, o.label), ext4, o.sourceDir);
     return;
   }
-  checkFits(r, o.label, o.sourceDir, entries.map((e) => e.size));
+  checkSlotFits(r, o.label, `content of ${o.sourceDir}`, entries.map((e) => e.size));
   const skeleton = mkdtempSync(join(o.tmpDir ?? tmpdir(), 'psy-slot-skeleton-'));
   try {
     for (const e of entries) {
