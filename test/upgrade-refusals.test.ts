@@ -7,7 +7,7 @@ import {installEsp} from '../src/upgrade/apply-esp.js';
 import {installOs} from '../src/upgrade/apply-os.js';
 import {markGood, readStatus, setDefault} from '../src/upgrade/control.js';
 import {FatVolume} from '../src/upgrade/esp-fs.js';
-import {verifyLocal} from '../src/upgrade/fetch-update.js';
+import {downloadVerified, verifyLocal} from '../src/upgrade/fetch-update.js';
 import {apply, type UpgradeContext} from '../src/upgrade/neuralupgrade.js';
 import {openImage, type Place} from '../src/upgrade/place.js';
 import {HttpRepository, LocalRepository, type Repository} from '../src/upgrade/repository.js';
@@ -202,11 +202,12 @@ describe('refusals: nothing is written', () => {
     await refused(apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}), 'no-latest', /no latest/, img, before);
   });
 
-  it('refuses a signature without size= for a download', async () => {
-    const {place, img, repoDir, before} = await setup();
+  it('refuses a signature without size= for a download that has no other cap', async () => {
+    const {img, repoDir, before} = await setup();
     const tar = await rig.ostar('20250202-000000', {dir: repoDir, unsigned: true});
     await rig.sign(tar, {type: 'psyopsOS', filename: 'psyopsOS.x86_64.20250202-000000.tar', version: '20250202-000000', architecture: 'x86_64'}, {omitSize: true});
-    await refused(apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: '20250202-000000'}), 'bad-metadata', /no size=/, img, before);
+    // apply caps such a download by the slot (test/upgrade-original-signatures); without a cap it is refused
+    await refused(downloadVerified(new LocalRepository(repoDir), '20250202-000000', {target: OS, pubkey}, rig.dir), 'bad-metadata', /no size=/, img, before);
   });
 
   const badTars: Array<[string, Parameters<UpgradeRig['ostar']>[1], RegExp]> = [

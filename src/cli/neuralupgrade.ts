@@ -6,7 +6,7 @@ import {otherSlot, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-c
 import {isPsyError, PsyError} from '../errors.js';
 import {parsePublicKey, type PublicKey} from '../sign/keys.js';
 import {markGood, readStatus, setDefault, versionFloor, type SystemStatus} from '../upgrade/control.js';
-import {downloadVerified, fetchVerifiedMeta} from '../upgrade/fetch-update.js';
+import {downloadVerified, fetchVerifiedMeta, UNSIZED_DOWNLOAD_CAP} from '../upgrade/fetch-update.js';
 import {apply, type ApplyTarget, type UpgradeContext} from '../upgrade/neuralupgrade.js';
 import {openImage, openLive, type Place} from '../upgrade/place.js';
 import {openRepository, type Repository} from '../upgrade/repository.js';
@@ -271,7 +271,7 @@ const subs: Record<string, Sub> = {
       await mkdir(out, {recursive: true});
       const done = [];
       for (const [target, version] of wanted) {
-        const u = await downloadVerified(repo, version, {target, pubkey: s.pubkey(), allowDowngrade: true}, s.g.tmpdir ?? tmpdir(), {keepTar: true});
+        const u = await downloadVerified(repo, version, {target, pubkey: s.pubkey(), allowDowngrade: true, maxSize: UNSIZED_DOWNLOAD_CAP}, s.g.tmpdir ?? tmpdir(), {keepTar: true});
         try {
           await copyFile(u.tarPath!, join(out, u.meta.filename));
           await writeFile(join(out, `${u.meta.filename}.minisig`), u.signatureText);

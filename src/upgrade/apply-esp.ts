@@ -44,7 +44,8 @@ export interface EspBootState {
 
 export async function espBootState(esp: FatVolume): Promise<EspBootState> {
   const efi = await esp.read(EFI_BOOT_PATH);
-  const grubDir = grubDirOf(efi);
+  // the original psyopsOS's ESP: grub-install's BOOTX64.EFI with its prefix /grub
+  const grubDir = grubDirOf(efi) ?? (efi !== undefined && (await esp.exists('/grub/grub.cfg')) ? 'grub' : undefined);
   const cfg = grubDir ? await esp.exists(`/${grubDir}/grub.cfg`) : false;
   return {bootable: efi !== undefined && cfg, grubDir, efiSha256: efi ? createHash('sha256').update(efi).digest('hex') : undefined};
 }
