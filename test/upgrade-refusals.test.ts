@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto';
-import {copyFileSync, readFileSync, readlinkSync, symlinkSync, writeFileSync} from 'node:fs';
+import {copyFileSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {createServer, type Server} from 'node:http';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
@@ -192,6 +192,36 @@ describe('refusals: nothing is written', () => {
     const rel = repoDir.split('/').pop()!;
     await refused(apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}), 'truncated-download', /got \d+ bytes, the signature says \d+/, img, before);
     truncate.clear();
+  });
+
+  it('follows redirects only within the repository origin', async () => {
+    const {place, img, repoDir, before} = await setup();
+    await rig.ostar('20250202-000000', {dir: repoDir});
+    const rel = repoDir.split('/').pop()!;
+    const name = 'psyopsOS.x86_64.20250202-000000.tar.minisig';
+    // the same bytes served from another port of the same host: another origin
+    const other = createServer((_req, res) => res.writeHead(200).end(readFileSync(join(repoDir, name))));
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const otherPort = (other.address() as {port: number}).port;
+    try {
+      for (const [target, shown] of [
+        [`http://127.0.0.1:${otherPort}/${rel}/${name}`, `http://127.0.0.1:${otherPort}/`],
+        [`file://${repoDir}/${name}`, 'file://'],
+        [`https://127.0.0.1:${serverUrl.split(':').pop()}/${rel}/${name}`, 'https://127.0.0.1'],
+      ] as const) {
+        rmSync(join(repoDir, 'psyopsOS.x86_64.latest.tar.minisig'), {force: true});
+        symlinkSync(target, join(repoDir, 'psyopsOS.x86_64.latest.tar.minisig'));
+        await refused(
+          apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}),
+          'bad-redirect',
+          new RegExp(`redirects to ${shown.replace(/[.]/g, '\\.')}.*, outside ${serverUrl.replace(/[.]/g, '\\.')}; refused$`),
+          img,
+          before,
+        );
+      }
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
   });
 
   it('refuses when there is no latest', async () => {

@@ -21,6 +21,7 @@ const GLOBAL_HELP = `Global options:
   --booted A|B         the booted slot (default: psyopsos= from the kernel command line)
   --cmdline PATH       kernel command line to read (default /proc/cmdline)
   --dev DIR            device directory holding disk/by-partlabel, disk/by-label (default /dev)
+  --sys DIR            sysfs, for partitions by GPT name and their sizes (default /sys)
   --repository R       update repository: a folder, http(s)://URL or s3://bucket/prefix
                        (default: $NEURALUPGRADE_REPOSITORY)
   --s3-endpoint URL    S3 API endpoint for s3:// repositories (S3-compatible servers)
@@ -37,6 +38,7 @@ const globalOptions = {
   booted: {type: 'string'},
   cmdline: {type: 'string'},
   dev: {type: 'string'},
+  sys: {type: 'string'},
   repository: {type: 'string'},
   's3-endpoint': {type: 'string'},
   pubkey: {type: 'string'},
@@ -53,6 +55,7 @@ type GlobalValues = {
   booted?: string;
   cmdline?: string;
   dev?: string;
+  sys?: string;
   repository?: string;
   's3-endpoint'?: string;
   pubkey?: string;
@@ -129,6 +132,7 @@ class Session {
         this.#place = await openLive({
           ...(this.g.cmdline ? {cmdlinePath: this.g.cmdline} : {}),
           ...(this.g.dev ? {devDir: this.g.dev} : {}),
+          ...(this.g.sys ? {sysDir: this.g.sys} : {}),
           ...(booted ? {bootedOverride: booted} : {}),
         });
       }
@@ -200,11 +204,18 @@ const subs: Record<string, Sub> = {
   },
   show: {
     summary: 'the latest versions in the repository and what each slot and the ESP hold',
-    usage: 'neuralupgrade show',
+    usage: 'neuralupgrade show\n\nOff a node (no --disk, no psyopsos= on the kernel command line) it shows the repository only.',
     options: {},
     async run(s) {
-      const st = await readStatus(await s.place(), {pubkey: s.pubkey()});
       const repo = s.repository(false);
+      // on a workstation (no --disk, not booted from a slot) with a repository: only the repository
+      let place: Place | undefined;
+      try {
+        place = await s.place();
+      } catch (err) {
+        if (!(isPsyError(err) && err.code === 'not-psyopsos' && repo && s.g.disk === undefined)) throw err;
+      }
+      const st = place ? await readStatus(place, {pubkey: s.pubkey()}) : undefined;
       const latest: Record<string, unknown> = {};
       if (repo) {
         for (const t of [s.osTarget, s.espTarget]) {
@@ -217,7 +228,7 @@ const subs: Record<string, Sub> = {
         }
       }
       if (s.json) {
-        s.emit({repository: repo?.description, latest, booted: st.booted, nonbooted: st.booted ? otherSlot(st.booted) : undefined, status: st});
+        s.emit({repository: repo?.description, latest, booted: st?.booted, nonbooted: st?.booted ? otherSlot(st.booted) : undefined, status: st});
         return 0;
       }
       if (repo) {
@@ -227,7 +238,7 @@ const subs: Record<string, Sub> = {
           s.out(`  latest ${k === 'os' ? 'psyopsOS' : 'psyopsESP'}: ${mm.error ? mm.error : `${mm.version} (${mm.filename})`}`);
         }
       }
-      printStatus(s, st);
+      if (st) printStatus(s, st);
       return 0;
     },
   },
@@ -378,9 +389,33 @@ export const command: Command = {
   run: (argv, io) => main(argv, io),
 };
 
+/**
+ * Global options may come before the command (`neuralupgrade --disk IMG apply a`): those
+ * are taken off the front, with their values, and parsed with the command's options.
+ */
+function splitGlobals(argv: readonly string[]): {leading: string[]; name: string | undefined; rest: string[]} {
+  const leading: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-') || a === '-h' || a === '--help' || a === '-V' || a === '--version') break;
+    const long = a.startsWith('--') ? a.slice(2).split('=')[0]! : undefined;
+    const spec = long !== undefined ? (globalOptions as Record<string, {type: string; short?: string}>)[long] : Object.values(globalOptions).find((o) => 'short' in o && `-${o.short}` === a);
+    // an unknown option is left for the command's parser to report
+    if (!spec) break;
+    leading.push(a);
+    if (spec.type === 'string' && !a.includes('=')) {
+      if (argv[i + 1] === undefined) break;
+      leading.push(argv[++i]!);
+    }
+  }
+  return {leading, name: argv[i], rest: argv.slice(i + 1)};
+}
+
 export async function main(argv: string[], io?: Partial<CommandIo>): Promise<number> {
   const full: CommandIo = {stdout: io?.stdout ?? process.stdout, stderr: io?.stderr ?? process.stderr, cwd: io?.cwd ?? process.cwd(), env: io?.env ?? process.env};
-  const [name, ...rest] = argv;
+  const {leading, name, rest: after} = splitGlobals(argv);
+  const rest = [...leading, ...after];
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     writeLine(name === undefined ? full.stderr : full.stdout, topHelp());
     return name === undefined ? 2 : 0;
@@ -390,6 +425,10 @@ export async function main(argv: string[], io?: Partial<CommandIo>): Promise<num
     return 0;
   }
   const sub = subs[name];
+  if (!sub && name.startsWith('-')) {
+    writeLine(full.stderr, `neuralupgrade: unknown option '${name}' (see neuralupgrade --help)`);
+    return 2;
+  }
   if (!sub) {
     writeLine(full.stderr, `neuralupgrade: unknown command '${name}' (see neuralupgrade --help)`);
     return 2;

@@ -44,7 +44,8 @@ export interface InstallOsOptions {
 export async function checkOsTarget(place: Place, slot: SlotName): Promise<void> {
   const label = slotLabel(slot);
   if (place.booted === slot) throw new PsyError('busy', `${label} is the booted slot; apply to the other one (nonbooted)`);
-  if (place.kind === 'live') {
+  // a running node, or an image said to be booted (--disk IMG --booted B), keeps the slot it falls back to
+  if (place.kind === 'live' || place.booted !== undefined) {
     const esp = espVolume(place, false);
     const res = resolveBoot(await readEspEnv(esp));
     if (res.knownGood === slot) {
@@ -53,8 +54,8 @@ export async function checkOsTarget(place: Place, slot: SlotName): Promise<void>
         `${label} is the known-good default slot; the booted slot has not been marked good yet (run neuralupgrade mark-good first)`,
       );
     }
-    assertNotMounted(place, place.slots[slot], label);
   }
+  assertNotMounted(place, place.slots[slot], label);
 }
 
 /**
