@@ -272,6 +272,7 @@ export async function hashSlotFiles(r: Region, names: readonly string[]): Promis
 
 /** What a slot file read back to: its sha256 and size, and whether it equals the host file it was made from. */
 export interface SlotFileCheck {
+  /** Empty when only compared (`hash: false`). */
   readonly sha256: string;
   readonly size: number;
   /** Set when a host file was given: every byte of the slot file equals it. */
@@ -280,11 +281,14 @@ export interface SlotFileCheck {
 
 /**
  * Reads files back from the slot and hashes them; with `hostFile`, each byte read is also
- * compared with that file, in the same pass (one sha256 instead of one per side).
+ * compared with that file, in the same pass (one sha256 instead of one per side). With
+ * `hash: false` files that have a host file are only compared: the caller already knows
+ * the host file's sha256, so equal bytes have it too, and a second sha256 pass is saved.
  */
 export async function checkSlotFiles(
   r: Region,
   files: ReadonlyArray<{name: string; hostFile?: string}>,
+  options: {hash?: boolean} = {},
 ): Promise<Map<string, SlotFileCheck | undefined>> {
   const out = new Map<string, SlotFileCheck | undefined>();
   if (slotFsLabel(r) === undefined) {
@@ -298,7 +302,7 @@ export async function checkSlotFiles(
   for (const f of files) {
     const map = maps.get(f.name);
     if (map) {
-      out.set(f.name, hashMapped(r, f.name, map, f.hostFile));
+      out.set(f.name, hashMapped(r, f.name, map, f.hostFile, options.hash === false && f.hostFile !== undefined));
       continue;
     }
     const got = await hashSlotFileViaDebugfs(r, f.name);
@@ -330,9 +334,9 @@ function hostFileSha256(path: string): {sha256: string; size: number} {
   return {sha256: h.digest('hex'), size};
 }
 
-function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string): SlotFileCheck {
+function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string, compareOnly = false): SlotFileCheck {
   const blockSize = 1024 << readRegion(r, 1024 + 24, 4).readUInt32LE(0);
-  const h = createHash('sha256');
+  const h = compareOnly ? {update: (_b: Buffer) => {}, digest: () => ''} : createHash('sha256');
   const chunk = Buffer.alloc(1 << 20);
   const zeros = Buffer.alloc(1 << 20);
   const other = Buffer.alloc(hostFile === undefined ? 0 : 1 << 20);
