@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian tools psy runs (and its tests use), and python3, make and g++ for
-# node-gyp to build the native stat addon (native/). Needs root or sudo.
+# node-gyp to build the native stat addon (native/); patchelf for the offline fixture's
+# glibc stand-in packages. Needs root or sudo.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -11,5 +12,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   grub-efi-amd64-bin grub-common \
   qemu-system-x86 ovmf \
   minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux \
+  patchelf \
   python3 make g++ \
   >/dev/null
