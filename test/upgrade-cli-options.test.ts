@@ -3,7 +3,7 @@ import {readFileSync, symlinkSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {main} from '../src/cli/neuralupgrade.js';
+import {main, readRepositoryFile} from '../src/cli/neuralupgrade.js';
 import {UpgradeRig} from './helpers/upgrade-rig.js';
 
 const V1 = '20250101-000000';
@@ -82,5 +82,14 @@ describe('neuralupgrade options as the README writes them', () => {
     const ok = await nu(['--disk', img, '--booted', 'A', '--pubkey', rig.pubkeyPath, 'apply', 'nonbooted', '--repository', replica, '--os-version', 'latest']);
     expect(ok.stderr).toBe('');
     expect(ok.stdout).toContain(`psyopsOS-B: version ${V2} written and verified`);
+  });
+
+  it("reads the root's repository file: its first line, nothing when absent or empty", () => {
+    const f = join(rig.dir, 'repository');
+    writeFileSync(f, '# the deaddrop\n\nhttp://10.0.2.2:8080/os\n');
+    expect(readRepositoryFile(f)).toBe('http://10.0.2.2:8080/os');
+    writeFileSync(f, '\n');
+    expect(readRepositoryFile(f)).toBeUndefined();
+    expect(readRepositoryFile(join(rig.dir, 'no-such-file'))).toBeUndefined();
   });
 });

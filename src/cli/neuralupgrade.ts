@@ -15,6 +15,19 @@ import {parseCommandArgs, writeLine, type Command, type CommandIo} from './comma
 
 export const NEURALUPGRADE_VERSION = '2.0.0';
 export const DEFAULT_PUBKEY = '/etc/psyopsOS/minisign.pubkey';
+/** One line in the node's root: the repository, when neither --repository nor the environment names one. */
+export const DEFAULT_REPOSITORY_FILE = '/etc/psyopsOS/repository';
+
+/** The repository a root configures (first non-empty line of the file), if any. */
+export function readRepositoryFile(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+}
 
 const GLOBAL_HELP = `Global options:
   --disk FILE          act on a disk image (partitions from its GPT) instead of this node
@@ -23,7 +36,7 @@ const GLOBAL_HELP = `Global options:
   --dev DIR            device directory holding disk/by-partlabel, disk/by-label (default /dev)
   --sys DIR            sysfs, for partitions by GPT name and their sizes (default /sys)
   --repository R       update repository: a folder, http(s)://URL or s3://bucket/prefix
-                       (default: $NEURALUPGRADE_REPOSITORY)
+                       (default: $NEURALUPGRADE_REPOSITORY, else /etc/psyopsOS/repository)
   --s3-endpoint URL    S3 API endpoint for s3:// repositories (S3-compatible servers)
   --pubkey FILE        minisign public key (default ${DEFAULT_PUBKEY})
   --arch ARCH          OS architecture (default x86_64)
@@ -115,9 +128,9 @@ class Session {
     return this.#pubkey;
   }
   repository(required: boolean): Repository | undefined {
-    const spec = this.g.repository ?? this.io.env['NEURALUPGRADE_REPOSITORY'];
+    const spec = this.g.repository ?? this.io.env['NEURALUPGRADE_REPOSITORY'] ?? readRepositoryFile(DEFAULT_REPOSITORY_FILE);
     if (!spec) {
-      if (required) throw new PsyError('usage', 'no repository: give --repository DIR|URL|s3://bucket/prefix or set NEURALUPGRADE_REPOSITORY');
+      if (required) throw new PsyError('usage', `no repository: give --repository DIR|URL|s3://bucket/prefix, set NEURALUPGRADE_REPOSITORY or write it into ${DEFAULT_REPOSITORY_FILE}`);
       return undefined;
     }
     return openRepository(spec, this.g['s3-endpoint'] ? {endpoint: this.g['s3-endpoint']} : {});
