@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Benchmark: neuralupgrade applying a ~100 MB ostar to a slot of a disk image file, against
 // a raw copy of the same bytes into the same slot plus a sha256 of them, in the same run.
-// Goal: apply ≤ 1.5× the raw copy + hash.
+// Goal: apply ≤ 2.5× the raw copy + hash, with nothing written before verification.
 // Usage: npm run build && node bench/upgrade-apply.mjs [--mb 100] [--runs 3]
 import {createHash, randomBytes} from 'node:crypto';
 import {closeSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync} from 'node:fs';
@@ -108,7 +108,7 @@ try {
   console.log(`ostar ${(size / 1048576).toFixed(1)} MiB, ${RUNS} runs each, medians:`);
   console.log(`  raw copy + sha256:    ${raw.toFixed(3)} s   (${times.raw.map((t) => t.toFixed(3)).join(' ')})`);
   console.log(`  neuralupgrade apply:  ${app.toFixed(3)} s   (${times.apply.map((t) => t.toFixed(3)).join(' ')})`);
-  console.log(`  ratio apply / raw:    ${(app / raw).toFixed(2)}x (goal <= 1.5x)`);
+  console.log(`  ratio apply / raw:    ${(app / raw).toFixed(2)}x (goal <= 2.5x)`);
   console.log('apply phases, medians:');
   for (const [name, list] of phases) console.log(`  ${name.padEnd(14)} ${median(list).toFixed(3)} s`);
 } finally {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian tools psy runs (and its tests use), and python3, make and g++ for
 # node-gyp to build the native stat addon (native/); gcc, pkg-config, libssl-dev and
-# zlib1g-dev for the tests to build apk-tools (test/helpers/apk-tools.ts). Needs root or sudo.
+# zlib1g-dev for the tests to build apk-tools (test/helpers/apk-tools.ts); patchelf for the
+# offline fixture's glibc stand-in packages. Needs root or sudo.
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -12,7 +13,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   grub-efi-amd64-bin grub-common memtest86+ \
   qemu-system-x86 ovmf \
   minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux \
-  age nebula openssh-client openssh-server \
+  age nebula openssh-client openssh-server patchelf \
   python3 make g++ \
   gcc pkg-config libssl-dev zlib1g-dev \
   >/dev/null

@@ -31,9 +31,8 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
     overlayDirs: ['alpine/overlay', 'test-overlay'],
     grub: {timeoutSec: 1},
     imageSeed: 'psyopsOS-test',
-    // The fixture world has no nodejs (nor e2fsprogs-extra, mtools, sfdisk) for
-    // neuralupgrade's package to depend on; test/os-ownpkgs.test.ts puts it in with a
-    // declaration whose depends the fixture provides.
+    // neuralupgrade (with the fixture's stand-ins for nodejs and its tools, about 110 MB)
+    // only where a test is about it: test/os-ownpkgs.test.ts, test/os-node-runtime.test.ts
     ownPackages: [],
     // The fixture world has no openrc (no /etc/init.d at all): its stand-in is the test
     // overlay's inittab, which runs the same boot scripts OpenRC's local would.

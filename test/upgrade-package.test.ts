@@ -33,7 +33,7 @@ describe('neuralupgrade as an APK built by psy', () => {
     const pkg = readApk(built.bytes, 'neuralupgrade.apk', {keyring: keyringFromPem([[key.name, key.publicKeyPem]])});
     expect(pkg.signedBy).toBe(key.name);
     expect(pkg.meta).toMatchObject({name: 'neuralupgrade', version: '2.0.0-r0', arch: 'noarch'});
-    expect(pkg.meta.depends).toEqual(expect.arrayContaining(['nodejs', 'e2fsprogs', 'e2fsprogs-extra', 'mtools', 'sfdisk']));
+    expect(pkg.meta.depends).toEqual(expect.arrayContaining(['nodejs', 'e2fsprogs', 'e2fsprogs-extra', 'mtools', 'sfdisk', 'blkid']));
     const launcher = pkg.dataEntries.find((e) => e.path === 'usr/sbin/neuralupgrade');
     expect(launcher?.mode).toBe(0o755);
     expect(pkg.dataEntries.some((e) => e.path === 'usr/lib/neuralupgrade/cli/neuralupgrade.js')).toBe(true);

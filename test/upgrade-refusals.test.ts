@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto';
-import {copyFileSync, readFileSync, readlinkSync, symlinkSync, writeFileSync} from 'node:fs';
+import {copyFileSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {createServer, type Server} from 'node:http';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
@@ -7,7 +7,7 @@ import {installEsp} from '../src/upgrade/apply-esp.js';
 import {installOs} from '../src/upgrade/apply-os.js';
 import {markGood, readStatus, setDefault} from '../src/upgrade/control.js';
 import {FatVolume} from '../src/upgrade/esp-fs.js';
-import {verifyLocal} from '../src/upgrade/fetch-update.js';
+import {downloadVerified, verifyLocal} from '../src/upgrade/fetch-update.js';
 import {apply, type UpgradeContext} from '../src/upgrade/neuralupgrade.js';
 import {openImage, type Place} from '../src/upgrade/place.js';
 import {HttpRepository, LocalRepository, type Repository} from '../src/upgrade/repository.js';
@@ -194,6 +194,36 @@ describe('refusals: nothing is written', () => {
     truncate.clear();
   });
 
+  it('follows redirects only within the repository origin', async () => {
+    const {place, img, repoDir, before} = await setup();
+    await rig.ostar('20250202-000000', {dir: repoDir});
+    const rel = repoDir.split('/').pop()!;
+    const name = 'psyopsOS.x86_64.20250202-000000.tar.minisig';
+    // the same bytes served from another port of the same host: another origin
+    const other = createServer((_req, res) => res.writeHead(200).end(readFileSync(join(repoDir, name))));
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const otherPort = (other.address() as {port: number}).port;
+    try {
+      for (const [target, shown] of [
+        [`http://127.0.0.1:${otherPort}/${rel}/${name}`, `http://127.0.0.1:${otherPort}/`],
+        [`file://${repoDir}/${name}`, 'file://'],
+        [`https://127.0.0.1:${serverUrl.split(':').pop()}/${rel}/${name}`, 'https://127.0.0.1'],
+      ] as const) {
+        rmSync(join(repoDir, 'psyopsOS.x86_64.latest.tar.minisig'), {force: true});
+        symlinkSync(target, join(repoDir, 'psyopsOS.x86_64.latest.tar.minisig'));
+        await refused(
+          apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}),
+          'bad-redirect',
+          new RegExp(`redirects to ${shown.replace(/[.]/g, '\\.')}.*, outside ${serverUrl.replace(/[.]/g, '\\.')}; refused$`),
+          img,
+          before,
+        );
+      }
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
+  });
+
   it('refuses when there is no latest', async () => {
     const {place, img, repoDir, before} = await setup();
     await rig.ostar('20250202-000000', {dir: repoDir});
@@ -202,11 +232,12 @@ describe('refusals: nothing is written', () => {
     await refused(apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}), 'no-latest', /no latest/, img, before);
   });
 
-  it('refuses a signature without size= for a download', async () => {
-    const {place, img, repoDir, before} = await setup();
+  it('refuses a signature without size= for a download that has no other cap', async () => {
+    const {img, repoDir, before} = await setup();
     const tar = await rig.ostar('20250202-000000', {dir: repoDir, unsigned: true});
     await rig.sign(tar, {type: 'psyopsOS', filename: 'psyopsOS.x86_64.20250202-000000.tar', version: '20250202-000000', architecture: 'x86_64'}, {omitSize: true});
-    await refused(apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: '20250202-000000'}), 'bad-metadata', /no size=/, img, before);
+    // apply caps such a download by the slot (test/upgrade-original-signatures); without a cap it is refused
+    await refused(downloadVerified(new LocalRepository(repoDir), '20250202-000000', {target: OS, pubkey}, rig.dir), 'bad-metadata', /no size=/, img, before);
   });
 
   const badTars: Array<[string, Parameters<UpgradeRig['ostar']>[1], RegExp]> = [

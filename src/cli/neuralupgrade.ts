@@ -6,7 +6,7 @@ import {otherSlot, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-c
 import {isPsyError, PsyError} from '../errors.js';
 import {parsePublicKey, type PublicKey} from '../sign/keys.js';
 import {markGood, readStatus, setDefault, versionFloor, type SystemStatus} from '../upgrade/control.js';
-import {downloadVerified, fetchVerifiedMeta} from '../upgrade/fetch-update.js';
+import {downloadVerified, fetchVerifiedMeta, UNSIZED_DOWNLOAD_CAP} from '../upgrade/fetch-update.js';
 import {apply, type ApplyTarget, type UpgradeContext} from '../upgrade/neuralupgrade.js';
 import {openImage, openLive, type Place} from '../upgrade/place.js';
 import {openRepository, type Repository} from '../upgrade/repository.js';
@@ -15,18 +15,18 @@ import {parseCommandArgs, writeLine, type Command, type CommandIo} from './comma
 
 export const NEURALUPGRADE_VERSION = '2.0.0';
 export const DEFAULT_PUBKEY = '/etc/psyopsOS/minisign.pubkey';
-/** One line: the update repository psy wrote into the root (settings.alpine.updateRepository). */
+/** One line in the node's root: the repository, when neither --repository nor the environment names one. */
 export const DEFAULT_REPOSITORY_FILE = '/etc/psyopsOS/repository';
 
-/** The first line of the node's repository file; undefined when there is none. */
-function defaultRepository(): string | undefined {
+/** The repository a root configures (first non-empty line of the file), if any. */
+export function readRepositoryFile(path: string): string | undefined {
   let text: string;
   try {
-    text = readFileSync(DEFAULT_REPOSITORY_FILE, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch {
     return undefined;
   }
-  return text.split('\n')[0]!.trim() || undefined;
+  return text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
 }
 
 const GLOBAL_HELP = `Global options:
@@ -34,8 +34,9 @@ const GLOBAL_HELP = `Global options:
   --booted A|B         the booted slot (default: psyopsos= from the kernel command line)
   --cmdline PATH       kernel command line to read (default /proc/cmdline)
   --dev DIR            device directory holding disk/by-partlabel, disk/by-label (default /dev)
+  --sys DIR            sysfs, for partitions by GPT name and their sizes (default /sys)
   --repository R       update repository: a folder, http(s)://URL or s3://bucket/prefix
-                       (default: $NEURALUPGRADE_REPOSITORY, else ${DEFAULT_REPOSITORY_FILE})
+                       (default: $NEURALUPGRADE_REPOSITORY, else /etc/psyopsOS/repository)
   --s3-endpoint URL    S3 API endpoint for s3:// repositories (S3-compatible servers)
   --pubkey FILE        minisign public key (default ${DEFAULT_PUBKEY})
   --arch ARCH          OS architecture (default x86_64)
@@ -52,6 +53,7 @@ const globalOptions = {
   booted: {type: 'string'},
   cmdline: {type: 'string'},
   dev: {type: 'string'},
+  sys: {type: 'string'},
   repository: {type: 'string'},
   's3-endpoint': {type: 'string'},
   pubkey: {type: 'string'},
@@ -68,6 +70,7 @@ type GlobalValues = {
   booted?: string;
   cmdline?: string;
   dev?: string;
+  sys?: string;
   repository?: string;
   's3-endpoint'?: string;
   pubkey?: string;
@@ -127,7 +130,7 @@ class Session {
     return this.#pubkey;
   }
   repository(required: boolean): Repository | undefined {
-    const spec = this.g.repository ?? this.io.env['NEURALUPGRADE_REPOSITORY'] ?? defaultRepository();
+    const spec = this.g.repository ?? this.io.env['NEURALUPGRADE_REPOSITORY'] ?? readRepositoryFile(DEFAULT_REPOSITORY_FILE);
     if (!spec) {
       if (required) throw new PsyError('usage', `no repository: give --repository DIR|URL|s3://bucket/prefix, set NEURALUPGRADE_REPOSITORY or write it into ${DEFAULT_REPOSITORY_FILE}`);
       return undefined;
@@ -144,6 +147,7 @@ class Session {
         this.#place = await openLive({
           ...(this.g.cmdline ? {cmdlinePath: this.g.cmdline} : {}),
           ...(this.g.dev ? {devDir: this.g.dev} : {}),
+          ...(this.g.sys ? {sysDir: this.g.sys} : {}),
           ...(booted ? {bootedOverride: booted} : {}),
         });
       }
@@ -215,11 +219,18 @@ const subs: Record<string, Sub> = {
   },
   show: {
     summary: 'the latest versions in the repository and what each slot and the ESP hold',
-    usage: 'neuralupgrade show',
+    usage: 'neuralupgrade show\n\nOff a node (no --disk, no psyopsos= on the kernel command line) it shows the repository only.',
     options: {},
     async run(s) {
-      const st = await readStatus(await s.place(), {pubkey: s.pubkey()});
       const repo = s.repository(false);
+      // on a workstation (no --disk, not booted from a slot) with a repository: only the repository
+      let place: Place | undefined;
+      try {
+        place = await s.place();
+      } catch (err) {
+        if (!(isPsyError(err) && err.code === 'not-psyopsos' && repo && s.g.disk === undefined)) throw err;
+      }
+      const st = place ? await readStatus(place, {pubkey: s.pubkey()}) : undefined;
       const latest: Record<string, unknown> = {};
       if (repo) {
         for (const t of [s.osTarget, s.espTarget]) {
@@ -232,7 +243,7 @@ const subs: Record<string, Sub> = {
         }
       }
       if (s.json) {
-        s.emit({repository: repo?.description, latest, booted: st.booted, nonbooted: st.booted ? otherSlot(st.booted) : undefined, status: st});
+        s.emit({repository: repo?.description, latest, booted: st?.booted, nonbooted: st?.booted ? otherSlot(st.booted) : undefined, status: st});
         return 0;
       }
       if (repo) {
@@ -242,7 +253,7 @@ const subs: Record<string, Sub> = {
           s.out(`  latest ${k === 'os' ? 'psyopsOS' : 'psyopsESP'}: ${mm.error ? mm.error : `${mm.version} (${mm.filename})`}`);
         }
       }
-      printStatus(s, st);
+      if (st) printStatus(s, st);
       return 0;
     },
   },
@@ -286,7 +297,7 @@ const subs: Record<string, Sub> = {
       await mkdir(out, {recursive: true});
       const done = [];
       for (const [target, version] of wanted) {
-        const u = await downloadVerified(repo, version, {target, pubkey: s.pubkey(), allowDowngrade: true}, s.g.tmpdir ?? tmpdir(), {keepTar: true});
+        const u = await downloadVerified(repo, version, {target, pubkey: s.pubkey(), allowDowngrade: true, maxSize: UNSIZED_DOWNLOAD_CAP}, s.g.tmpdir ?? tmpdir(), {keepTar: true});
         try {
           await copyFile(u.tarPath!, join(out, u.meta.filename));
           await writeFile(join(out, `${u.meta.filename}.minisig`), u.signatureText);
@@ -393,9 +404,33 @@ export const command: Command = {
   run: (argv, io) => main(argv, io),
 };
 
+/**
+ * Global options may come before the command (`neuralupgrade --disk IMG apply a`): those
+ * are taken off the front, with their values, and parsed with the command's options.
+ */
+function splitGlobals(argv: readonly string[]): {leading: string[]; name: string | undefined; rest: string[]} {
+  const leading: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-') || a === '-h' || a === '--help' || a === '-V' || a === '--version') break;
+    const long = a.startsWith('--') ? a.slice(2).split('=')[0]! : undefined;
+    const spec = long !== undefined ? (globalOptions as Record<string, {type: string; short?: string}>)[long] : Object.values(globalOptions).find((o) => 'short' in o && `-${o.short}` === a);
+    // an unknown option is left for the command's parser to report
+    if (!spec) break;
+    leading.push(a);
+    if (spec.type === 'string' && !a.includes('=')) {
+      if (argv[i + 1] === undefined) break;
+      leading.push(argv[++i]!);
+    }
+  }
+  return {leading, name: argv[i], rest: argv.slice(i + 1)};
+}
+
 export async function main(argv: string[], io?: Partial<CommandIo>): Promise<number> {
   const full: CommandIo = {stdout: io?.stdout ?? process.stdout, stderr: io?.stderr ?? process.stderr, cwd: io?.cwd ?? process.cwd(), env: io?.env ?? process.env};
-  const [name, ...rest] = argv;
+  const {leading, name, rest: after} = splitGlobals(argv);
+  const rest = [...leading, ...after];
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     writeLine(name === undefined ? full.stderr : full.stdout, topHelp());
     return name === undefined ? 2 : 0;
@@ -405,6 +440,10 @@ export async function main(argv: string[], io?: Partial<CommandIo>): Promise<num
     return 0;
   }
   const sub = subs[name];
+  if (!sub && name.startsWith('-')) {
+    writeLine(full.stderr, `neuralupgrade: unknown option '${name}' (see neuralupgrade --help)`);
+    return 2;
+  }
   if (!sub) {
     writeLine(full.stderr, `neuralupgrade: unknown command '${name}' (see neuralupgrade --help)`);
     return 2;

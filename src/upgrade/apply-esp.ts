@@ -44,14 +44,15 @@ export interface EspBootState {
 
 export async function espBootState(esp: FatVolume): Promise<EspBootState> {
   const efi = await esp.read(EFI_BOOT_PATH);
-  const grubDir = grubDirOf(efi);
+  // the original psyopsOS's ESP: grub-install's BOOTX64.EFI with its prefix /grub
+  const grubDir = grubDirOf(efi) ?? (efi !== undefined && (await esp.exists('/grub/grub.cfg')) ? 'grub' : undefined);
   const cfg = grubDir ? await esp.exists(`/${grubDir}/grub.cfg`) : false;
   return {bootable: efi !== undefined && cfg, grubDir, efiSha256: efi ? createHash('sha256').update(efi).digest('hex') : undefined};
 }
 
 function readMember(update: VerifiedUpdate, m: TarMember): Buffer {
   const data = readFileSync(m.path);
-  if (data.length !== m.size) throw new PsyError('bad-tarball', `${update.meta.filename}: staged ${m.name} has ${data.length} bytes, expected ${m.size}`);
+  if (data.length !== m.size) throw new PsyError('bad-tarball', `${update.source}: staged ${m.name} has ${data.length} bytes, expected ${m.size}`);
   return data;
 }
 
@@ -63,16 +64,48 @@ export interface InstallEspOptions {
   readonly defaultSlot?: SlotName;
 }
 
-export async function installEsp(place: Place, update: VerifiedUpdate, options: InstallEspOptions = {}): Promise<{grubDir: string}> {
-  if (update.meta.kind !== 'esp') throw new PsyError('wrong-type', `${update.meta.filename} is not an ESP update`);
-  const esp = espVolume(place, true, options.sourceDateEpoch);
-  const log = options.log ?? (() => {});
+/**
+ * Everything that can refuse an ESP apply, read-only: the ESP is not mounted, the esptar's
+ * BOOTX64.EFI is built for its grub folder, and the ESP has room for what is written
+ * beside the old files before they are freed (the new grub folder, BOOTX64.NEW, the new
+ * manifest and record, missing environment blocks). `apply` runs it before the first
+ * write anywhere.
+ */
+export async function checkEspApply(place: Place, update: VerifiedUpdate): Promise<{efi: Buffer; grubDir: string}> {
+  if (update.meta.kind !== 'esp') throw new PsyError('wrong-type', `${update.source} is not an ESP update`);
+  const esp = espVolume(place, true);
   const efiMember = update.members.find((m) => m.name === 'EFI/BOOT/BOOTX64.EFI')!;
   const efi = readMember(update, efiMember);
   const grubDir = update.members.find((m) => m.name.startsWith(GRUB_DIR_PREFIX))!.name.split('/')[0]!;
   if (grubDirOf(efi) !== grubDir) {
-    throw new PsyError('bad-tarball', `${update.meta.filename}: BOOTX64.EFI is built for ${grubDirOf(efi) ?? 'no grub-<id> directory'}, the tarball holds ${grubDir}`);
+    throw new PsyError('bad-tarball', `${update.source}: BOOTX64.EFI is built for ${grubDirOf(efi) ?? 'no grub-<id> directory'}, the tarball holds ${grubDir}`);
   }
+  const {free, clusterBytes} = await esp.space();
+  const clusters = (n: number) => Math.max(1, Math.ceil(n / clusterBytes)) * clusterBytes;
+  const current = await espBootState(esp);
+  let need = clusters(efi.length) + clusters(Buffer.byteLength(update.signatureText));
+  if (current.grubDir !== grubDir) {
+    const files = update.members.filter((m) => m.name.startsWith(grubDir + '/'));
+    // the folder's own entries: 32 bytes each, long names take more
+    need += files.reduce((sum, m) => sum + clusters(m.size), 0) + clusters(64 * (files.length + 2));
+  }
+  const manifest = update.members.find((m) => m.name === ESP_MANIFEST);
+  if (manifest) need += clusters(manifest.size);
+  const env = await readEspEnv(esp);
+  if (env.primary === undefined) need += clusters(1024);
+  if (env.mirror === undefined) need += clusters(1024);
+  // a directory that outgrows its cluster takes another
+  need += 2 * clusterBytes;
+  if (need > free) {
+    throw new PsyError('esp-full', `${update.source} needs ${need} bytes free on the ESP, it has ${free}; the ESP is unchanged`);
+  }
+  return {efi, grubDir};
+}
+
+export async function installEsp(place: Place, update: VerifiedUpdate, options: InstallEspOptions = {}): Promise<{grubDir: string}> {
+  const {efi, grubDir} = await checkEspApply(place, update);
+  const esp = espVolume(place, true, options.sourceDateEpoch);
+  const log = options.log ?? (() => {});
   let n = 0;
   const step = async (name: (typeof ESP_STEPS)[number]) => {
     n++;

@@ -8,8 +8,8 @@ import type {VerifiedUpdate} from './fetch-update.js';
 import {assertNotMounted, espVolume, type Place} from './place.js';
 import {dropCachedReads, flushPath} from './region.js';
 import {RECORD_MANIFEST, RECORD_SIGNATURE, type SlotManifest} from './slot-record.js';
-import {checkSlotFiles, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
-import {resolveBoot} from '../boot/resolve.js';
+import {checkSlotFiles, checkSlotFits, invalidateSlot, makeSlotFs, writeSlotFiles} from './slot-fs.js';
+import {resolveBoot, type EspEnvFiles} from '../boot/resolve.js';
 import {ENV_TRY} from '../boot/grub-cfg.js';
 import {readGrubEnvTolerant} from '../boot/grubenv.js';
 
@@ -41,20 +41,36 @@ export interface InstallOsOptions {
 }
 
 /** Refuses targets that would take away the slot this machine falls back to. */
-export async function checkOsTarget(place: Place, slot: SlotName): Promise<void> {
+export async function checkOsTarget(place: Place, slot: SlotName, env?: EspEnvFiles): Promise<void> {
   const label = slotLabel(slot);
   if (place.booted === slot) throw new PsyError('busy', `${label} is the booted slot; apply to the other one (nonbooted)`);
-  if (place.kind === 'live') {
-    const esp = espVolume(place, false);
-    const res = resolveBoot(await readEspEnv(esp));
+  // a running node, or an image said to be booted (--disk IMG --booted B), keeps the slot it falls back to
+  if (place.kind === 'live' || place.booted !== undefined) {
+    const res = resolveBoot(env ?? (await readEspEnv(espVolume(place, false))));
     if (res.knownGood === slot) {
       throw new PsyError(
         'busy',
         `${label} is the known-good default slot; the booted slot has not been marked good yet (run neuralupgrade mark-good first)`,
       );
     }
-    assertNotMounted(place, place.slots[slot], label);
   }
+  assertNotMounted(place, place.slots[slot], label);
+}
+
+/**
+ * Everything that can refuse an OS apply to `slot`, read-only: the target (not booted, not
+ * the known-good default, not mounted) and whether the ostar's members fit the slot.
+ * `apply` runs it for every target before the first write anywhere.
+ */
+export async function checkOsApply(place: Place, slot: SlotName, update: VerifiedUpdate, env?: EspEnvFiles): Promise<void> {
+  if (update.meta.kind !== 'os') throw new PsyError('wrong-type', `${update.source} is not an OS update`);
+  await checkOsTarget(place, slot, env);
+  checkSlotFits(
+    place.slots[slot],
+    slotLabel(slot),
+    update.source,
+    update.members.map((m) => m.size),
+  );
 }
 
 /**
@@ -62,11 +78,12 @@ export async function checkOsTarget(place: Place, slot: SlotName): Promise<void>
  * hash, record version + signature, then (tryOnce) one small write to try it once.
  */
 export async function installOs(place: Place, slot: SlotName, update: VerifiedUpdate, options: InstallOsOptions): Promise<SlotManifest> {
-  if (update.meta.kind !== 'os') throw new PsyError('wrong-type', `${update.meta.filename} is not an OS update`);
-  await checkOsTarget(place, slot);
+  const esp = espVolume(place, options.tryOnce);
+  // read once: for the target check and for clearing a pending try (mtools runs cost)
+  const env = await readEspEnv(esp);
+  await checkOsApply(place, slot, update, env);
   const label = slotLabel(slot);
   const region = place.slots[slot];
-  const esp = espVolume(place, options.tryOnce);
   const epoch = options.sourceDateEpoch ?? 0;
   const log = options.log ?? (() => {});
   const stage = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'neuralupgrade-slot-'));
@@ -80,7 +97,6 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
   };
   try {
     await step('clear-try');
-    const env = await readEspEnv(esp);
     if (env.primary !== undefined && readGrubEnvTolerant(env.primary)?.get(ENV_TRY) === label) await setTrySlot(esp, undefined);
 
     await step('invalidate');
@@ -95,18 +111,20 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     await step('read-back');
     // on a device, read what the disk holds rather than the cached writes
     await dropCachedReads(region.path);
-    // Every member is read back through the slot's filesystem and hashed; the hash must
-    // be the one its bytes had as they were verified, and it is what the record carries.
+    // Every member is read back through the slot's filesystem and compared byte for byte
+    // with its staged copy, whose sha256 was taken from the verified stream: equal bytes
+    // have that hash, which is what the record carries (one sha256 pass, not two).
     const back = await checkSlotFiles(
       region,
-      staged.map((m) => ({name: m.name})),
+      staged.map((m) => ({name: m.name, hostFile: m.path})),
+      {hash: false},
     );
     const members = staged.map((m) => {
       const got = back.get(m.name);
-      if (!got || got.sha256 !== m.sha256 || got.size !== m.size) {
+      if (!got || got.same !== true || got.size !== m.size) {
         throw new PsyError('slot-verify-failed', `${label}: ${m.name} read back differs from what was verified; the slot stays unbootable`);
       }
-      return {name: m.name, size: m.size, sha256: got.sha256};
+      return {name: m.name, size: m.size, sha256: m.sha256};
     });
     const manifest: SlotManifest = {version: update.meta.version, filename: update.meta.filename, members};
 
@@ -116,8 +134,9 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     await writeSlotFiles(
       region,
       [
-        {name: RECORD_SIGNATURE, hostFile: join(stage, 'sig')},
+        // the manifest first: a signature alone is the original psyopsOS's record (slot-record.ts)
         {name: RECORD_MANIFEST, hostFile: join(stage, 'manifest')},
+        {name: RECORD_SIGNATURE, hostFile: join(stage, 'sig')},
       ],
       epoch,
     );

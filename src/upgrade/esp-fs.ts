@@ -231,6 +231,15 @@ export class FatVolume {
     }
   }
 
+  /** Free bytes (as mtools counts them) and the cluster size every file is rounded up to. */
+  async space(): Promise<{free: number; clusterBytes: number}> {
+    const r = await this.#mtool('mdir', ['::/']);
+    // mtools groups digits with spaces: "41 281 024 bytes free"
+    const m = /([\d ]+) bytes free/.exec(r.stdout.toString('utf8'));
+    if (r.code !== 0 || !m) throw new PsyError('esp-damaged', `cannot read the free space of the ESP in ${this.#path}: ${r.stderr || 'no "bytes free" from mdir'}`);
+    return {free: Number(m[1]!.replace(/ /g, '')), clusterBytes: this.#geometry().clusterBytes};
+  }
+
   /** fsync the image or device, so everything mtools wrote is on stable storage. */
   flush(): void {
     const fd = openSync(this.#path, fsc.O_RDONLY);

@@ -5,11 +5,10 @@ import {join} from 'node:path';
 import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
 import {startVerify, verifyTrustedComment, type StreamVerifier} from '../sign/signature.js';
-import {parseTrustedComment} from '../sign/trusted-comment.js';
 import {hashOnThread} from './hash-thread.js';
 import type {Repository} from './repository.js';
 import {TarUnpacker, type TarMember, type TarNames} from './tar.js';
-import {MAX_SIGNATURE_BYTES, checkMeta, typeFor, updateFilename, type UpdateMeta, type UpdateTarget} from './update-meta.js';
+import {MAX_SIGNATURE_BYTES, checkMeta, parseUpdateComment, typeFor, updateFilename, type UpdateMeta, type UpdateTarget} from './update-meta.js';
 
 /** Names an ostar may hold: the slot's files, nothing else. */
 export const OS_REQUIRED = ['kernel', 'initramfs', 'squashfs'] as const;
@@ -36,6 +35,8 @@ function allowedNames(kind: UpdateTarget['kind']): TarNames {
 export interface VerifiedUpdate {
   readonly meta: UpdateMeta;
   readonly signatureText: string;
+  /** The tarball as messages name it: its path, or its name and repository. */
+  readonly source: string;
   /** The private staging folder (mode 0700) the members were unpacked into. */
   readonly contentDir: string;
   readonly members: readonly TarMember[];
@@ -50,6 +51,28 @@ export interface VerifyRules {
   readonly pubkey: PublicKey;
   readonly floor?: string;
   readonly allowDowngrade?: boolean;
+  /**
+   * The most bytes to read when the signature says no `size=` (the original psyopsOS's
+   * signatures): what the update is for, such as the slot it goes to. Without it such a
+   * signature is refused for a download.
+   */
+  readonly maxSize?: SizeCap;
+}
+
+/** A byte limit and what it is, for messages (`slot psyopsOS-B`). */
+export interface SizeCap {
+  readonly bytes: number;
+  readonly what: string;
+}
+
+/** What `download` reads at most of an update whose signature gives no size. */
+export const UNSIZED_DOWNLOAD_CAP: SizeCap = {bytes: 4 * 1024 ** 3, what: 'the 4 GiB limit for a download without a signed size'};
+
+/** The byte limit for reading an update: its signed size, else the rules' cap. */
+function capFor(meta: UpdateMeta, rules: VerifyRules, source: string): {size?: number; cap: SizeCap} {
+  if (meta.size !== undefined) return {size: meta.size, cap: {bytes: meta.size, what: `the ${meta.size} bytes its signature says`}};
+  if (rules.maxSize === undefined) throw new PsyError('bad-metadata', `${source}: trusted comment has no size=, so the download cannot be capped`);
+  return {cap: rules.maxSize};
 }
 
 /** The signature's object name for a version (`latest` included). */
@@ -73,7 +96,7 @@ export async function fetchVerifiedMeta(
   const signatureText = data.toString('utf8');
   const source = `${name} from ${repo.description}`;
   const verified = verifyTrustedComment(signatureText, rules.pubkey, {source});
-  const fields = parseTrustedComment(verified.trustedComment, source);
+  const fields = parseUpdateComment(verified.trustedComment, source);
   const meta = checkMeta(fields, {
     target: rules.target,
     ...(version !== 'latest' ? {version} : {}),
@@ -81,7 +104,6 @@ export async function fetchVerifiedMeta(
     allowDowngrade: rules.allowDowngrade ?? false,
     source,
   });
-  if (meta.size === undefined) throw new PsyError('bad-metadata', `${source}: trusted comment has no size=, so the download cannot be capped`);
   return {meta, signatureText};
 }
 
@@ -109,6 +131,8 @@ export interface ReceiveOptions {
   readonly tmpRoot: string;
   /** Refuse when the bytes are not exactly this many (fewer: truncated, more: oversized). */
   readonly size?: number;
+  /** Refuse more bytes than this (the signed size, or what the update is for). */
+  readonly cap?: SizeCap;
   /** Also keep the verified tarball in the staging folder (for `download`). */
   readonly keepTar?: boolean;
 }
@@ -143,9 +167,8 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
     for await (const piece of source) {
       const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
       got += chunk.length;
-      if (o.size !== undefined && got > o.size) {
-        throw new PsyError('oversized-download', `${o.what} is larger than the ${o.size} bytes its signature says`);
-      }
+      const cap = o.cap ?? (o.size !== undefined ? {bytes: o.size, what: `the ${o.size} bytes its signature says`} : undefined);
+      if (cap !== undefined && got > cap.bytes) throw new PsyError('oversized-download', `${o.what} is larger than ${cap.what}`);
       unpacker.write(chunk);
       if (tarFd !== undefined) for (let w = 0; w < chunk.length; ) w += writeSync(tarFd, chunk, w, chunk.length - w);
       // last: the piece is handed to the hashing thread and not touched here again
@@ -157,7 +180,7 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
     await verifier.verify();
     const members = unpacker.finish();
     checkMembers(members, o.meta.kind, o.what);
-    return {meta: o.meta, signatureText: o.signatureText, contentDir, members, ...(tarPath !== undefined ? {tarPath} : {}), cleanup};
+    return {meta: o.meta, signatureText: o.signatureText, source: o.what, contentDir, members, ...(tarPath !== undefined ? {tarPath} : {}), cleanup};
   } catch (err) {
     verifier.abandon();
     await cleanup();
@@ -177,14 +200,29 @@ export async function downloadVerified(
 ): Promise<VerifiedUpdate> {
   const {meta, signatureText} = await fetchVerifiedMeta(repo, version, rules);
   const what = `${meta.filename} from ${repo.description}`;
-  return receiveVerified(await repo.open(meta.filename, meta.size!), {
+  const {size, cap} = capFor(meta, rules, `${signatureName(rules.target, version)} from ${repo.description}`);
+  // the repository's own size check, said the way the stream's is
+  const restate = (err: unknown): never => {
+    if (err instanceof PsyError && err.code === 'oversized-download') throw new PsyError('oversized-download', `${what} is larger than ${cap.what}`);
+    throw err;
+  };
+  const opened = await repo.open(meta.filename, cap.bytes).catch(restate);
+  async function* body(): AsyncGenerator<Buffer> {
+    try {
+      yield* opened;
+    } catch (err) {
+      restate(err);
+    }
+  }
+  return receiveVerified(body(), {
     meta,
     signatureText,
     pubkey: rules.pubkey,
     what,
     signatureSource: what,
     tmpRoot,
-    size: meta.size!,
+    ...(size !== undefined ? {size} : {}),
+    cap,
     ...(options.keepTar ? {keepTar: true} : {}),
   });
 }
@@ -213,7 +251,7 @@ export async function verifyLocal(tarPath: string, rules: VerifyRules, options: 
     throw new PsyError('missing-input', `cannot read the signature ${signaturePath}`);
   }
   const verified = verifyTrustedComment(signatureText, rules.pubkey, {source: signaturePath});
-  const fields = parseTrustedComment(verified.trustedComment, signaturePath);
+  const fields = parseUpdateComment(verified.trustedComment, signaturePath);
   const meta = checkMeta(fields, {
     target: rules.target,
     ...(rules.floor !== undefined ? {floor: rules.floor} : {}),
@@ -232,6 +270,8 @@ export async function verifyLocal(tarPath: string, rules: VerifyRules, options: 
     if (st.isFile() && meta.size !== undefined && st.size !== meta.size) {
       throw new PsyError(st.size > meta.size ? 'oversized-download' : 'truncated-download', `${tarPath} is ${st.size} bytes, the signature says ${meta.size}`);
     }
+    const {size, cap} = capFor(meta, {...rules, maxSize: rules.maxSize ?? UNSIZED_DOWNLOAD_CAP}, signaturePath);
+    if (st.isFile() && st.size > cap.bytes) throw new PsyError('oversized-download', `${tarPath} is larger than ${cap.what}`);
     return await receiveVerified(fh.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}), {
       meta,
       signatureText,
@@ -239,7 +279,8 @@ export async function verifyLocal(tarPath: string, rules: VerifyRules, options: 
       what: tarPath,
       signatureSource: tarPath,
       tmpRoot: options.tmpRoot ?? tmpdir(),
-      ...(meta.size !== undefined ? {size: meta.size} : {}),
+      ...(size !== undefined ? {size} : {}),
+      cap,
     });
   } finally {
     await fh.close();

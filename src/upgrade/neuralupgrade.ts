@@ -1,8 +1,8 @@
 import {otherSlot, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
-import {ESP_RECORD, installEsp} from './apply-esp.js';
-import {installOs, type StepHook} from './apply-os.js';
+import {checkEspApply, ESP_RECORD, installEsp} from './apply-esp.js';
+import {checkOsApply, installOs, type StepHook} from './apply-os.js';
 import {setDefault, versionFloor} from './control.js';
 import {downloadVerified, verifyLocal, type VerifiedUpdate, type VerifyRules} from './fetch-update.js';
 import {espVolume, type Place} from './place.js';
@@ -90,14 +90,45 @@ export async function apply(ctx: UpgradeContext, req: ApplyRequest): Promise<App
 
   const updates: VerifiedUpdate[] = [];
   try {
-    const osUpdate = slots.length
-      ? await obtain(ctx, {target: ctx.osTarget, pubkey: ctx.pubkey, floor: await versionFloor(place), allowDowngrade: ctx.allowDowngrade ?? false}, req.osVersion, req.osTar, 'os')
+    // an update whose signature gives no size (the original psyopsOS's) is read at most
+    // as far as what it is for can hold
+    const smallest = [...slots].sort((x, y) => place.slots[x].size - place.slots[y].size)[0];
+    const osUpdate = smallest
+      ? await obtain(
+          ctx,
+          {
+            target: ctx.osTarget,
+            pubkey: ctx.pubkey,
+            floor: await versionFloor(place),
+            allowDowngrade: ctx.allowDowngrade ?? false,
+            maxSize: {bytes: place.slots[smallest].size, what: `slot ${slotLabel(smallest)} (${place.slots[smallest].size} bytes)`},
+          },
+          req.osVersion,
+          req.osTar,
+          'os',
+        )
       : undefined;
     if (osUpdate) updates.push(osUpdate);
     const espUpdate = wantEsp
-      ? await obtain(ctx, {target: ctx.espTarget, pubkey: ctx.pubkey, floor: await espFloor(place), allowDowngrade: ctx.allowDowngrade ?? false}, req.espVersion, req.espTar, 'esp')
+      ? await obtain(
+          ctx,
+          {
+            target: ctx.espTarget,
+            pubkey: ctx.pubkey,
+            floor: await espFloor(place),
+            allowDowngrade: ctx.allowDowngrade ?? false,
+            maxSize: {bytes: place.esp.size, what: `the ESP (${place.esp.size} bytes)`},
+          },
+          req.espVersion,
+          req.espTar,
+          'esp',
+        )
       : undefined;
     if (espUpdate) updates.push(espUpdate);
+    // the checks against what is on disk (targets, room in the slot and on the ESP), for
+    // every target before the first write to any: a refusal of one leaves all unchanged
+    for (const slot of slots) await checkOsApply(place, slot, osUpdate!);
+    if (espUpdate) await checkEspApply(place, espUpdate);
     await req.afterVerify?.(updates);
 
     let esp: ApplyResult['esp'];

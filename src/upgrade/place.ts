@@ -1,5 +1,5 @@
 import {execFile} from 'node:child_process';
-import {existsSync, readFileSync, realpathSync, statSync} from 'node:fs';
+import {existsSync, readFileSync, readdirSync, realpathSync, statSync} from 'node:fs';
 import {basename} from 'node:path';
 import {promisify} from 'node:util';
 import {readPartitions, type Partition} from '../disk/gpt.js';
@@ -50,29 +50,65 @@ export function bootedSlotFromCmdline(cmdline: string): SlotName | undefined {
 export interface LiveOptions {
   readonly cmdlinePath?: string;
   readonly devDir?: string;
+  /** Where sysfs is (default /sys): partitions by GPT name, device sizes. */
+  readonly sysDir?: string;
   readonly bootedOverride?: SlotName;
 }
 
-async function deviceFor(label: string, devDir: string): Promise<string> {
+/** The partition whose GPT name is `label`, from sysfs uevent files (PARTNAME=). */
+function sysfsPartition(label: string, devDir: string, sysDir: string): string | undefined {
+  const base = `${sysDir}/class/block`;
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return undefined;
+  }
+  for (const name of names.sort()) {
+    let uevent: string;
+    try {
+      uevent = readFileSync(`${base}/${name}/uevent`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!uevent.split('\n').includes(`PARTNAME=${label}`)) continue;
+    const dev = `${devDir}/${/^DEVNAME=(.+)$/m.exec(uevent)?.[1] ?? name}`;
+    if (existsSync(dev)) return dev;
+  }
+  return undefined;
+}
+
+/**
+ * The device of a slot or the ESP: by GPT name or filesystem label in /dev/disk (udev),
+ * by GPT name in sysfs (no udev: busybox mdev makes no /dev/disk), then by filesystem
+ * label with `blkid -L`. busybox's blkid exits 0 and prints nothing for a label it does
+ * not know, so only a path that exists counts.
+ */
+async function deviceFor(label: string, devDir: string, sysDir: string): Promise<string> {
   // GPT names survive while a slot's filesystem is being rewritten; filesystem labels do not.
   for (const dir of ['by-partlabel', 'by-label']) {
     const p = `${devDir}/disk/${dir}/${label}`;
     if (existsSync(p)) return realpathSync(p);
   }
+  const sys = sysfsPartition(label, devDir, sysDir);
+  if (sys !== undefined) return sys;
+  let found = '';
   try {
-    return (await run('blkid', ['-L', label])).stdout.trim();
+    found = (await run('blkid', ['-L', label])).stdout.trim().split('\n')[0]!.trim();
   } catch {
-    throw new PsyError('no-such-partition', `no partition labelled ${label} (looked in ${devDir}/disk/by-partlabel, by-label and blkid)`);
+    // not found (util-linux exits 2) or no blkid at all
   }
+  if (found !== '' && existsSync(found)) return found;
+  throw new PsyError('no-such-partition', `no partition labelled ${label} (looked in ${devDir}/disk/by-partlabel, ${devDir}/disk/by-label, ${sysDir}/class/block and blkid -L)`);
 }
 
-function deviceSize(dev: string): number {
-  const sys = `/sys/class/block/${basename(dev)}/size`;
+function deviceSize(dev: string, sysDir: string): number {
+  const sys = `${sysDir}/class/block/${basename(dev)}/size`;
   if (existsSync(sys)) return Number(readFileSync(sys, 'utf8').trim()) * 512;
   // a partition kept in a plain file (a device directory set up for tests or a chroot)
   const st = statSync(dev, {throwIfNoEntry: false});
   if (st?.isFile()) return st.size;
-  throw new PsyError('no-such-partition', `cannot read the size of ${dev}`);
+  throw new PsyError('no-such-partition', `cannot read the size of ${dev} (no ${sys})`);
 }
 
 function mountedDevices(): Set<string> {
@@ -105,11 +141,15 @@ export async function openLive(options: LiveOptions = {}): Promise<Place> {
       throw new PsyError('not-psyopsos', `no psyopsos=psyopsOS-A|B in ${cmdlinePath}: not booted from a psyopsOS slot (use --disk FILE for an image)`);
     }
   }
+  const sysDir = options.sysDir ?? '/sys';
   const region = async (label: string): Promise<Region> => {
-    const dev = await deviceFor(label, devDir);
-    return {path: dev, offset: 0, size: deviceSize(dev)};
+    const dev = await deviceFor(label, devDir, sysDir);
+    return {path: dev, offset: 0, size: deviceSize(dev, sysDir)};
   };
-  const [a, b, esp] = await Promise.all([region(slotLabel('A')), region(slotLabel('B')), region(ESP_LABEL)]);
+  // one after the other: the first one missing is the one reported
+  const a = await region(slotLabel('A'));
+  const b = await region(slotLabel('B'));
+  const esp = await region(ESP_LABEL);
   return {kind: 'live', description: 'this node', slots: {A: a, B: b}, esp, booted};
 }
 

@@ -5,7 +5,7 @@ import {PsyError} from '../errors.js';
 
 /**
  * Where updates come from: a local replica folder, an HTTP(S) base URL (redirects
- * followed, at most MAX_REDIRECTS), or an S3 bucket through the API (the `latest`
+ * followed within its origin, at most MAX_REDIRECTS), or an S3 bucket through the API (the `latest`
  * object's website-redirect header names the real signature). Every read is capped:
  * nothing unauthenticated can make the node read without bound.
  */
@@ -112,7 +112,11 @@ export class HttpRepository implements Repository {
       if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
         await res.body?.cancel();
         const next = new URL(res.headers.get('location')!, url);
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new PsyError('bad-redirect', `${url.href} redirects to ${next.href}`);
+        // only within the repository's own origin: a redirect must not send the node to
+        // another host, port or scheme (file://, plain http from https)
+        if (next.origin !== this.#base.origin || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
+          throw new PsyError('bad-redirect', `${url.href} redirects to ${next.href}, outside ${this.#base.origin}; refused`);
+        }
         url = next;
         continue;
       }

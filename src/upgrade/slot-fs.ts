@@ -80,13 +80,17 @@ export function regionPartition(r: Region, name: string): Partition {
 export const DIRECT_WRITE_MIN = 1 << 20;
 const BLOCK = 4096;
 
-/** The same headroom src/disk's makeExt4 keeps: ext4 metadata takes a few percent. */
-function checkFits(r: Region, label: string, sourceDir: string, sizes: readonly number[]): void {
+/**
+ * Refuses content that cannot fit the slot, with the same headroom src/disk's makeExt4
+ * keeps (ext4 metadata takes a few percent). Run before anything is written: `what`
+ * names the content in the message (the tarball, not where it was unpacked).
+ */
+export function checkSlotFits(r: Region, label: string, what: string, sizes: readonly number[]): void {
   const bytes = sizes.reduce((sum, n) => sum + Math.ceil(n / BLOCK) * BLOCK + 256, 0);
   if (bytes > r.size * 0.9 - 4 * 1024 * 1024) {
     throw new PsyError(
       'partition-too-small',
-      `content of ${sourceDir} (${(bytes / 1048576).toFixed(1)} MiB) does not fit partition ${label} (${(r.size / 1048576).toFixed(0)} MiB); make the partition bigger`,
+      `${what} (${(bytes / 1048576).toFixed(1)} MiB unpacked) does not fit slot ${label} (${(r.size / 1048576).toFixed(0)} MiB)`,
     );
   }
 }
@@ -112,7 +116,7 @@ export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
     await makeExt4(r.path, regionPartition(r, o.label), ext4, o.sourceDir);
     return;
   }
-  checkFits(r, o.label, o.sourceDir, entries.map((e) => e.size));
+  checkSlotFits(r, o.label, `content of ${o.sourceDir}`, entries.map((e) => e.size));
   const skeleton = mkdtempSync(join(o.tmpDir ?? tmpdir(), 'psy-slot-skeleton-'));
   try {
     for (const e of entries) {
@@ -268,6 +272,7 @@ export async function hashSlotFiles(r: Region, names: readonly string[]): Promis
 
 /** What a slot file read back to: its sha256 and size, and whether it equals the host file it was made from. */
 export interface SlotFileCheck {
+  /** Empty when only compared (`hash: false`). */
   readonly sha256: string;
   readonly size: number;
   /** Set when a host file was given: every byte of the slot file equals it. */
@@ -276,11 +281,14 @@ export interface SlotFileCheck {
 
 /**
  * Reads files back from the slot and hashes them; with `hostFile`, each byte read is also
- * compared with that file, in the same pass (one sha256 instead of one per side).
+ * compared with that file, in the same pass (one sha256 instead of one per side). With
+ * `hash: false` files that have a host file are only compared: the caller already knows
+ * the host file's sha256, so equal bytes have it too, and a second sha256 pass is saved.
  */
 export async function checkSlotFiles(
   r: Region,
   files: ReadonlyArray<{name: string; hostFile?: string}>,
+  options: {hash?: boolean} = {},
 ): Promise<Map<string, SlotFileCheck | undefined>> {
   const out = new Map<string, SlotFileCheck | undefined>();
   if (slotFsLabel(r) === undefined) {
@@ -294,7 +302,7 @@ export async function checkSlotFiles(
   for (const f of files) {
     const map = maps.get(f.name);
     if (map) {
-      out.set(f.name, hashMapped(r, f.name, map, f.hostFile));
+      out.set(f.name, hashMapped(r, f.name, map, f.hostFile, options.hash === false && f.hostFile !== undefined));
       continue;
     }
     const got = await hashSlotFileViaDebugfs(r, f.name);
@@ -326,9 +334,9 @@ function hostFileSha256(path: string): {sha256: string; size: number} {
   return {sha256: h.digest('hex'), size};
 }
 
-function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string): SlotFileCheck {
+function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string, compareOnly = false): SlotFileCheck {
   const blockSize = 1024 << readRegion(r, 1024 + 24, 4).readUInt32LE(0);
-  const h = createHash('sha256');
+  const h = compareOnly ? {update: (_b: Buffer) => {}, digest: () => ''} : createHash('sha256');
   const chunk = Buffer.alloc(1 << 20);
   const zeros = Buffer.alloc(1 << 20);
   const other = Buffer.alloc(hostFile === undefined ? 0 : 1 << 20);

@@ -1,7 +1,7 @@
 import {verifyTrustedComment} from '../sign/signature.js';
 import type {PublicKey} from '../sign/keys.js';
-import {parseTrustedComment, type TrustedFields} from '../sign/trusted-comment.js';
-import {peekTrustedFields} from './update-meta.js';
+import type {TrustedFields} from '../sign/trusted-comment.js';
+import {parseUpdateComment, peekTrustedFields} from './update-meta.js';
 import {hashSlotFiles, readSlotFile, slotFsLabel} from './slot-fs.js';
 import type {Region} from './region.js';
 
@@ -50,21 +50,29 @@ export async function readSlotState(
   if (slotFsLabel(r) !== label) return {label, condition: 'empty'};
   const sig = await readSlotFile(r, RECORD_SIGNATURE);
   const man = await readSlotFile(r, RECORD_MANIFEST);
-  if (sig === undefined || man === undefined) return {label, condition: 'incomplete', detail: 'no version record'};
+  if (sig === undefined) return {label, condition: 'incomplete', detail: 'no version record'};
+  const text = sig.toString('utf8');
+  const source = `${label}/${RECORD_SIGNATURE}`;
+  let fields = peekTrustedFields(text, source);
+  if (options.pubkey) {
+    try {
+      fields = parseUpdateComment(verifyTrustedComment(text, options.pubkey, {source}).trustedComment, source);
+    } catch (err) {
+      return {label, condition: 'unsigned', detail: (err as Error).message, ...(fields ? {fields} : {})};
+    }
+  }
+  if (man === undefined) {
+    // psy writes the manifest before the signature, so a signature alone is the record
+    // the original psyopsOS leaves (the tarball's signature copied beside its files)
+    if (fields?.['version'] === undefined) return {label, condition: 'incomplete', detail: 'no version record'};
+    const detail = options.verifyContent ? 'record of the original psyopsOS: no member hashes to verify against' : 'record of the original psyopsOS';
+    return {label, condition: 'installed', version: fields['version'], fields, detail};
+  }
   let manifest: SlotManifest;
   try {
     manifest = JSON.parse(man.toString('utf8')) as SlotManifest;
   } catch {
     return {label, condition: 'incomplete', detail: 'unreadable manifest'};
-  }
-  const text = sig.toString('utf8');
-  let fields = peekTrustedFields(text, `${label}/${RECORD_SIGNATURE}`);
-  if (options.pubkey) {
-    try {
-      fields = parseTrustedComment(verifyTrustedComment(text, options.pubkey, {source: `${label}/${RECORD_SIGNATURE}`}).trustedComment);
-    } catch (err) {
-      return {label, condition: 'unsigned', detail: (err as Error).message, ...(fields ? {fields} : {})};
-    }
   }
   const version = fields?.['version'];
   if (version !== manifest.version) return {label, condition: 'corrupt', detail: 'manifest and signature name different versions', manifest};

@@ -54,10 +54,27 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
+/** Bare words the original psyopsOS's earliest comments began with, in place of `type=`. */
+const BARE_TYPES = new Set(['psyopsOS', 'psyopsESP', 'psyopsOSBoot']);
+
+/**
+ * An update's trusted comment: `key=value` pairs (parsed strictly), where the earliest
+ * signatures of the original psyopsOS begin with a bare `psyopsOS` word instead of
+ * `type=psyopsOS` (`psyopsOS filename=... version=...`); that word is read as the type.
+ */
+export function parseUpdateComment(text: string, source: string): TrustedFields {
+  const first = text.split(' ', 1)[0]!;
+  if (!BARE_TYPES.has(first)) return parseTrustedComment(text, source);
+  const rest = text.slice(first.length + 1);
+  const fields = rest.trim() === '' ? {} : parseTrustedComment(rest, source);
+  if (fields['type'] !== undefined) throw new PsyError('bad-trusted-comment', `${source}: both a bare '${first}' and type=${fields['type']}`);
+  return {type: first, ...fields};
+}
+
 /** Unverified trusted comment fields, for `show` of records already on disk. */
 export function peekTrustedFields(signatureText: string, source: string): TrustedFields | undefined {
   try {
-    return parseTrustedComment(parseSignature(signatureText, source).trustedComment, source);
+    return parseUpdateComment(parseSignature(signatureText, source).trustedComment, source);
   } catch {
     return undefined;
   }
@@ -77,7 +94,8 @@ export interface MetaRules {
 /**
  * Checks an authenticated trusted comment against what this node needs: the type,
  * the architecture or platform, a filename that matches type/arch/version, a version
- * above the high-water mark, and a size.
+ * above the high-water mark, and the size when it says one (the original psyopsOS's
+ * signatures do not: their download is capped by what it is for instead).
  */
 export function checkMeta(fields: TrustedFields, rules: MetaRules): UpdateMeta {
   const {target, source} = rules;
@@ -89,8 +107,10 @@ export function checkMeta(fields: TrustedFields, rules: MetaRules): UpdateMeta {
   const version = fields['version'] ?? refuse('bad-metadata', 'trusted comment has no version');
   const filename = fields['filename'] ?? refuse('bad-metadata', 'trusted comment has no filename');
   if (target.kind === 'os') {
+    // signatures of the original psyopsOS before March 2024 have no architecture=; their
+    // filename (checked below) names it
     const arch = fields['architecture'];
-    if (arch !== target.arch) refuse('wrong-architecture', `architecture is ${arch ?? '(none)'}, this node is ${target.arch}`);
+    if (arch !== undefined && arch !== target.arch) refuse('wrong-architecture', `architecture is ${arch}, this node is ${target.arch}`);
   } else {
     const plat = fields['platform'] ?? fields['architecture'];
     if (plat !== undefined && plat !== target.arch && !target.arch.startsWith(plat + '-')) {
