@@ -2,7 +2,7 @@ import {chmod, link, lstat, mkdir, readFile, readdir, readlink, symlink, writeFi
 import {dirname, join, posix} from 'node:path';
 import {gunzipSync} from 'node:zlib';
 import {PsyError} from '../errors.js';
-import {readTar, writeTarFile, type TarEntryType, type TarWriteEntry} from '../tar/index.js';
+import {readTar, writeTar as writeTarBytes, writeTarFile, type TarEntryType, type TarWriteEntry} from '../tar/index.js';
 
 /**
  * Image tarballs on top of the one tar module. Writing is for reproducibility: entries
@@ -39,18 +39,8 @@ export async function writeTar(out: string, entries: readonly TarEntry[], mtime:
 
 /** An archive of in-memory entries (no `file` entries), as writeTar would write it. */
 export function tarBytes(entries: readonly TarEntry[], mtime: number): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of entries) {
-    if (e.type === 'file') throw new PsyError('tar-unsupported', `tar: ${e.path}: tarBytes takes data entries only`);
-    parts.push(tarHeader(e, mtime));
-    if (e.type === 'data') {
-      parts.push(Buffer.from(e.data));
-      const pad = (BLOCK - (e.data.length % BLOCK)) % BLOCK;
-      if (pad) parts.push(Buffer.alloc(pad));
-    }
-  }
-  parts.push(Buffer.alloc(BLOCK * 2));
-  return Buffer.concat(parts);
+  for (const e of entries) if (e.type === 'file') throw new PsyError('tar-unsupported', `tar: ${e.path}: tarBytes takes data entries only`);
+  return writeTarBytes(entries.map((e) => toWriteEntry(e, mtime)), {format: 'ustar', longNames: 'prefix'});
 }
 
 /** Entries for everything under `dir`, sorted by path, modes from the files. */
