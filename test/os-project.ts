@@ -41,7 +41,12 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
   };
 }
 
-export async function writeProject(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
+/** More of the project than settings.alpine: the operators who may read `psy node` secrets. */
+export interface ProjectExtras {
+  readonly nodeRecipients?: readonly string[];
+}
+
+export async function writeProject(dir: string, settings: Partial<AlpineSettings>, extras: ProjectExtras = {}): Promise<void> {
   await mkdir(join(dir, 'test-overlay/etc'), {recursive: true});
   await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
   // the compiled modules neuralupgrade's package ships, as in the repository itself
@@ -53,7 +58,7 @@ export async function writeProject(dir: string, settings: Partial<AlpineSettings
     join(dir, 'test-overlay/etc/inittab'),
     "::sysinit:/bin/sh -c 'for s in /etc/local.d/*.start; do [ -x \"$s\" ] && \"$s\"; done; sync; poweroff -f'\n",
   );
-  await writeConfig(dir, settings);
+  await writeConfig(dir, settings, extras);
   await lockProject(dir, settings);
 }
 
@@ -64,10 +69,12 @@ export async function lockProject(dir: string, settings: Partial<AlpineSettings>
   writeLock(join(dir, full.lockfile), lock);
 }
 
-export async function writeConfig(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
+export async function writeConfig(dir: string, settings: Partial<AlpineSettings>, extras: ProjectExtras = {}): Promise<void> {
   const targets = relative(dir, join(repoRoot, 'targets/psyopsos.js'));
+  // with node recipients the project has nodes/, whose targets need the project root
+  const more = extras.nodeRecipients === undefined ? '' : `, {settings: {nodes: {recipients: ${JSON.stringify(extras.nodeRecipients)}}}}, {root: import.meta.dirname}`;
   await writeFile(
     join(dir, 'build.config.ts'),
-    `import {psyopsosConfig} from '${targets}';\nexport default psyopsosConfig(${JSON.stringify(settings, null, 2)});\n`,
+    `import {psyopsosConfig} from '${targets}';\nexport default psyopsosConfig(${JSON.stringify(settings, null, 2)}${more});\n`,
   );
 }

@@ -9,6 +9,8 @@ import {bootAndWatch, cleanConsole} from '../src/vm/boot-watch.js';
 import {qemuArgs} from '../src/vm/qemu.js';
 import {repoRoot} from './helpers/shared-data.js';
 import {rmSync, writeFileSync} from 'node:fs';
+import {psy} from './helpers/deaddrop-cli.js';
+import {nodeProject} from './helpers/node-project.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -45,6 +47,37 @@ describe('QEMU command line and console handling', () => {
     expect(r.status).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('--mac: "zz:54:00:ab:cd:ef" is not a MAC address');
+  });
+
+  it("psy vm --node NAME gives the NIC that node's MAC from nodes/NAME/node.json; --mac overrides; an unknown node is one line", async () => {
+    const p = nodeProject('psy-vm-node-');
+    try {
+      expect((await psy(['node', 'new', 'vmnode', '--mac', '52:54:00:AB:00:07'], p.dir, p.env)).code).toBe(0);
+      writeFileSync(join(p.dir, 'node.img'), Buffer.alloc(1 << 20));
+      const nic = (stdout: string) => stdout.trim().split(' ')[stdout.trim().split(' ').indexOf('-nic') + 1];
+      const dry = await psy(['vm', '--node', 'vmnode', '--accel', 'tcg', '--dry-run', 'node.img'], p.dir, p.env);
+      expect(dry.code, dry.stderr).toBe(0);
+      expect(dry.stdout.startsWith('qemu-system-x86_64 -machine q35 -accel tcg ')).toBe(true);
+      expect(dry.stdout).toContain(`file=${join(p.dir, 'node.img')},format=raw,if=virtio,snapshot=on`);
+      expect(nic(dry.stdout)).toBe('user,model=virtio-net-pci,mac=52:54:00:ab:00:07');
+      // headless mode keeps the NIC too: the node's psy0 must exist in the VM
+      const headless = await psy(['vm', '--node', 'vmnode', '--accel', 'tcg', '--dry-run', '--marker', 'X', 'node.img'], p.dir, p.env);
+      expect(nic(headless.stdout)).toBe('user,model=virtio-net-pci,mac=52:54:00:ab:00:07');
+      const over = await psy(['vm', '--node', 'vmnode', '--mac', '52:54:00:00:00:99', '--accel', 'tcg', '--dry-run', 'node.img'], p.dir, p.env);
+      expect(nic(over.stdout)).toBe('user,model=virtio-net-pci,mac=52:54:00:00:00:99');
+      const plain = await psy(['vm', '--accel', 'tcg', '--dry-run', 'node.img'], p.dir, p.env);
+      expect(nic(plain.stdout)).toBe('user,model=virtio-net-pci');
+
+      const unknown = await psy(['vm', '--node', 'nosuch', '--accel', 'tcg', '--dry-run', 'node.img'], p.dir, p.env);
+      expect(unknown.code).not.toBe(0);
+      expect(unknown.stderr).toBe("psy vm: unknown node 'nosuch' (no nodes/nosuch/node.json; nodes: vmnode)\n");
+      const target = await psy(['vm', 'diskimg@nosuch', '--accel', 'tcg', '--dry-run'], p.dir, p.env);
+      expect(target.stderr).toBe("psy vm: unknown node 'nosuch' (no nodes/nosuch/node.json; nodes: vmnode)\n");
+      const both = await psy(['vm', 'diskimg@vmnode', '--node', 'other', '--dry-run'], p.dir, p.env);
+      expect(both.stderr).toBe('psy vm: --node other and diskimg@vmnode name different nodes\n');
+    } finally {
+      rmSync(p.dir, {recursive: true, force: true});
+    }
   });
 
   it('strips CR and ANSI escapes from serial output', () => {
