@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian tools psy runs (and its tests use), and python3, make and g++ for
-# node-gyp to build the native stat addon (native/). Needs root or sudo.
+# node-gyp to build the native stat addon (native/). Needs root or sudo, unless every
+# package is already installed: then it does nothing.
 set -euo pipefail
+PACKAGES=(
+  squashfs-tools e2fsprogs dosfstools mtools fdisk
+  grub-efi-amd64-bin grub-common
+  qemu-system-x86 ovmf
+  minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux
+  python3 make g++
+)
+if command -v dpkg-query >/dev/null &&
+  ! dpkg-query -W -f='${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>&1 | grep -qv '^ii '; then
+  echo "Debian tools: all installed"
+  exit 0
+fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends \
-  squashfs-tools e2fsprogs dosfstools mtools fdisk \
-  grub-efi-amd64-bin grub-common \
-  qemu-system-x86 ovmf \
-  minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux \
-  python3 make g++ \
-  >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null

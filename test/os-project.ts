@@ -4,7 +4,7 @@
  * alpine/ inputs copied in (so a test may edit the patch), and a test overlay whose
  * inittab prints the slot marker on the console and powers off.
  */
-import {cp, mkdir, symlink, writeFile} from 'node:fs/promises';
+import {cp, mkdir, readlink, rm, symlink, writeFile} from 'node:fs/promises';
 import {join, relative} from 'node:path';
 import {lockWorld} from '../src/apk/alpine-root.js';
 import {writeLock} from '../src/apk/lockfile.js';
@@ -43,7 +43,13 @@ export async function writeProject(dir: string, settings: Partial<AlpineSettings
   await mkdir(join(dir, 'test-overlay/etc'), {recursive: true});
   await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
   // the compiled modules neuralupgrade's package ships, as in the repository itself
-  await symlink(join(repoRoot, 'dist'), join(dir, 'dist'));
+  // (a project written again, as the offline image's is on every run, keeps its link)
+  const dist = join(dir, 'dist');
+  const existing = await readlink(dist).catch(() => undefined);
+  if (existing !== join(repoRoot, 'dist')) {
+    await rm(dist, {recursive: true, force: true});
+    await symlink(join(repoRoot, 'dist'), dist);
+  }
   // No OpenRC in the fixture world: busybox init prints the marker and powers off.
   await writeFile(
     join(dir, 'test-overlay/etc/inittab'),
