@@ -66,11 +66,10 @@ function writeAtomic(path: string, bytes: Buffer): void {
 const where = (p: string) => relative(process.cwd(), p) || '.';
 
 /** The minirootfs tarball: ../shared's copy, an earlier download, or a download now. */
-async function minirootfs(say: (line: string) => void): Promise<string> {
+async function minirootfs(): Promise<string> {
   if (existsSync(MINIROOTFS)) return MINIROOTFS;
   const cached = join(downloadsDir, minirootfsRelease.file);
   if (existsSync(cached) && sha('sha512', readFileSync(cached)) === minirootfsRelease.sha512) return cached;
-  say(`downloading ${minirootfsRelease.url}`);
   let bytes: Buffer;
   try {
     bytes = await download(minirootfsRelease.url);
@@ -89,11 +88,10 @@ async function minirootfs(say: (line: string) => void): Promise<string> {
 }
 
 /** mkinitfs 3.13.0's init and features.d: ../shared's copy, an earlier download, or a download now. */
-async function mkinitfs(say: (line: string) => void): Promise<string> {
+async function mkinitfs(): Promise<string> {
   if (existsSync(join(MKINITFS_DIR, 'initramfs-init'))) return MKINITFS_DIR;
   const dir = join(downloadsDir, `mkinitfs-${mkinitfsRelease.version}`);
   if (existsSync(join(dir, 'initramfs-init'))) return dir;
-  say(`downloading ${mkinitfsRelease.url}`);
   let bytes: Buffer;
   try {
     bytes = await download(mkinitfsRelease.url);
@@ -138,10 +136,11 @@ function psy(args: string[]): number {
 }
 
 /** Builds the offline image (and boots it unless `boot` is false); returns the exit status. */
-export async function buildOfflineImage(opts: {boot: boolean; say: (line: string) => void}): Promise<number> {
-  const sources = {minirootfs: await minirootfs(opts.say), mkinitfsDir: await mkinitfs(opts.say)};
-  console.log('building the local APK repository (first run: about a minute; reused afterwards)');
-  const fx = await buildFixtureRepository(sources);
+export async function buildOfflineImage(opts: {boot: boolean}): Promise<number> {
+  const sources = {minirootfs: await minirootfs(), mkinitfsDir: await mkinitfs()};
+  console.log('the local APK repository (first run: about a minute; reused afterwards)');
+  // PSY_FIXTURE_CACHE: a fixture cache to share with another checkout (tests of this script)
+  const fx = await buildFixtureRepository({...sources, cacheDir: process.env['PSY_FIXTURE_CACHE'] || undefined});
   await mkdir(offlineProjectDir, {recursive: true});
   await writeProject(offlineProjectDir, fixtureSettings(offlineProjectDir, fx));
   console.log(`project: ${where(offlineProjectDir)}`);
@@ -164,6 +163,5 @@ export async function runScript(name: string, main: () => Promise<number>): Prom
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const say = (line: string) => console.error(`offline-image: ${line}`);
-  await runScript('offline-image', () => buildOfflineImage({boot: !process.argv.includes('--no-boot'), say}));
+  await runScript('offline-image', () => buildOfflineImage({boot: !process.argv.includes('--no-boot')}));
 }

@@ -40,7 +40,7 @@ await runScript('quickstart', async () => {
     } catch (err) {
       if (!(err instanceof DownloadError)) throw err;
       say(`Alpine's mirror cannot be reached (${err.url}: ${err.why}); building the offline test image instead`);
-      return buildOfflineImage({boot, say});
+      return buildOfflineImage({boot});
     }
   }
   for (const args of [...(haveLock ? [] : [['lock']]), ['build', 'diskimg']]) {
