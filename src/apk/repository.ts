@@ -191,7 +191,7 @@ export async function download(url: string, options: DownloadOptions = {}): Prom
         options.progress?.(url, received, total);
       }
     } catch (err) {
-      lastWhy = `transfer cut off after ${received} bytes (${errorCode(err)})`;
+      lastWhy = `transfer cut off after ${received}${total === undefined ? '' : ` of ${total}`} bytes (${errorCode(err)})`;
       continue;
     }
     if (total !== undefined && received < total) {
