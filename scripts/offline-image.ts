@@ -142,7 +142,7 @@ export async function buildOfflineImage(opts: {boot: boolean}): Promise<number> 
   // PSY_FIXTURE_CACHE: a fixture cache to share with another checkout (tests of this script)
   const fx = await buildFixtureRepository({...sources, cacheDir: process.env['PSY_FIXTURE_CACHE'] || undefined});
   await mkdir(offlineProjectDir, {recursive: true});
-  await writeProject(offlineProjectDir, fixtureSettings(offlineProjectDir, fx));
+  await writeProject(offlineProjectDir, fixtureSettings(offlineProjectDir, fx), {lock: false});
   console.log(`project: ${where(offlineProjectDir)}`);
   for (const args of [['lock'], ['build', 'diskimg']]) {
     const status = psy(args);

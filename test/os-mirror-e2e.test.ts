@@ -1,6 +1,6 @@
 import {execFile} from 'node:child_process';
 import {readdirSync, readFileSync} from 'node:fs';
-import {mkdtemp, rm, unlink} from 'node:fs/promises';
+import {mkdtemp, rm} from 'node:fs/promises';
 import {createServer, type Server} from 'node:http';
 import type {AddressInfo} from 'node:net';
 import {tmpdir} from 'node:os';
@@ -143,8 +143,7 @@ describe.skipIf(!haveAlpineTestData())("psy lock and psy build through HTTP from
       world: ['strace', 'curl'],
       ownPackages: [],
     };
-    await writeProject(dir, settings);
-    await unlink(join(dir, 'alpine', 'packages.lock.json'));
+    await writeProject(dir, settings, {lock: false});
     mirror.cuts.set('/alpine/v3.16/main/x86_64/APKINDEX.tar.gz', 1);
     const r = await psy(dir, 'lock');
     expect(r.status, r.stderr).toBe(0);
@@ -171,8 +170,7 @@ describe.skipIf(!haveAlpineTestData())("psy lock and psy build through HTTP from
 
   it('the fixture repository: psy lock and psy build diskimg over HTTP, one download cut off half-way', async () => {
     const dir = join(base, 'fixture');
-    await writeProject(dir, fixtureSettings(dir, fx, {repositories: [`${mirror.base}/alpine/v{release}/main`]}));
-    await unlink(join(dir, 'alpine', 'packages.lock.json'));
+    await writeProject(dir, fixtureSettings(dir, fx, {repositories: [`${mirror.base}/alpine/v{release}/main`]}), {lock: false});
     const lockRun = await psy(dir, 'lock');
     expect(lockRun.status, lockRun.stderr).toBe(0);
     const lock = readLock(join(dir, 'alpine', 'packages.lock.json'));

@@ -39,7 +39,8 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
   };
 }
 
-export async function writeProject(dir: string, settings: Partial<AlpineSettings>): Promise<void> {
+/** Writes the project; `lock: false` leaves the lock to `psy lock`. */
+export async function writeProject(dir: string, settings: Partial<AlpineSettings>, opts: {lock?: boolean} = {}): Promise<void> {
   await mkdir(join(dir, 'test-overlay/etc'), {recursive: true});
   await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
   // the compiled modules neuralupgrade's package ships, as in the repository itself
@@ -56,7 +57,7 @@ export async function writeProject(dir: string, settings: Partial<AlpineSettings
     "::sysinit:/bin/sh -c '/usr/sbin/psyopsos-slot > /dev/console; sync; poweroff -f'\n",
   );
   await writeConfig(dir, settings);
-  await lockProject(dir, settings);
+  if (opts.lock !== false) await lockProject(dir, settings);
 }
 
 /** What `psy lock` does: resolve settings.alpine's world into alpine/packages.lock.json. */
