@@ -166,6 +166,11 @@ export async function download(url: string, options: DownloadOptions = {}): Prom
       lastWhy = why;
       continue;
     }
+    if (res.status >= 500 && attempt < attempts) {
+      lastWhy = `HTTP ${res.status}`;
+      await res.body?.cancel();
+      continue;
+    }
     if (received > 0 && res.status === 200) {
       // the server ignored the range: start over
       chunks.length = 0;
@@ -173,15 +178,10 @@ export async function download(url: string, options: DownloadOptions = {}): Prom
     } else if (received > 0 && !(res.status === 206 && res.headers.get('content-range')?.startsWith(`bytes ${received}-`))) {
       throw new DownloadError(url, `resuming at byte ${received} got HTTP ${res.status}`);
     }
-    if (!res.ok) {
-      if (res.status >= 500 && attempt < attempts) {
-        lastWhy = `HTTP ${res.status}`;
-        await res.body?.cancel();
-        continue;
-      }
-      throw new DownloadError(url, `HTTP ${res.status} ${res.statusText}`.trim());
-    }
-    const length = Number(res.headers.get('content-length') ?? NaN);
+    if (!res.ok) throw new DownloadError(url, `HTTP ${res.status} ${res.statusText}`.trim());
+    // a body decoded on the way (Content-Encoding) has no length or ranges in our bytes
+    const encoded = res.headers.get('content-encoding') !== null;
+    const length = encoded ? NaN : Number(res.headers.get('content-length') ?? NaN);
     const total = Number.isFinite(length) ? received + length : undefined;
     try {
       for await (const chunk of res.body ?? []) {
@@ -192,6 +192,10 @@ export async function download(url: string, options: DownloadOptions = {}): Prom
       }
     } catch (err) {
       lastWhy = `transfer cut off after ${received}${total === undefined ? '' : ` of ${total}`} bytes (${errorCode(err)})`;
+      if (encoded) {
+        chunks.length = 0; // decoded bytes cannot be resumed: start over
+        received = 0;
+      }
       continue;
     }
     if (total !== undefined && received < total) {
