@@ -29,7 +29,7 @@ export const offlineProjectDir = join(repoRoot, 'cache', 'offline-image');
 const downloadsDir = join(repoRoot, 'cache', 'downloads');
 
 /** The official minirootfs, as Alpine publishes it (sha512 of the published file). */
-const minirootfsRelease = {
+export const minirootfsRelease = {
   file: 'alpine-minirootfs-3.20.3-x86_64.tar.gz',
   url: 'https://dl-cdn.alpinelinux.org/alpine/v3.20/releases/x86_64/alpine-minirootfs-3.20.3-x86_64.tar.gz',
   sha512: '9d5405f61f8a6ebc02461ba75346fbf1a63a4eab8510a0158dd321cee0c4dafe28c2a3d2cb7c3d75e2a8130dae0c3c92382f5b6adeea309eafc97621c5bf6400',
@@ -87,6 +87,25 @@ async function minirootfs(): Promise<string> {
   return cached;
 }
 
+/**
+ * initramfs-init and features.d out of mkinitfs's source archive (below its top folder),
+ * checked against the pinned digests.
+ */
+export function mkinitfsFromArchive(bytes: Buffer, source: string): {init: Buffer; features: Map<string, Buffer>} {
+  let init: Buffer | undefined;
+  const features = new Map<string, Buffer>();
+  for (const e of readTar(gunzipSync(bytes), source)) {
+    const rel = e.path.split('/').slice(1).join('/');
+    if (e.type !== 'file') continue;
+    if (rel === 'initramfs-init.in') init = Buffer.from(e.data.toString('utf8').replaceAll('@VERSION@', mkinitfsRelease.version));
+    else if (/^features\.d\/[^/]+$/.test(rel)) features.set(rel.slice('features.d/'.length), e.data);
+  }
+  if (!init || sha('sha256', init) !== mkinitfsRelease.initSha256 || featuresDigest(features) !== mkinitfsRelease.featuresSha256) {
+    throw new PsyError('offline-source', `${source}: initramfs-init or features.d is not mkinitfs ${mkinitfsRelease.version}'s; refusing it`);
+  }
+  return {init, features};
+}
+
 /** mkinitfs 3.13.0's init and features.d: ../shared's copy, an earlier download, or a download now. */
 async function mkinitfs(): Promise<string> {
   if (existsSync(join(MKINITFS_DIR, 'initramfs-init'))) return MKINITFS_DIR;
@@ -101,17 +120,7 @@ async function mkinitfs(): Promise<string> {
       dir,
     );
   }
-  let init: Buffer | undefined;
-  const features = new Map<string, Buffer>();
-  for (const e of readTar(gunzipSync(bytes), mkinitfsRelease.url)) {
-    const rel = e.path.split('/').slice(1).join('/'); // below the archive's top folder
-    if (e.type !== 'file') continue;
-    if (rel === 'initramfs-init.in') init = Buffer.from(e.data.toString('utf8').replaceAll('@VERSION@', mkinitfsRelease.version));
-    else if (/^features\.d\/[^/]+$/.test(rel)) features.set(rel.slice('features.d/'.length), e.data);
-  }
-  if (!init || sha('sha256', init) !== mkinitfsRelease.initSha256 || featuresDigest(features) !== mkinitfsRelease.featuresSha256) {
-    throw new PsyError('offline-source', `${mkinitfsRelease.url}: initramfs-init or features.d is not mkinitfs ${mkinitfsRelease.version}'s; refusing it`);
-  }
+  const {init, features} = mkinitfsFromArchive(bytes, mkinitfsRelease.url);
   const tmp = `${dir}.part`;
   rmSync(tmp, {recursive: true, force: true});
   mkdirSync(join(tmp, 'features.d'), {recursive: true});

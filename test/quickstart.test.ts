@@ -1,8 +1,13 @@
 import {execFile} from 'node:child_process';
-import {existsSync, mkdtempSync, openSync, readSync, closeSync, rmSync, statSync, symlinkSync} from 'node:fs';
+import {createHash} from 'node:crypto';
+import {closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, symlinkSync} from 'node:fs';
 import {tmpdir} from 'node:os';
-import {join} from 'node:path';
+import {basename, join} from 'node:path';
+import {gzipSync} from 'node:zlib';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
+import {mkinitfsFromArchive, minirootfsRelease} from '../scripts/offline-image.js';
+import {writeTar, type TarWriteEntry} from '../src/apk/tar.js';
+import {MINIROOTFS, MKINITFS_DIR} from './fixtures/build-fixture-repository.js';
 import {haveAlpineTestData, repoRoot, sharedDir} from './helpers/shared-data.js';
 
 // A fresh clone's quick start, as a new user runs it, on a machine that cannot reach
@@ -110,5 +115,39 @@ describe('scripts/quickstart.sh --no-boot on a fresh clone', () => {
       const after = statSync(image());
       expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
     }, 900_000);
+  });
+});
+
+// Without ../shared the offline image downloads Alpine's files; what it accepts is pinned.
+describe.skipIf(!haveAlpineTestData())('the offline image sources it downloads', () => {
+  it('the pinned minirootfs sha512 is that of the official tarball', () => {
+    expect(minirootfsRelease.file).toBe(basename(MINIROOTFS));
+    expect(createHash('sha512').update(readFileSync(MINIROOTFS)).digest('hex')).toBe(minirootfsRelease.sha512);
+  });
+
+  it("mkinitfs's source archive: accepted when its files are 3.13.0's, refused when one differs", () => {
+    // laid out as the release tag's archive: one top folder, the init before its @VERSION@ substitution
+    const init = readFileSync(join(MKINITFS_DIR, 'initramfs-init'), 'utf8');
+    expect(init).toContain('VERSION=3.13.0\n');
+    const features = readdirSync(join(MKINITFS_DIR, 'features.d')).sort();
+    const archive = (change?: string) => {
+      const top = 'mkinitfs-3.13.0-5e9c5e6563223ab6c51a5b23e88d298795b4b9e4/';
+      const entries: TarWriteEntry[] = [
+        {path: top, type: 'directory', mode: 0o755, mtime: 0},
+        {path: `${top}initramfs-init.in`, type: 'file', mode: 0o644, mtime: 0, data: Buffer.from(init.replace('VERSION=3.13.0\n', 'VERSION=@VERSION@\n'))},
+        {path: `${top}features.d/`, type: 'directory', mode: 0o755, mtime: 0},
+        ...features.map((f): TarWriteEntry => {
+          const data = readFileSync(join(MKINITFS_DIR, 'features.d', f));
+          return {path: `${top}features.d/${f}`, type: 'file', mode: 0o644, mtime: 0, data: f === change ? Buffer.concat([data, Buffer.from('extra\n')]) : data};
+        }),
+      ];
+      return gzipSync(writeTar(entries));
+    };
+    const got = mkinitfsFromArchive(archive(), 'mkinitfs-3.13.0.tar.gz');
+    expect(got.init.toString('utf8')).toBe(init);
+    expect([...got.features.keys()].sort()).toEqual(features);
+    expect(() => mkinitfsFromArchive(archive('virtio.modules'), 'mkinitfs-3.13.0.tar.gz')).toThrow(
+      "mkinitfs-3.13.0.tar.gz: initramfs-init or features.d is not mkinitfs 3.13.0's; refusing it",
+    );
   });
 });
