@@ -69,14 +69,18 @@ const where = (p: string) => relative(process.cwd(), p) || '.';
 async function minirootfs(): Promise<string> {
   if (existsSync(MINIROOTFS)) return MINIROOTFS;
   const cached = join(downloadsDir, minirootfsRelease.file);
-  if (existsSync(cached) && sha('sha512', readFileSync(cached)) === minirootfsRelease.sha512) return cached;
+  if (existsSync(cached)) {
+    const got = sha('sha512', readFileSync(cached));
+    if (got === minirootfsRelease.sha512) return cached;
+    throw new PsyError('offline-source', `${where(cached)}: sha512 ${got.slice(0, 16)}… is not the published ${minirootfsRelease.sha512.slice(0, 16)}… of ${minirootfsRelease.file}; remove it or put the official file there`);
+  }
   let bytes: Buffer;
   try {
     bytes = await download(minirootfsRelease.url);
   } catch (err) {
     throw missing(
       `Alpine's minirootfs: ${where(MINIROOTFS)} is not there and ${minirootfsRelease.url} cannot be downloaded (${reason(err)})`,
-      cached,
+      `that file at ${where(cached)}`,
     );
   }
   const got = sha('sha512', bytes);
@@ -117,7 +121,7 @@ async function mkinitfs(): Promise<string> {
   } catch (err) {
     throw missing(
       `Alpine's mkinitfs ${mkinitfsRelease.version}: ${where(MKINITFS_DIR)} is not there and ${mkinitfsRelease.url} cannot be downloaded (${reason(err)})`,
-      dir,
+      `its initramfs-init and features.d/ into ${where(dir)}/`,
     );
   }
   const {init, features} = mkinitfsFromArchive(bytes, mkinitfsRelease.url);
@@ -134,8 +138,8 @@ function reason(err: unknown): string {
   return err instanceof DownloadError ? err.why : (err as Error).message;
 }
 
-function missing(what: string, putAt: string): PsyError {
-  return new PsyError('offline-source', `the offline image needs ${what}; put ../shared beside this clone, or that file at ${where(putAt)}`);
+function missing(what: string, orPut: string): PsyError {
+  return new PsyError('offline-source', `the offline image needs ${what}; put ../shared beside this clone, or ${orPut}`);
 }
 
 function psy(args: string[]): number {
