@@ -12,5 +12,19 @@ export default psyopsosConfig({
   firmware: [],
   compression: {squashfs: 'zstd', modloop: 'zstd', initramfs: 'gzip'},
   partitions: {espMiB: 128, secretMiB: 128, slotMiB: 1536},
-  efiExtras: {},
+  // alpine/efi/memtest64.efi links to Debian's memtest86+ (scripts/install-deps.sh)
+  efiExtras: {'alpine/efi/memtest64.efi': 'MemTest86+ (64-bit EFI)'},
+  // OpenRC services, as `rc-update add` would enable them (the original's list)
+  runlevels: {
+    sysinit: ['devfs', 'dmesg', 'mdev', 'hwdrivers', 'modloop'],
+    boot: ['hwclock', 'modules', 'sysctl', 'hostname', 'bootmisc', 'syslog'],
+    default: ['local', 'sshd'],
+    shutdown: ['mount-ro', 'killprocs', 'savecache'],
+  },
+  // a way in: root stays locked unless a hash is given; keys are public keys only
+  rootPasswordHash: null,
+  rootAuthorizedKeys: [],
+  serialConsoles: ['ttyS0', 'ttyAMA0'],
+  serialBaud: 115200,
+  defaultNodename: 'psyopsOS-unconfigured',
 });

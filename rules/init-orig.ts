@@ -1,5 +1,4 @@
-import {copyFile} from 'node:fs/promises';
-import {join} from 'node:path';
+import {copyFileFromRoot} from '../src/apk/root-path.js';
 import {defineRule} from '../src/engine/rule.js';
 import {PsyError} from '../src/errors.js';
 
@@ -10,10 +9,8 @@ export default defineRule({
   module: import.meta.url,
   async run(ctx) {
     const root = ctx.inputs['root']![0]!;
-    const src = join(root, 'usr/share/mkinitfs/initramfs-init');
-    try {
-      await copyFile(src, ctx.outputs['init']!);
-    } catch {
+    // A symlink in the package is followed inside the root, never into the build host.
+    if (!(await copyFileFromRoot(root, '/usr/share/mkinitfs/initramfs-init', ctx.outputs['init']!, 'init-orig'))) {
       throw new PsyError('missing-file', `the installed root has no usr/share/mkinitfs/initramfs-init; add mkinitfs to settings.alpine.world`);
     }
   },

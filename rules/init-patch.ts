@@ -3,10 +3,14 @@ import {defineRule} from '../src/engine/rule.js';
 import {applyInitPatch} from '../src/image/init-patch.js';
 import {tools} from './tools.js';
 
-/** Upstream init + alpine/initramfs-init.patch → the psyopsOS init. */
+/**
+ * Upstream init + alpine/initramfs-init.patch → the psyopsOS init. Applied forward only:
+ * an upstream init that already holds the patch (or part of it) is refused, not reversed.
+ */
 export default defineRule({
   name: 'init-patch',
-  version: 1,
+  // 2: applied with --forward (an init a cached build reversed is made again, and refused)
+  version: 2,
   module: import.meta.url,
   tools: [tools.patch],
   async run(ctx) {

@@ -27,7 +27,7 @@ export default defineRule({
         init: ctx.inputs['init']![0]!,
         modulesDir: join(ctx.inputs['modules']![0]!, 'lib/modules', version),
         kernelVersion: version,
-        featuresDir: join(root, 'etc/mkinitfs/features.d'),
+        featuresDir: '/etc/mkinitfs/features.d',
         features: ctx.params['features'] as string[],
         extraModules: (ctx.params['extraModules'] as string[] | undefined) ?? [],
         compression: String(ctx.params['compression'] ?? 'gzip') as Compression,

@@ -1,6 +1,7 @@
-import {copyFile, mkdir, readFile, readdir, writeFile, lstat} from 'node:fs/promises';
+import {copyFile, mkdir, readFile, readdir, writeFile} from 'node:fs/promises';
 import {dirname, join} from 'node:path';
 import {gunzipSync} from 'node:zlib';
+import {copyFileFromRoot, readFileInRoot, readdirInRoot, resolveInRoot} from '../src/apk/root-path.js';
 import {defineRule} from '../src/engine/rule.js';
 import {PsyError} from '../src/errors.js';
 import {tools} from './tools.js';
@@ -20,25 +21,30 @@ export default defineRule({
   async run(ctx) {
     const root = ctx.inputs['root']![0]!;
     const flavor = String(ctx.params['flavor']);
-    const boot = join(root, 'boot');
+    const what = `kernel (linux-${flavor})`;
+    // Every path is resolved inside the installed root: a package symlink never reaches
+    // a file of the build host.
     const need = async (name: string, out: string) => {
-      try {
-        await copyFile(join(boot, name), out);
-      } catch {
+      if (!(await copyFileFromRoot(root, `/boot/${name}`, out, what))) {
         throw new PsyError('missing-file', `boot/${name} is not in the installed linux-${flavor} package`);
       }
     };
     await need(`vmlinuz-${flavor}`, ctx.outputs['kernel']!);
     await need(`System.map-${flavor}`, ctx.outputs['systemMap']!);
     await need(`config-${flavor}`, ctx.outputs['config']!);
-    const versions = await readdir(join(root, 'lib/modules')).catch(() => [] as string[]);
+    const versions = ((await readdirInRoot(root, '/lib/modules', what))?.entries ?? []).map((e) => e.name).sort();
     if (versions.length !== 1) {
       throw new PsyError('kernel-modules', `expected one lib/modules/<version> in linux-${flavor}, found ${versions.length ? versions.join(', ') : 'none'}`);
     }
     const version = versions[0]!;
     await writeFile(ctx.outputs['version']!, version + '\n');
-    const src = join(root, 'lib/modules', version);
+    const srcDir = await resolveInRoot(root, `/lib/modules/${version}`, what);
+    if (!srcDir?.stat.isDirectory()) throw new PsyError('kernel-modules', `${what}: lib/modules/${version} is not a folder`);
+    // The real folder: below it the walk takes only real folders and regular files.
+    const src = srcDir.host;
     const dst = join(ctx.outputs['modules']!, 'lib/modules', version);
+    await mkdir(dst, {recursive: true});
+    let modules = 0;
     const walk = async (rel: string): Promise<void> => {
       for (const e of (await readdir(join(src, rel), {withFileTypes: true})).sort((a, b) => (a.name < b.name ? -1 : 1))) {
         const r = rel ? `${rel}/${e.name}` : e.name;
@@ -48,6 +54,7 @@ export default defineRule({
         }
         if (!e.isFile() || /^modules\./.test(r)) continue;
         await mkdir(dirname(join(dst, r)), {recursive: true});
+        if (/\.ko(\.(gz|xz|zst))?$/.test(r)) modules++;
         if (/\.ko\.(gz|xz|zst)$/.test(r)) {
           const data = await readFile(join(src, r));
           const plain = r.endsWith('.gz')
@@ -58,8 +65,14 @@ export default defineRule({
       }
     };
     await walk('');
+    const order = (await readFileInRoot(root, `${srcDir.path}/modules.order`, what))?.toString('utf8');
+    const listed = order?.split('\n').filter((l) => l.trim() !== '').length ?? 0;
+    if (listed > 0 && modules === 0) {
+      // An initramfs and a modloop without the modules the kernel was built with do not boot.
+      throw new PsyError('kernel-modules', `${what}: lib/modules/${version}/modules.order lists ${listed} modules, but the package holds no module files`);
+    }
     for (const f of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo']) {
-      if (await lstat(join(src, f)).catch(() => undefined)) await copyFile(join(src, f), join(dst, f));
+      await copyFileFromRoot(root, `${srcDir.path}/${f}`, join(dst, f), what);
     }
     await ctx.run('depmod', ['-b', ctx.outputs['modules']!, version], {captureStdout: true});
   },

@@ -1,6 +1,8 @@
-import {copyFile, cp, mkdir, readFile, readdir, lstat} from 'node:fs/promises';
-import {dirname, join} from 'node:path';
+import {copyFile, cp, mkdir, readFile, readdir} from 'node:fs/promises';
+import {dirname, join, relative} from 'node:path';
+import {resolveInRoot} from '../src/apk/root-path.js';
 import {defineRule} from '../src/engine/rule.js';
+import {PsyError} from '../src/errors.js';
 import {moduleFirmware} from '../src/image/kmod.js';
 import {makeSquashfs, type SquashfsCompression} from '../src/image/squashfs.js';
 import {tools} from './tools.js';
@@ -31,16 +33,25 @@ export default defineRule({
         for (const e of await readdir(dir, {withFileTypes: true})) {
           const p = join(dir, e.name);
           if (e.isDirectory()) await walk(p);
-          else if (e.name.endsWith('.ko')) for (const f of moduleFirmware(await readFile(p))) wanted.add(f);
+          else if (e.name.endsWith('.ko')) {
+            for (const f of moduleFirmware(await readFile(p))) {
+              // A name is a path below lib/firmware; one that climbs or is absolute is hostile.
+              if (f === '' || f.startsWith('/') || f.split('/').includes('..')) {
+                throw new PsyError('bad-firmware-name', `modloop: ${relative(mods, p)} asks for firmware '${f}', which is not a path below lib/firmware`);
+              }
+              wanted.add(f);
+            }
+          }
         }
       };
       await walk(mods);
       for (const f of [...wanted].sort()) {
-        const src = join(fwRoot, 'lib/firmware', f);
-        if (!(await lstat(src).catch(() => undefined))) continue;
+        // Resolved inside the firmware root: a package symlink never reaches the build host.
+        const src = await resolveInRoot(fwRoot, `/lib/firmware/${f}`, 'modloop');
+        if (!src?.stat.isFile()) continue;
         const dst = join(stage, 'modules/firmware', f);
         await mkdir(dirname(dst), {recursive: true});
-        await copyFile(src, dst);
+        await copyFile(src.host, dst);
       }
     }
     const compression = String(ctx.params['compression'] ?? 'zstd') as SquashfsCompression;

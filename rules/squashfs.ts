@@ -1,22 +1,26 @@
-import {cp, lstat, mkdir, symlink} from 'node:fs/promises';
+import {cp, lstat, mkdir, readFile, symlink} from 'node:fs/promises';
 import {isAbsolute, join, resolve} from 'node:path';
 import {defineRule} from '../src/engine/rule.js';
 import {PsyError} from '../src/errors.js';
 import {readManifest} from '../src/apk/manifest.js';
+import {applyNodeRoot, type NodeRootSettings} from '../src/image/node-root.js';
 import {makeSquashfs, type Ownership, type SpecialFile, type SquashfsCompression} from '../src/image/squashfs.js';
 import {tools} from './tools.js';
 
 /**
  * The root filesystem: the installed root (owners and modes from its manifest), the
- * overlay folders on top (root-owned), /lib/modules and /lib/firmware pointing into the
+ * overlay folders on top (root-owned), the node settings (runlevels, root's way in,
+ * update trust: src/image/node-root.ts), /lib/modules and /lib/firmware pointing into the
  * modloop the init mounts at /.modloop; squashfs, reproducible, without root.
  *
- * inputs: root, manifest, overlay (the overlay files, for staleness).
- * params: overlayDirs (string[], relative to the project), compression, level.
+ * inputs: root, manifest, overlay (the overlay files, for staleness), authorizedKeys and
+ * updatePubkey (optional files). params: overlayDirs (string[], relative to the project),
+ * node (NodeRootSettings plus rootAuthorizedKeys and updatePubkey as configured),
+ * compression, level.
  */
 export default defineRule({
   name: 'squashfs',
-  version: 1,
+  version: 2,
   module: import.meta.url,
   tools: [tools.mksquashfs],
   async run(ctx) {
@@ -43,6 +47,14 @@ export default defineRule({
     for (const dir of (ctx.params['overlayDirs'] as string[] | undefined) ?? []) {
       const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
       for (const f of overlayFiles) if (f.startsWith(abs + '/')) ownership.delete(f.slice(abs.length + 1));
+    }
+    const node = ctx.params['node'] as (NodeRootSettings & {rootAuthorizedKeys: string[]; updatePubkey: string | null}) | undefined;
+    if (node) {
+      const text = async (file: string) => [file, await readFile(resolve(ctx.root, file), 'utf8')] as const;
+      await applyNodeRoot(stage, node, {
+        authorizedKeys: await Promise.all(node.rootAuthorizedKeys.map(text)),
+        updatePubkey: node.updatePubkey === null ? undefined : await text(node.updatePubkey),
+      });
     }
     await mkdir(join(stage, 'lib'), {recursive: true});
     for (const [name, target] of [['modules', '/.modloop/modules'], ['firmware', '/.modloop/modules/firmware']] as const) {

@@ -5,7 +5,7 @@
 set -euo pipefail
 PACKAGES=(
   squashfs-tools e2fsprogs dosfstools mtools fdisk
-  grub-efi-amd64-bin grub-common
+  grub-efi-amd64-bin grub-common memtest86+
   qemu-system-x86 ovmf
   minisign cpio xz-utils zstd gzip kmod patch openssl ca-certificates busybox-static mount util-linux
   python3 make g++

@@ -28,3 +28,12 @@ export function isPsyError(err: unknown): err is PsyError {
     typeof (err as {code?: unknown}).code === 'string'
   );
 }
+
+/**
+ * Untrusted text for a message: control characters (a newline in a package's
+ * field, a NUL in a tar name) are escaped, so an error stays one line.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}

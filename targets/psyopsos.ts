@@ -11,7 +11,8 @@ import modloop from '../rules/modloop.js';
 import ostar from '../rules/ostar.js';
 import sectar from '../rules/sectar.js';
 import squashfs from '../rules/squashfs.js';
-import {alpineSettingsFor, deaddropApkRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
+import {validateNodeRootSettings, type NodeRootSettings} from '../src/image/node-root.js';
+import {alpineSettingsFor, deaddropApkRepository, deaddropOsRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
 
 /**
  * The psyopsOS artifacts as targets. Each names what it reads, so an edit of the init
@@ -20,6 +21,16 @@ import {alpineSettingsFor, deaddropApkRepository, nodeRepositoriesOf, packageSet
  */
 export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[] {
   const s = withDefaults(partial);
+  // the node settings are checked when the config loads, not first in the squashfs step
+  const node: NodeRootSettings = {
+    runlevels: Object.fromEntries(Object.entries(s.runlevels).map(([l, v]) => [l, [...v]])),
+    rootPasswordHash: s.rootPasswordHash,
+    serialConsoles: [...s.serialConsoles],
+    serialBaud: s.serialBaud,
+    defaultNodename: s.defaultNodename,
+    updateRepository: s.updateRepository ?? null,
+  };
+  validateNodeRootSettings(node);
   const kernelPackages = [`linux-${s.kernelFlavor}`, ...s.firmware];
   // The lock is the input of both installs: a new lock re-runs them, and early cutoff
   // stops at whatever did not really change below.
@@ -129,8 +140,13 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
         root: {target: 'rootfs', output: 'root'},
         manifest: {target: 'rootfs', output: 'manifest'},
         overlay: {glob: s.overlayDirs.map((d) => `${d}/**`)},
+        ...(s.rootAuthorizedKeys.length ? {authorizedKeys: {files: [...s.rootAuthorizedKeys]}} : {}),
+        ...(typeof s.updatePubkey === 'string' ? {updatePubkey: s.updatePubkey} : {}),
       },
-      params: {overlayDirs: [...s.overlayDirs], compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
+      params: {
+        overlayDirs: [...s.overlayDirs],
+        node: {...node, rootAuthorizedKeys: [...s.rootAuthorizedKeys], updatePubkey: s.updatePubkey ?? null} as unknown as JsonValue,
+        compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
       outputs: {squashfs: 'squashfs/squashfs'},
     },
     {
@@ -194,7 +210,11 @@ export function psyopsosConfig(alpine: Partial<AlpineSettings>, extra: Partial<P
   };
   const s3 = (deaddrop as {s3?: DeaddropBucket} | null)?.s3;
   const psyopsRepository = alpine.psyopsRepository === undefined ? (deaddropApkRepository(s3, base.release) ?? null) : alpine.psyopsRepository;
-  const full = withDefaults({...alpine, psyopsRepository});
+  // the node's update trust: the key releases are signed with, the deaddrop it reads
+  const signing = extra.settings?.['signing'] as {publicKey?: unknown} | undefined;
+  const updatePubkey = alpine.updatePubkey === undefined ? (typeof signing?.publicKey === 'string' ? signing.publicKey : null) : alpine.updatePubkey;
+  const updateRepository = alpine.updateRepository === undefined ? (deaddropOsRepository(s3) ?? null) : alpine.updateRepository;
+  const full = withDefaults({...alpine, psyopsRepository, updatePubkey, updateRepository});
   return {
     targets: psyopsosTargets(full),
     default: 'diskimg',

@@ -45,11 +45,42 @@ export interface AlpineSettings {
   /** Overlay folders copied over the installed root, in order. */
   readonly overlayDirs: readonly string[];
   readonly initPatch: string;
-  /** EFI programs for the ESP: project path → menu title. */
+  /**
+   * EFI programs for the ESP: project path → menu title (the file keeps its name).
+   * Default: Debian's memtest86+ through the link alpine/efi/memtest64.efi.
+   */
   readonly efiExtras: Readonly<Record<string, string>>;
   readonly grub: {readonly timeoutSec?: number; readonly kernelArgs?: string};
-  /** Name a node to build its secrets tarball into the image. */
-  readonly node?: {readonly name: string; readonly secretsDir: string};
+  /**
+   * Name a node to build its secrets tarball into the image; `mac` is the MAC its
+   * mactab names, which `psy vm` gives the VM's NIC.
+   */
+  readonly node?: {readonly name: string; readonly secretsDir: string; readonly mac?: string};
+  /**
+   * OpenRC runlevel → services, linked into /etc/runlevels as `rc-update add` does. A
+   * service without /etc/init.d/<svc> in the installed world (or an overlay) is refused.
+   */
+  readonly runlevels: Readonly<Record<string, readonly string[]>>;
+  /** root's crypt(3) password hash (`mkpasswd -m sha-512`); null (default): locked. */
+  readonly rootPasswordHash: string | null;
+  /** Files (project paths) of SSH public keys for /root/.ssh/authorized_keys. */
+  readonly rootAuthorizedKeys: readonly string[];
+  /** Serial consoles that get a getty at boot when present, and their speed. */
+  readonly serialConsoles: readonly string[];
+  readonly serialBaud: number;
+  /** Host name of a node booted without a psyops-secret partition. */
+  readonly defaultNodename: string;
+  /**
+   * minisign public key file → /etc/psyopsOS/minisign.pubkey; psyopsosConfig takes
+   * settings.signing.publicKey when omitted; null: none.
+   */
+  readonly updatePubkey?: string | null;
+  /**
+   * /etc/psyopsOS/repository, the update repository neuralupgrade uses by default;
+   * psyopsosConfig derives it from settings.deaddrop.s3 (`<bucket URL>/<prefix>os`)
+   * when omitted; null: none.
+   */
+  readonly updateRepository?: string | null;
   /** Seed of the disk image's GUIDs and filesystem ids. */
   readonly imageSeed: string;
   /** Folder of our own package declarations (one folder per package); the apkrepo target builds them all. */
@@ -61,6 +92,20 @@ export interface AlpineSettings {
   /** abuild private key (PEM) that signs our packages; a development key under cache/ when omitted. */
   readonly apkBuildKey?: string;
 }
+
+/** The original's runlevels (psyopsOS's make-psyopsOS-squashfs.sh). */
+export const defaultRunlevels: Readonly<Record<string, readonly string[]>> = {
+  sysinit: ['devfs', 'dmesg', 'mdev', 'hwdrivers', 'modloop'],
+  boot: ['hwclock', 'modules', 'sysctl', 'hostname', 'bootmisc', 'syslog'],
+  default: ['local', 'sshd'],
+  shutdown: ['mount-ro', 'killprocs', 'savecache'],
+};
+
+/**
+ * A link to the EFI binary of Debian's memtest86+ package (scripts/install-deps.sh
+ * installs it), named as the original's ESP names it.
+ */
+export const MEMTEST_EFI = 'alpine/efi/memtest64.efi';
 
 /** The original's choices where it had them (Alpine 3.21, linux-lts, 128/128/1536 MiB). */
 export const defaultAlpineSettings: AlpineSettings = {
@@ -79,12 +124,18 @@ export const defaultAlpineSettings: AlpineSettings = {
   partitions: {espMiB: 128, secretMiB: 128, slotMiB: 1536},
   overlayDirs: ['alpine/overlay'],
   initPatch: 'alpine/initramfs-init.patch',
-  efiExtras: {},
+  efiExtras: {[MEMTEST_EFI]: 'MemTest86+ (64-bit EFI)'},
   grub: {},
   imageSeed: 'psyopsOS',
   packagesDir: 'alpine/packages',
   ownPackages: ['neuralupgrade'],
   distDir: 'dist',
+  runlevels: defaultRunlevels,
+  rootPasswordHash: null,
+  rootAuthorizedKeys: [],
+  serialConsoles: ['ttyS0', 'ttyAMA0'],
+  serialBaud: 115200,
+  defaultNodename: 'psyopsOS-unconfigured',
 };
 
 export function withDefaults(s: Partial<AlpineSettings>): AlpineSettings {
@@ -110,11 +161,11 @@ export interface DeaddropBucket {
 }
 
 /**
- * Where nodes find the APK repository `psy publish` mirrors into the deaddrop's apk/
- * folder: under the bucket's public URL when there is one, else the bucket's own URL
- * (path-style under a custom endpoint, virtual-hosted on AWS). Undefined without a bucket.
+ * The deaddrop as nodes read it, ending in '/': under the bucket's public URL when there
+ * is one, else the bucket's own URL (path-style under a custom endpoint, virtual-hosted
+ * on AWS), with the key prefix. Undefined without a bucket.
  */
-export function deaddropApkRepository(s3: DeaddropBucket | undefined, release: string): string | undefined {
+function deaddropBase(s3: DeaddropBucket | undefined): string | undefined {
   if (!s3?.bucket) return undefined;
   const trimmed = (s3.prefix ?? '').replace(/^\/+|\/+$/g, '');
   const prefix = trimmed ? `${trimmed}/` : '';
@@ -123,7 +174,19 @@ export function deaddropApkRepository(s3: DeaddropBucket | undefined, release: s
     : s3.endpoint
       ? `${s3.endpoint.replace(/\/+$/, '')}/${s3.bucket}`
       : `https://${s3.bucket}.s3.${s3.region ?? 'us-east-1'}.amazonaws.com`;
-  return `${base}/${prefix}apk/v${release.replace(/^v/, '')}/psyopsOS`;
+  return `${base}/${prefix}`;
+}
+
+/** Where nodes find the APK repository `psy publish` mirrors into the deaddrop's apk/ folder. */
+export function deaddropApkRepository(s3: DeaddropBucket | undefined, release: string): string | undefined {
+  const base = deaddropBase(s3);
+  return base && `${base}apk/v${release.replace(/^v/, '')}/psyopsOS`;
+}
+
+/** The update repository nodes use by default (neuralupgrade's --repository): the deaddrop's os/ folder. */
+export function deaddropOsRepository(s3: DeaddropBucket | undefined): string | undefined {
+  const base = deaddropBase(s3);
+  return base && `${base}os`;
 }
 
 /** etc/apk/repositories of the installed system: the Alpine repositories, then ours. */

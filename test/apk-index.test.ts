@@ -8,7 +8,7 @@ import {readApkIndex, writeApkIndex} from '../src/apk/apkindex.js';
 import {splitGzipMembers} from '../src/apk/gzip-members.js';
 import {generateSigningKey, keyringFromPem, loadKeyring, type Keyring} from '../src/apk/keys.js';
 import {recordLines} from '../src/apk/package-meta.js';
-import {readTar} from '../src/apk/tar.js';
+import {readTar} from '../src/tar/index.js';
 
 const readTarNames = (b: Buffer) => readTar(b, 'sig', {allowMissingEnd: true}).map((e) => e.path);
 import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
@@ -94,8 +94,9 @@ describe.skipIf(!haveAlpineTestData())('APKINDEX (real vectors)', () => {
     expect(() => readApkIndex(v316(), 'v3.16', {keyring: keyringFromPem([[other.name, other.publicKeyPem]])})).toThrow(
       /not among the trusted keys/,
     );
+    // a cut body is found by the signature, checked before the body is inflated
     for (const cut of [500, 667, 30_000, 655_700]) {
-      expect(() => readApkIndex(v316().subarray(0, cut), 'v3.16', {keyring})).toThrow(/index v3\.16: .*(truncated|damaged|no APKINDEX)/);
+      expect(() => readApkIndex(v316().subarray(0, cut), 'v3.16', {keyring})).toThrow(/index v3\.16: .*(truncated|damaged|no APKINDEX|does not verify)/);
     }
   });
 });

@@ -10,7 +10,7 @@ import {installPackages, type InstallOptions} from '../src/apk/installer.js';
 import {generateSigningKey, keyringFromPem} from '../src/apk/keys.js';
 import {emptyMeta, formatPkginfo, type PackageMeta} from '../src/apk/package-meta.js';
 import {signatureMember} from '../src/apk/signature.js';
-import {writeTar, type TarWriteEntry} from '../src/apk/tar.js';
+import {writeTar, type TarWriteEntry} from '../src/tar/index.js';
 
 const key = generateSigningKey('test', 0x65000000, 2048);
 const keyring = keyringFromPem([[key.name, key.publicKeyPem]]);

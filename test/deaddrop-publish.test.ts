@@ -2,7 +2,8 @@ import {lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSy
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
-import {publishToReplica, readTarMembers, type PublishArtifact} from '../src/deaddrop/index.js';
+import {publishToReplica, type PublishArtifact} from '../src/deaddrop/index.js';
+import {readTarFileMembers} from '../src/tar/index.js';
 import {generateKeyPair, parseTrustedComment, verifyFile, type KeyPair} from '../src/sign/index.js';
 import {makeApkRepo, makeEsptar, makeOstar} from './helpers/deaddrop-fixtures.js';
 
@@ -82,7 +83,7 @@ describe('publishing into the replica', () => {
       (await verifyFile(join(root, 'os', `psyopsESP.x86_64-uefi.${r2.artifacts[1]!.version}.tar`), keys.publicKey)).trustedComment,
     );
     expect(esp2['efi_programs']).toBe('memtest64.efi,tcshell.efi');
-    expect((await readTarMembers(tar, ['kernel.version'])).get('kernel.version')?.toString()).toBe('6.6.36-0-lts\n');
+    expect((await readTarFileMembers(tar, ['kernel.version'], {what: tar, code: 'bad-artifact'})).get('kernel.version')?.toString()).toBe('6.6.36-0-lts\n');
   });
 
   it('makes no new version for unchanged artifacts, a newer one for changed ones', async () => {

@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto';
 import {chmod, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
-import {join} from 'node:path';
+import {dirname, join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {runTool} from '../src/disk/run-tool.js';
 import {compress, cpioArchive} from '../src/image/cpio.js';
@@ -117,7 +117,7 @@ describe.skipIf(!haveAlpineTestData())('kernel module selection from mkinitfs fe
   it('matches feature globs (files and folders) and closes over modules.dep and softdeps', async () => {
     const tree = await readModuleTree(await fakeKernel());
     const features = join(alpineTestData, 'mkinitfs-3.13.0/features.d');
-    const picked = matchModuleGlobs(tree, await featureGlobs(features, ['base', 'ext4', 'squashfs']));
+    const picked = matchModuleGlobs(tree, await featureGlobs(dirname(features), 'features.d', ['base', 'ext4', 'squashfs']));
     // ext4.modules lists kernel/crypto/crc32* itself.
     expect(picked).toEqual(['kernel/crypto/crc32c_generic.ko', 'kernel/drivers/block/loop.ko', 'kernel/fs/ext4/ext4.ko', 'kernel/fs/overlayfs/overlay.ko', 'kernel/fs/squashfs/squashfs.ko']);
     expect(moduleClosure(tree, picked)).toEqual([
@@ -129,7 +129,7 @@ describe.skipIf(!haveAlpineTestData())('kernel module selection from mkinitfs fe
       'kernel/fs/squashfs/squashfs.ko',
       'kernel/lib/crc16.ko',
     ]);
-    await expect(featureGlobs(features, ['no-such-feature'])).rejects.toThrow(/mkinitfs feature no-such-feature/);
+    await expect(featureGlobs(dirname(features), 'features.d', ['no-such-feature'])).rejects.toThrow(/mkinitfs feature no-such-feature/);
     expect(moduleFirmware(await readFile(join(tree.dir, 'kernel/drivers/net/wireless/iwlwifi.ko')))).toEqual(['iwlwifi-1.ucode', 'iwlwifi-2.ucode']);
   });
 });

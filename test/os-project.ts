@@ -2,7 +2,7 @@
  * A throwaway psyopsOS project for the os/e2e tests: build.config.ts built from the
  * offline fixture repository (psy does not know it is a fixture), the repository's
  * alpine/ inputs copied in (so a test may edit the patch), and a test overlay whose
- * inittab prints the slot marker on the console and powers off.
+ * inittab runs the local.d scripts (slot marker, individuation) and powers off.
  */
 import {cp, mkdir, readlink, rm, symlink, writeFile} from 'node:fs/promises';
 import {join, relative} from 'node:path';
@@ -35,6 +35,9 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
     // neuralupgrade's package to depend on; test/os-ownpkgs.test.ts puts it in with a
     // declaration whose depends the fixture provides.
     ownPackages: [],
+    // The fixture world has no openrc (no /etc/init.d at all): its stand-in is the test
+    // overlay's inittab, which runs the same boot scripts OpenRC's local would.
+    runlevels: {},
     ...over,
   };
 }
@@ -51,10 +54,12 @@ export async function writeProject(dir: string, settings: Partial<AlpineSettings
     await rm(dist, {recursive: true, force: true});
     await symlink(join(repoRoot, 'dist'), dist);
   }
-  // No OpenRC in the fixture world: busybox init prints the marker and powers off.
+  // No OpenRC in the fixture world: busybox init does what OpenRC's local service would
+  // (the /etc/local.d/*.start scripts in name order: the slot marker, then the node's
+  // individuation), then powers off.
   await writeFile(
     join(dir, 'test-overlay/etc/inittab'),
-    "::sysinit:/bin/sh -c '/usr/sbin/psyopsos-slot > /dev/console; sync; poweroff -f'\n",
+    "::sysinit:/bin/sh -c 'for s in /etc/local.d/*.start; do [ -x \"$s\" ] && \"$s\"; done; sync; poweroff -f'\n",
   );
   await writeConfig(dir, settings);
   if (opts.lock !== false) await lockProject(dir, settings);

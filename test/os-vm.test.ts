@@ -31,6 +31,22 @@ describe('QEMU command line and console handling', () => {
     expect(rw.join(' ')).toContain('-serial mon:stdio');
   });
 
+  it("gives the NIC the MAC a node's mactab names, and refuses what is not a unicast MAC", () => {
+    const base = {image: '/x/disk.img', serial: {kind: 'file', path: '/x/log'}} as const;
+    const args = qemuArgs({...base, mac: '52:54:00:AB:CD:EF'}, 'tcg');
+    expect(args[args.indexOf('-nic') + 1]).toBe('user,model=virtio-net-pci,mac=52:54:00:ab:cd:ef');
+    expect(() => qemuArgs({...base, mac: '52:54:00:ab:cd'}, 'tcg')).toThrow(/"52:54:00:ab:cd" is not a MAC address/);
+    expect(() => qemuArgs({...base, mac: '01:00:5e:00:00:01'}, 'tcg')).toThrow(/multicast/);
+    expect(() => qemuArgs({...base, mac: '52:54:00:ab:cd:ef', noNetwork: true}, 'tcg')).toThrow(/off the network/);
+  });
+
+  it('psy vm --mac refuses a bad address in one line before anything boots', () => {
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), 'vm', '--mac', 'zz:54:00:ab:cd:ef', join(dir, 'none.img')], {cwd: dir, encoding: 'utf8'});
+    expect(r.status).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('--mac: "zz:54:00:ab:cd:ef" is not a MAC address');
+  });
+
   it('strips CR and ANSI escapes from serial output', () => {
     expect(cleanConsole('\x1b[2J\x1b[01;01HBooting `psyopsOS-A\'\r\n\x1b[0m\x1b[37m\x1b[40mok\r\n')).toBe("Booting `psyopsOS-A'\nok\n");
   });

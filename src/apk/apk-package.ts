@@ -1,10 +1,10 @@
 import {createHash} from 'node:crypto';
 import {PsyError} from '../errors.js';
-import {splitGzipMembers, type GzipMember} from './gzip-members.js';
+import {inflateGzipMember, MAX_CONTROL_INFLATED} from './gzip-members.js';
 import type {Keyring} from './keys.js';
 import {parsePkginfo, type PackageMeta} from './package-meta.js';
 import {signatureFiles, verifySignatures, type SignatureFile} from './signature.js';
-import {readTar, type TarEntry} from './tar.js';
+import {readTar, type TarEntry} from '../tar/index.js';
 
 export type ScriptName =
   | 'pre-install'
@@ -58,20 +58,35 @@ export function q1(bytes: Buffer | string): string {
 }
 
 /**
+ * The data member may inflate to the installed size its verified .PKGINFO declares,
+ * twice over (file systems round differently than tar), plus room for tar headers of
+ * many small files; and never past MAX_DATA_INFLATED, what psy holds in memory.
+ */
+export const MAX_DATA_INFLATED = 2 * 1024 ** 3;
+const TAR_HEADER_ROOM = 16 << 20;
+
+export function dataInflationLimit(installedSize: number): number {
+  return Math.min(MAX_DATA_INFLATED, 2 * installedSize + TAR_HEADER_ROOM);
+}
+
+/**
  * Reads an APK v2 package: splits the signature, control and data gzip members, checks
  * a signature by a trusted key over the control member, the identity against
- * `expectedChecksum`, and the data member against `datahash`.
+ * `expectedChecksum`, and the data member against `datahash`. What can be verified is
+ * verified before anything larger is inflated: the data member is hashed compressed,
+ * then inflated only up to what the verified .PKGINFO declares.
  */
 export function readApk(bytes: Buffer, source: string, options: ReadApkOptions = {}): ApkPackage {
   const what = `package ${source}`;
-  const members = splitGzipMembers(bytes, what, 3);
-  const first = readTar(members[0]!.data, what, {allowMissingEnd: true});
+  const tarCtx = {what, code: 'apk-corrupt'};
+  // the first member is the signature tar, or the control tar of an unsigned package
+  const head = inflateGzipMember(bytes, 0, what, MAX_CONTROL_INFLATED, 'first member');
+  const first = readTar(head.data, tarCtx, {allowMissingEnd: true});
   const signed = first.length > 0 && first.every((e) => e.path.startsWith('.SIGN.'));
   const sigs = signed ? signatureFiles(first) : [];
-  const rest = signed ? members.slice(1) : members;
-  if (rest.length < 1) throw new PsyError('apk-corrupt', `${what}: no control section (truncated)`);
-  const control = rest[0]!;
-  const data: GzipMember | undefined = rest[1];
+  const controlAt = signed ? head.length : 0;
+  if (controlAt >= bytes.length) throw new PsyError('apk-corrupt', `${what}: no control section (truncated)`);
+  const control = signed ? inflateGzipMember(bytes, controlAt, what, MAX_CONTROL_INFLATED, 'control member') : head;
   const controlBytes = bytes.subarray(control.offset, control.offset + control.length);
   const checksum = q1(controlBytes);
   if (options.expectedChecksum !== undefined && options.expectedChecksum !== checksum) {
@@ -80,12 +95,15 @@ export function readApk(bytes: Buffer, source: string, options: ReadApkOptions =
       `${what}: checksum ${checksum} does not match the index (${options.expectedChecksum})`,
     );
   }
-  const controlEntries = readTar(control.data, what, {allowMissingEnd: true});
+  const controlEntries = signed ? readTar(control.data, tarCtx, {allowMissingEnd: true}) : first;
   const pkginfoEntry = controlEntries.find((e) => e.path === '.PKGINFO');
   if (!pkginfoEntry) throw new PsyError('apk-corrupt', `${what}: no .PKGINFO in the control section`);
   const meta = parsePkginfo(pkginfoEntry.data.toString('utf8'), what);
-  if (!data) throw new PsyError('apk-corrupt', `${what}: no data section (truncated)`);
-  const dataBytes = bytes.subarray(data.offset, data.offset + data.length);
+  const dataAt = control.offset + control.length;
+  if (dataAt >= bytes.length) throw new PsyError('apk-corrupt', `${what}: no data section (truncated)`);
+  // The data member is the last one: what follows the control member is what
+  // the signature (legacy) or the datahash covers, checked before it is inflated.
+  const dataBytes = bytes.subarray(dataAt);
 
   let signedBy: string | undefined;
   if (!options.skipSignature) {
@@ -97,14 +115,19 @@ export function readApk(bytes: Buffer, source: string, options: ReadApkOptions =
   if (meta.datahash !== undefined) {
     const actual = createHash('sha256').update(dataBytes).digest('hex');
     if (actual !== meta.datahash) {
-      throw new PsyError('apk-checksum-mismatch', `${what}: data section does not match its datahash (content altered)`);
+      throw new PsyError('apk-checksum-mismatch', `${what}: data section does not match its datahash (content altered or truncated)`);
     }
+  }
+  const limit = dataInflationLimit(meta.installedSize);
+  const data = inflateGzipMember(bytes, dataAt, what, limit, `data member (declared installed size ${meta.installedSize})`);
+  if (data.offset + data.length !== bytes.length) {
+    throw new PsyError('apk-corrupt', `${what}: more than 3 gzip members (trailing data at byte ${data.offset + data.length})`);
   }
   const scripts = new Map<ScriptName, Buffer>();
   for (const e of controlEntries) {
     const name = e.path.replace(/^\./, '') as ScriptName;
     if (e.path.startsWith('.') && SCRIPT_NAMES.includes(name) && e.type === 'file') scripts.set(name, e.data);
   }
-  const dataEntries = readTar(data.data, what);
+  const dataEntries = readTar(data.data, tarCtx);
   return {source, meta, checksum, size: bytes.length, signedBy, signatures: sigs, scripts, dataEntries};
 }

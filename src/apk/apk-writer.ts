@@ -5,7 +5,7 @@ import {gzipMember} from './gzip-members.js';
 import type {SigningKey} from './keys.js';
 import {formatPkginfo, isValidPackageName, type PackageMeta} from './package-meta.js';
 import {signatureMember, type SignatureAlgorithm} from './signature.js';
-import {writeTar, type TarEntryType, type TarWriteEntry} from './tar.js';
+import {writeTar, type TarEntryType, type TarWriteEntry} from '../tar/index.js';
 import {validateVersion} from './version.js';
 
 /** One path of a package's data section. Paths are relative, without a leading `/`. */

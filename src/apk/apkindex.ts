@@ -1,9 +1,9 @@
-import {PsyError} from '../errors.js';
-import {gzipMember, splitGzipMembers} from './gzip-members.js';
+import {PsyError, printable} from '../errors.js';
+import {gzipMember, inflateGzipMember, MAX_INDEX_INFLATED} from './gzip-members.js';
 import type {Keyring, SigningKey} from './keys.js';
 import {recordFromLines, recordLines, type IndexRecord} from './package-meta.js';
 import {signatureFiles, signatureMember, verifySignatures, type SignatureAlgorithm} from './signature.js';
-import {readTar, writeTar} from './tar.js';
+import {readTar, writeTar} from '../tar/index.js';
 
 export interface ApkIndex {
   readonly description: string;
@@ -21,18 +21,27 @@ export interface ReadIndexOptions {
 /** Reads APKINDEX.tar.gz: the signature member, then a tar with DESCRIPTION and APKINDEX. */
 export function readApkIndex(bytes: Buffer, source: string, options: ReadIndexOptions = {}): ApkIndex {
   const what = `index ${source}`;
-  const members = splitGzipMembers(bytes, what, 2);
-  const first = readTar(members[0]!.data, what, {allowMissingEnd: true});
+  const tarCtx = {what, code: 'apk-corrupt'};
+  // the signature tar, or the body of an unsigned index (then capped like a body)
+  const head = inflateGzipMember(bytes, 0, what, MAX_INDEX_INFLATED, 'first member');
+  const first = readTar(head.data, tarCtx, {allowMissingEnd: true});
   const signed = first.length > 0 && first.every((e) => e.path.startsWith('.SIGN.'));
-  const body = signed ? members[1] : members[0];
-  if (!body) throw new PsyError('apk-corrupt', `${what}: no APKINDEX section (truncated)`);
+  const bodyAt = signed ? head.length : 0;
+  if (!signed && head.length < bytes.length) {
+    throw new PsyError('apk-corrupt', `${what}: more than 1 gzip member without a signature (trailing data at byte ${head.length})`);
+  }
+  if (signed && bodyAt >= bytes.length) throw new PsyError('apk-corrupt', `${what}: no APKINDEX section (truncated)`);
   let signedBy: string | undefined;
   if (!options.skipSignature) {
     if (!options.keyring) throw new PsyError('apk-untrusted', `${what}: no keys given to verify it with`);
-    const covered = bytes.subarray(body.offset, body.offset + body.length);
-    signedBy = verifySignatures(signed ? signatureFiles(first) : [], covered, options.keyring, what);
+    // the body is the last member: what follows the signature is what it covers, checked before inflating
+    signedBy = verifySignatures(signed ? signatureFiles(first) : [], bytes.subarray(bodyAt), options.keyring, what);
   }
-  const entries = readTar(body.data, what, {allowMissingEnd: true});
+  const body = signed ? inflateGzipMember(bytes, bodyAt, what, MAX_INDEX_INFLATED, 'APKINDEX body') : head;
+  if (body.offset + body.length !== bytes.length) {
+    throw new PsyError('apk-corrupt', `${what}: more than 2 gzip members (trailing data at byte ${body.offset + body.length})`);
+  }
+  const entries = readTar(body.data, tarCtx, {allowMissingEnd: true});
   const index = entries.find((e) => e.path === 'APKINDEX');
   if (!index) throw new PsyError('apk-corrupt', `${what}: no APKINDEX file inside`);
   const description = entries.find((e) => e.path === 'DESCRIPTION')?.data.toString('utf8').trim() ?? '';
@@ -52,7 +61,7 @@ export function parseIndexText(text: string, what: string): IndexRecord[] {
       flush();
       continue;
     }
-    if (line[1] !== ':') throw new PsyError('apk-corrupt', `${what}: malformed index line '${line.slice(0, 60)}'`);
+    if (line[1] !== ':') throw new PsyError('apk-corrupt', `${what}: malformed index line '${printable(line.slice(0, 60))}'`);
     lines.push([line[0]!, line.slice(2)]);
   }
   flush();

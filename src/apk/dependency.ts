@@ -1,4 +1,4 @@
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 import {compareVersions} from './version.js';
 
 /** The relation a dependency asks for. `checksum` is `><Q1…` (an exact package identity). */
@@ -20,7 +20,7 @@ const DEP_RE = /^(!?)([^\s@<>=~!]+)(?:@([A-Za-z0-9._-]+))?(?:(><|<=|>=|<~|>~|=~|
 /** Parses `[!]name[@tag][op version]` as apk does. */
 export function parseDependency(text: string, what = 'dependency'): Dependency {
   const m = DEP_RE.exec(text.trim());
-  if (!m) throw new PsyError('apk-dependency', `${what}: cannot parse dependency '${text}'`);
+  if (!m) throw new PsyError('apk-dependency', `${what}: cannot parse dependency '${printable(text)}'`);
   let op = (m[4] ?? 'any') as string;
   if (op === '=~' || op === '~=') op = '~';
   return {conflict: m[1] === '!', name: m[2]!, tag: m[3], op: op as VersionOp, version: m[5] ?? ''};

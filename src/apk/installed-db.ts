@@ -1,6 +1,6 @@
 import {recordLines, type IndexRecord} from './package-meta.js';
 import type {ScriptName} from './apk-package.js';
-import {writeTar, type TarWriteEntry} from './tar.js';
+import {writeTar, type TarWriteEntry} from '../tar/index.js';
 
 /** A path one installed package owns, as the installed database lists it. */
 export interface InstalledFile {

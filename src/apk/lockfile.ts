@@ -1,5 +1,6 @@
 import {readFileSync, renameSync, writeFileSync} from 'node:fs';
 import {PsyError} from '../errors.js';
+import {compareVersions} from './version.js';
 
 /** One pinned package: enough to fetch it again and know it is the same bytes. */
 export interface LockedPackage {
@@ -116,4 +117,27 @@ export function lockChanges(before: AlpineLock, after: AlpineLock): string[] {
     else if (a.checksum !== b.checksum) out.push(`~ ${n} ${a.version} (rebuilt: ${a.checksum} -> ${b.checksum})`);
   }
   return out;
+}
+
+/** A repository package the new lock pins at a lower version than the old one. */
+export interface LockDowngrade {
+  readonly name: string;
+  readonly from: string;
+  readonly to: string;
+}
+
+/**
+ * Repository packages whose version went down (apk's version order), sorted by name. A
+ * repository serving an older index than before (a rollback, or a stale mirror) must not
+ * re-pin the world silently. Our own packages are declared in the project, not resolved
+ * from an index, and are left out.
+ */
+export function lockDowngrades(before: AlpineLock, after: AlpineLock): LockDowngrade[] {
+  const old = new Map(before.packages.map((p) => [p.name, p.version]));
+  const out: LockDowngrade[] = [];
+  for (const p of after.packages) {
+    const from = old.get(p.name);
+    if (from !== undefined && compareVersions(p.version, from) < 0) out.push({name: p.name, from, to: p.version});
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -1,4 +1,4 @@
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 
 /**
  * What apk knows about a package: the union of .PKGINFO fields and index/installed
@@ -61,6 +61,13 @@ export function emptyMeta(name: string, version: string): PackageMeta {
   };
 }
 
+/** A size, date or priority: a plain decimal integer, never NaN or negative. */
+function count(value: string, field: string, what: string): number {
+  const v = value.trim();
+  if (!/^[0-9]{1,15}$/.test(v)) throw new PsyError('apk-corrupt', `${what}: ${field} is not a number: ${JSON.stringify(v.slice(0, 40))}`);
+  return Number(v);
+}
+
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 
 export function isValidPackageName(name: string): boolean {
@@ -74,14 +81,14 @@ export function parsePkginfo(text: string, what: string): PackageMeta {
     const line = raw.trimEnd();
     if (line === '' || line.startsWith('#')) continue;
     const eq = line.indexOf(' = ');
-    if (eq < 0) throw new PsyError('apk-corrupt', `${what}: .PKGINFO line without ' = ': ${line.slice(0, 60)}`);
+    if (eq < 0) throw new PsyError('apk-corrupt', `${what}: .PKGINFO line without ' = ': ${printable(line.slice(0, 60))}`);
     const key = line.slice(0, eq);
     const value = line.slice(eq + 3);
     f.set(key, [...(f.get(key) ?? []), value]);
   }
   const one = (k: string) => f.get(k)?.[0] ?? '';
   const list = (k: string) => (f.get(k) ?? []).flatMap((v) => v.split(/\s+/).filter(Boolean));
-  const num = (k: string) => (f.has(k) ? Number(one(k)) : undefined);
+  const num = (k: string) => (f.has(k) ? count(one(k), `.PKGINFO ${k}`, what) : undefined);
   const name = one('pkgname');
   const version = one('pkgver');
   if (!name || !version) throw new PsyError('apk-corrupt', `${what}: .PKGINFO lacks pkgname or pkgver`);
@@ -142,7 +149,7 @@ export function recordFromLines(lines: ReadonlyArray<readonly [string, string]>,
   const list = (l: string) => (get(l) ?? '').split(/\s+/).filter(Boolean);
   const num = (l: string) => {
     const v = get(l);
-    return v === undefined ? undefined : Number(v);
+    return v === undefined ? undefined : count(v, `${l}: of ${get('P') ?? 'a record'}`, what);
   };
   const name = get('P');
   const version = get('V');

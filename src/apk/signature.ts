@@ -1,8 +1,8 @@
 import {createPrivateKey, sign as cryptoSign, verify as cryptoVerify} from 'node:crypto';
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 import {gzipMember} from './gzip-members.js';
 import type {Keyring, SigningKey} from './keys.js';
-import {writeTar, type TarEntry} from './tar.js';
+import {writeTar, type TarEntry} from '../tar/index.js';
 
 /** Signature algorithms of APK v2: `.SIGN.RSA.` = SHA-1, `.SIGN.RSA256.`, `.SIGN.RSA512.`. */
 export type SignatureAlgorithm = 'RSA' | 'RSA256' | 'RSA512';
@@ -41,7 +41,7 @@ export function verifySignatures(
   if (known.length === 0) {
     throw new PsyError(
       'apk-untrusted',
-      `${what} is signed by ${sigs.map((s) => s.keyName).join(', ')}, which is not among the trusted keys (${keyring.source})`,
+      `${what} is signed by ${sigs.map((s) => printable(s.keyName)).join(', ')}, which is not among the trusted keys (${keyring.source})`,
     );
   }
   for (const s of known) {

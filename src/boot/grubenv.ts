@@ -1,4 +1,5 @@
 import {closeSync, fsyncSync, openSync, readFileSync, writeSync, constants as fsc} from 'node:fs';
+import {PsyError} from '../errors.js';
 
 /**
  * GRUB's environment block: a 1024-byte file GRUB reads with `load_env` and writes with
@@ -132,13 +133,16 @@ function contentEnd(buf: Buffer): number {
   return space;
 }
 
-export class GrubEnvFullError extends Error {
-  override readonly name = 'GrubEnvFullError';
+/** The entries do not fit the block (a PsyError: a full block on disk is the user's to fix). */
+export class GrubEnvFullError extends PsyError {
+  constructor(message: string) {
+    super('grubenv-full', message);
+  }
 }
 
 function validateName(name: string): void {
   if (name.length === 0 || /[=\n#]/.test(name) || name !== Buffer.from(name, 'latin1').toString('latin1')) {
-    throw new Error(`invalid GRUB environment variable name: ${JSON.stringify(name)}`);
+    throw new PsyError('bad-grubenv', `invalid GRUB environment variable name: ${JSON.stringify(name)}`);
   }
 }
 
@@ -149,7 +153,7 @@ function validateName(name: string): void {
  */
 export function updateGrubEnvBlock(block: Uint8Array, changes: Readonly<Record<string, string | undefined>>): Buffer {
   let buf = Buffer.from(block);
-  if (!hasSignature(buf)) throw new Error('not a GRUB environment block');
+  if (!hasSignature(buf)) throw new PsyError('bad-grubenv', 'not a GRUB environment block (no signature line)');
   const size = buf.length;
   for (const [name, value] of Object.entries(changes)) {
     validateName(name);

@@ -15,6 +15,19 @@ import {parseCommandArgs, writeLine, type Command, type CommandIo} from './comma
 
 export const NEURALUPGRADE_VERSION = '2.0.0';
 export const DEFAULT_PUBKEY = '/etc/psyopsOS/minisign.pubkey';
+/** One line: the update repository psy wrote into the root (settings.alpine.updateRepository). */
+export const DEFAULT_REPOSITORY_FILE = '/etc/psyopsOS/repository';
+
+/** The first line of the node's repository file; undefined when there is none. */
+function defaultRepository(): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(DEFAULT_REPOSITORY_FILE, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return text.split('\n')[0]!.trim() || undefined;
+}
 
 const GLOBAL_HELP = `Global options:
   --disk FILE          act on a disk image (partitions from its GPT) instead of this node
@@ -22,7 +35,7 @@ const GLOBAL_HELP = `Global options:
   --cmdline PATH       kernel command line to read (default /proc/cmdline)
   --dev DIR            device directory holding disk/by-partlabel, disk/by-label (default /dev)
   --repository R       update repository: a folder, http(s)://URL or s3://bucket/prefix
-                       (default: $NEURALUPGRADE_REPOSITORY)
+                       (default: $NEURALUPGRADE_REPOSITORY, else ${DEFAULT_REPOSITORY_FILE})
   --s3-endpoint URL    S3 API endpoint for s3:// repositories (S3-compatible servers)
   --pubkey FILE        minisign public key (default ${DEFAULT_PUBKEY})
   --arch ARCH          OS architecture (default x86_64)
@@ -112,9 +125,9 @@ class Session {
     return this.#pubkey;
   }
   repository(required: boolean): Repository | undefined {
-    const spec = this.g.repository ?? this.io.env['NEURALUPGRADE_REPOSITORY'];
+    const spec = this.g.repository ?? this.io.env['NEURALUPGRADE_REPOSITORY'] ?? defaultRepository();
     if (!spec) {
-      if (required) throw new PsyError('usage', 'no repository: give --repository DIR|URL|s3://bucket/prefix or set NEURALUPGRADE_REPOSITORY');
+      if (required) throw new PsyError('usage', `no repository: give --repository DIR|URL|s3://bucket/prefix, set NEURALUPGRADE_REPOSITORY or write it into ${DEFAULT_REPOSITORY_FILE}`);
       return undefined;
     }
     return openRepository(spec, this.g['s3-endpoint'] ? {endpoint: this.g['s3-endpoint']} : {});

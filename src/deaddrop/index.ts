@@ -5,4 +5,3 @@ export {parseDeaddropSettings, parseS3Settings, type DeaddropSettings, type S3Se
 export {checkBucket, createS3Client, s3Error} from './s3-client.js';
 export {planPush, pull, push, redirectTarget, type SyncAction, type SyncOptions, type SyncPlan, type SyncResult} from './sync.js';
 export {serveReplica, type RunningServer, type ServeOptions} from './serve.js';
-export {readTarMembers} from './tar-members.js';

@@ -19,7 +19,7 @@ import {
   tarballName,
   type ArtifactKind,
 } from './layout.js';
-import {readTarMembers} from './tar-members.js';
+import {readTarFileMembers} from '../tar/index.js';
 
 /** One tarball to publish: an ostar (kind psyopsOS, id = arch) or an esptar (id = platform). */
 export interface PublishArtifact {
@@ -80,7 +80,7 @@ async function artifactFields(a: PublishArtifact, size: number, sha256: string, 
   const fields: Record<string, string> = {type: a.kind, filename, version};
   const extra = {...(a.fields ?? {})};
   if (a.kind === 'psyopsOS') {
-    const members = await readTarMembers(a.path, Object.values(OS_MEMBERS));
+    const members = await readTarFileMembers(a.path, Object.values(OS_MEMBERS), {what: `${a.source}: ${a.path}`, code: 'bad-artifact'});
     for (const [field, member] of Object.entries(OS_MEMBERS)) {
       const fromTar = members.get(member)?.toString('utf8').trim();
       const value = extra[field] ?? fromTar;
@@ -101,7 +101,7 @@ async function artifactFields(a: PublishArtifact, size: number, sha256: string, 
   } else {
     fields['platform'] = a.id;
     // psyops ESP tarballs list their extra EFI programs in manifest.json
-    const manifest = (await readTarMembers(a.path, ['manifest.json'])).get('manifest.json');
+    const manifest = (await readTarFileMembers(a.path, ['manifest.json'], {what: `${a.source}: ${a.path}`, code: 'bad-artifact'})).get('manifest.json');
     if (manifest !== undefined && extra['efi_programs'] === undefined) {
       let programs: unknown;
       try {

@@ -1,7 +1,7 @@
 import {createReadStream} from 'node:fs';
-import {lstat, readlink, realpath, stat} from 'node:fs/promises';
+import {lstat, readlink, realpath} from 'node:fs/promises';
 import {createServer, type Server} from 'node:http';
-import {dirname, join, posix, relative, resolve, sep} from 'node:path';
+import {join, posix, relative, resolve, sep} from 'node:path';
 import {PRIVATE_PREFIX} from './layout.js';
 
 export interface ServeOptions {
@@ -40,29 +40,21 @@ export async function serveReplica(opts: ServeOptions): Promise<RunningServer> {
         return;
       }
       const key = posix.normalize(path).replace(/^\/+/, '');
-      if (key === '' || key.startsWith('..') || key.split('/').some((p) => p.startsWith(PRIVATE_PREFIX) || p === '..')) {
+      const found = key === '' || key.startsWith('..') || hasPrivatePart(key) ? undefined : await locate(root, key);
+      if (found === undefined) {
+        // Nothing about why, and the path as received (percent-encoded, so one line):
+        // a refused path and a missing one look the same.
         res.writeHead(404).end();
+        opts.log?.(`${method} ${url.pathname} -> 404`);
         return;
       }
-      const abs = join(root, ...key.split('/'));
-      const st = await lstat(abs).catch(() => undefined);
-      if (st?.isSymbolicLink()) {
-        const target = resolve(dirname(abs), await readlink(abs));
-        const rel = relative(root, target);
-        const real = await realpath(target).catch(() => undefined);
-        if (rel.startsWith('..') || real === undefined || relative(root, real).startsWith('..')) {
-          res.writeHead(404).end();
-          return;
-        }
-        res.writeHead(301, {location: `/${rel.split(sep).join('/')}`, 'content-length': '0'}).end();
-        opts.log?.(`${method} /${key} -> 301 /${rel}`);
+      if (found.redirect !== undefined) {
+        res.writeHead(301, {location: `/${found.redirect}`, 'content-length': '0'}).end();
+        opts.log?.(`${method} ${url.pathname} -> 301 /${found.redirect}`);
         return;
       }
-      if (!st?.isFile()) {
-        res.writeHead(404).end();
-        return;
-      }
-      const size = (await stat(abs)).size;
+      const abs = found.file;
+      const size = found.size;
       const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
       let start = 0;
       let end = size - 1;
@@ -86,14 +78,14 @@ export async function serveReplica(opts: ServeOptions): Promise<RunningServer> {
       };
       if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${size}`;
       res.writeHead(status, headers);
-      opts.log?.(`${method} /${key} -> ${status}`);
+      opts.log?.(`${method} ${url.pathname} -> ${status}`);
       if (method === 'HEAD' || size === 0) {
         res.end();
         return;
       }
       createReadStream(abs, {start, end}).on('error', () => res.destroy()).pipe(res);
     })().catch(() => {
-      if (!res.headersSent) res.writeHead(500);
+      if (!res.headersSent) res.writeHead(404);
       res.end();
     });
   });
@@ -109,4 +101,38 @@ export async function serveReplica(opts: ServeOptions): Promise<RunningServer> {
     url: `http://${host}:${port}`,
     close: () => new Promise((ok) => server.close(() => ok())),
   };
+}
+
+function hasPrivatePart(rel: string): boolean {
+  return rel.split('/').some((p) => p === '..' || p.startsWith(PRIVATE_PREFIX));
+}
+
+/** `real` as a replica key ('/'-separated), or undefined when it is outside the root or private. */
+function replicaKey(root: string, real: string): string | undefined {
+  const rel = relative(root, real);
+  if (rel === '' || rel.startsWith('..') || posix.isAbsolute(rel)) return undefined;
+  const key = rel.split(sep).join('/');
+  return hasPrivatePart(key) ? undefined : key;
+}
+
+/**
+ * What a request key names, with every symlink on the way resolved: the parent folder
+ * by its real path (a symlinked folder anywhere in the key must stay in the replica and
+ * out of private folders), then the last component: a regular file, or a symlink,
+ * answered with a redirect to its target when that is a file inside the replica.
+ */
+async function locate(root: string, key: string): Promise<{file: string; size: number; redirect?: undefined} | {redirect: string} | undefined> {
+  const slash = key.lastIndexOf('/');
+  const parent = slash < 0 ? root : await realpath(join(root, ...key.slice(0, slash).split('/'))).catch(() => undefined);
+  if (parent === undefined || (parent !== root && replicaKey(root, parent) === undefined)) return undefined;
+  const abs = join(parent, key.slice(slash + 1));
+  const st = await lstat(abs).catch(() => undefined);
+  if (st?.isSymbolicLink()) {
+    const named = replicaKey(root, resolve(parent, await readlink(abs)));
+    const real = await realpath(abs).catch(() => undefined);
+    if (named === undefined || real === undefined || replicaKey(root, real) === undefined) return undefined;
+    if (!(await lstat(real)).isFile()) return undefined;
+    return {redirect: named};
+  }
+  return st?.isFile() ? {file: abs, size: st.size} : undefined;
 }

@@ -474,7 +474,8 @@ export class Builder {
       try {
         failure = this.#install(t, tmpOutputs, job);
       } catch (err) {
-        failure = `could not move outputs into place: ${errorText(err)}`;
+        // A PsyError here is the state log's own one-line report (a full disk).
+        failure = isPsyError(err) ? err.message : `could not move outputs into place: ${errorText(err)}`;
       }
     }
     try {

@@ -37,7 +37,22 @@ import {
   writevSync,
 } from 'node:fs';
 import {join} from 'node:path';
+import {PsyError} from '../errors.js';
 import {checksum32} from './hash.js';
+
+/** A failed write to the log (a full disk, a quota, a read-only mount) as one line naming the file. */
+function writeFailure(path: string, doing: string, err: unknown, outcome = 'what was built is not recorded and will be built again'): PsyError {
+  const e = err as NodeJS.ErrnoException;
+  const causes: Record<string, string> = {
+    ENOSPC: 'no space left on device',
+    EDQUOT: 'disk quota exceeded',
+    EROFS: 'read-only file system',
+    EIO: 'input/output error',
+    EFBIG: 'file too large',
+  };
+  const cause = e.code !== undefined && causes[e.code] !== undefined ? `${causes[e.code]}, ${e.code}` : (e.code ?? String(e.message ?? e).split('\n')[0]);
+  return new PsyError('state-write', `state log ${path}: cannot ${doing} (${cause}); ${outcome}`, {cause: err});
+}
 
 export interface FileRecord {
   readonly path: string;
@@ -681,6 +696,8 @@ export class StateLog {
   #fd: number | undefined;
   #records = 0;
   #pending: Buffer[] = [];
+  /** Set once an append failed: nothing more is written. */
+  #failure: PsyError | undefined;
   readonly #readOnly: boolean;
   /** Set while records are decoded on demand. */
   #index: RecordIndex | undefined;
@@ -750,8 +767,12 @@ export class StateLog {
       if (good === 0) {
         // A new log: an index of the old one must not be taken for it.
         rmSync(indexPath(log.path), {force: true});
-        log.#fd = openSync(log.path, 'w');
-        writeSync(log.#fd, MAGIC);
+        try {
+          log.#fd = openSync(log.path, 'w');
+          writeSync(log.#fd, MAGIC);
+        } catch (err) {
+          throw writeFailure(log.path, 'start a new log', err);
+        }
       } else {
         log.#fd = openSync(log.path, 'r+');
         if (data !== undefined && good < data.length) ftruncateSync(log.#fd, good);
@@ -912,6 +933,9 @@ export class StateLog {
     if (this.#fd === undefined || this.#pending.length === 0) return;
     const bufs = this.#pending;
     this.#pending = [];
+    // After a failed append the file may end in a torn record, which hides everything
+    // after it from the next replay: write nothing more.
+    if (this.#failure !== undefined) throw this.#failure;
     this.#records += bufs.length;
     const index = this.#index;
     if (index !== undefined) {
@@ -922,11 +946,16 @@ export class StateLog {
         this.#size += b.length;
       }
     }
-    let off = 0;
-    while (off < bufs.length) {
-      // writev takes at most IOV_MAX (1024) buffers.
-      writevSync(this.#fd, bufs.slice(off, off + 1024));
-      off += 1024;
+    try {
+      let off = 0;
+      while (off < bufs.length) {
+        // writev takes at most IOV_MAX (1024) buffers.
+        writevSync(this.#fd, bufs.slice(off, off + 1024));
+        off += 1024;
+      }
+    } catch (err) {
+      this.#failure = writeFailure(this.path, 'append to it', err);
+      throw this.#failure;
     }
   }
 
@@ -953,17 +982,27 @@ export class StateLog {
   compact(): void {
     if (this.#readOnly || this.#fd === undefined) return;
     this.#pending = [];
+    if (this.#failure !== undefined) return;
     const tmp = `${this.path}.new`;
-    const fd = openSync(tmp, 'w');
     const bufs: Buffer[] = [MAGIC];
     for (const r of this.files.values()) bufs.push(encodeFile(r));
     for (const r of this.tools.values()) {
       bufs.push(new Encoder().u8(T_TOOL).str(r.path).f64(r.size).f64(r.mtimeMs).f64(r.ino).str(r.version).frame());
     }
     for (const r of this.targets.values()) bufs.push(encodeTarget(r));
-    for (let off = 0; off < bufs.length; off += 1024) writevSync(fd, bufs.slice(off, off + 1024));
-    fsyncSync(fd);
-    closeSync(fd);
+    try {
+      const fd = openSync(tmp, 'w');
+      try {
+        for (let off = 0; off < bufs.length; off += 1024) writevSync(fd, bufs.slice(off, off + 1024));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      // The log itself is whole; only its rewrite failed.
+      rmSync(tmp, {force: true});
+      throw writeFailure(tmp, 'rewrite the log', err, 'the log is kept as it was');
+    }
     // The index describes the old file.
     rmSync(indexPath(this.path), {force: true});
     this.#indexBehind = false;
@@ -974,7 +1013,8 @@ export class StateLog {
   }
 
   close(): void {
-    this.flush();
+    // A failed log was reported where it failed; closing drops what is pending.
+    if (this.#failure === undefined) this.flush();
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
     if (this.#source !== undefined) closeSync(this.#source.fd);

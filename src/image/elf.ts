@@ -1,5 +1,6 @@
-import {lstat, open, readlink} from 'node:fs/promises';
+import {lstat, open} from 'node:fs/promises';
 import {join, posix} from 'node:path';
+import {resolveInRoot} from '../apk/root-path.js';
 import {PsyError} from '../errors.js';
 
 /**
@@ -71,49 +72,10 @@ export async function readElfDeps(path: string): Promise<ElfDeps | undefined> {
 /** musl's default library path. */
 export const libraryDirs = ['/lib', '/usr/local/lib', '/usr/lib'];
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Follow a path's symlinks inside `root` (absolute link targets stay inside it).
- * Returns every path on the way (links first, the final file last), rooted at '/'.
- */
-export async function resolveInRoot(root: string, path: string): Promise<string[]> {
-  const chain: string[] = [];
-  let cur = posix.normalize(path);
-  for (let hops = 0; hops < 40; hops++) {
-    // Resolve symlinked parent folders first (e.g. /lib64 -> /lib).
-    const parts = cur.split('/').filter(Boolean);
-    let prefix = '/';
-    for (let i = 0; i < parts.length - 1; i++) {
-      const next = posix.join(prefix, parts[i]!);
-      const st = await lstat(join(root, next)).catch(() => undefined);
-      if (st?.isSymbolicLink()) {
-        const t = await readlink(join(root, next));
-        chain.push(next);
-        prefix = t.startsWith('/') ? posix.normalize(t) : posix.join(prefix, t);
-      } else prefix = next;
-    }
-    cur = posix.join(prefix, parts[parts.length - 1] ?? '');
-    const st = await lstat(join(root, cur)).catch(() => undefined);
-    if (!st) throw new PsyError('missing-file', `${path} is not in the root folder (looked for ${cur})`);
-    chain.push(cur);
-    if (!st.isSymbolicLink()) return chain;
-    const t = await readlink(join(root, cur));
-    cur = t.startsWith('/') ? posix.normalize(t) : posix.join(posix.dirname(cur), t);
-  }
-  throw new PsyError('symlink-loop', `${path}: too many levels of symbolic links in the root folder`);
-}
-
 /**
  * The files (and symlinks leading to them) that `paths` need inside `root`, including
- * the paths themselves, their interpreters and their DT_NEEDED closure. Sorted.
+ * the paths themselves, their interpreters and their DT_NEEDED closure. Sorted. Links
+ * are followed inside the root (resolveInRoot), never into the build host.
  */
 export async function elfClosure(root: string, paths: readonly string[]): Promise<string[]> {
   const result = new Set<string>();
@@ -123,16 +85,19 @@ export async function elfClosure(root: string, paths: readonly string[]): Promis
     const p = queue.shift()!;
     if (done.has(p)) continue;
     done.add(p);
-    const chain = await resolveInRoot(root, p);
-    for (const c of chain) result.add(c);
-    const real = chain[chain.length - 1]!;
-    const deps = await readElfDeps(join(root, real));
+    const r = await resolveInRoot(root, p, 'initramfs');
+    if (r === undefined) throw new PsyError('missing-file', `${p} is not in the root folder`);
+    for (const c of [...r.links, r.path]) result.add(c);
+    if (!r.stat.isFile()) continue;
+    const deps = await readElfDeps(r.host);
     if (!deps) continue;
     if (deps.interpreter) queue.push(deps.interpreter);
     for (const lib of deps.needed) {
       let found: string | undefined;
       for (const d of libraryDirs) {
-        if (await exists(join(root, d, lib))) {
+        // Found when the folder has the name (a dangling link is then named when followed).
+        const folder = await resolveInRoot(root, d, 'initramfs');
+        if (folder?.stat.isDirectory() && !lib.includes('/') && (await lstat(join(folder.host, lib)).catch(() => undefined))) {
           found = posix.join(d, lib);
           break;
         }

@@ -1,6 +1,7 @@
 import {copyFile, lstat, mkdir, readFile, readdir, readlink, symlink, writeFile, chmod} from 'node:fs/promises';
 import {dirname, join, posix} from 'node:path';
 import {gunzipSync} from 'node:zlib';
+import {readdirInRoot, resolveInRoot} from '../apk/root-path.js';
 import {PsyError} from '../errors.js';
 import {runTool, type ToolRunner} from '../disk/run-tool.js';
 import {compress, cpioArchive, cpioEntriesFromDir, type Compression, type CpioEntry} from './cpio.js';
@@ -22,7 +23,7 @@ export interface InitramfsSpec {
   /** /lib/modules/<version> of the kernel, with modules.dep. */
   readonly modulesDir: string;
   readonly kernelVersion: string;
-  /** mkinitfs features.d folder. */
+  /** mkinitfs features.d folder, inside `root` (e.g. /etc/mkinitfs/features.d). */
   readonly featuresDir: string;
   readonly features: readonly string[];
   /** Further module names to include (with their dependencies). */
@@ -58,10 +59,11 @@ async function expandInRoot(root: string, pattern: string): Promise<string[]> {
   if (!isGlob(pattern)) return [pattern];
   const dir = posix.dirname(pattern);
   const re = new RegExp('^' + posix.basename(pattern).replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
-  const names = await readdir(join(root, dir)).catch(() => [] as string[]);
+  const names = (await readdirInRoot(root, dir, 'initramfs'))?.entries.map((e) => e.name) ?? [];
   return names.filter((n) => re.test(n)).sort().map((n) => posix.join(dir, n));
 }
 
+/** Copies `path` (real: no symlinked folder on the way, see elfClosure) from the root into the stage. */
 async function copyIntoStage(root: string, stage: string, path: string): Promise<void> {
   const src = join(root, path);
   const dst = join(stage, path);
@@ -70,10 +72,10 @@ async function copyIntoStage(root: string, stage: string, path: string): Promise
   if (await lstat(dst).catch(() => undefined)) return;
   if (st.isSymbolicLink()) await symlink(await readlink(src), dst);
   else if (st.isDirectory()) await mkdir(dst, {recursive: true});
-  else {
+  else if (st.isFile()) {
     await copyFile(src, dst);
     await chmod(dst, st.mode & 0o7777);
-  }
+  } else throw new PsyError('not-a-file', `initramfs: ${path} in the installed root is not a regular file, folder or symlink`);
 }
 
 async function decompressModule(src: string): Promise<Buffer> {
@@ -88,42 +90,43 @@ export async function buildInitramfs(spec: InitramfsSpec, out: string, scratch: 
   const stage = join(scratch, 'initramfs');
   for (const d of baseDirs) await mkdir(join(stage, d), {recursive: true});
 
-  // Files named by the features (base.files: busybox, modprobe, nlplug-findfs, ...).
+  // Files named by the features (base.files: busybox, modprobe, nlplug-findfs, ...),
+  // every path resolved inside the root: a folder is walked at its real location.
   const wanted: string[] = [];
-  for (const pattern of await featureFiles(spec.featuresDir, spec.features)) {
+  const dirs: string[] = [];
+  const dirLinks: string[] = [];
+  const walk = async (real: string): Promise<void> => {
+    dirs.push(real);
+    for (const e of (await readdir(join(spec.root, real), {withFileTypes: true})).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const r = posix.join(real, e.name);
+      if (e.isDirectory()) await walk(r);
+      else wanted.push(r);
+    }
+  };
+  for (const pattern of await featureFiles(spec.root, spec.featuresDir, spec.features)) {
     for (const p of await expandInRoot(spec.root, pattern)) {
-      const st = await lstat(join(spec.root, p)).catch(() => undefined);
-      if (!st) continue;
-      if (st.isDirectory()) {
-        const walk = async (rel: string): Promise<void> => {
-          wanted.push(rel);
-          for (const n of (await readdir(join(spec.root, rel))).sort()) {
-            const r = posix.join(rel, n);
-            if ((await lstat(join(spec.root, r))).isDirectory()) await walk(r);
-            else wanted.push(r);
-          }
-        };
-        await walk(p);
+      const r = await resolveInRoot(spec.root, p, 'initramfs');
+      if (r === undefined) continue;
+      if (r.stat.isDirectory()) {
+        dirLinks.push(...r.links);
+        await walk(r.path);
       } else wanted.push(p);
     }
   }
   for (const r of spec.requiredFiles ?? ['/bin/busybox']) {
-    if (!(await lstat(join(spec.root, r)).catch(() => undefined))) {
+    if ((await resolveInRoot(spec.root, r, 'initramfs')) === undefined) {
       throw new PsyError('missing-file', `initramfs: ${r} is not in the installed root (is the package that provides it in the world?)`);
     }
     if (!wanted.includes(r)) wanted.push(r);
   }
-  const dirs: string[] = [];
-  const plain: string[] = [];
-  for (const p of wanted) ((await lstat(join(spec.root, p))).isDirectory() ? dirs : plain).push(p);
   // The closure also holds the symlinks on the way (e.g. /bin/sh -> busybox, /lib64 -> lib).
-  const files = await elfClosure(spec.root, plain);
+  const files = await elfClosure(spec.root, wanted);
   for (const d of dirs) await mkdir(join(stage, d), {recursive: true});
-  for (const f of files) await copyIntoStage(spec.root, stage, f);
+  for (const f of [...files, ...dirLinks]) await copyIntoStage(spec.root, stage, f);
 
   // Kernel modules: feature globs + extra names, closed over modules.dep/softdep.
   const tree = await readModuleTree(spec.modulesDir);
-  const selected = matchModuleGlobs(tree, await featureGlobs(spec.featuresDir, spec.features));
+  const selected = matchModuleGlobs(tree, await featureGlobs(spec.root, spec.featuresDir, spec.features));
   for (const name of spec.extraModules ?? []) {
     const p = tree.byName.get(name.replace(/-/g, '_'));
     if (!p) throw new PsyError('unknown-module', `initramfs: kernel ${spec.kernelVersion} has no module ${name}`);

@@ -1,5 +1,6 @@
-import {readFile, readdir} from 'node:fs/promises';
-import {join} from 'node:path';
+import {readFile, readdir, stat} from 'node:fs/promises';
+import {join, posix} from 'node:path';
+import {readFileInRoot} from '../apk/root-path.js';
 import {PsyError} from '../errors.js';
 
 /**
@@ -49,7 +50,9 @@ export async function readModuleTree(dir: string): Promise<ModuleTree> {
     if (i <= 0) continue;
     deps.set(line.slice(0, i), line.slice(i + 1).trim().split(/\s+/).filter(Boolean));
   }
-  const modules = (await listModules(dir, 'kernel')).sort();
+  // A kernel built without modules has no kernel/ folder: nothing to select from.
+  const hasKernelDir = (await stat(join(dir, 'kernel')).catch(() => undefined))?.isDirectory() === true;
+  const modules = hasKernelDir ? (await listModules(dir, 'kernel')).sort() : [];
   const byName = new Map<string, string>();
   for (const m of modules) byName.set(moduleName(m), m);
   const softPre = new Map<string, string[]>();
@@ -80,17 +83,21 @@ export function matchModuleGlobs(tree: ModuleTree, globs: readonly string[]): st
   return tree.modules.filter((m) => res.some((r) => r.test(m)));
 }
 
-/** Read the globs of the named features from a features.d folder. */
-export async function featureGlobs(featuresDir: string, features: readonly string[]): Promise<string[]> {
+/** A feature list of the installed mkinitfs, read inside the installed root. */
+async function featureList(root: string, featuresDir: string, file: string): Promise<string | undefined> {
+  return (await readFileInRoot(root, posix.join(featuresDir, file), 'mkinitfs features'))?.toString('utf8');
+}
+
+/** Read the globs of the named features from a features.d folder (inside `root`). */
+export async function featureGlobs(root: string, featuresDir: string, features: readonly string[]): Promise<string[]> {
   const globs: string[] = [];
   for (const f of features) {
-    let text: string;
-    try {
-      text = await readFile(join(featuresDir, `${f}.modules`), 'utf8');
-    } catch {
+    const text = await featureList(root, featuresDir, `${f}.modules`);
+    if (text === undefined) {
       // A feature may list only files (e.g. keymap); one with neither is a mistake.
-      const files = await readFile(join(featuresDir, `${f}.files`), 'utf8').catch(() => undefined);
-      if (files === undefined) throw new PsyError('unknown-feature', `mkinitfs feature ${f} has no ${f}.modules or ${f}.files in ${featuresDir}`);
+      if ((await featureList(root, featuresDir, `${f}.files`)) === undefined) {
+        throw new PsyError('unknown-feature', `mkinitfs feature ${f} has no ${f}.modules or ${f}.files in ${featuresDir}`);
+      }
       continue;
     }
     globs.push(...text.split('\n'));
@@ -99,10 +106,10 @@ export async function featureGlobs(featuresDir: string, features: readonly strin
 }
 
 /** File globs (absolute paths in the root) of the named features' *.files lists. */
-export async function featureFiles(featuresDir: string, features: readonly string[]): Promise<string[]> {
+export async function featureFiles(root: string, featuresDir: string, features: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const f of features) {
-    const text = await readFile(join(featuresDir, `${f}.files`), 'utf8').catch(() => '');
+    const text = (await featureList(root, featuresDir, `${f}.files`)) ?? '';
     out.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
   }
   return out;

@@ -1,7 +1,7 @@
 import {createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject} from 'node:crypto';
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 import {blake2b} from './blake2b.js';
-import {deriveKeystream, SENSITIVE_KDF, type KdfLimits} from './scrypt.js';
+import {boundedScryptParams, deriveKeystream, SENSITIVE_KDF, type KdfLimits} from './scrypt.js';
 
 /*
  * minisign key formats (one base64 line after an "untrusted comment:" line):
@@ -114,7 +114,7 @@ function decodeSecretKeyBytes(text: string, source: string): Buffer {
   }
   const kdf = raw.subarray(2, 4);
   if (!(kdf.toString('latin1') === 'Sc' || (kdf[0] === 0 && kdf[1] === 0))) {
-    throw new PsyError('bad-key', `${source}: unsupported key derivation '${kdf.toString('latin1')}'`);
+    throw new PsyError('bad-key', `${source}: unsupported key derivation '${printable(kdf.toString('latin1'))}'`);
   }
   return raw;
 }
@@ -135,11 +135,23 @@ export async function parseSecretKey(
     if (options.password === undefined) {
       throw new PsyError('password-required', `${source}: the key is password-protected and no password was given`);
     }
-    const limits = {opslimit: Number(raw.readBigUInt64LE(38)), memlimit: Number(raw.readBigUInt64LE(46))};
-    if (limits.memlimit > 4 * 2 ** 30) {
-      throw new PsyError('bad-key', `${source}: key derivation asks for ${limits.memlimit} bytes of memory (corrupted?)`);
+    const ops = raw.readBigUInt64LE(38);
+    const mem = raw.readBigUInt64LE(46);
+    const limits = {opslimit: Number(ops), memlimit: Number(mem)};
+    const bounded = boundedScryptParams(limits);
+    if ('tooMuch' in bounded) {
+      throw new PsyError(
+        'bad-key',
+        `${source}: corrupted key file: its key derivation limits (opslimit ${ops}, memlimit ${mem}) ask for ${bounded.tooMuch}, more than psy allows`,
+      );
     }
-    const stream = await deriveKeystream(options.password, raw.subarray(6, 38), KEYNUM_BYTES, limits);
+    let stream: Buffer;
+    try {
+      stream = await deriveKeystream(options.password, raw.subarray(6, 38), KEYNUM_BYTES, limits);
+    } catch (err) {
+      // Node refuses some parameters outright; that is the file's fault too.
+      throw new PsyError('bad-key', `${source}: corrupted key file: scrypt refused its key derivation limits (opslimit ${ops}, memlimit ${mem}): ${(err as Error).message.split('\n')[0]}`);
+    }
     for (let i = 0; i < KEYNUM_BYTES; i++) body[i] = body[i]! ^ stream[i]!;
   }
   const keyId = body.subarray(0, 8);

@@ -30,6 +30,23 @@ export function scryptParams({opslimit, memlimit}: KdfLimits): {N: number; r: nu
   return {N: 2 ** log2, r, p: Math.max(1, Math.floor(maxrp / r))};
 }
 
+/**
+ * The most a key file may ask of scrypt: twice the memory and four times the work of
+ * minisign's default (what `minisign -G` writes). A corrupted opslimit or memlimit maps
+ * to parameters Node's scrypt refuses, or to hours of work or gigabytes of memory.
+ */
+export const KDF_MAX_MEMORY = 2 * 128 * 8 * 2 ** 20;
+export const KDF_MAX_WORK = 4 * 8 * 2 ** 20;
+
+/** scrypt's (N, r, p) for these limits, or why they are out of bounds. */
+export function boundedScryptParams(limits: KdfLimits): {N: number; r: number; p: number} | {tooMuch: string} {
+  const {N, r, p} = scryptParams(limits);
+  const shown = `scrypt N=2^${Math.log2(N)} r=${r} p=${p}`;
+  if (128 * N * r > KDF_MAX_MEMORY) return {tooMuch: `${shown} (${(128 * N * r) / 2 ** 30} GiB of memory)`};
+  if (N * r * p > KDF_MAX_WORK) return {tooMuch: `${shown} (${Math.round((N * r * p) / (8 * 2 ** 20))} times minisign's default work)`};
+  return {N, r, p};
+}
+
 export function deriveKeystream(
   password: string,
   salt: Uint8Array,

@@ -1,7 +1,7 @@
 import {createHash, sign as edSign, verify as edVerify} from 'node:crypto';
 import {createReadStream} from 'node:fs';
 import {readFile} from 'node:fs/promises';
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 import {keyIdHex, privateKeyObject, publicKeyObject, type PublicKey, type SecretKey} from './keys.js';
 
 /*
@@ -65,7 +65,7 @@ export function parseSignature(text: string, source = 'signature'): ParsedSignat
   if (l0 === undefined || !l0.startsWith(UNTRUSTED)) throw bad(source, 'not a minisign signature (no untrusted comment line)');
   const blob = b64(l1, source, 'signature line', 74);
   const alg = blob.toString('latin1', 0, 2);
-  if (alg !== 'ED' && alg !== 'Ed') throw bad(source, `unknown signature algorithm '${alg}'`);
+  if (alg !== 'ED' && alg !== 'Ed') throw bad(source, `unknown signature algorithm '${printable(alg)}'`);
   if (l2 === undefined || !l2.startsWith(TRUSTED)) throw bad(source, 'no trusted comment line');
   const globalSignature = b64(l3, source, 'trusted comment signature', 64);
   if (lines.slice(4).some((l) => l.trim() !== '')) throw bad(source, 'unexpected text after the signature');

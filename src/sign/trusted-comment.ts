@@ -1,4 +1,4 @@
-import {PsyError} from '../errors.js';
+import {PsyError, printable} from '../errors.js';
 
 /**
  * Trusted comments carry update metadata as space-separated `key=value` pairs, signed
@@ -12,22 +12,34 @@ const KEY = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 // forbids newlines in the comment line.
 const VALUE = /^[^\s=]+$/;
 
+/** A piece of user text for a one-line message: control characters escaped. */
+function quote(text: string): string {
+  return /[\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : `'${text}'`;
+}
+
+function oneLine(text: string, source: string): void {
+  if (/[\r\n]/.test(text)) {
+    throw new PsyError('bad-trusted-comment', `${source}: a trusted comment is one line, this one holds a line break (${quote(text)})`);
+  }
+}
+
 export function parseTrustedComment(text: string, source = 'trusted comment'): TrustedFields {
   const fields: Record<string, string> = {};
   if (text.length === 0) throw new PsyError('bad-trusted-comment', `${source}: empty trusted comment`);
+  oneLine(text, source);
   for (const token of text.split(' ')) {
     const eq = token.indexOf('=');
     if (eq <= 0) {
-      throw new PsyError('bad-trusted-comment', `${source}: '${token}' is not a key=value pair`);
+      throw new PsyError('bad-trusted-comment', `${source}: ${quote(token)} is not a key=value pair`);
     }
     const key = token.slice(0, eq);
     const value = token.slice(eq + 1);
-    if (!KEY.test(key)) throw new PsyError('bad-trusted-comment', `${source}: bad key '${key}'`);
+    if (!KEY.test(key)) throw new PsyError('bad-trusted-comment', `${source}: bad key ${quote(key)}`);
     if (!VALUE.test(value)) {
-      throw new PsyError('bad-trusted-comment', `${source}: bad value for '${key}': '${value}'`);
+      throw new PsyError('bad-trusted-comment', `${source}: bad value for ${quote(key)}: ${quote(value)}`);
     }
     if (Object.hasOwn(fields, key)) {
-      throw new PsyError('bad-trusted-comment', `${source}: duplicate key '${key}'`);
+      throw new PsyError('bad-trusted-comment', `${source}: duplicate key ${quote(key)}`);
     }
     fields[key] = value;
   }
@@ -39,11 +51,11 @@ export function formatTrustedComment(fields: Readonly<Record<string, string | nu
   const parts: string[] = [];
   for (const [key, raw] of Object.entries(fields)) {
     const value = String(raw);
-    if (!KEY.test(key)) throw new PsyError('bad-trusted-comment', `bad trusted comment key '${key}'`);
+    if (!KEY.test(key)) throw new PsyError('bad-trusted-comment', `bad trusted comment key ${quote(key)}`);
     if (!VALUE.test(value)) {
       throw new PsyError(
         'bad-trusted-comment',
-        `bad trusted comment value for '${key}': '${value}' (no spaces, '=' or empty values)`,
+        `bad trusted comment value for ${quote(key)}: ${quote(value)} (no spaces, '=' or empty values)`,
       );
     }
     parts.push(`${key}=${value}`);

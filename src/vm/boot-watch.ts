@@ -47,7 +47,7 @@ function tail(text: string, n = 12): string {
 
 export async function bootAndWatch(opts: BootWatchOptions): Promise<BootResult> {
   await writeFile(opts.logFile, '');
-  const args = qemuArgs({...opts, serial: {kind: 'file', path: opts.logFile}, noNetwork: opts.noNetwork ?? true}, opts.accel);
+  const args = qemuArgs({...opts, serial: {kind: 'file', path: opts.logFile}, noNetwork: opts.noNetwork ?? opts.mac === undefined}, opts.accel);
   const started = Date.now();
   const child = spawn(QEMU, args, {stdio: ['ignore', 'ignore', 'pipe']});
   let stderr = '';

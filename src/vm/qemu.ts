@@ -24,6 +24,8 @@ export interface VmOptions {
   readonly serial: {readonly kind: 'stdio'} | {readonly kind: 'file'; readonly path: string};
   /** Leave the VM off the network (default: user-mode networking). */
   readonly noNetwork?: boolean;
+  /** MAC address of the VM's NIC (a node's mactab names it); QEMU's default when omitted. */
+  readonly mac?: string;
   readonly extraArgs?: readonly string[];
 }
 
@@ -40,7 +42,16 @@ export function findFirmware(explicit?: string): string {
   return found;
 }
 
+/** A unicast MAC address, lower-case; a one-line error naming `where` otherwise. */
+export function parseMac(mac: string, where: string): string {
+  const m = mac.trim().toLowerCase().replace(/-/g, ':');
+  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(m)) throw new PsyError('usage', `${where}: "${mac}" is not a MAC address (like 52:54:00:12:34:56)`);
+  if (parseInt(m.slice(0, 2), 16) & 1) throw new PsyError('usage', `${where}: ${mac} is a multicast address; a NIC needs a unicast one (even first byte)`);
+  return m;
+}
+
 export function qemuArgs(opts: VmOptions, accel: Accel): string[] {
+  if (opts.mac !== undefined && opts.noNetwork) throw new PsyError('usage', `a MAC address (${opts.mac}) needs the VM's NIC, but the VM is off the network`);
   const args = [
     '-machine', 'q35',
     '-accel', accel,
@@ -54,7 +65,8 @@ export function qemuArgs(opts: VmOptions, accel: Accel): string[] {
   ];
   if (opts.serial.kind === 'file') args.push('-monitor', 'none', '-serial', `file:${opts.serial.path}`);
   else args.push('-serial', 'mon:stdio');
-  args.push(...(opts.noNetwork ? ['-nic', 'none'] : ['-nic', 'user,model=virtio-net-pci']));
+  const mac = opts.mac === undefined ? '' : `,mac=${parseMac(opts.mac, 'mac')}`;
+  args.push(...(opts.noNetwork ? ['-nic', 'none'] : ['-nic', `user,model=virtio-net-pci${mac}`]));
   args.push(...(opts.extraArgs ?? []));
   return args;
 }

@@ -1,7 +1,7 @@
 import {existsSync, mkdirSync, readFileSync} from 'node:fs';
 import {dirname, isAbsolute, join} from 'node:path';
 import {checkLock, lockWorld} from '../../apk/alpine-root.js';
-import {formatLock, lockChanges, readLock, writeLock, type AlpineLock} from '../../apk/lockfile.js';
+import {formatLock, lockChanges, lockDowngrades, readLock, writeLock, type AlpineLock} from '../../apk/lockfile.js';
 import {DEFAULT_LOCKFILE, validateAlpineSettings} from '../../apk/settings.js';
 import {loadConfig} from '../../engine/load-config.js';
 import {PsyError} from '../../errors.js';
@@ -10,7 +10,7 @@ import {parseCommandArgs, writeLine, type Command} from '../command.js';
 export const command: Command = {
   name: 'lock',
   summary: 'resolve the Alpine world into alpine/packages.lock.json',
-  help: `Usage: psy lock [--check] [--offline] [--config FILE] [--verbose]
+  help: `Usage: psy lock [--check] [--allow-downgrade] [--offline] [--config FILE] [--verbose]
 
 Resolves settings.alpine.world of build.config.ts against the configured repositories
 (signatures checked with settings.alpine.keys) and writes every resolved package's
@@ -20,13 +20,19 @@ packages, declared under alpine/packages/NAME/) are resolved with the world; the
 pins them by name and version (the build makes them and checks the version), and their
 Alpine dependencies by checksum. Builds install exactly the lock.
 
-  --check     do not write; exit 1 when the lock does not match the world, the
-              settings, or what the repositories resolve to now
-  --offline   use only the download cache (cache/apk) and local repositories
-  --verbose   print every download`,
+A package the repositories now resolve to a LOWER version than the lock holds (a
+repository index rolled back, a stale mirror) is refused, naming each package with
+both versions, and the lock is left as it was.
+
+  --check            do not write; exit 1 when the lock does not match the world, the
+                     settings, or what the repositories resolve to now
+  --allow-downgrade  write the lock even when packages go down in version
+  --offline          use only the download cache (cache/apk) and local repositories
+  --verbose          print every download`,
   async run(argv, io) {
     const {values, positionals} = parseCommandArgs('lock', argv, {
       check: {type: 'boolean'},
+      'allow-downgrade': {type: 'boolean'},
       offline: {type: 'boolean'},
       verbose: {type: 'boolean'},
       config: {type: 'string'},
@@ -60,6 +66,14 @@ Alpine dependencies by checksum. Builds install exactly the lock.
       return 0;
     }
     const previous = before === undefined ? undefined : safeReadLock(lockPath);
+    const downgrades = previous === undefined ? [] : lockDowngrades(previous, lock);
+    if (downgrades.length > 0 && values['allow-downgrade'] !== true) {
+      const list = downgrades.map((d) => `${d.name} ${d.from} -> ${d.to}`).join(', ');
+      throw new PsyError(
+        'lock-downgrade',
+        `${lockRel}: refusing to downgrade ${list} (the repositories resolve to older versions than the lock; pass --allow-downgrade if that is intended)`,
+      );
+    }
     mkdirSync(dirname(lockPath), {recursive: true});
     writeLock(lockPath, lock);
     writeLine(io.stdout, `${lockRel}: ${countText(lock)}`);

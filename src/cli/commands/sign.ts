@@ -43,7 +43,7 @@ export const command: Command = {
     const extra: Record<string, string> = {};
     for (const f of values.field ?? []) {
       const eq = f.indexOf('=');
-      if (eq <= 0) throw new PsyError('usage', `--field '${f}' is not KEY=VALUE`);
+      if (eq <= 0) throw new PsyError('usage', `--field ${JSON.stringify(f)} is not KEY=VALUE`);
       extra[f.slice(0, eq)] = f.slice(eq + 1);
     }
     const project = await loadProjectSettings(io.cwd, values.config, false);

@@ -4,7 +4,8 @@ import {resolve} from 'node:path';
 import {build} from '../../engine/build.js';
 import {PsyError} from '../../errors.js';
 import {bootAndWatch} from '../../vm/boot-watch.js';
-import {QEMU, chooseAccel, qemuArgs, qemuMissing, type AccelChoice} from '../../vm/qemu.js';
+import {loadConfig} from '../../engine/load-config.js';
+import {QEMU, chooseAccel, parseMac, qemuArgs, qemuMissing, type AccelChoice} from '../../vm/qemu.js';
 import {parseCommandArgs, writeLine, type Command} from '../command.js';
 
 const help = `Usage: psy vm [options] [IMAGE]
@@ -20,6 +21,9 @@ Options:
   -m, --memory MiB    guest memory (default 1024)
       --cpus N        guest CPUs (default 1)
       --write         write to the image instead of a snapshot
+      --mac MAC       the NIC's MAC address, e.g. the one a node's mactab names
+                      (default: settings.alpine.node.mac when the config's diskimg
+                      is booted, else QEMU's)
       --firmware F    OVMF firmware file (default: the Debian ovmf package's)
       --config FILE   use FILE instead of build.config.ts
 Headless test mode (serial console to a log file, no terminal):
@@ -38,6 +42,7 @@ export const command: Command = {
       memory: {type: 'string', short: 'm'},
       cpus: {type: 'string'},
       write: {type: 'boolean'},
+      mac: {type: 'string'},
       firmware: {type: 'string'},
       config: {type: 'string'},
       marker: {type: 'string'},
@@ -56,6 +61,7 @@ export const command: Command = {
     const cpus = num('--cpus', values.cpus, 1);
     if (positionals.length > 1) throw new PsyError('usage', 'psy vm takes at most one IMAGE (see psy vm --help)');
 
+    let mac = values.mac === undefined ? undefined : parseMac(values.mac, '--mac');
     let image: string;
     if (positionals[0] !== undefined) {
       image = resolve(io.cwd, positionals[0]);
@@ -70,6 +76,11 @@ export const command: Command = {
       const first = out ? Object.values(out)[0] : undefined;
       if (!first) throw new PsyError('missing-input', 'the config has no diskimg target with an output');
       image = first;
+      if (mac === undefined) {
+        const loaded = await loadConfig({cwd: io.cwd, ...(values.config === undefined ? {} : {configPath: values.config})});
+        const node = (loaded.config.settings?.['alpine'] as {node?: {mac?: unknown}} | undefined)?.node;
+        if (node?.mac !== undefined) mac = parseMac(String(node.mac), 'settings.alpine.node.mac');
+      }
     }
     const accel = await chooseAccel(accelChoice, values.firmware);
     const base = {
@@ -78,6 +89,7 @@ export const command: Command = {
       memoryMiB,
       cpus,
       ...(values.firmware === undefined ? {} : {firmware: values.firmware}),
+      ...(mac === undefined ? {} : {mac}),
     };
 
     if (values.marker !== undefined) {
