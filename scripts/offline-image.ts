@@ -18,7 +18,7 @@ import {mkdir} from 'node:fs/promises';
 import {join, relative} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {gunzipSync} from 'node:zlib';
-import {readTar} from '../src/apk/tar.js';
+import {readTar} from '../src/tar/index.js';
 import {download, DownloadError} from '../src/apk/repository.js';
 import {isPsyError, PsyError} from '../src/errors.js';
 import {buildFixtureRepository, MINIROOTFS, MKINITFS_DIR} from '../test/fixtures/build-fixture-repository.js';

@@ -5,7 +5,7 @@ import {gunzipSync} from 'node:zlib';
 import {describe, expect, it} from 'vitest';
 import {readApkIndex} from '../src/apk/apkindex.js';
 import {loadKeyring} from '../src/apk/keys.js';
-import {readTar} from '../src/apk/tar.js';
+import {readTar} from '../src/tar/index.js';
 import {alpineTestData, haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
 
 const keysDir = join(repoRoot, 'alpine', 'keys');

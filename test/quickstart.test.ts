@@ -6,7 +6,7 @@ import {basename, join} from 'node:path';
 import {gzipSync} from 'node:zlib';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {mkinitfsFromArchive, minirootfsRelease} from '../scripts/offline-image.js';
-import {writeTar, type TarWriteEntry} from '../src/apk/tar.js';
+import {writeTar, type TarWriteEntry} from '../src/tar/index.js';
 import {MINIROOTFS, MKINITFS_DIR} from './fixtures/build-fixture-repository.js';
 import {haveAlpineTestData, repoRoot, sharedDir} from './helpers/shared-data.js';
 
