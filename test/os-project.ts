@@ -45,7 +45,12 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
 /** Writes the project; `lock: false` leaves the lock to `psy lock`. */
 export async function writeProject(dir: string, settings: Partial<AlpineSettings>, opts: {lock?: boolean} = {}): Promise<void> {
   await mkdir(join(dir, 'test-overlay/etc'), {recursive: true});
-  await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
+  // a symlink already copied by an earlier write is kept (cp refuses to copy one onto itself)
+  const sameLink = async (src: string, dest: string) => {
+    const [a, b] = await Promise.all([readlink(src).catch(() => undefined), readlink(dest).catch(() => undefined)]);
+    return a !== undefined && a === b;
+  };
+  await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true, filter: async (src, dest) => !(await sameLink(src, dest))});
   // the compiled modules neuralupgrade's package ships, as in the repository itself
   // (a project written again, as the offline image's is on every run, keeps its link)
   const dist = join(dir, 'dist');
