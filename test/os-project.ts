@@ -4,7 +4,7 @@
  * alpine/ inputs copied in (so a test may edit the patch), and a test overlay whose
  * inittab runs the local.d scripts (slot marker, individuation) and powers off.
  */
-import {cp, mkdir, symlink, writeFile} from 'node:fs/promises';
+import {cp, mkdir, readlink, rm, symlink, writeFile} from 'node:fs/promises';
 import {join, relative} from 'node:path';
 import {lockWorld} from '../src/apk/alpine-root.js';
 import {writeLock} from '../src/apk/lockfile.js';
@@ -41,16 +41,29 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
   };
 }
 
-/** More of the project than settings.alpine: the operators who may read `psy node` secrets. */
+/** More of the project than settings.alpine: the operators who may read `psy node` secrets;
+ * `lock: false` leaves the lock to `psy lock`. */
 export interface ProjectExtras {
   readonly nodeRecipients?: readonly string[];
+  readonly lock?: boolean;
 }
 
 export async function writeProject(dir: string, settings: Partial<AlpineSettings>, extras: ProjectExtras = {}): Promise<void> {
   await mkdir(join(dir, 'test-overlay/etc'), {recursive: true});
-  await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true});
+  // a symlink already copied by an earlier write is kept (cp refuses to copy one onto itself)
+  const sameLink = async (src: string, dest: string) => {
+    const [a, b] = await Promise.all([readlink(src).catch(() => undefined), readlink(dest).catch(() => undefined)]);
+    return a !== undefined && a === b;
+  };
+  await cp(join(repoRoot, 'alpine'), join(dir, 'alpine'), {recursive: true, filter: async (src, dest) => !(await sameLink(src, dest))});
   // the compiled modules neuralupgrade's package ships, as in the repository itself
-  await symlink(join(repoRoot, 'dist'), join(dir, 'dist'));
+  // (a project written again, as the offline image's is on every run, keeps its link)
+  const dist = join(dir, 'dist');
+  const existing = await readlink(dist).catch(() => undefined);
+  if (existing !== join(repoRoot, 'dist')) {
+    await rm(dist, {recursive: true, force: true});
+    await symlink(join(repoRoot, 'dist'), dist);
+  }
   // No OpenRC in the fixture world: busybox init does what OpenRC's local service would
   // (the /etc/local.d/*.start scripts in name order: the slot marker, then the node's
   // individuation), then powers off.
@@ -59,7 +72,7 @@ export async function writeProject(dir: string, settings: Partial<AlpineSettings
     "::sysinit:/bin/sh -c 'for s in /etc/local.d/*.start; do [ -x \"$s\" ] && \"$s\"; done; sync; poweroff -f'\n",
   );
   await writeConfig(dir, settings, extras);
-  await lockProject(dir, settings);
+  if (extras.lock !== false) await lockProject(dir, settings);
 }
 
 /** What `psy lock` does: resolve settings.alpine's world into alpine/packages.lock.json. */

@@ -6,7 +6,7 @@ import {installPackages, type InstallResult} from './installer.js';
 import {loadKeyring, type Keyring} from './keys.js';
 import {type AlpineLock} from './lockfile.js';
 import {writeManifest} from './manifest.js';
-import {parseRepositoryLine, RepositoryClient, type RepositorySpec} from './repository.js';
+import {parseRepositoryLine, RepositoryClient, type DownloadProgress, type RepositorySpec} from './repository.js';
 import {checkPackageSet, resolve, type ResolverRepository} from './resolver.js';
 import {OWN_REPOSITORY, ownPackageDrift, ownPackageRecords} from './own-packages.js';
 import {keyDirs, type AlpineSettings} from './settings.js';
@@ -20,6 +20,8 @@ export interface AlpineContext {
   readonly cacheDir?: string;
   readonly offline?: boolean;
   readonly log?: (line: string) => void;
+  /** Bytes of each download as they arrive (for a progress display). */
+  readonly progress?: DownloadProgress;
 }
 
 function keyFolders(ctx: AlpineContext): string[] {
@@ -35,6 +37,7 @@ export function openRepositories(ctx: AlpineContext): {client: RepositoryClient;
     cacheDir: ctx.cacheDir ?? resolvePath(ctx.projectRoot, ctx.settings.cacheDir ?? join('cache', 'apk')),
     offline: ctx.offline,
     log: ctx.log,
+    progress: ctx.progress,
   });
   const specs = ctx.settings.repositories.map((r) => parseRepositoryLine(r, ctx.settings.release));
   return {client, specs, keyring};

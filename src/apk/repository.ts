@@ -30,6 +30,8 @@ export interface RepositoryClientOptions {
   /** Never touch the network: indexes and packages come from the cache. */
   readonly offline?: boolean;
   readonly log?: (line: string) => void;
+  /** Called as download bytes arrive. */
+  readonly progress?: DownloadProgress;
 }
 
 type Location = {kind: 'http'; url: string} | {kind: 'folder'; dir: string};
@@ -77,7 +79,7 @@ export class RepositoryClient {
       }
       return readApkIndex(readFileSync(cached), `${where} (cached)`, {keyring: this.#o.keyring});
     }
-    const bytes = await download(where, this.#o.log);
+    const bytes = await download(where, {log: this.#o.log, progress: this.#o.progress});
     const index = readApkIndex(bytes, where, {keyring: this.#o.keyring});
     atomicWrite(cached, bytes);
     return index;
@@ -99,7 +101,7 @@ export class RepositoryClient {
     if (this.#o.offline) {
       throw new PsyError('apk-offline', `offline: ${file} (${checksum}) is not in the package cache; it would come from ${where}`);
     }
-    const bytes = await download(where, this.#o.log);
+    const bytes = await download(where, {log: this.#o.log, progress: this.#o.progress});
     const pkg = readApk(bytes, where, opts);
     atomicWrite(cached, bytes);
     return pkg;
@@ -115,22 +117,101 @@ function readLocal(path: string): Buffer {
   }
 }
 
-async function download(url: string, log?: (line: string) => void): Promise<Buffer> {
-  log?.(`fetch ${url}`);
-  let res: Response;
-  try {
-    res = await fetch(url, {signal: AbortSignal.timeout(120_000), redirect: 'follow'});
-  } catch (err) {
-    const cause = (err as {cause?: {code?: string; message?: string}}).cause;
-    const why = cause?.code ?? cause?.message ?? (err as Error).message;
-    throw new PsyError('apk-network', `cannot download ${url}: ${why} (an offline build can use the cache: --offline)`);
+/** Bytes received so far of one download, for a progress display. */
+export type DownloadProgress = (url: string, received: number, total: number | undefined) => void;
+
+export interface DownloadOptions {
+  readonly log?: (line: string) => void;
+  readonly progress?: DownloadProgress;
+  /** Tries in all, resuming from the bytes already received. Default 4. */
+  readonly attempts?: number;
+}
+
+/** A download that failed: `why` is the reason alone (ENOTFOUND, HTTP 404, ...). */
+export class DownloadError extends PsyError {
+  constructor(
+    readonly url: string,
+    readonly why: string,
+    hint = '',
+  ) {
+    super('apk-network', `cannot download ${url}: ${why}${hint}`);
   }
-  if (!res.ok) throw new PsyError('apk-network', `cannot download ${url}: HTTP ${res.status} ${res.statusText}`.trim());
-  try {
-    return Buffer.from(await res.arrayBuffer());
-  } catch (err) {
-    throw new PsyError('apk-network', `cannot download ${url}: transfer failed (${(err as Error).message})`);
+}
+
+/** Failures of the connection itself that a retry may cure (not a name that does not resolve). */
+const TRANSIENT = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED']);
+
+/**
+ * Downloads `url` whole. A transfer cut off half-way is resumed with a Range request
+ * (or started over when the server ignores ranges), a few times with a short pause; a
+ * name that does not resolve or a refused connection fails at once.
+ */
+export async function download(url: string, options: DownloadOptions = {}): Promise<Buffer> {
+  const attempts = options.attempts ?? 4;
+  options.log?.(`fetch ${url}`);
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let lastWhy = '';
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    if (attempt > 1) await new Promise((r) => setTimeout(r, 250 * (attempt - 1)));
+    let res: Response;
+    try {
+      const headers: Record<string, string> = received > 0 ? {range: `bytes=${received}-`} : {};
+      res = await fetch(url, {signal: AbortSignal.timeout(120_000), redirect: 'follow', headers});
+    } catch (err) {
+      const why = errorCode(err);
+      if (!TRANSIENT.has(why) || attempt === attempts) {
+        throw new DownloadError(url, why, ' (an offline build can use the cache: --offline)');
+      }
+      lastWhy = why;
+      continue;
+    }
+    if (res.status >= 500 && attempt < attempts) {
+      lastWhy = `HTTP ${res.status}`;
+      await res.body?.cancel();
+      continue;
+    }
+    if (received > 0 && res.status === 200) {
+      // the server ignored the range: start over
+      chunks.length = 0;
+      received = 0;
+    } else if (received > 0 && !(res.status === 206 && res.headers.get('content-range')?.startsWith(`bytes ${received}-`))) {
+      throw new DownloadError(url, `resuming at byte ${received} got HTTP ${res.status}`);
+    }
+    if (!res.ok) throw new DownloadError(url, `HTTP ${res.status} ${res.statusText}`.trim());
+    // a body decoded on the way (Content-Encoding) has no length or ranges in our bytes
+    const encoded = res.headers.get('content-encoding') !== null;
+    const length = encoded ? NaN : Number(res.headers.get('content-length') ?? NaN);
+    const total = Number.isFinite(length) ? received + length : undefined;
+    try {
+      for await (const chunk of res.body ?? []) {
+        const b = Buffer.from(chunk as Uint8Array);
+        chunks.push(b);
+        received += b.length;
+        options.progress?.(url, received, total);
+      }
+    } catch (err) {
+      lastWhy = `transfer cut off after ${received}${total === undefined ? '' : ` of ${total}`} bytes (${errorCode(err)})`;
+      if (encoded) {
+        chunks.length = 0; // decoded bytes cannot be resumed: start over
+        received = 0;
+      }
+      continue;
+    }
+    if (total !== undefined && received < total) {
+      lastWhy = `transfer cut off after ${received} of ${total} bytes`;
+      continue;
+    }
+    return Buffer.concat(chunks, received);
   }
+  throw new DownloadError(url, `${lastWhy}, ${attempts} tries`);
+}
+
+function errorCode(err: unknown): string {
+  let e = err as {cause?: unknown; code?: string; message?: string} | undefined;
+  // undici wraps the socket's error: "fetch failed" / "terminated" <- cause <- code
+  while (e?.cause && typeof e.cause === 'object') e = e.cause as typeof e;
+  return e?.code ?? e?.message ?? String(err);
 }
 
 function atomicWrite(path: string, bytes: Buffer): void {
