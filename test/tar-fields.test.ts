@@ -73,7 +73,8 @@ describe('PAX numeric records are validated, naming package, member and field', 
   }
 
   it('keeps valid PAX numbers, including a fractional mtime, and the installed db carries them', () => {
-    const pkg = readApk(signedPackage([file([['uid', '1000'], ['gid', '4294967294'], ['mtime', '1700000000.123456789']])]), 'ok.apk', {keyring});
+    const dirs: TarWriteEntry[] = ['usr/', 'usr/bin/'].map((path) => ({path, type: 'directory', mode: 0o755, mtime: 1}));
+    const pkg = readApk(signedPackage([...dirs, file([['uid', '1000'], ['gid', '4294967294'], ['mtime', '1700000000.123456789']])]), 'ok.apk', {keyring});
     const e = pkg.dataEntries.find((x) => x.path === 'usr/bin/tool')!;
     expect([e.uid, e.gid, e.mtime]).toEqual([1000, 4294967294, 1700000000]);
     const root = join(tempDir(), 'root');

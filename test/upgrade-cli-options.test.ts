@@ -1,24 +1,14 @@
 import {createHash} from 'node:crypto';
 import {readFileSync, symlinkSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
-import {PassThrough} from 'node:stream';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {main, readRepositoryFile} from '../src/cli/neuralupgrade.js';
-import {UpgradeRig} from './helpers/upgrade-rig.js';
+import {readRepositoryFile} from '../src/cli/neuralupgrade.js';
+import {runNeuralupgrade, UpgradeRig} from './helpers/upgrade-rig.js';
 
 const V1 = '20250101-000000';
 const V2 = '20250202-000000';
 
-async function nu(args: string[]): Promise<{code: number; stdout: string; stderr: string}> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on('data', (b: Buffer) => o.push(b));
-  err.on('data', (b: Buffer) => e.push(b));
-  const code = await main(args, {stdout: out, stderr: err, env: {}});
-  return {code, stdout: Buffer.concat(o).toString('utf8'), stderr: Buffer.concat(e).toString('utf8')};
-}
+const nu = runNeuralupgrade;
 
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 

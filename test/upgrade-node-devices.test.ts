@@ -1,22 +1,11 @@
 import {execFileSync} from 'node:child_process';
 import {chmodSync, mkdirSync, readdirSync, readlinkSync, renameSync, statSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
-import {PassThrough} from 'node:stream';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {main} from '../src/cli/neuralupgrade.js';
 import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
-import {UpgradeRig} from './helpers/upgrade-rig.js';
+import {runNeuralupgrade, UpgradeRig} from './helpers/upgrade-rig.js';
 
-async function nu(args: string[]): Promise<{code: number; stdout: string; stderr: string}> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on('data', (b: Buffer) => o.push(b));
-  err.on('data', (b: Buffer) => e.push(b));
-  const code = await main(args, {stdout: out, stderr: err, env: {}});
-  return {code, stdout: Buffer.concat(o).toString('utf8'), stderr: Buffer.concat(e).toString('utf8')};
-}
+const nu = runNeuralupgrade;
 
 /**
  * How a node finds its partitions without udev (the psyopsOS root runs busybox mdev: no

@@ -2,31 +2,14 @@ import {createHash} from 'node:crypto';
 import {execFileSync} from 'node:child_process';
 import {copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
-import {PassThrough} from 'node:stream';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {main} from '../src/cli/neuralupgrade.js';
-import {EPOCH, UpgradeRig} from './helpers/upgrade-rig.js';
+import {EPOCH, runNeuralupgrade, UpgradeRig} from './helpers/upgrade-rig.js';
 
 const OLDEST = '20240105-120000'; // bare "psyopsOS" word, no type=, no architecture=, no size=
 const OLD = '20240705-173840'; // type= and architecture=, no size=
 const NEXT = '20240801-000000';
 
-interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function nu(args: string[]): Promise<Ran> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on('data', (b: Buffer) => o.push(b));
-  err.on('data', (b: Buffer) => e.push(b));
-  const code = await main(args, {stdout: out, stderr: err, env: {}});
-  return {code, stdout: Buffer.concat(o).toString('utf8'), stderr: Buffer.concat(e).toString('utf8')};
-}
+const nu = runNeuralupgrade;
 
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 

@@ -152,6 +152,17 @@ export function decodeHeader(h: Buffer, at: number, ctx: TarContext): TarHeader 
   };
 }
 
+/** The typeflag each member type is written with. */
+export const TYPEFLAG: Record<TarEntryType, string> = {
+  file: '0',
+  hardlink: '1',
+  symlink: '2',
+  char: '3',
+  block: '4',
+  directory: '5',
+  fifo: '6',
+};
+
 export function entryType(flag: string): TarEntryType | undefined {
   switch (flag) {
     case '0':

@@ -1,7 +1,7 @@
 import {createReadStream, createWriteStream} from 'node:fs';
 import {once} from 'node:events';
 import {PsyError} from '../errors.js';
-import {BLOCK, encodeHeader, encodePax, type TarEntryType} from './codec.js';
+import {BLOCK, TYPEFLAG, encodeHeader, encodePax, type TarEntryType} from './codec.js';
 
 export interface TarWriteEntry {
   readonly path: string;
@@ -40,15 +40,6 @@ export interface WriteTarOptions {
   readonly fullWidthNumbers?: boolean;
 }
 
-const TYPEFLAG: Record<TarEntryType, string> = {
-  file: '0',
-  hardlink: '1',
-  symlink: '2',
-  char: '3',
-  block: '4',
-  directory: '5',
-  fifo: '6',
-};
 
 function dataSize(e: TarWriteEntry): number {
   if (e.type !== 'file') return 0;

@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto';
 import {closeSync, mkdirSync, openSync, writeSync} from 'node:fs';
 import {dirname, join} from 'node:path';
 import {PsyError} from '../errors.js';
-import {TarStream, type TarEntryMeta, type TarSink} from '../tar/index.js';
+import {TarStream, TYPEFLAG, type TarEntryMeta, type TarSink} from '../tar/index.js';
 
 /** One member unpacked into the staging folder. */
 export interface TarMember {
@@ -96,7 +96,7 @@ export class TarUnpacker {
     if (raw.startsWith('/') || name.split('/').some((p) => p === '..')) throw this.#bad(`refusing escaping member name ${JSON.stringify(raw)}`);
     if (m.type === 'directory' && this.#names.dir(name.replace(/\/+$/, ''))) return undefined;
     if (m.type !== 'file') {
-      throw this.#bad(`refusing member ${JSON.stringify(raw)} of tar type '${TYPEFLAGS[m.type]}' (only plain files are accepted)`);
+      throw this.#bad(`refusing member ${JSON.stringify(raw)} of tar type '${TYPEFLAG[m.type]}' (only plain files are accepted)`);
     }
     if (!this.#names.file(name)) throw this.#bad(`unexpected member ${JSON.stringify(raw)}`);
     if (this.#seen.has(name)) throw this.#bad(`duplicate member ${JSON.stringify(raw)}`);
@@ -121,12 +121,3 @@ export class TarUnpacker {
   }
 }
 
-const TYPEFLAGS: Record<TarEntryMeta['type'], string> = {
-  file: '0',
-  hardlink: '1',
-  symlink: '2',
-  char: '3',
-  block: '4',
-  directory: '5',
-  fifo: '6',
-};

@@ -3,7 +3,9 @@ import {mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync
 import {mkdir, stat, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
+import {PassThrough} from 'node:stream';
 import {buildEspTree} from '../../src/boot/esp-tree.js';
+import {main} from '../../src/cli/neuralupgrade.js';
 import {buildDiskImage, psyopsPartitions} from '../../src/disk/index.js';
 import {directoryEntries, writeTar, type TarEntry} from '../../src/image/tar.js';
 import {formatPublicKey, generateKeyPair, parsePublicKey, type KeyPair} from '../../src/sign/keys.js';
@@ -16,6 +18,25 @@ import {verifyLocal} from '../../src/upgrade/fetch-update.js';
 import {openLive, type Place} from '../../src/upgrade/place.js';
 
 export const EPOCH = 1_700_000_000;
+
+/** What one in-process neuralupgrade run printed and its exit status. */
+export interface NeuralupgradeRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs neuralupgrade's main in this process, with an empty environment. */
+export async function runNeuralupgrade(args: string[]): Promise<NeuralupgradeRun> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const o: Buffer[] = [];
+  const e: Buffer[] = [];
+  out.on('data', (b: Buffer) => o.push(b));
+  err.on('data', (b: Buffer) => e.push(b));
+  const code = await main(args, {stdout: out, stderr: err, env: {}});
+  return {code, stdout: Buffer.concat(o).toString('utf8'), stderr: Buffer.concat(e).toString('utf8')};
+}
 
 /**
  * A temp-dir rig for upgrade tests: a minisign key pair (in minisign's file format, so
