@@ -5,8 +5,7 @@ import {isPsyError} from '../../src/errors.js';
  * Shared settings for the parser fuzz tests: a fixed seed so CI runs the same inputs
  * every time (a failure prints its counterexample and path), and bounded runs so all
  * fuzz files together stay well under two minutes. One file per parser family
- * (test/fuzz-<family>.test.ts); the config validator's gets its own file on these
- * helpers, feeding mutated configs to the validator and expecting parse-or-PsyError.
+ * (test/fuzz-<family>.test.ts), the config validator's included (fuzz-config).
  */
 export const FUZZ_SEED = 0x5ec_b_14;
 
