@@ -1,7 +1,7 @@
 import {statSync} from 'node:fs';
 import {resolve} from 'node:path';
 import {parseArgs, type ParseArgsConfig} from 'node:util';
-import {didYouMean} from '../engine/did-you-mean.js';
+import {didYouMean} from '../did-you-mean.js';
 import {isPsyError, PsyError} from '../errors.js';
 
 /** What a command may touch of the outside world; injected so tests can capture it. */
