@@ -2,6 +2,7 @@ import {readdirSync, readFileSync, statSync} from 'node:fs';
 import {isAbsolute, join, resolve} from 'node:path';
 import {defineRule} from '../src/engine/rule.js';
 import {isPsyError, PsyError} from '../src/errors.js';
+import {plural} from '../src/wording.js';
 import {lockSettingsProblems, openRepositories} from '../src/apk/alpine-root.js';
 import {readApk, type ApkPackage} from '../src/apk/apk-package.js';
 import {readApkIndex} from '../src/apk/apkindex.js';
@@ -89,7 +90,7 @@ export default defineRule({
       sourceDateEpoch: ctx.sourceDateEpoch,
     });
     writeManifest(ctx.outputs['manifest']!, result.manifest);
-    ctx.log(`installed ${packages.length} locked packages`);
+    ctx.log(`installed ${plural(packages.length, 'locked package')}`);
   },
 });
 

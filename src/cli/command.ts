@@ -1,7 +1,9 @@
 import {statSync} from 'node:fs';
 import {resolve} from 'node:path';
 import {parseArgs, type ParseArgsConfig} from 'node:util';
-import {didYouMean} from '../did-you-mean.js';
+import {didYouMean, plural} from '../wording.js';
+
+export {plural};
 import {isPsyError, PsyError} from '../errors.js';
 
 /** What a command may touch of the outside world; injected so tests can capture it. */
@@ -116,11 +118,6 @@ function usageMessage(err: unknown, known: readonly string[]): string {
     return `unexpected argument '${m[1]!}': this command takes none`;
   }
   return msg;
-}
-
-/** `1 target`, `2 targets`: counts in messages agree with their noun. */
-export function plural(n: number, noun: string, nouns = `${noun}s`): string {
-  return `${n} ${n === 1 ? noun : nouns}`;
 }
 
 export function writeLine(stream: NodeJS.WritableStream, line = ''): void {

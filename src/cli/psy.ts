@@ -1,4 +1,4 @@
-import {didYouMean} from '../did-you-mean.js';
+import {didYouMean} from '../wording.js';
 import type {FastBuild} from './build-fast.js';
 import {globalOptions, processIo, reportFailure, writeLine, type Command, type CommandIo} from './command.js';
 

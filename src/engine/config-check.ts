@@ -8,7 +8,7 @@
  * Exported for tests and fuzzing: `checkConfig` must return problems, never throw, for
  * any value at all.
  */
-import {didYouMean} from '../did-you-mean.js';
+import {didYouMean} from '../wording.js';
 
 export interface ConfigProblem {
   /** The target the problem is in (its name, or `targets[3]` when it has none). */

@@ -8,7 +8,7 @@ import {isAbsolute, join, normalize, relative, resolve, sep} from 'node:path';
 import {PsyError} from '../errors.js';
 import {checkConfig, formatProblem} from './config-check.js';
 import type {InputSource, OutputSpec, TargetConfig, TargetList} from './config.js';
-import {didYouMean} from '../did-you-mean.js';
+import {didYouMean} from '../wording.js';
 import type {LoadedConfig} from './load-config.js';
 
 export type InputItem =

@@ -1,7 +1,13 @@
 /**
- * "Did you mean" for misspelt names (config keys, target names, commands): the closest
- * candidate by edit distance, if it is close enough to be a typo rather than another word.
+ * Wording shared by every message: "did you mean" for misspelt names (config keys,
+ * target names, commands) — the closest candidate by edit distance, if it is close
+ * enough to be a typo rather than another word — and counts that agree with their noun.
  */
+
+/** `1 target`, `2 targets`: counts in messages agree with their noun. */
+export function plural(n: number, noun: string, nouns = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : nouns}`;
+}
 
 /** Levenshtein distance with adjacent transpositions counted as one edit (`inptus`). */
 export function editDistance(a: string, b: string): number {
