@@ -29,7 +29,7 @@ const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/usr/s
 // read by neuralupgrade itself (JSON parsed by the root's runtime).
 const stateLib = [
   'state() {',
-  // through a file: the runtime stand-in's stdout is not written reliably into a pipe
+  // through a file: under the Bun stand-in, neuralupgrade's JSON into a pipe stopped with an internal error in its write
   '  neuralupgrade "$@" --json > /tmp/test-hook-state.json || return 1',
   '  node -e \'',
   '    const s = JSON.parse(require("fs").readFileSync("/tmp/test-hook-state.json", "utf8"));',
