@@ -1,7 +1,8 @@
 import {existsSync} from 'node:fs';
-import {mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises';
+import {mkdir, readFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
+import {writeFileAtomic} from '../deaddrop/fs-atomic.js';
 import {decrypt, encrypt, type Identities} from './age.js';
 import {newPsynetCa, type PsynetCa} from './keys.js';
 import type {NodeSettings} from './settings.js';
@@ -64,17 +65,9 @@ export class PsynetStore {
     const ca = await newPsynetCa(name, duration);
     const sealed = await encrypt(ca.key, recipients);
     await mkdir(this.dir, {recursive: true});
-    const tmp = `.tmp-${process.pid}`;
-    try {
-      await writeFile(join(this.dir, CA_KEY + tmp), sealed);
-      await writeFile(join(this.dir, CA_CRT + tmp), ca.cert);
-      await rename(join(this.dir, CA_KEY + tmp), join(this.dir, CA_KEY));
-      // the certificate last: a CA "exists" only once its key is in place
-      await rename(join(this.dir, CA_CRT + tmp), join(this.dir, CA_CRT));
-    } finally {
-      await rm(join(this.dir, CA_KEY + tmp), {force: true});
-      await rm(join(this.dir, CA_CRT + tmp), {force: true});
-    }
+    await writeFileAtomic(join(this.dir, CA_KEY), sealed);
+    // the certificate last: a CA "exists" only once its key is in place
+    await writeFileAtomic(join(this.dir, CA_CRT), ca.cert);
     return ca.cert;
   }
 }
