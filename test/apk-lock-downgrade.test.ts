@@ -1,14 +1,13 @@
 import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {PassThrough} from 'node:stream';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {buildApk} from '../src/apk/apk-writer.js';
 import {generateSigningKey} from '../src/apk/keys.js';
 import {readLock} from '../src/apk/lockfile.js';
 import {emptyMeta} from '../src/apk/package-meta.js';
 import {indexRepository} from '../src/apk/repository-index.js';
-import {main} from '../src/cli/psy.js';
+import {runPsy} from './helpers/psy-in-process.js';
 
 /**
  * `psy lock` against a repository whose index goes back in time: a package resolved to a
@@ -42,16 +41,7 @@ function serve(versions: Record<string, string>): void {
   indexRepository({archDir, key, description: 'test', mtime: 1_700_000_000});
 }
 
-async function psy(...argv: string[]) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (d) => (stdout += d));
-  err.on('data', (d) => (stderr += d));
-  const code = await main(argv, {stdout: out, stderr: err, cwd: dir, env: {}});
-  return {code, stdout, stderr};
-}
+const psy = (...argv: string[]) => runPsy(dir, ...argv);
 
 const lockPath = () => join(dir, 'alpine/packages.lock.json');
 const versions = () => Object.fromEntries(readLock(lockPath()).packages.map((p) => [p.name, p.version]));

@@ -1,29 +1,19 @@
 import {mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {PassThrough} from 'node:stream';
 import {afterEach, beforeAll, describe, expect, it} from 'vitest';
-import {main} from '../src/cli/psy.js';
 import {readLock} from '../src/apk/lockfile.js';
 import {validateAlpineSettings} from '../src/apk/settings.js';
 import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {haveAlpineTestData} from './helpers/shared-data.js';
+import {runPsy} from './helpers/psy-in-process.js';
 
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, {recursive: true, force: true});
 });
 
-async function psy(cwd: string, ...argv: string[]) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (d) => (stdout += d));
-  err.on('data', (d) => (stderr += d));
-  const code = await main(argv, {stdout: out, stderr: err, cwd, env: {}});
-  return {code, stdout, stderr};
-}
+const psy = runPsy;
 
 function project(alpine: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'psy-apk-lock-'));
