@@ -110,6 +110,48 @@ describe('downloads cut off half-way', () => {
   });
 });
 
+describe('downloads capped', () => {
+  // a server that streams without end (chunked, no length) or announces too much
+  let server: Server;
+  let base = '';
+  let streamed = 0;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      if (req.url === '/announced') {
+        res.writeHead(200, {'content-length': String(10 << 20)});
+        res.end(Buffer.alloc(16));
+        return;
+      }
+      res.writeHead(200);
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      const pump = (): void => {
+        while (!res.destroyed && streamed < 64 << 20) {
+          streamed += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      res.on('close', () => res.destroy());
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('stop a body that goes past the limit, with one line, without reading the rest', async () => {
+    const err = (await download(`${base}/endless`, {maxBytes: 1 << 20}).catch((e: unknown) => e)) as Error;
+    expect(err).toMatchObject({code: 'apk-network'});
+    expect(err.message).toBe(`cannot download ${base}/endless: body goes past the 1048576 bytes allowed`);
+    expect(streamed).toBeLessThan(32 << 20);
+  });
+
+  it('refuse an announced length over the limit before reading the body', async () => {
+    const err = (await download(`${base}/announced`, {maxBytes: 1 << 20}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toBe(`cannot download ${base}/announced: the server announces 10485760 bytes, more than the 1048576 allowed`);
+  });
+});
+
 const rangeRequests = (m: Mirror, path: string) => m.requests.filter((r) => r.path === path && r.range !== undefined);
 
 describe.skipIf(!haveAlpineTestData())("psy lock and psy build through HTTP from a mirror laid out as Alpine's", () => {

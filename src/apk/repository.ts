@@ -79,7 +79,7 @@ export class RepositoryClient {
       }
       return readApkIndex(readFileSync(cached), `${where} (cached)`, {keyring: this.#o.keyring});
     }
-    const bytes = await download(where, {log: this.#o.log, progress: this.#o.progress});
+    const bytes = await download(where, {log: this.#o.log, progress: this.#o.progress, maxBytes: MAX_INDEX_DOWNLOAD});
     const index = readApkIndex(bytes, where, {keyring: this.#o.keyring});
     atomicWrite(cached, bytes);
     return index;
@@ -101,7 +101,7 @@ export class RepositoryClient {
     if (this.#o.offline) {
       throw new PsyError('apk-offline', `offline: ${file} (${checksum}) is not in the package cache; it would come from ${where}`);
     }
-    const bytes = await download(where, {log: this.#o.log, progress: this.#o.progress});
+    const bytes = await download(where, {log: this.#o.log, progress: this.#o.progress, maxBytes: MAX_PACKAGE_DOWNLOAD});
     const pkg = readApk(bytes, where, opts);
     atomicWrite(cached, bytes);
     return pkg;
@@ -125,7 +125,14 @@ export interface DownloadOptions {
   readonly progress?: DownloadProgress;
   /** Tries in all, resuming from the bytes already received. Default 4. */
   readonly attempts?: number;
+  /** Refuse a body larger than this (a hostile or broken server streaming without end). */
+  readonly maxBytes?: number;
 }
+
+/** Largest APKINDEX.tar.gz fetched: Alpine's biggest (community, x86_64) is a few MiB. */
+export const MAX_INDEX_DOWNLOAD = 64 << 20;
+/** Largest package fetched: what psy holds in memory to verify a package at all. */
+export const MAX_PACKAGE_DOWNLOAD = 1024 << 20;
 
 /** A download that failed: `why` is the reason alone (ENOTFOUND, HTTP 404, ...). */
 export class DownloadError extends PsyError {
@@ -148,6 +155,7 @@ const TRANSIENT = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'UND_ERR_SOCKET',
  */
 export async function download(url: string, options: DownloadOptions = {}): Promise<Buffer> {
   const attempts = options.attempts ?? 4;
+  const maxBytes = options.maxBytes ?? Infinity;
   options.log?.(`fetch ${url}`);
   const chunks: Buffer[] = [];
   let received = 0;
@@ -183,14 +191,23 @@ export async function download(url: string, options: DownloadOptions = {}): Prom
     const encoded = res.headers.get('content-encoding') !== null;
     const length = encoded ? NaN : Number(res.headers.get('content-length') ?? NaN);
     const total = Number.isFinite(length) ? received + length : undefined;
+    if (total !== undefined && total > maxBytes) {
+      await res.body?.cancel();
+      throw new DownloadError(url, `the server announces ${total} bytes, more than the ${maxBytes} allowed`);
+    }
     try {
       for await (const chunk of res.body ?? []) {
         const b = Buffer.from(chunk as Uint8Array);
-        chunks.push(b);
         received += b.length;
+        if (received > maxBytes) {
+          await res.body?.cancel().catch(() => {});
+          throw new DownloadError(url, `body goes past the ${maxBytes} bytes allowed`);
+        }
+        chunks.push(b);
         options.progress?.(url, received, total);
       }
     } catch (err) {
+      if (err instanceof DownloadError) throw err;
       lastWhy = `transfer cut off after ${received}${total === undefined ? '' : ` of ${total}`} bytes (${errorCode(err)})`;
       if (encoded) {
         chunks.length = 0; // decoded bytes cannot be resumed: start over
