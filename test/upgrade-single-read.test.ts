@@ -232,6 +232,8 @@ describe('a tarball is read once: what is installed is what was verified', () =>
       const squashfs = update.members.find((m) => m.name === 'squashfs')!;
       expect(squashfs.data?.length).toBe(big);
       expect(squashfs.path).toBeUndefined();
+      // not copied: a view of the one buffer the file was read into (shared with the hashing thread)
+      expect(squashfs.data!.buffer).toBeInstanceOf(SharedArrayBuffer);
       expect(sha(squashfs.data!)).toBe(sha(UpgradeRig.osContent(V2, big).squashfs!));
       expect(readdirSync(update.contentDir)).not.toContain('squashfs');
       expect(update.members.find((m) => m.name === 'kernel')!.path).toBeDefined();

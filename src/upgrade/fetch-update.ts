@@ -235,6 +235,26 @@ export async function downloadVerified(
   });
 }
 
+/** A file of known size read into one SharedArrayBuffer, in READ_CHUNK pieces (views of it). */
+async function* readShared(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
+  const all = Buffer.from(new SharedArrayBuffer(Math.max(size, 1)));
+  let at = 0;
+  while (at < size) {
+    const {bytesRead} = await fh.read(all, at, Math.min(READ_CHUNK, size - at), at);
+    if (bytesRead === 0) break;
+    yield all.subarray(at, at + bytesRead);
+    at += bytesRead;
+  }
+  // a file grown since its size was read: the rest is read too, so the size check refuses it
+  for (;;) {
+    const more = Buffer.allocUnsafe(READ_CHUNK);
+    const {bytesRead} = await fh.read(more, 0, READ_CHUNK, at);
+    if (bytesRead === 0) return;
+    yield more.subarray(0, bytesRead);
+    at += bytesRead;
+  }
+}
+
 export interface LocalOptions {
   /** The signature file (default: the tarball's path + `.minisig`). */
   readonly signaturePath?: string;
@@ -280,7 +300,10 @@ export async function verifyLocal(tarPath: string, rules: VerifyRules, options: 
     }
     const {size, cap} = capFor(meta, {...rules, maxSize: rules.maxSize ?? UNSIZED_DOWNLOAD_CAP}, signaturePath);
     if (st.isFile() && st.size > cap.bytes) throw new PsyError('oversized-download', `${tarPath} is larger than ${cap.what}`);
-    return await receiveVerified(fh.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}), {
+    // A regular file is read whole into one shared buffer: the hashing thread reads the
+    // pieces there and the big members stay views of it, so no byte is copied in memory.
+    const pieces = st.isFile() ? readShared(fh, st.size) : fh.createReadStream({autoClose: false, highWaterMark: READ_CHUNK});
+    return await receiveVerified(pieces, {
       meta,
       signatureText,
       pubkey: rules.pubkey,

@@ -144,18 +144,40 @@ export class TarUnpacker {
     // the size is unverified: allocate no more than the tarball may hold
     const max = this.#options.maxMemoryMember ?? 0;
     if (size > max) throw this.#bad(`member ${JSON.stringify(name)} claims ${size} bytes, more than the ${max} the tarball may hold`);
-    const data = Buffer.allocUnsafeSlow(size);
+    // Pieces that lie side by side in one shared buffer (a local tarball read whole, see
+    // fetch-update) are kept as one view of it, not copied; any other piece is copied,
+    // since it is handed to the hashing thread and gone from here.
+    let view: Buffer | undefined;
+    let data: Buffer | undefined;
     let filled = 0;
     const hash = createHash('sha256');
     return {
       data: (chunk) => {
-        filled += chunk.copy(data, filled);
         hash.update(chunk);
+        if (data === undefined && chunk.buffer instanceof SharedArrayBuffer) {
+          if (view === undefined) {
+            view = chunk;
+            filled = chunk.length;
+            return;
+          }
+          if (view.buffer === chunk.buffer && view.byteOffset + view.length === chunk.byteOffset) {
+            view = Buffer.from(chunk.buffer, view.byteOffset, view.length + chunk.length);
+            filled += chunk.length;
+            return;
+          }
+        }
+        if (data === undefined) {
+          data = Buffer.allocUnsafeSlow(size);
+          if (view !== undefined) view.copy(data, 0);
+          view = undefined;
+        }
+        filled += chunk.copy(data, filled);
       },
       end: () => {
-        this.#members.push({name, size, data, sha256: hash.digest('hex')});
+        this.#members.push({name, size, data: data ?? view ?? Buffer.alloc(0), sha256: hash.digest('hex')});
       },
     };
   }
+
 }
 
