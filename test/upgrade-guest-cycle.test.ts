@@ -29,10 +29,9 @@ const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/usr/s
 // read by neuralupgrade itself (JSON parsed by the root's runtime).
 const stateLib = [
   'state() {',
-  // through a file: under the Bun stand-in, neuralupgrade's JSON into a pipe stopped with an internal error in its write
-  '  neuralupgrade "$@" --json > /tmp/test-hook-state.json || return 1',
-  '  node -e \'',
-  '    const s = JSON.parse(require("fs").readFileSync("/tmp/test-hook-state.json", "utf8"));',
+  // through a pipe, as a deployment's hook would read it
+  '  neuralupgrade "$@" --json | node -e \'',
+  '    const s = JSON.parse(require("fs").readFileSync(0, "utf8"));',
   '    const st = s.status ?? s;',
   '    const other = st.booted === "A" ? "B" : "A";',
   '    const q = (v) => String(v ?? "-").replace(/[^A-Za-z0-9._-]/g, "_");',
@@ -50,6 +49,14 @@ const hooks: Record<string, string> = {
     stateLib,
     'eval "$(state status)" || exit 1',
     'echo "PSYOPSOS-CYCLE booted=$booted default=$good version=$mine"',
+    // the first boot times the runtime's start on the node (/proc/uptime: 10 ms steps)
+    'if [ "$booted" = A ] && [ "$good" = A ]; then',
+    '  for i in 1 2 3; do',
+    '    t0=$(cut -d" " -f1 /proc/uptime); node -e 0; t1=$(cut -d" " -f1 /proc/uptime)',
+    '    neuralupgrade --version >/dev/null; t2=$(cut -d" " -f1 /proc/uptime)',
+    '    echo "PSYOPSOS-CYCLE runtime node-e=$(awk "BEGIN{print $t1 - $t0}") neuralupgrade-version=$(awk "BEGIN{print $t2 - $t1}")"',
+    '  done',
+    'fi',
     'if [ "$booted" != "$good" ]; then',
     '  neuralupgrade mark-good && echo "PSYOPSOS-CYCLE marked-good slot=$booted version=$mine"',
     'fi',
@@ -167,6 +174,11 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('the update cycle inside the
     expect(b.kind, b.said).toBe('applied');
     expect(b.log, b.said).toContain('PSYOPSOS-CYCLE booted=A default=A');
     expect(b.log, b.said).toContain(`PSYOPSOS-CYCLE applied slot=B version=${v2}`);
+    // seconds from start to exit on the node (TCG): `node -e 0`, `neuralupgrade --version`
+    const starts = [...b.log.matchAll(/PSYOPSOS-CYCLE runtime node-e=([\d.]+) neuralupgrade-version=([\d.]+)/g)].map((m) => [Number(m[1]), Number(m[2])]);
+    expect(starts, b.said).toHaveLength(3);
+    for (const [nodeE, version] of starts) expect(nodeE! > 0 && version! > 0, b.said).toBe(true);
+    console.log(`runtime start in the guest (s): node -e 0 ${starts.map((x) => x[0]).join(' ')}; neuralupgrade --version ${starts.map((x) => x[1]).join(' ')}`);
 
     b = await boot('B trial, mark-good');
     expect(b.kind, b.said).toBe('done');

@@ -15,6 +15,8 @@ import {parsePublicKey, type PublicKey} from '../src/sign/keys.js';
 import {verifyTrustedComment} from '../src/sign/signature.js';
 import {parseTrustedComment} from '../src/sign/trusted-comment.js';
 import {checkMeta} from '../src/upgrade/update-meta.js';
+import {TarUnpacker, memberBytes} from '../src/upgrade/tar.js';
+import {writeTar} from '../src/image/tar.js';
 import {EPOCH, UpgradeRig} from './helpers/upgrade-rig.js';
 
 const OS = {kind: 'os', arch: 'x86_64'} as const;
@@ -85,7 +87,7 @@ describe('a tarball is read once: what is installed is what was verified', () =>
       expect(dirname(stage)).toBe(tmp);
       expect(statSync(stage).mode & 0o777).toBe(0o700);
       expect(update.members.map((m) => m.name).sort()).toEqual(Object.keys(UpgradeRig.osContent(V2)).sort());
-      for (const m of update.members) expect(shaFile(m.path)).toBe(contentHashes(V2)[m.name]);
+      for (const m of update.members) expect(sha(memberBytes(m))).toBe(contentHashes(V2)[m.name]);
       expect(update.tarPath).toBeUndefined();
     } finally {
       await update.cleanup();
@@ -215,10 +217,42 @@ describe('a tarball is read once: what is installed is what was verified', () =>
       {meta, signatureText, pubkey, what: 'pieces', signatureSource: 'sig', tmpRoot: tmp, size: bytes.length, keepTar: true},
     );
     try {
-      for (const m of update.members) expect(shaFile(m.path), m.name).toBe(contentHashes(V2)[m.name]);
+      for (const m of update.members) expect(sha(memberBytes(m)), m.name).toBe(contentHashes(V2)[m.name]);
       expect(shaFile(update.tarPath!)).toBe(sha(bytes));
     } finally {
       await update.cleanup();
     }
+  });
+  it("keeps an ostar's big members in memory, not in staging, and installs them from there", async () => {
+    const {place, tmp, repoDir} = await setup();
+    const big = 3 << 20;
+    const tar = await rig.ostar(V2, {dir: repoDir, bytes: big});
+    const update = await verifyLocal(tar, {target: OS, pubkey}, {tmpRoot: tmp});
+    try {
+      const squashfs = update.members.find((m) => m.name === 'squashfs')!;
+      expect(squashfs.data?.length).toBe(big);
+      expect(squashfs.path).toBeUndefined();
+      // not copied: a view of the one buffer the file was read into (shared with the hashing thread)
+      expect(squashfs.data!.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(sha(squashfs.data!)).toBe(sha(UpgradeRig.osContent(V2, big).squashfs!));
+      expect(readdirSync(update.contentDir)).not.toContain('squashfs');
+      expect(update.members.find((m) => m.name === 'kernel')!.path).toBeDefined();
+      await installOs(place, 'B', update, {tryOnce: false, sourceDateEpoch: EPOCH});
+    } finally {
+      await update.cleanup();
+    }
+    const st = await readStatus(place, {pubkey, verifyContent: true});
+    expect(st.slots.B.condition).toBe('verified');
+    expect(st.slots.B.manifest!.members.find((m) => m.name === 'squashfs')).toMatchObject({size: big, sha256: sha(UpgradeRig.osContent(V2, big).squashfs!)});
+  }, 30_000);
+
+  it('allocates no memory for a member that claims more bytes than the tarball may hold', async () => {
+    const {tmp} = await setup();
+    const tar = join(tmp, 'claims.tar');
+    await writeTar(tar, [{type: 'data', path: 'squashfs', mode: 0o644, data: Buffer.alloc(4096, 1)}], EPOCH);
+    const unpacker = new TarUnpacker(tmp, {file: () => true, dir: () => false}, 'claims.tar', {inMemory: () => true, maxMemoryMember: 4095});
+    unpacker.write(readFileSync(tar));
+    expect(() => unpacker.finish()).toThrow(/claims\.tar: member "squashfs" claims 4096 bytes, more than the 4095 the tarball may hold/);
+    expect(readdirSync(tmp)).toEqual(['claims.tar']);
   });
 });

@@ -1,4 +1,4 @@
-import {statSync} from 'node:fs';
+import {statSync, writeSync} from 'node:fs';
 import {resolve} from 'node:path';
 import {parseArgs, type ParseArgsConfig} from 'node:util';
 import {didYouMean, plural} from '../wording.js';
@@ -120,6 +120,35 @@ function usageMessage(err: unknown, known: readonly string[]): string {
   return msg;
 }
 
+/** Descriptors whose reader has gone (EPIPE): what is left to say is dropped. */
+const readerGone = new Set<number>();
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * One line to a stream. The process's own stdout and stderr are written straight to
+ * their descriptors, whole, before this returns: the same under Node and under Bun
+ * (whose stream write throws EPIPE and EAGAIN at the caller). A reader that stopped
+ * reading (`| head -c1`) ends the output quietly, as with any Unix filter; a full
+ * non-blocking pipe is waited for.
+ */
 export function writeLine(stream: NodeJS.WritableStream, line = ''): void {
-  stream.write(line + '\n');
+  const fd = stream === process.stdout ? 1 : stream === process.stderr ? 2 : undefined;
+  if (fd === undefined) {
+    stream.write(line + '\n');
+    return;
+  }
+  if (readerGone.has(fd)) return;
+  const data = Buffer.from(line + '\n');
+  for (let done = 0; done < data.length; ) {
+    try {
+      done += writeSync(fd, data, done, data.length - done);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') Atomics.wait(pause, 0, 0, 2);
+      else if (code === 'EPIPE') {
+        readerGone.add(fd);
+        return;
+      } else throw err;
+    }
+  }
 }

@@ -1,5 +1,4 @@
 import {createHash} from 'node:crypto';
-import {readFileSync} from 'node:fs';
 import {EFI_BOOT_PATH, GRUB_DIR_PREFIX, type SlotName} from '../boot/grub-cfg.js';
 import {resolveBoot} from '../boot/resolve.js';
 import {PsyError} from '../errors.js';
@@ -9,7 +8,7 @@ import {ESP_MANIFEST, type VerifiedUpdate} from './fetch-update.js';
 import {espVolume, type Place} from './place.js';
 import {dropCachedReads} from './region.js';
 import type {StepHook} from './apply-os.js';
-import type {TarMember} from './tar.js';
+import {memberBytes, type TarMember} from './tar.js';
 
 /** The ESP's version record: the esptar's signature. */
 export const ESP_RECORD = '/psyopsESP.tar.minisig';
@@ -51,7 +50,7 @@ export async function espBootState(esp: FatVolume): Promise<EspBootState> {
 }
 
 function readMember(update: VerifiedUpdate, m: TarMember): Buffer {
-  const data = readFileSync(m.path);
+  const data = memberBytes(m);
   if (data.length !== m.size) throw new PsyError('bad-tarball', `${update.source}: staged ${m.name} has ${data.length} bytes, expected ${m.size}`);
   return data;
 }

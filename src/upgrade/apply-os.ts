@@ -103,7 +103,13 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     invalidateSlot(region);
 
     await step('write');
-    await makeSlotFs(region, {label, sourceDir: update.contentDir, sourceDateEpoch: epoch, tmpDir: stage});
+    await makeSlotFs(region, {
+      label,
+      sourceDir: update.contentDir,
+      memory: staged.flatMap((m) => (m.data !== undefined ? [{name: m.name, data: m.data}] : [])),
+      sourceDateEpoch: epoch,
+      tmpDir: stage,
+    });
 
     await step('flush');
     flushPath(region.path);
@@ -116,7 +122,7 @@ export async function installOs(place: Place, slot: SlotName, update: VerifiedUp
     // have that hash, which is what the record carries (one sha256 pass, not two).
     const back = await checkSlotFiles(
       region,
-      staged.map((m) => ({name: m.name, hostFile: m.path})),
+      staged.map((m) => (m.data !== undefined ? {name: m.name, bytes: m.data} : {name: m.name, hostFile: m.path!})),
       {hash: false},
     );
     const members = staged.map((m) => {

@@ -6,6 +6,7 @@ import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
 import {startVerify, verifyTrustedComment, type StreamVerifier} from '../sign/signature.js';
 import {hashOnThread} from './hash-thread.js';
+import {DIRECT_WRITE_MIN} from './slot-fs.js';
 import type {Repository} from './repository.js';
 import {TarUnpacker, type TarMember, type TarNames} from './tar.js';
 import {MAX_SIGNATURE_BYTES, checkMeta, parseUpdateComment, typeFor, updateFilename, type UpdateMeta, type UpdateTarget} from './update-meta.js';
@@ -37,7 +38,7 @@ export interface VerifiedUpdate {
   readonly signatureText: string;
   /** The tarball as messages name it: its path, or its name and repository. */
   readonly source: string;
-  /** The private staging folder (mode 0700) the members were unpacked into. */
+  /** The private staging folder (mode 0700) the members were unpacked into (an ostar's big ones are kept in memory). */
   readonly contentDir: string;
   readonly members: readonly TarMember[];
   /** The verified tarball itself, kept only when asked for (`download`). */
@@ -160,7 +161,14 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
     await chmod(dir, 0o700);
     await mkdir(contentDir, {mode: 0o755});
     const names = allowedNames(o.meta.kind);
-    const unpacker = new TarUnpacker(contentDir, names, o.what);
+    const capBytes = o.cap?.bytes ?? o.size ?? 0;
+    // an ostar's big members stay in memory: the apply writes them straight to the slot
+    const unpacker = new TarUnpacker(
+      contentDir,
+      names,
+      o.what,
+      o.meta.kind === 'os' ? {inMemory: (_name, size) => size >= DIRECT_WRITE_MIN, maxMemoryMember: capBytes} : {},
+    );
     const tarPath = o.keepTar ? join(dir, o.meta.filename) : undefined;
     if (tarPath !== undefined) tarFd = openSync(tarPath, 'wx', 0o644);
     let got = 0;
@@ -227,6 +235,26 @@ export async function downloadVerified(
   });
 }
 
+/** A file of known size read into one SharedArrayBuffer, in READ_CHUNK pieces (views of it). */
+async function* readShared(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
+  const all = Buffer.from(new SharedArrayBuffer(Math.max(size, 1)));
+  let at = 0;
+  while (at < size) {
+    const {bytesRead} = await fh.read(all, at, Math.min(READ_CHUNK, size - at), at);
+    if (bytesRead === 0) break;
+    yield all.subarray(at, at + bytesRead);
+    at += bytesRead;
+  }
+  // a file grown since its size was read: the rest is read too, so the size check refuses it
+  for (;;) {
+    const more = Buffer.allocUnsafe(READ_CHUNK);
+    const {bytesRead} = await fh.read(more, 0, READ_CHUNK, at);
+    if (bytesRead === 0) return;
+    yield more.subarray(0, bytesRead);
+    at += bytesRead;
+  }
+}
+
 export interface LocalOptions {
   /** The signature file (default: the tarball's path + `.minisig`). */
   readonly signaturePath?: string;
@@ -272,7 +300,10 @@ export async function verifyLocal(tarPath: string, rules: VerifyRules, options: 
     }
     const {size, cap} = capFor(meta, {...rules, maxSize: rules.maxSize ?? UNSIZED_DOWNLOAD_CAP}, signaturePath);
     if (st.isFile() && st.size > cap.bytes) throw new PsyError('oversized-download', `${tarPath} is larger than ${cap.what}`);
-    return await receiveVerified(fh.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}), {
+    // A regular file is read whole into one shared buffer: the hashing thread reads the
+    // pieces there and the big members stay views of it, so no byte is copied in memory.
+    const pieces = st.isFile() ? readShared(fh, st.size) : fh.createReadStream({autoClose: false, highWaterMark: READ_CHUNK});
+    return await receiveVerified(pieces, {
       meta,
       signatureText,
       pubkey: rules.pubkey,

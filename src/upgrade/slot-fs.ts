@@ -60,6 +60,8 @@ function debugfsTarget(r: Region): string {
 export interface MakeSlotOptions {
   readonly label: string;
   readonly sourceDir: string;
+  /** More files at the root, given as bytes (an ostar's big members, kept in memory). */
+  readonly memory?: ReadonlyArray<{readonly name: string; readonly data: Buffer}>;
   /** Fixed timestamps and identifiers: the same content gives the same bytes. */
   readonly sourceDateEpoch: number;
   /** Seed for the filesystem UUID and hash seed (default: the label). */
@@ -105,14 +107,15 @@ export function checkSlotFits(r: Region, label: string, what: string, sizes: rea
 export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
   const seed = o.seed ?? 'psyopsOS-slot';
   const ext4 = {label: o.label, uuid: deriveUuid(seed, `${o.label}:uuid`), hashSeed: deriveUuid(seed, `${o.label}:hash-seed`), epoch: o.sourceDateEpoch};
-  const entries = readdirSync(o.sourceDir, {withFileTypes: true}).map((e) => ({
+  const entries: Array<{name: string; path: string; file: boolean; size: number; data?: Buffer}> = readdirSync(o.sourceDir, {withFileTypes: true}).map((e) => ({
     name: e.name,
     path: join(o.sourceDir, e.name),
     file: e.isFile(),
     size: e.isFile() ? statSync(join(o.sourceDir, e.name)).size : 0,
   }));
+  for (const m of o.memory ?? []) entries.push({name: m.name, path: '', file: true, size: m.data.length, data: m.data});
   const direct = entries.filter((e) => e.file && e.size >= DIRECT_WRITE_MIN).sort((a, b) => (a.name < b.name ? -1 : 1));
-  if (direct.length === 0 || entries.some((e) => !e.file)) {
+  if ((direct.length === 0 || entries.some((e) => !e.file)) && !entries.some((e) => e.data !== undefined)) {
     await makeExt4(r.path, regionPartition(r, o.label), ext4, o.sourceDir);
     return;
   }
@@ -121,9 +124,11 @@ export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
   try {
     for (const e of entries) {
       if (direct.includes(e)) writeFileSync(join(skeleton, e.name), '');
+      else if (e.data !== undefined) writeFileSync(join(skeleton, e.name), e.data);
       else copyFileSync(e.path, join(skeleton, e.name));
     }
     await makeExt4(r.path, regionPartition(r, o.label), ext4, skeleton);
+    if (direct.length === 0) return;
     const env = {E2FSPROGS_FAKE_TIME: String(o.sourceDateEpoch)};
     // 1: size and blocks for each big file (debugfs allocates them as unwritten extents)
     const allocated = await runDebugfsScript(
@@ -153,7 +158,7 @@ export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
       for (const t of ['atime', 'mtime', 'ctime', 'crtime']) cmds.push(`sif "/${file.name}" ${t} @${o.sourceDateEpoch}`);
     }
     await runDebugfsScript(r, cmds, {env, failed: WRITE_FAILED});
-    for (const {file, extents} of maps) copyToExtents(r, file.path, file.size, extents);
+    for (const {file, extents} of maps) copyToExtents(r, file.data ?? file.path, file.size, extents);
   } finally {
     rmSync(skeleton, {recursive: true, force: true});
   }
@@ -177,19 +182,27 @@ function parseExtents(exText: string): Extent[] {
   return out;
 }
 
-/** Copies a host file to its blocks in the region, 1 MiB at a time, and zeroes the last block's tail. */
-function copyToExtents(r: Region, hostFile: string, size: number, extents: readonly Extent[]): void {
-  const buf = Buffer.alloc(1 << 20);
-  const src = openSync(hostFile, 'r');
+/**
+ * Copies a host file (1 MiB at a time) or bytes in memory (each extent in one positional
+ * write, no copy) to its blocks in the region, and zeroes the last block's tail. No fsync:
+ * the caller flushes once.
+ */
+function copyToExtents(r: Region, source: string | Buffer, size: number, extents: readonly Extent[]): void {
+  const buf = typeof source === 'string' ? Buffer.alloc(1 << 20) : Buffer.alloc(0);
+  const src = typeof source === 'string' ? openSync(source, 'r') : undefined;
   const dst = openSync(r.path, 'r+');
   try {
     for (const x of extents) {
       const start = x.logical * BLOCK;
       const end = Math.min((x.logical + x.length) * BLOCK, size);
       let at = start;
-      while (at < end) {
+      if (typeof source !== 'string') {
+        for (let w = 0; w < end - start; ) w += writeSync(dst, source, start + w, end - start - w, r.offset + x.physical * BLOCK + w);
+        at = end;
+      }
+      while (at < end && src !== undefined) {
         const n = readSync(src, buf, 0, Math.min(buf.length, end - at), at);
-        if (n === 0) throw new PsyError('slot-write-failed', `${hostFile} ended at byte ${at} of ${size}`);
+        if (n === 0) throw new PsyError('slot-write-failed', `${String(source)} ended at byte ${at} of ${size}`);
         let w = 0;
         while (w < n) w += writeSync(dst, buf, w, n - w, r.offset + x.physical * BLOCK + (at - start) + w);
         at += n;
@@ -201,7 +214,7 @@ function copyToExtents(r: Region, hostFile: string, size: number, extents: reado
       }
     }
   } finally {
-    closeSync(src);
+    if (src !== undefined) closeSync(src);
     closeSync(dst);
   }
 }
@@ -287,7 +300,7 @@ export interface SlotFileCheck {
  */
 export async function checkSlotFiles(
   r: Region,
-  files: ReadonlyArray<{name: string; hostFile?: string}>,
+  files: ReadonlyArray<{name: string; hostFile?: string; bytes?: Buffer}>,
   options: {hash?: boolean} = {},
 ): Promise<Map<string, SlotFileCheck | undefined>> {
   const out = new Map<string, SlotFileCheck | undefined>();
@@ -301,13 +314,14 @@ export async function checkSlotFiles(
   );
   for (const f of files) {
     const map = maps.get(f.name);
+    const host = f.bytes ?? f.hostFile;
     if (map) {
-      out.set(f.name, hashMapped(r, f.name, map, f.hostFile, options.hash === false && f.hostFile !== undefined));
+      out.set(f.name, hashMapped(r, f.name, map, host, options.hash === false && host !== undefined));
       continue;
     }
     const got = await hashSlotFileViaDebugfs(r, f.name);
-    if (got && f.hostFile !== undefined) {
-      const host = hostFileSha256(f.hostFile);
+    if (got && host !== undefined) {
+      const host = f.bytes !== undefined ? {sha256: createHash('sha256').update(f.bytes).digest('hex'), size: f.bytes.length} : hostFileSha256(f.hostFile!);
       out.set(f.name, {...got, same: host.sha256 === got.sha256 && host.size === got.size});
     } else {
       out.set(f.name, got);
@@ -334,17 +348,19 @@ function hostFileSha256(path: string): {sha256: string; size: number} {
   return {sha256: h.digest('hex'), size};
 }
 
-function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string, compareOnly = false): SlotFileCheck {
+function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string | Buffer, compareOnly = false): SlotFileCheck {
   const blockSize = 1024 << readRegion(r, 1024 + 24, 4).readUInt32LE(0);
   const h = compareOnly ? {update: (_b: Buffer) => {}, digest: () => ''} : createHash('sha256');
   const chunk = Buffer.alloc(1 << 20);
   const zeros = Buffer.alloc(1 << 20);
-  const other = Buffer.alloc(hostFile === undefined ? 0 : 1 << 20);
+  const other = Buffer.alloc(typeof hostFile === 'string' ? 1 << 20 : 0);
   const fd = openSync(r.path, 'r');
-  const hostFd = hostFile === undefined ? undefined : openSync(hostFile, 'r');
+  const hostFd = typeof hostFile === 'string' ? openSync(hostFile, 'r') : undefined;
+  const hostBytes = typeof hostFile === 'string' ? undefined : hostFile;
   let same = true;
   // compare the next bytes of the slot file (at file position pos) with the host file
   const compare = (data: Buffer, pos: number) => {
+    if (hostBytes !== undefined && same) same = pos + data.length <= hostBytes.length && data.equals(hostBytes.subarray(pos, pos + data.length));
     if (hostFd === undefined || !same) return;
     let done = 0;
     while (done < data.length) {
@@ -386,6 +402,7 @@ function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string, co
     fill(map.size);
     // the host file must not be longer than the slot file
     if (hostFd !== undefined && same && readSync(hostFd, other, 0, 1, map.size) !== 0) same = false;
+    if (hostBytes !== undefined && hostBytes.length !== map.size) same = false;
   } finally {
     closeSync(fd);
     if (hostFd !== undefined) closeSync(hostFd);

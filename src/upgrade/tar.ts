@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto';
-import {closeSync, mkdirSync, openSync, writeSync} from 'node:fs';
+import {closeSync, mkdirSync, openSync, readFileSync, writeSync} from 'node:fs';
 import {dirname, join} from 'node:path';
 import {PsyError} from '../errors.js';
 import {TarStream, TYPEFLAG, type TarEntryMeta, type TarSink} from '../tar/index.js';
@@ -9,8 +9,10 @@ export interface TarMember {
   /** Normalised name (no leading `./`). */
   readonly name: string;
   readonly size: number;
-  /** Where its bytes were written. */
-  readonly path: string;
+  /** Where its bytes were written (a member kept on disk). */
+  readonly path?: string;
+  /** Its bytes (a member kept in memory: see TarUnpackerOptions.inMemory). */
+  readonly data?: Buffer;
   /** sha256 of its bytes as they arrived. */
   readonly sha256: string;
 }
@@ -19,6 +21,21 @@ export interface TarMember {
 export interface TarNames {
   readonly file: (name: string) => boolean;
   readonly dir: (name: string) => boolean;
+}
+
+/** A member's bytes, wherever they were kept. */
+export function memberBytes(m: TarMember): Buffer {
+  return m.data ?? readFileSync(m.path!);
+}
+
+export interface TarUnpackerOptions {
+  /**
+   * Members kept in memory instead of a file: the big ones an apply writes straight to
+   * the slot's blocks, so they are not written to staging and read back twice.
+   */
+  readonly inMemory?: (name: string, size: number) => boolean;
+  /** No member kept in memory may claim more bytes than this (the tarball's cap). */
+  readonly maxMemoryMember?: number;
 }
 
 /**
@@ -39,11 +56,13 @@ export class TarUnpacker {
   /** The member being written, if any. */
   #fd: number | undefined;
   #error: PsyError | undefined;
+  readonly #options: TarUnpackerOptions;
 
-  constructor(dest: string, names: TarNames, what: string) {
+  constructor(dest: string, names: TarNames, what: string, options: TarUnpackerOptions = {}) {
     this.#dest = dest;
     this.#names = names;
     this.#what = what;
+    this.#options = options;
     this.#stream = new TarStream({what, code: 'bad-tarball'}, (m) => this.#onEntry(m));
   }
 
@@ -101,6 +120,7 @@ export class TarUnpacker {
     if (!this.#names.file(name)) throw this.#bad(`unexpected member ${JSON.stringify(raw)}`);
     if (this.#seen.has(name)) throw this.#bad(`duplicate member ${JSON.stringify(raw)}`);
     this.#seen.add(name);
+    if (this.#options.inMemory?.(name, m.size)) return this.#inMemory(name, m.size);
     // names are checked above: no absolute path, no `..`, only what `names` allows
     const path = join(this.#dest, name);
     if (name.includes('/')) mkdirSync(dirname(path), {recursive: true, mode: 0o755});
@@ -119,5 +139,45 @@ export class TarUnpacker {
       },
     };
   }
+
+  #inMemory(name: string, size: number): TarSink {
+    // the size is unverified: allocate no more than the tarball may hold
+    const max = this.#options.maxMemoryMember ?? 0;
+    if (size > max) throw this.#bad(`member ${JSON.stringify(name)} claims ${size} bytes, more than the ${max} the tarball may hold`);
+    // Pieces that lie side by side in one shared buffer (a local tarball read whole, see
+    // fetch-update) are kept as one view of it, not copied; any other piece is copied,
+    // since it is handed to the hashing thread and gone from here.
+    let view: Buffer | undefined;
+    let data: Buffer | undefined;
+    let filled = 0;
+    const hash = createHash('sha256');
+    return {
+      data: (chunk) => {
+        hash.update(chunk);
+        if (data === undefined && chunk.buffer instanceof SharedArrayBuffer) {
+          if (view === undefined) {
+            view = chunk;
+            filled = chunk.length;
+            return;
+          }
+          if (view.buffer === chunk.buffer && view.byteOffset + view.length === chunk.byteOffset) {
+            view = Buffer.from(chunk.buffer, view.byteOffset, view.length + chunk.length);
+            filled += chunk.length;
+            return;
+          }
+        }
+        if (data === undefined) {
+          data = Buffer.allocUnsafeSlow(size);
+          if (view !== undefined) view.copy(data, 0);
+          view = undefined;
+        }
+        filled += chunk.copy(data, filled);
+      },
+      end: () => {
+        this.#members.push({name, size, data: data ?? view ?? Buffer.alloc(0), sha256: hash.digest('hex')});
+      },
+    };
+  }
+
 }
 
