@@ -1,9 +1,10 @@
 // The psyopsOS build. `psy build diskimg` builds the disk image from Alpine's mirror;
 // see docs/psyopsos-image.md for an offline build from a package cache or a local folder.
 // Each node under nodes/ (psy node new) adds the targets sectar@NAME and diskimg@NAME.
+import {defineConfig} from 'psy/config';
 import {psyopsosConfig} from './targets/psyopsos.js';
 
-export default psyopsosConfig({
+export default defineConfig(psyopsosConfig({
   release: '3.21',
   arch: 'x86_64',
   repositories: ['https://dl-cdn.alpinelinux.org/alpine/v3.21/main', 'https://dl-cdn.alpinelinux.org/alpine/v3.21/community'],
@@ -34,4 +35,4 @@ export default psyopsosConfig({
     // CA key are encrypted to every one of them.
     nodes: {recipients: []},
   },
-}, {root: import.meta.dirname});
+}, {root: import.meta.dirname}));

@@ -30,7 +30,7 @@ export async function run(argv = []) {
     'ca-certificates-bundle', 'libcrypto3', 'libssl3', 'zlib', 'apk-tools', 'scanelf', 'musl-utils', 'ssl_client',
   ];
   const files = readdirSync(fx.archDir);
-  const paths = order.map((n) => join(fx.archDir, files.find((f) => f.startsWith(`${n}-`) && /^[0-9]/.test(f.slice(n.length + 1)))));
+  const paths = order.map((n) => join(fx.archDir, String(files.find((f) => f.startsWith(`${n}-`) && /^[0-9]/.test(f.slice(n.length + 1))))));
   const keyPem = readFileSync(join(fx.keysDir, fx.keyName));
 
   const work = mkdtempSync(join(tmpdir(), 'psy-bench-apk-'));

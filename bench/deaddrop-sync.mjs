@@ -68,6 +68,7 @@ export async function run(argv) {
 
   const {child: server, endpoint} = await startServer();
   const creds = {AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_DEFAULT_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true'};
+  /** @type {NodeJS.ProcessEnv} */
   const env = {...process.env, ...creds,
     // botocore ≥ 1.36 sends aws-chunked trailing checksums that s3rver stores verbatim
     AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required'};
@@ -85,7 +86,7 @@ export async function run(argv) {
   }
   const tools = {
     psy: () => [process.execPath, [join(repo, 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project')],
-    ...(args.baseline ? {'psy-base': () => [process.execPath, [join(args.baseline, 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project-base')]} : {}),
+    ...(args.baseline ? {'psy-base': () => [process.execPath, [join(String(args.baseline), 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project-base')]} : {}),
     aws: () => ['aws', ['s3', 'sync', replica, 's3://bench-aws', '--endpoint-url', endpoint, '--delete', '--exclude', '.psy-*', '--exclude', '*/.psy-*', '--only-show-errors'], work],
     rclone: () => ['rclone', ['sync', replica, ':s3:bench-rclone', '--s3-provider', 'Other', '--s3-endpoint', endpoint, '--s3-access-key-id', 'S3RVER', '--s3-secret-access-key', 'S3RVER', '--s3-region', 'us-east-1', '--exclude', '.psy-*', '--config', '/dev/null', '-q'], work],
   };
@@ -115,7 +116,7 @@ export async function run(argv) {
   // Runs interleave the tools (psy, aws, rclone, psy, ...) so load from other processes
   // on the machine spreads over all of them alike.
   async function phase(label, runs, before) {
-    const times = Object.fromEntries(Object.keys(tools).map((n) => [n, []]));
+    const times = Object.fromEntries(Object.keys(tools).map((n) => [n, /** @type {number[]} */ ([])]));
     for (let i = 0; i < runs; i++) {
       for (const name of Object.keys(tools)) {
         await before?.(name, i);
@@ -147,7 +148,7 @@ export async function run(argv) {
     for (const name of Object.keys(tools)) {
       const bucket = `bench-${name}`;
       const list = await client.send(new ListObjectsV2Command({Bucket: bucket}));
-      const keys = (list.Contents ?? []).map((o) => o.Key);
+      const keys = (list.Contents ?? []).map((o) => String(o.Key));
       let note;
       try {
         const h = await client.send(new HeadObjectCommand({Bucket: bucket, Key: latest}));
@@ -162,12 +163,12 @@ export async function run(argv) {
       // and one signature in content
       const sizes = new Map((list.Contents ?? []).map((o) => [o.Key, o.Size]));
       const wrongSize = [...sizes].filter(([k, size]) => {
-        const local = join(replica, ...k.split('/'));
+        const local = join(replica, ...String(k).split('/'));
         return !lstatSync(local, {throwIfNoEntry: false})?.isSymbolicLink() && existsSync(local) && statSync(local).size !== size;
       });
       const sigKey = 'os/psyopsOS.x86_64.20250301-000000.tar.minisig';
       const sig = await client.send(new GetObjectCommand({Bucket: bucket, Key: sigKey}));
-      const sameSig = createHash('sha256').update(Buffer.from(await sig.Body.transformToByteArray())).digest('hex') === createHash('sha256').update(readFileSync(join(replica, ...sigKey.split('/')))).digest('hex');
+      const sameSig = createHash('sha256').update(Buffer.from(await sig.Body?.transformToByteArray() ?? [])).digest('hex') === createHash('sha256').update(readFileSync(join(replica, ...sigKey.split('/')))).digest('hex');
       symlinks[name] = {objects: keys.length, latest: note, intact: wrongSize.length === 0 && sameSig};
     }
 

@@ -46,7 +46,7 @@ function timeRun(tool, dir) {
   if (r.status !== 0) throw new Error(`${tool.cmd.join(' ')} failed in ${dir}: ${r.stderr}${r.stdout.slice(-2000)}`);
   let cpu = NaN;
   if (gnuTime !== undefined) {
-    const [u, sy] = readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
+    const [u, sy] = readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1)?.split(' ').map(Number) ?? [];
     cpu = u + sy;
   }
   return {secs, cpu, commands: tool.count(r.stdout)};
@@ -74,7 +74,7 @@ function benchSize(n) {
   };
   const names = Object.keys(tools);
   // full: everything deleted first (outputs and tool state).
-  const fullRuns = Object.fromEntries(names.map((x) => [x, []]));
+  const fullRuns = Object.fromEntries(names.map((x) => [x, /** @type {{secs: number, cpu: number, commands: number}[]} */ ([])]));
   for (let i = 0; i < reps.full; i++) {
     for (const name of names) {
       for (const p of tools[name].clean) rmSync(join(dirs[name], p), {recursive: true, force: true});
@@ -86,7 +86,7 @@ function benchSize(n) {
   sleep(2100);
   for (const name of names) timeRun(tools[name], dirs[name]);
   const scenario = (label, prepare) => {
-    const runs = Object.fromEntries(names.map((x) => [x, []]));
+    const runs = Object.fromEntries(names.map((x) => [x, /** @type {{secs: number, cpu: number, commands: number}[]} */ ([])]));
     for (let i = 0; i < reps.other; i++) {
       for (const name of names) {
         prepare(dirs[name], i);

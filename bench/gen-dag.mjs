@@ -75,7 +75,7 @@ export default {
   writeFileSync(join(dir, 'Makefile'), make.replace(/cat \$\^/g, 'cat $(filter-out out,$^)'));
 
   // Cones: how many targets each source reaches; pick a narrow (~3) and a ~10% one.
-  const dependents = graph.map(() => []);
+  const dependents = graph.map(() => /** @type {number[]} */ ([]));
   graph.forEach((node, i) => node.deps.forEach((d) => dependents[d].push(i)));
   const users = new Map();
   graph.forEach((node, i) => node.srcs.forEach((s) => users.set(s, [...(users.get(s) ?? []), i])));

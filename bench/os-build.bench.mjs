@@ -46,6 +46,7 @@ export async function run(argv = []) {
     const patch = readFileSync(patchPath, 'utf8');
     const edited = patch.replace('+# psyopsOS: psyopsos=<LABEL> names the A/B slot to boot.', '+# psyopsOS: psyopsos=<LABEL> names the slot to boot.');
     const edits = [];
+    /** @type {readonly string[]} */
     let ran = [];
     for (let i = 0; i < runs; i++) {
       writeFileSync(patchPath, edited);

@@ -13,14 +13,14 @@ const {values} = parseArgs({options: {mb: {type: 'string', default: '100'}, runs
 const MB = Number(values.mb);
 const RUNS = Number(values.runs);
 const dist = new URL('../dist/', import.meta.url);
-const {buildDiskImage, psyopsPartitions} = await import(new URL('disk/index.js', dist));
-const {writeTar} = await import(new URL('image/tar.js', dist));
-const {generateKeyPair} = await import(new URL('sign/keys.js', dist));
-const {signFile} = await import(new URL('sign/signature.js', dist));
-const {formatTrustedComment} = await import(new URL('sign/trusted-comment.js', dist));
-const {verifyLocal} = await import(new URL('upgrade/fetch-update.js', dist));
-const {installOs} = await import(new URL('upgrade/apply-os.js', dist));
-const {openImage} = await import(new URL('upgrade/place.js', dist));
+const {buildDiskImage, psyopsPartitions} = await import(new URL('disk/index.js', dist).href);
+const {writeTar} = await import(new URL('image/tar.js', dist).href);
+const {generateKeyPair} = await import(new URL('sign/keys.js', dist).href);
+const {signFile} = await import(new URL('sign/signature.js', dist).href);
+const {formatTrustedComment} = await import(new URL('sign/trusted-comment.js', dist).href);
+const {verifyLocal} = await import(new URL('upgrade/fetch-update.js', dist).href);
+const {installOs} = await import(new URL('upgrade/apply-os.js', dist).href);
+const {openImage} = await import(new URL('upgrade/place.js', dist).href);
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-upgrade-'));
 try {
@@ -104,6 +104,7 @@ try {
 
   // CPU seconds of this process (all its threads; not the tools it runs): under load the
   // wall times are mostly waiting for a core
+  /** @type {{raw: number[], apply: number[], rawCpu: number[], applyCpu: number[]}} */
   const times = {raw: [], apply: [], rawCpu: [], applyCpu: []};
   for (let i = 0; i < RUNS; i++) {
     let t = performance.now();

@@ -83,6 +83,7 @@ w.on('all', (ev, p) => { if (p === ${JSON.stringify(join(dir, input))}) console.
   await floor.waitLine(/^ready$/, 0);
   const psy = startLines(process.execPath, [psyBin, 'build', '--watch', ...targets], dir);
   await psy.waitLine(/^psy watch: waiting for changes/, 0, 600_000);
+  /** @type {Record<'event' | 'trigger' | 'step' | 'done', number[]>} */
   const r = {event: [], trigger: [], step: [], done: []};
   for (let i = 0; i < SAVES; i++) {
     const fromPsy = psy.lines.length;

@@ -1,6 +1,6 @@
 import {readdirSync, readFileSync, statSync} from 'node:fs';
 import {isAbsolute, join, resolve} from 'node:path';
-import {defineRule} from '../src/engine/rule.js';
+import {defineRule, param, type JsonValue} from '../src/engine/rule.js';
 import {isPsyError, PsyError} from '../src/errors.js';
 import {plural} from '../src/wording.js';
 import {lockSettingsProblems, openRepositories} from '../src/apk/alpine-root.js';
@@ -33,14 +33,17 @@ export default defineRule({
   name: 'alpine-root',
   version: 2,
   module: import.meta.url,
+  inputs: {lock: 'file', ownRepo: 'file?', ownKeys: 'file?'},
+  params: {settings: param<JsonValue>(), part: param<'system' | 'boot' | 'kernel'>(), kernelPackages: 'strings'},
+  outputs: {root: 'dir', manifest: 'file'},
   async run(ctx) {
-    const settings = validateAlpineSettings(ctx.params['settings']);
-    const lockPath = ctx.inputs['lock']![0]!;
+    const settings = validateAlpineSettings(ctx.params.settings);
+    const lockPath = ctx.inputs.lock;
     const lock = readLock(lockPath);
     const stale = lockSettingsProblems(settings, lock);
     if (stale.length) throw new PsyError('apk-lock-stale', `the lock does not match settings.alpine (${stale.join('; ')}): run psy lock`);
-    const kernelNames = new Set(ctx.params['kernelPackages'] as string[]);
-    const part = String(ctx.params['part']);
+    const kernelNames = new Set(ctx.params.kernelPackages);
+    const part = ctx.params.part;
     const wanted = lock.packages.filter((p) => kernelNames.has(p.name) === (part === 'kernel'));
     for (const name of kernelNames) {
       if (part === 'kernel' && !lock.packages.some((p) => p.name === name)) {
@@ -66,11 +69,11 @@ export default defineRule({
       }
     }
     const withOwn = part === 'system' && (lock.ownPackages?.length ?? 0) > 0;
-    if (withOwn) packages.push(...ownPackages(settings, lock.ownPackages!, ctx.inputs['ownRepo']?.[0], ctx.inputs['ownKeys']?.[0]));
+    if (withOwn) packages.push(...ownPackages(settings, lock.ownPackages!, ctx.inputs.ownRepo, ctx.inputs.ownKeys));
     const keys: Array<[string, Buffer]> = [];
     const keyFolders = [...keyDirs(settings)];
     // our signing key: for our packages in the root and for our repository in etc/apk/repositories
-    const ownKeys = part === 'system' ? ctx.inputs['ownKeys']?.[0] : undefined;
+    const ownKeys = part === 'system' ? ctx.inputs.ownKeys : undefined;
     if (withOwn && !ownKeys) throw new PsyError('apk-lock-stale', 'our packages are in the lock but the apkrepo keys are not an input of this install');
     if (ownKeys) keyFolders.push(ownKeys);
     for (const d of keyFolders) {
@@ -80,7 +83,7 @@ export default defineRule({
     const runtime = settings.runtimeRepositories ?? settings.repositories.filter((r) => /^(@\S+\s+)?https?:\/\//.test(r.trim()));
     const world = part === 'kernel' ? [...kernelNames] : [...settings.world.filter((w) => !kernelNames.has(w)), ...(withOwn ? settings.ownPackages ?? [] : [])];
     const result = installPackages({
-      root: ctx.outputs['root']!,
+      root: ctx.outputs.root,
       packages,
       world,
       repositories: runtime.map((r) => r.replaceAll('{release}', settings.release)),
@@ -89,7 +92,7 @@ export default defineRule({
       accounts: settings.accounts,
       sourceDateEpoch: ctx.sourceDateEpoch,
     });
-    writeManifest(ctx.outputs['manifest']!, result.manifest);
+    writeManifest(ctx.outputs.manifest, result.manifest);
     ctx.log(`installed ${plural(packages.length, 'locked package')}`);
   },
 });

@@ -1,6 +1,6 @@
 import {cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import {isAbsolute, join, resolve} from 'node:path';
-import {defineRule} from '../src/engine/rule.js';
+import {defineRule, param} from '../src/engine/rule.js';
 import {PsyError} from '../src/errors.js';
 import {resolveApkBuildKey} from '../src/apk/build-key.js';
 import {buildRepository} from '../src/apk/package-builder.js';
@@ -27,20 +27,23 @@ export default defineRule({
   name: 'apk-repository',
   version: 1,
   module: import.meta.url,
+  inputs: {packages: 'files', dist: 'files?', key: 'file?'},
+  params: {packagesDir: 'string', distDir: 'string', arch: 'string', release: 'string', key: param<string | null>()},
+  outputs: {repo: 'dir', keys: 'dir'},
   async run(ctx) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(ctx.root, p));
-    const packagesDir = abs(String(ctx.params['packagesDir']));
-    const arch = String(ctx.params['arch']);
-    const release = String(ctx.params['release']);
-    const keyParam = ctx.params['key'];
-    const {key, path} = resolveApkBuildKey(ctx.root, typeof keyParam === 'string' ? keyParam : undefined, (l) => ctx.log(l));
+    const packagesDir = abs(ctx.params.packagesDir);
+    const arch = ctx.params.arch;
+    const release = ctx.params.release;
+    const keyParam = ctx.params.key;
+    const {key, path} = resolveApkBuildKey(ctx.root, keyParam ?? undefined, (l) => ctx.log(l));
     const staged = join(ctx.tmpDir, 'packages');
     mkdirSync(staged, {recursive: true});
     for (const name of readdirSync(packagesDir).sort()) {
       const src = join(packagesDir, name);
       if (!statSync(src).isDirectory()) continue;
       if (name === 'neuralupgrade') {
-        const dist = abs(String(ctx.params['distDir']));
+        const dist = abs(ctx.params.distDir);
         if (!existsSync(join(dist, 'cli', 'neuralupgrade.js'))) {
           throw new PsyError('missing-input', `${join(dist, 'cli', 'neuralupgrade.js')} does not exist: run npm run build before building neuralupgrade's package`);
         }
@@ -49,7 +52,7 @@ export default defineRule({
         cpSync(src, join(staged, name), {recursive: true});
       }
     }
-    const repoDir = join(ctx.outputs['repo']!, repositorySubdir(release));
+    const repoDir = join(ctx.outputs.repo, repositorySubdir(release));
     const {packages} = buildRepository({
       packagesDir: staged,
       repoDir,
@@ -59,8 +62,8 @@ export default defineRule({
       description: 'psyopsOS packages',
     });
     rmSync(staged, {recursive: true, force: true});
-    mkdirSync(ctx.outputs['keys']!, {recursive: true});
-    writeFileSync(join(ctx.outputs['keys']!, key.name), key.publicKeyPem);
+    mkdirSync(ctx.outputs.keys, {recursive: true});
+    writeFileSync(join(ctx.outputs.keys, key.name), key.publicKeyPem);
     ctx.log(`built ${packages.map((p) => `${p.meta.name}-${p.meta.version}`).join(', ')} signed with ${path}`);
   },
 });

@@ -1,6 +1,6 @@
 import {readFile, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
-import {defineRule} from '../src/engine/rule.js';
+import {defineRule, param} from '../src/engine/rule.js';
 import {PsyError} from '../src/errors.js';
 import {formatGrubEnv} from '../src/boot/grubenv.js';
 import {ENV_DEFAULT, GRUBENV_MIRROR_PATH, GRUBENV_PATH} from '../src/boot/grub-cfg.js';
@@ -21,9 +21,12 @@ export default defineRule({
   version: 1,
   module: import.meta.url,
   tools: [tools.sfdisk, tools.mkfsVfat, tools.mcopy, tools.mke2fs, tools.debugfs],
+  inputs: {ostar: 'file', esptar: 'file', sectar: 'file?'},
+  params: {sizes: param<PsyopsSizes>(), seed: 'string?'},
+  outputs: {image: 'file'},
   async run(ctx) {
-    const sizes = ctx.params['sizes'] as unknown as PsyopsSizes;
-    const ostar = ctx.inputs['ostar']![0]!;
+    const sizes = ctx.params.sizes;
+    const ostar = ctx.inputs.ostar;
     let osBytes = 0;
     parseTar(await readFile(ostar), ostar, (m) => (osBytes += Math.ceil(m.size / 4096) * 4096));
     // ext4 needs room for its journal and tables; the slot must also hold an update.
@@ -34,7 +37,7 @@ export default defineRule({
       );
     }
     const esp = join(ctx.tmpDir, 'esp');
-    await extractTar(ctx.inputs['esptar']![0]!, esp);
+    await extractTar(ctx.inputs.esptar, esp);
     // Boot choice: slot A, in the environment block and its known-good mirror.
     const env = formatGrubEnv({[ENV_DEFAULT]: psyopsLabels.a});
     await writeFile(join(esp, GRUBENV_PATH), env);
@@ -42,11 +45,11 @@ export default defineRule({
     // One unpacked copy of the OS serves both slots.
     const os = join(ctx.tmpDir, 'os');
     await extractTar(ostar, os);
-    const sectar = ctx.inputs['sectar']?.[0];
+    const sectar = ctx.inputs.sectar;
     await buildDiskImage(
-      ctx.outputs['image']!,
+      ctx.outputs.image,
       {
-        seed: String(ctx.params['seed'] ?? 'psyopsOS'),
+        seed: ctx.params.seed ?? 'psyopsOS',
         epoch: ctx.sourceDateEpoch,
         partitions: psyopsPartitions(sizes, {
           esp: {dir: esp},

@@ -1,6 +1,6 @@
 import {writeFile} from 'node:fs/promises';
 import {basename, join} from 'node:path';
-import {defineRule} from '../src/engine/rule.js';
+import {defineRule, param} from '../src/engine/rule.js';
 import {buildEspTree} from '../src/boot/esp-tree.js';
 import {directoryEntries, writeTar} from '../src/image/tar.js';
 import {tools} from './tools.js';
@@ -18,13 +18,16 @@ export default defineRule({
   version: 1,
   module: import.meta.url,
   tools: [tools.grubMkimage],
+  inputs: {extras: 'files?'},
+  params: {extraPrograms: param<Record<string, string>>(), timeoutSec: 'number?', kernelArgs: 'string?'},
+  outputs: {esptar: 'file'},
   async run(ctx) {
-    const titles = (ctx.params['extraPrograms'] ?? {}) as Record<string, string>;
+    const titles = ctx.params.extraPrograms;
     const extraProgramFiles: Record<string, string> = {};
-    for (const f of ctx.inputs['extras'] ?? []) extraProgramFiles[f] = titles[basename(f)] ?? basename(f);
+    for (const f of ctx.inputs.extras) extraProgramFiles[f] = titles[basename(f)] ?? basename(f);
     const tree = join(ctx.tmpDir, 'esp');
-    const kernelArgs = ctx.params['kernelArgs'];
-    const timeoutSec = ctx.params['timeoutSec'];
+    const kernelArgs = ctx.params.kernelArgs;
+    const timeoutSec = ctx.params.timeoutSec;
     await buildEspTree({
       outDir: tree,
       extraProgramFiles,
@@ -34,6 +37,6 @@ export default defineRule({
     });
     const manifest = {version: 1, extra_programs: Object.fromEntries(Object.entries(extraProgramFiles).map(([f, t]) => [basename(f), t]).sort())};
     await writeFile(join(tree, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-    await writeTar(ctx.outputs['esptar']!, await directoryEntries(tree), ctx.sourceDateEpoch);
+    await writeTar(ctx.outputs.esptar, await directoryEntries(tree), ctx.sourceDateEpoch);
   },
 });

@@ -13,8 +13,9 @@ export default defineRule({
   version: 2,
   module: import.meta.url,
   tools: [tools.patch],
+  inputs: {orig: 'file', patch: 'file'},
+  outputs: {init: 'file'},
   async run(ctx) {
-    const patch = ctx.inputs['patch']![0]!;
-    await applyInitPatch(ctx.inputs['orig']![0]!, patch, ctx.outputs['init']!, ctx.tmpDir, ctx.run, relative(ctx.root, patch));
+    await applyInitPatch(ctx.inputs.orig, ctx.inputs.patch, ctx.outputs.init, ctx.tmpDir, ctx.run, relative(ctx.root, ctx.inputs.patch));
   },
 });

@@ -1,6 +1,6 @@
 import {readFile} from 'node:fs/promises';
 import {join} from 'node:path';
-import {defineRule} from '../src/engine/rule.js';
+import {defineRule, param} from '../src/engine/rule.js';
 import type {Compression} from '../src/image/cpio.js';
 import {buildInitramfs} from '../src/image/initramfs.js';
 import {tools} from './tools.js';
@@ -18,23 +18,26 @@ export default defineRule({
   version: 1,
   module: import.meta.url,
   tools: [tools.depmod, tools.zstd, tools.xz],
+  inputs: {init: 'file', root: 'file', modules: 'file', version: 'file'},
+  params: {features: 'strings', extraModules: 'strings?', compression: param.optional<Compression>()},
+  outputs: {initramfs: 'file'},
   async run(ctx) {
-    const version = (await readFile(ctx.inputs['version']![0]!, 'utf8')).trim();
-    const root = ctx.inputs['root']![0]!;
+    const version = (await readFile(ctx.inputs.version, 'utf8')).trim();
+    const root = ctx.inputs.root;
     const r = await buildInitramfs(
       {
         root,
-        init: ctx.inputs['init']![0]!,
-        modulesDir: join(ctx.inputs['modules']![0]!, 'lib/modules', version),
+        init: ctx.inputs.init,
+        modulesDir: join(ctx.inputs.modules, 'lib/modules', version),
         kernelVersion: version,
         featuresDir: '/etc/mkinitfs/features.d',
-        features: ctx.params['features'] as string[],
-        extraModules: (ctx.params['extraModules'] as string[] | undefined) ?? [],
-        compression: String(ctx.params['compression'] ?? 'gzip') as Compression,
+        features: [...ctx.params.features],
+        extraModules: [...(ctx.params.extraModules ?? [])],
+        compression: ctx.params.compression ?? 'gzip',
         epoch: ctx.sourceDateEpoch,
         requiredFiles: ['/bin/busybox', '/sbin/nlplug-findfs'],
       },
-      ctx.outputs['initramfs']!,
+      ctx.outputs.initramfs,
       ctx.tmpDir,
       ctx.run,
     );

@@ -18,9 +18,12 @@ export default defineRule({
   version: 1,
   module: import.meta.url,
   tools: [tools.depmod, tools.xz, tools.zstd],
+  inputs: {root: 'file'},
+  params: {flavor: 'string'},
+  outputs: {kernel: 'file', systemMap: 'file', config: 'file', version: 'file', modules: 'dir'},
   async run(ctx) {
-    const root = ctx.inputs['root']![0]!;
-    const flavor = String(ctx.params['flavor']);
+    const root = ctx.inputs.root;
+    const flavor = ctx.params.flavor;
     const what = `kernel (linux-${flavor})`;
     // Every path is resolved inside the installed root: a package symlink never reaches
     // a file of the build host.
@@ -29,20 +32,20 @@ export default defineRule({
         throw new PsyError('missing-file', `boot/${name} is not in the installed linux-${flavor} package`);
       }
     };
-    await need(`vmlinuz-${flavor}`, ctx.outputs['kernel']!);
-    await need(`System.map-${flavor}`, ctx.outputs['systemMap']!);
-    await need(`config-${flavor}`, ctx.outputs['config']!);
+    await need(`vmlinuz-${flavor}`, ctx.outputs.kernel);
+    await need(`System.map-${flavor}`, ctx.outputs.systemMap);
+    await need(`config-${flavor}`, ctx.outputs.config);
     const versions = ((await readdirInRoot(root, '/lib/modules', what))?.entries ?? []).map((e) => e.name).sort();
     if (versions.length !== 1) {
       throw new PsyError('kernel-modules', `expected one lib/modules/<version> in linux-${flavor}, found ${versions.length ? versions.join(', ') : 'none'}`);
     }
     const version = versions[0]!;
-    await writeFile(ctx.outputs['version']!, version + '\n');
+    await writeFile(ctx.outputs.version, version + '\n');
     const srcDir = await resolveInRoot(root, `/lib/modules/${version}`, what);
     if (!srcDir?.stat.isDirectory()) throw new PsyError('kernel-modules', `${what}: lib/modules/${version} is not a folder`);
     // The real folder: below it the walk takes only real folders and regular files.
     const src = srcDir.host;
-    const dst = join(ctx.outputs['modules']!, 'lib/modules', version);
+    const dst = join(ctx.outputs.modules, 'lib/modules', version);
     await mkdir(dst, {recursive: true});
     let modules = 0;
     const walk = async (rel: string): Promise<void> => {
@@ -74,6 +77,6 @@ export default defineRule({
     for (const f of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo']) {
       await copyFileFromRoot(root, `${srcDir.path}/${f}`, join(dst, f), what);
     }
-    await ctx.run('depmod', ['-b', ctx.outputs['modules']!, version], {captureStdout: true});
+    await ctx.run('depmod', ['-b', ctx.outputs.modules, version], {captureStdout: true});
   },
 });

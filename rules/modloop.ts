@@ -1,7 +1,7 @@
 import {copyFile, cp, mkdir, readFile, readdir} from 'node:fs/promises';
 import {dirname, join, relative} from 'node:path';
 import {resolveInRoot} from '../src/apk/root-path.js';
-import {defineRule} from '../src/engine/rule.js';
+import {defineRule, param} from '../src/engine/rule.js';
 import {PsyError} from '../src/errors.js';
 import {moduleFirmware} from '../src/image/kmod.js';
 import {makeSquashfs, type SquashfsCompression} from '../src/image/squashfs.js';
@@ -20,13 +20,16 @@ export default defineRule({
   version: 1,
   module: import.meta.url,
   tools: [tools.mksquashfs],
+  inputs: {modules: 'file', version: 'file', firmware: 'file?'},
+  params: {compression: param.optional<SquashfsCompression>(), level: 'number?'},
+  outputs: {modloop: 'file'},
   async run(ctx) {
-    const version = (await readFile(ctx.inputs['version']![0]!, 'utf8')).trim();
+    const version = (await readFile(ctx.inputs.version, 'utf8')).trim();
     const stage = join(ctx.tmpDir, 'modloop');
-    const mods = join(ctx.inputs['modules']![0]!, 'lib/modules', version);
+    const mods = join(ctx.inputs.modules, 'lib/modules', version);
     await mkdir(join(stage, 'modules'), {recursive: true});
     await cp(mods, join(stage, 'modules', version), {recursive: true});
-    const fwRoot = ctx.inputs['firmware']?.[0];
+    const fwRoot = ctx.inputs.firmware;
     if (fwRoot) {
       const wanted = new Set<string>();
       const walk = async (dir: string): Promise<void> => {
@@ -54,9 +57,9 @@ export default defineRule({
         await copyFile(src.host, dst);
       }
     }
-    const compression = String(ctx.params['compression'] ?? 'zstd') as SquashfsCompression;
-    const level = ctx.params['level'];
-    await makeSquashfs(stage, ctx.outputs['modloop']!, {
+    const compression = ctx.params.compression ?? 'zstd';
+    const level = ctx.params.level;
+    await makeSquashfs(stage, ctx.outputs.modloop, {
       epoch: ctx.sourceDateEpoch,
       compression,
       ...(typeof level === 'number' ? {level} : {}),

@@ -17,14 +17,17 @@ export default defineRule({
   version: 1,
   module: import.meta.url,
   tools: [tools.cp, tools.sfdisk, tools.mke2fs, tools.debugfs],
+  inputs: {image: 'file', sectar: 'file'},
+  params: {node: 'string', seed: 'string'},
+  outputs: {image: 'file'},
   async run(ctx) {
-    const out = ctx.outputs['image']!;
-    await ctx.run('cp', ['--sparse=always', ctx.inputs['image']![0]!, out]);
+    const out = ctx.outputs.image;
+    await ctx.run('cp', ['--sparse=always', ctx.inputs.image, out]);
     await chmod(out, 0o600);
     await writePartition(
       out,
       psyopsLabels.secret,
-      {fs: 'ext4', content: {tar: ctx.inputs['sectar']![0]!}, epoch: ctx.sourceDateEpoch, seed: `${String(ctx.params['seed'])}/${String(ctx.params['node'])}`},
+      {fs: 'ext4', content: {tar: ctx.inputs.sectar}, epoch: ctx.sourceDateEpoch, seed: `${ctx.params.seed}/${ctx.params.node}`},
       ctx.run,
     );
   },

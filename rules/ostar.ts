@@ -13,21 +13,23 @@ export default defineRule({
   name: 'ostar',
   version: 1,
   module: import.meta.url,
+  inputs: {kernel: 'file', version: 'file', systemMap: 'file', config: 'file', modloop: 'file', squashfs: 'file', initramfs: 'file'},
+  params: {alpineRelease: 'string'},
+  outputs: {ostar: 'file'},
   async run(ctx) {
-    const file = async (name: string, input: string): Promise<TarEntry> => {
-      const source = ctx.inputs[input]![0]!;
+    const file = async (name: string, source: string): Promise<TarEntry> => {
       return {type: 'file', path: name, mode: 0o644, source, size: (await stat(source)).size};
     };
     const entries: TarEntry[] = [
-      await file('kernel', 'kernel'),
-      await file('kernel.version', 'version'),
-      await file('modloop', 'modloop'),
-      await file('squashfs', 'squashfs'),
-      {type: 'data', path: 'squashfs.alpine_version', mode: 0o644, data: Buffer.from(`${String(ctx.params['alpineRelease'])}\n`)},
-      await file('initramfs', 'initramfs'),
-      await file('System.map', 'systemMap'),
-      await file('config', 'config'),
+      await file('kernel', ctx.inputs.kernel),
+      await file('kernel.version', ctx.inputs.version),
+      await file('modloop', ctx.inputs.modloop),
+      await file('squashfs', ctx.inputs.squashfs),
+      {type: 'data', path: 'squashfs.alpine_version', mode: 0o644, data: Buffer.from(`${ctx.params.alpineRelease}\n`)},
+      await file('initramfs', ctx.inputs.initramfs),
+      await file('System.map', ctx.inputs.systemMap),
+      await file('config', ctx.inputs.config),
     ];
-    await writeTar(ctx.outputs['ostar']!, entries, ctx.sourceDateEpoch);
+    await writeTar(ctx.outputs.ostar, entries, ctx.sourceDateEpoch);
   },
 });

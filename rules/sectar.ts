@@ -22,18 +22,21 @@ export default defineRule({
   name: 'sectar',
   version: 2,
   module: import.meta.url,
+  inputs: {sealed: 'file?', secrets: 'files?'},
+  params: {node: 'string', dir: 'string?', sealedPath: 'string?'},
+  outputs: {sectar: 'file'},
   async run(ctx) {
-    const node = String(ctx.params['node']);
+    const node = ctx.params.node;
     let entries: TarEntry[];
-    const sealed = ctx.inputs['sealed']?.[0];
+    const sealed = ctx.inputs.sealed;
     if (sealed !== undefined) {
-      const rel = String(ctx.params['sealedPath'] ?? sealed);
+      const rel = ctx.params.sealedPath ?? sealed;
       const files = await unsealSecrets(await readFile(sealed, 'utf8'), loadIdentities(process.env), rel);
       const name = files.get('nodename')?.toString('utf8').trim();
       if (name !== node) throw new PsyError('corrupt-secrets', `${rel}: its nodename is '${name}', not '${node}'`);
       entries = [...files].map(([path, data]): TarEntry => ({type: 'data', path, mode: 0o600, data}));
     } else {
-      const dir = String(ctx.params['dir']);
+      const dir = String(ctx.params.dir);
       const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
       if (!(await lstat(abs).catch(() => undefined))?.isDirectory()) {
         throw new PsyError('missing-input', `secrets folder ${dir} for node ${node} does not exist`);
@@ -44,7 +47,7 @@ export default defineRule({
       entries.push({type: 'data', path: 'nodename', mode: 0o600, data: Buffer.from(node + '\n')});
     }
     entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    await writeTar(ctx.outputs['sectar']!, entries, ctx.sourceDateEpoch);
-    await chmod(ctx.outputs['sectar']!, 0o600);
+    await writeTar(ctx.outputs.sectar, entries, ctx.sourceDateEpoch);
+    await chmod(ctx.outputs.sectar, 0o600);
   },
 });

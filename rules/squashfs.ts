@@ -1,6 +1,6 @@
 import {cp, lstat, mkdir, readFile, symlink} from 'node:fs/promises';
 import {isAbsolute, join, resolve} from 'node:path';
-import {defineRule} from '../src/engine/rule.js';
+import {defineRule, param} from '../src/engine/rule.js';
 import {PsyError} from '../src/errors.js';
 import {readManifest} from '../src/apk/manifest.js';
 import {applyNodeRoot, type NodeRootSettings} from '../src/image/node-root.js';
@@ -18,15 +18,21 @@ import {tools} from './tools.js';
  * node (NodeRootSettings plus rootAuthorizedKeys and updatePubkey as configured),
  * compression, level.
  */
+/** The node settings as the target hands them over, with the files they name. */
+export type SquashfsNodeParams = NodeRootSettings & {rootAuthorizedKeys: string[]; updatePubkey: string | null};
+
 export default defineRule({
   name: 'squashfs',
   version: 2,
   module: import.meta.url,
   tools: [tools.mksquashfs],
+  inputs: {root: 'file', manifest: 'file', overlay: 'files?', authorizedKeys: 'files?', updatePubkey: 'file?'},
+  params: {overlayDirs: 'strings?', node: param.optional<SquashfsNodeParams>(), compression: param.optional<SquashfsCompression>(), level: 'number?'},
+  outputs: {squashfs: 'file'},
   async run(ctx) {
     const stage = join(ctx.tmpDir, 'root');
-    await cp(ctx.inputs['root']![0]!, stage, {recursive: true, verbatimSymlinks: true});
-    const manifest = readManifest(ctx.inputs['manifest']![0]!);
+    await cp(ctx.inputs.root, stage, {recursive: true, verbatimSymlinks: true});
+    const manifest = readManifest(ctx.inputs.manifest);
     const ownership = new Map<string, Ownership>();
     const specials: SpecialFile[] = [];
     for (const e of manifest.entries) {
@@ -35,7 +41,7 @@ export default defineRule({
         specials.push({path: e.path, type: e.type, major: e.major ?? 0, minor: e.minor ?? 0, mode: e.mode, uid: e.uid, gid: e.gid});
       } else ownership.set(e.path, {mode: e.mode, uid: e.uid, gid: e.gid});
     }
-    for (const dir of (ctx.params['overlayDirs'] as string[] | undefined) ?? []) {
+    for (const dir of ctx.params.overlayDirs ?? []) {
       const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
       if (!(await lstat(abs).catch(() => undefined))?.isDirectory()) {
         throw new PsyError('missing-input', `overlay folder ${dir} does not exist`);
@@ -43,12 +49,12 @@ export default defineRule({
       await cp(abs, stage, {recursive: true, verbatimSymlinks: true, force: true});
     }
     // Overlay files replace packaged ones: their owner is root, their mode their own.
-    const overlayFiles = ctx.inputs['overlay'] ?? [];
-    for (const dir of (ctx.params['overlayDirs'] as string[] | undefined) ?? []) {
+    const overlayFiles = ctx.inputs.overlay;
+    for (const dir of ctx.params.overlayDirs ?? []) {
       const abs = isAbsolute(dir) ? dir : resolve(ctx.root, dir);
       for (const f of overlayFiles) if (f.startsWith(abs + '/')) ownership.delete(f.slice(abs.length + 1));
     }
-    const node = ctx.params['node'] as (NodeRootSettings & {rootAuthorizedKeys: string[]; updatePubkey: string | null}) | undefined;
+    const node = ctx.params.node;
     if (node) {
       const text = async (file: string) => [file, await readFile(resolve(ctx.root, file), 'utf8')] as const;
       await applyNodeRoot(stage, node, {
@@ -60,10 +66,10 @@ export default defineRule({
     for (const [name, target] of [['modules', '/.modloop/modules'], ['firmware', '/.modloop/modules/firmware']] as const) {
       if (!(await lstat(join(stage, 'lib', name)).catch(() => undefined))) await symlink(target, join(stage, 'lib', name));
     }
-    const level = ctx.params['level'];
-    await makeSquashfs(stage, ctx.outputs['squashfs']!, {
+    const level = ctx.params.level;
+    await makeSquashfs(stage, ctx.outputs.squashfs, {
       epoch: ctx.sourceDateEpoch,
-      compression: String(ctx.params['compression'] ?? 'zstd') as SquashfsCompression,
+      compression: ctx.params.compression ?? 'zstd',
       ...(typeof level === 'number' ? {level} : {}),
       ownership,
       specials,

@@ -1,4 +1,4 @@
-import type {InputSpec, JsonValue, PsyConfig, TargetConfig} from '../src/engine/config.js';
+import {defineTarget, type InputSpec, type JsonValue, type PsyConfig, type TargetConfig} from '../src/engine/config.js';
 import alpineRoot from '../rules/alpine-root.js';
 import apkRepository from '../rules/apk-repository.js';
 import diskimg from '../rules/diskimg.js';
@@ -38,13 +38,13 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
   const kernelPackages = [`linux-${s.kernelFlavor}`, ...s.firmware];
   // The lock is the input of both installs: a new lock re-runs them, and early cutoff
   // stops at whatever did not really change below.
-  const lockInput: Record<string, InputSpec> = {lock: s.lockfile};
+  const lockInput = {lock: s.lockfile};
   const settings = packageSettingsOf(s) as JsonValue;
   const withOwn = s.ownPackages.length > 0;
   // the root's etc/apk/repositories names our repository too, and etc/apk/keys its key
   const withOwnRepo = typeof s.psyopsRepository === 'string' && s.psyopsRepository !== '';
   const systemSettings = {...(settings as Record<string, JsonValue>), nodeRepositories: nodeRepositoriesOf(s)} as JsonValue;
-  const ownInputs: Record<string, InputSpec> = {
+  const ownInputs: {ownRepo?: InputSpec; ownKeys?: InputSpec} = {
     ...(withOwn ? {ownRepo: {target: 'apkrepo', output: 'repo'}} : {}),
     ...(withOwn || withOwnRepo ? {ownKeys: {target: 'apkrepo', output: 'keys'}} : {}),
   };
@@ -52,7 +52,7 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
   // so a change to neuralupgrade re-runs only the repository, rootfs and what holds it.
   const bootRoot = withOwn ? 'boot-root' : 'rootfs';
   const targets: TargetConfig[] = [
-    {
+    defineTarget({
       name: 'apkrepo',
       description: `our own packages (${s.packagesDir}/*) as a signed APK repository`,
       rule: apkRepository,
@@ -64,66 +64,66 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       },
       params: {packagesDir: s.packagesDir, distDir: s.distDir, arch: s.arch, release: s.release, key: s.apkBuildKey ?? null},
       outputs: {repo: {dir: 'apkrepo/repo'}, keys: {dir: 'apkrepo/keys'}},
-    },
-    {
+    }),
+    defineTarget({
       name: 'rootfs',
       description: withOwn ? `the Alpine world and ${s.ownPackages.join(', ')} installed into a folder (plus its ownership manifest)` : 'the Alpine world installed into a folder (plus its ownership manifest)',
       rule: alpineRoot,
       inputs: {...lockInput, ...ownInputs},
       params: {settings: systemSettings, part: 'system', kernelPackages},
       outputs: {root: {dir: 'rootfs/root'}, manifest: 'rootfs/manifest.json'},
-    },
+    }),
     ...(withOwn
       ? [
-          {
+          defineTarget({
             name: 'boot-root',
             description: 'the Alpine world without our packages: what the init and the initramfs are taken from',
             rule: alpineRoot,
             inputs: lockInput,
             params: {settings, part: 'boot', kernelPackages},
             outputs: {root: {dir: 'boot-root/root'}, manifest: 'boot-root/manifest.json'},
-          },
+          }),
         ]
       : []),
-    {
+    defineTarget({
       name: 'kernel-root',
       description: `linux-${s.kernelFlavor} and firmware installed into a folder`,
       rule: alpineRoot,
       inputs: lockInput,
       params: {settings, part: 'kernel', kernelPackages},
       outputs: {root: {dir: 'kernel-root/root'}, manifest: 'kernel-root/manifest.json'},
-    },
-    {
+    }),
+    defineTarget({
       name: 'init-orig',
       description: "upstream initramfs-init from the installed mkinitfs",
       rule: initOrig,
       inputs: {root: {target: bootRoot, output: 'root'}},
       outputs: {init: 'init/initramfs-init.orig'},
-    },
-    {
+    }),
+    defineTarget({
       name: 'init',
       description: 'the psyopsOS init: upstream init + the init patch',
       rule: initPatch,
       inputs: {orig: {target: 'init-orig'}, patch: s.initPatch},
       outputs: {init: 'init/initramfs-init'},
-    },
-    {
+    }),
+    defineTarget({
       name: 'kernel',
       description: 'vmlinuz, System.map, config, kernel.version and the module tree',
       rule: kernel,
       inputs: {root: {target: 'kernel-root', output: 'root'}},
       params: {flavor: s.kernelFlavor},
       outputs: {kernel: 'kernel/kernel', systemMap: 'kernel/System.map', config: 'kernel/config', version: 'kernel/kernel.version', modules: {dir: 'kernel/modules'}},
-    },
-    {
+    }),
+    defineTarget({
       name: 'modloop',
       description: 'squashfs of the kernel modules and the firmware they reference',
       rule: modloop,
       inputs: {modules: {target: 'kernel', output: 'modules'}, version: {target: 'kernel', output: 'version'}, firmware: {target: 'kernel-root', output: 'root'}},
       params: {compression: s.compression.modloop, ...(s.compression.modloopLevel === undefined ? {} : {level: s.compression.modloopLevel})},
       outputs: {modloop: 'kernel/modloop'},
-    },
-    {
+    }),
+    defineTarget({
       name: 'initramfs',
       description: 'cpio of the init, busybox and the boot modules',
       rule: initramfs,
@@ -135,8 +135,8 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       },
       params: {features: [...new Set(['base', 'squashfs', ...s.mkinitfsFeatures])], extraModules: [...s.initramfsModules], compression: s.compression.initramfs},
       outputs: {initramfs: 'initramfs/initramfs'},
-    },
-    {
+    }),
+    defineTarget({
       name: 'squashfs',
       description: 'the root filesystem: installed world + overlay',
       rule: squashfs,
@@ -149,11 +149,11 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       },
       params: {
         overlayDirs: [...s.overlayDirs],
-        node: {...node, rootAuthorizedKeys: [...s.rootAuthorizedKeys], updatePubkey: s.updatePubkey ?? null} as unknown as JsonValue,
+        node: {...node, rootAuthorizedKeys: [...s.rootAuthorizedKeys], updatePubkey: s.updatePubkey ?? null},
         compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
       outputs: {squashfs: 'squashfs/squashfs'},
-    },
-    {
+    }),
+    defineTarget({
       name: 'ostar',
       description: 'the OS tarball for an A/B slot',
       rule: ostar,
@@ -168,8 +168,8 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       },
       params: {alpineRelease: s.release},
       outputs: {ostar: `${s.arch}/psyopsOS.tar`},
-    },
-    {
+    }),
+    defineTarget({
       name: 'esptar',
       description: 'the ESP tarball: GRUB EFI binary, static grub.cfg, EFI extras',
       rule: esptar,
@@ -180,26 +180,26 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
         ...(s.grub.kernelArgs === undefined ? {} : {kernelArgs: s.grub.kernelArgs}),
       },
       outputs: {esptar: `${s.arch}/psyopsESP.tar`},
-    },
+    }),
   ];
   if (s.node) {
-    targets.push({
+    targets.push(defineTarget({
       name: 'sectar',
       description: `secrets of node ${s.node.name}`,
       rule: sectar,
       inputs: {secrets: {glob: `${s.node.secretsDir}/**`}},
       params: {node: s.node.name, dir: s.node.secretsDir},
       outputs: {sectar: `noarch/psyops-secret.${s.node.name}.tar`},
-    });
+    }));
   }
-  targets.push({
+  targets.push(defineTarget({
     name: 'diskimg',
     description: 'the GPT disk image: ESP, psyops-secret, psyopsOS-A, psyopsOS-B',
     rule: diskimg,
     inputs: {ostar: {target: 'ostar'}, esptar: {target: 'esptar'}, ...(s.node ? {sectar: {target: 'sectar'}} : {})},
     params: {sizes: {...s.partitions}, seed: s.imageSeed},
     outputs: {image: `${s.arch}/psyopsOS.${s.arch}-uefi.${s.node?.name ?? 'generic'}.img`},
-  });
+  }));
   return targets;
 }
 
@@ -212,22 +212,22 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
 export function nodeTargets(names: readonly string[], nodesDir: string, partial: Partial<AlpineSettings>): TargetConfig[] {
   const s = withDefaults(partial);
   return names.flatMap((name): TargetConfig[] => [
-    {
+    defineTarget({
       name: `sectar@${name}`,
       description: `secrets of node ${name} (decrypted from ${nodesDir}/${name}/${SECRETS_FILE})`,
       rule: sectar,
       inputs: {sealed: `${nodesDir}/${name}/${SECRETS_FILE}`},
       params: {node: name, sealedPath: `${nodesDir}/${name}/${SECRETS_FILE}`},
       outputs: {sectar: `noarch/psyops-secret.${name}.tar`},
-    },
-    {
+    }),
+    defineTarget({
       name: `diskimg@${name}`,
       description: `the disk image of node ${name}: the generic image with its psyops-secret`,
       rule: nodeImage,
       inputs: {image: {target: 'diskimg'}, sectar: {target: `sectar@${name}`}},
       params: {node: name, seed: s.imageSeed},
       outputs: {image: `${s.arch}/psyopsOS.${s.arch}-uefi.${name}.img`},
-    },
+    }),
   ]);
 }
 

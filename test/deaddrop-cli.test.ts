@@ -92,7 +92,7 @@ describe('psy publish with a synthetic config', () => {
 
     const pulled = join(dir, 'pulled');
     const dp = await psy(['deaddrop', 'forcepull', '--dry-run', '--root', pulled], dir, S3RVER_ENV);
-    expect(dp.stdout).toMatch(/^redirect  redirect os\/psyopsOS\.x86_64\.latest\.tar\.minisig -> os\/psyopsOS\.x86_64\.\d{8}-\d{6}\.tar\.minisig$/m);
+    expect(dp.stdout).toMatch(/^redirect {2}redirect os\/psyopsOS\.x86_64\.latest\.tar\.minisig -> os\/psyopsOS\.x86_64\.\d{8}-\d{6}\.tar\.minisig$/m);
     const fp = await psy(['deaddrop', 'forcepull', '--root', pulled], dir, S3RVER_ENV);
     expect(fp.code, fp.stderr).toBe(0);
     expect(tree(pulled)).toEqual(tree(replica));

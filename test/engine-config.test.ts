@@ -65,7 +65,7 @@ describe('config loading', () => {
     expect(loaded.config.settings).toEqual({deaddrop: {bucket: 'psyops-test', region: 'eu-west-1'}});
     expect([...loaded.modules].sort()).toEqual(
       [rig.path('build.config.ts'), rig.path('rules/lib/join.ts'), rig.path('rules/squash.ts'), rig.path('targets/kernel.ts'),
-        join(repoRoot, 'src/engine/config.ts'), join(repoRoot, 'src/engine/rule.ts')].sort(),
+        join(repoRoot, 'src/engine/config.ts'), join(repoRoot, 'src/engine/rule.ts'), join(repoRoot, 'src/errors.ts')].sort(),
     );
     const r = rig.psy(['build', '-j1']);
     expect(r.code, r.stdout + r.stderr).toBe(0);

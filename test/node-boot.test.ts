@@ -7,7 +7,6 @@
  * OpenRC's local service would (the fixture world has no openrc).
  */
 import {rmSync} from 'node:fs';
-import {join} from 'node:path';
 import {afterAll, describe, expect, it} from 'vitest';
 import {assertBuilt, psy} from './helpers/deaddrop-cli.js';
 import {nodeProject, type NodeProjectDir} from './helpers/node-project.js';

@@ -7,7 +7,7 @@ import {join, relative} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {readApk} from '../src/apk/apk-package.js';
 import {readApkIndex} from '../src/apk/apkindex.js';
-import {checkLock, installFromLock, lockWorld} from '../src/apk/alpine-root.js';
+import {checkLock, installFromLock} from '../src/apk/alpine-root.js';
 import {generateSigningKey, loadKeyring} from '../src/apk/keys.js';
 import {readLock} from '../src/apk/lockfile.js';
 import {validateAlpineSettings} from '../src/apk/settings.js';

@@ -4,7 +4,7 @@
  * prints and never exits: it reports through the injected logger and returns a result.
  */
 import {availableParallelism} from 'node:os';
-import {dirname, join, resolve, sep} from 'node:path';
+import {dirname, join, sep} from 'node:path';
 import {readdirSync, rmSync} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';

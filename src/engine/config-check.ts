@@ -125,9 +125,57 @@ function checkTarget(t: unknown, index: number, problems: ConfigProblem[]): void
     if (!isPlainObject(t.params)) report('params', `must be an object of JSON values, got ${kindOf(t.params)}`);
     else for (const [name, value] of Object.entries(t.params)) checkJson(value, `params.${name}`, report, new Set());
   }
+  if (isObject(t.rule) && typeof t.rule['name'] === 'string' && isPlainObject(t.rule['outputs'])) checkContract(t, t.rule, report);
   if (t.tools !== undefined) {
     if (!Array.isArray(t.tools)) report('tools', `must be a list of {command, versionArgs}, got ${kindOf(t.tools)}`);
     else t.tools.forEach((tool, i) => checkTool(tool, `tools[${i}]`, report));
+  }
+}
+
+const PRIMITIVE_PARAMS: Readonly<Record<string, (v: unknown) => boolean>> = {
+  string: (v) => typeof v === 'string',
+  number: (v) => typeof v === 'number',
+  boolean: (v) => typeof v === 'boolean',
+  strings: (v) => Array.isArray(v) && v.every((x) => typeof x === 'string'),
+};
+
+/**
+ * A target against its rule's declared contract (rule.ts), for configs tsc did not
+ * check: every name it gives must be one the rule reads, every required one present, a
+ * primitive param of its type, a directory output given as `{dir}`.
+ */
+function checkContract(t: Record<string, unknown>, rule: Record<string, unknown>, report: Report): void {
+  const ruleName = `rule "${String(rule['name'])}"`;
+  const sections = [
+    ['inputs', rule['inputs'], 'input'],
+    ['params', rule['params'], 'param'],
+    ['outputs', rule['outputs'], 'output'],
+  ] as const;
+  for (const [section, declared, what] of sections) {
+    const contract = isPlainObject(declared) ? declared : {};
+    const given = t[section];
+    if (given !== undefined && !isPlainObject(given)) continue;
+    const values = given ?? {};
+    const names = Object.keys(contract);
+    for (const name of Object.keys(values)) {
+      if (!(name in contract)) report(`${section}.${name}`, `${ruleName} has no ${what} "${name}"${didYouMean(name, names)}`);
+    }
+    for (const [name, kind] of Object.entries(contract)) {
+      const optional = typeof kind === 'string' ? kind.endsWith('?') : isObject(kind) && kind['optional'] === true;
+      const value = values[name];
+      if (value === undefined) {
+        if (!optional) report(`${section}.${name}`, `is missing (${ruleName} reads it)`);
+        continue;
+      }
+      if (section === 'params' && typeof kind === 'string') {
+        const base = kind.replace(/\?$/, '');
+        const ok = PRIMITIVE_PARAMS[base];
+        if (ok !== undefined && !ok(value)) report(`${section}.${name}`, `must be ${base === 'strings' ? 'a list of strings' : `a ${base}`} (${ruleName}), got ${kindOf(value)}`);
+      }
+      if (section === 'outputs' && kind === 'dir' && !(isPlainObject(value) && 'dir' in value)) {
+        report(`${section}.${name}`, `must be {dir: PATH}: ${ruleName} makes a directory there`);
+      }
+    }
   }
 }
 

@@ -6,7 +6,7 @@
  * A config is a plain object; targets may be generated in code (loops, functions) and
  * given as nested arrays, which are flattened.
  */
-import type {JsonValue, Rule, ToolSpec} from './rule.js';
+import type {AnyRule, JsonValue, OptionalNames, RequiredNames, Rule, TargetParams, ToolSpec} from './rule.js';
 
 /**
  * One source of input files. A bare string is a file path relative to the project root.
@@ -44,7 +44,7 @@ export interface TargetConfig {
   /** Named outputs (identifiers, like inputs) relative to the output folder. */
   readonly outputs: Readonly<Record<string, OutputSpec>>;
   /** How the outputs are made: a rule from rules/ ... */
-  readonly rule?: Rule;
+  readonly rule?: AnyRule;
   /**
    * ... or a shell command run with `sh -c` in the project root. It sees its inputs and
    * outputs as environment variables: `$in` (all input paths, space separated),
@@ -85,9 +85,48 @@ export function defineConfig<C extends PsyConfig>(config: C): C {
   return config;
 }
 
-/** Identity at run time; types one target declared apart from the config. */
+/** What a target gives a rule's declared inputs: each required one, optional ones or not. */
+export type TargetInputs<I> = {readonly [N in RequiredNames<I>]: InputSpec} & {
+  readonly [N in OptionalNames<I>]?: InputSpec;
+};
+/** Every declared output, a directory one as `{dir}`. */
+export type TargetOutputs<O> = {
+  readonly [N in keyof O]: O[N] extends 'dir' ? {readonly dir: string} : string | {readonly file: string};
+};
+
+/** A field that may be left out when the contract requires nothing in it. */
+type Section<K extends string, T, Required> = [Required] extends [never]
+  ? {readonly [F in K]?: T}
+  : {readonly [F in K]: T};
+
+/** A target of rule R, shaped by R's contract (a rule without one takes any names). */
+export type RuleTarget<R> =
+  R extends Rule<infer I, infer P, infer O>
+    ? unknown extends O
+      ? TargetConfig
+      : Omit<TargetConfig, 'inputs' | 'params' | 'outputs' | 'rule' | 'command' | 'tools'> & {
+          readonly rule: R;
+        } & Section<'inputs', TargetInputs<I>, RequiredNames<I>> &
+          Section<'params', TargetParams<P>, RequiredNames<P>> & {readonly outputs: TargetOutputs<O>}
+    : never;
+
+/**
+ * Identity at run time; types one target. With a rule that declares its contract, tsc
+ * checks the target against it: an unknown or missing input, param or output, or a
+ * param of the wrong type, is a compile error.
+ */
+export function defineTarget<R extends AnyRule>(target: RuleTarget<NoInfer<R>> & {readonly rule: R}): TargetConfig;
+export function defineTarget(target: TargetConfig & {readonly rule?: undefined}): TargetConfig;
 export function defineTarget(target: TargetConfig): TargetConfig {
   return target;
 }
 
+export {defineRule, param} from './rule.js';
+export type {
+  InputKind,
+  OutputKind,
+  ParamKind,
+  RuleContext,
+  TypedRuleContext,
+} from './rule.js';
 export type {JsonValue, Rule, ToolSpec};

@@ -5,7 +5,6 @@
  */
 import {join} from 'node:path';
 import {rmSync} from 'node:fs';
-import {PsyError} from '../errors.js';
 import {build} from './build.js';
 import {Builder, describeAction} from './builder.js';
 import type {BuildEvent} from './events.js';

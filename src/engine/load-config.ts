@@ -64,12 +64,13 @@ interface ManifestModule extends FileRecord {
 }
 
 interface Manifest {
-  readonly version: 1;
+  readonly version: typeof MANIFEST_VERSION;
   readonly entry: string;
   readonly modules: readonly ManifestModule[];
 }
 
-const MANIFEST_VERSION = 1;
+// 2: config modules import node:fs through the read-noting module (FS_READS)
+const MANIFEST_VERSION = 2;
 /** A stat taken within this many ms of the file's mtime does not prove it unchanged. */
 const RACY_MS = 2000;
 
@@ -277,7 +278,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
       for (const dep of modules.get(p)!.imports.values()) stack.push(dep);
     }
     const parts = [...seen].sort().map((p) => `${p}\0${modules.get(p)!.hash}`);
-    identities.set(path, hashString(`${path}\n${parts.join('\n')}`));
+    identities.set(path, hashString(`${path}\n${FS_READS}\n${parts.join('\n')}`));
   }
   const compiledName = (path: string) =>
     `${identities.get(path)!}-${safeName(basename(path).replace(LOCAL_MODULE, ''))}.mjs`;
@@ -292,6 +293,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
       const srcUrl = JSON.stringify(pathToFileURL(m.path).href);
       const code = m.code
         .replace(SPECIFIER, (whole, lead: string, quote: string, spec: string) => {
+          if (FS_SPECIFIERS.has(spec)) return `${lead}${quote}./${FS_READS}${quote}`;
           const target = m.imports.get(spec);
           return target === undefined
             ? whole
@@ -347,7 +349,7 @@ async function evaluate(
   const file = join(cacheDir, 'mod', compiledOf(manifest));
   const rel = relative(root, configPath);
   let mod: {default?: unknown};
-  const restore = recordReads(readFiles);
+  const restore = await startRecording(join(cacheDir, 'mod'), readFiles);
   try {
     mod = (await import(pathToFileURL(file).href)) as {default?: unknown};
   } catch (err) {
@@ -369,29 +371,46 @@ async function evaluate(
 }
 
 /**
- * Notes the files a config reads synchronously while it is evaluated, so that the
- * no-op fast path can see them change. Patches node:fs for the duration and syncs the
- * ESM named exports so `import {readFileSync} from 'node:fs'` sees the patch too.
+ * The files a config reads synchronously while it is evaluated are noted, so that the
+ * no-op fast path and watch mode see them change. Scoped to the config's own modules:
+ * their `node:fs` imports are rewritten to this module (written beside the compiled
+ * modules), which wraps the reading functions and notes paths only while the loader has
+ * a list open; nothing else in the process sees a different `node:fs`.
  */
-function recordReads(into: string[]): () => void {
-  const fsMod = process.getBuiltinModule('node:fs') as unknown as Record<string, unknown>;
-  const mod = process.getBuiltinModule('node:module');
-  const names = ['readFileSync', 'readdirSync', 'statSync', 'existsSync', 'lstatSync'] as const;
-  const saved = names.map((n) => fsMod[n]);
-  names.forEach((n, i) => {
-    const orig = saved[i] as (...args: unknown[]) => unknown;
-    fsMod[n] = function (this: unknown, ...args: unknown[]) {
-      const p = args[0];
-      if (typeof p === 'string') into.push(resolve(p));
-      else if (p instanceof URL && p.protocol === 'file:') into.push(fileURLToPath(p));
-      return orig.apply(this, args);
-    };
-  });
-  mod.syncBuiltinESMExports();
-  return () => {
-    names.forEach((n, i) => (fsMod[n] = saved[i]));
-    mod.syncBuiltinESMExports();
-  };
+const FS_READS_SOURCE = `import * as fs from 'node:fs';
+import {resolve} from 'node:path';
+import {fileURLToPath} from 'node:url';
+export * from 'node:fs';
+let into;
+export function recordConfigReads(list) {
+  const outer = into;
+  into = list;
+  return () => void (into = outer);
+}
+const noted = (f) => function (...args) {
+  const p = args[0];
+  if (into !== undefined) {
+    if (typeof p === 'string') into.push(resolve(p));
+    else if (p instanceof URL && p.protocol === 'file:') into.push(fileURLToPath(p));
+  }
+  return f.apply(this, args);
+};
+export const readFileSync = noted(fs.readFileSync);
+export const readdirSync = noted(fs.readdirSync);
+export const statSync = noted(fs.statSync);
+export const lstatSync = noted(fs.lstatSync);
+export const existsSync = noted(fs.existsSync);
+export default {...fs.default, readFileSync, readdirSync, statSync, lstatSync, existsSync};
+`;
+/** Compiled modules name it and their names hash this in: bump with FS_READS_SOURCE. */
+const FS_READS = 'fs-reads-1.mjs';
+const FS_SPECIFIERS = new Set(['node:fs', 'fs']);
+
+async function startRecording(modDir: string, into: string[]): Promise<() => void> {
+  const file = join(modDir, FS_READS);
+  if (!existsSync(file)) writeAtomic(file, FS_READS_SOURCE);
+  const mod = (await import(pathToFileURL(file).href)) as {recordConfigReads(list: string[]): () => void};
+  return mod.recordConfigReads(into);
 }
 
 function safeName(name: string): string {

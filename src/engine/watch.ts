@@ -25,7 +25,7 @@
  * through injected loggers.
  */
 import {statSync} from 'node:fs';
-import {dirname, relative, resolve} from 'node:path';
+import {dirname, relative} from 'node:path';
 import {isPsyError} from '../errors.js';
 import {build as engineBuild, type BuildOptions, type BuildResult} from './build.js';
 import type {BuildLogger} from './events.js';

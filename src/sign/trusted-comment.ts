@@ -1,4 +1,4 @@
-import {PsyError, printable} from '../errors.js';
+import {PsyError} from '../errors.js';
 
 /**
  * Trusted comments carry update metadata as space-separated `key=value` pairs, signed
@@ -14,6 +14,7 @@ const VALUE = /^[^\s=]+$/;
 
 /** A piece of user text for a one-line message: control characters escaped. */
 function quote(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   return /[\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : `'${text}'`;
 }
 

@@ -34,11 +34,13 @@ export const defaultFailures: readonly RegExp[] = [
 
 /** Serial output as plain lines: no CR, no ANSI escape sequences. */
 export function cleanConsole(raw: string): string {
+  /* eslint-disable no-control-regex -- ESC sequences are what it removes */
   return raw
     .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
     .replace(/\x1b[()][0-9A-Za-z]/g, '')
     .replace(/\x1b[=>c]/g, '')
     .replace(/\r/g, '');
+  /* eslint-enable no-control-regex */
 }
 
 function tail(text: string, n = 12): string {

@@ -47,6 +47,7 @@ const scenarios = {
   },
 };
 
+/** @type {Record<string, unknown>} */
 let outcome;
 try {
   scenarios[scenario]();
