@@ -214,3 +214,54 @@ describe('config manifest', () => {
     expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['c']);
   }, 60_000);
 });
+
+describe('no-op of glob inputs and directory outputs', () => {
+  // The shape of the psyopsOS graph: a glob over a source tree, a directory output read downstream.
+  const config = `export default {targets: [
+  {name: 'tree', inputs: {s: {glob: 'src/**/*.txt'}}, outputs: {d: {dir: 'tree'}}, command: 'mkdir -p $out/sub && cat $in > $out/sub/all && ln -s sub/all $out/link'},
+  {name: 'sum', inputs: {t: {target: 'tree'}}, outputs: {o: 'sum.out'}, command: 'cat $in/sub/all > $out'},
+]};
+`;
+  const snapshot = () => rig.path('cache/config/noop-build.config.ts-default.snap');
+
+  async function fresh(): Promise<void> {
+    rig.write({'build.config.ts': config, 'src/deep/c.txt': 'c\n'});
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    await settle();
+    rig.psy(['build']);
+    const fast = traced(['build']);
+    expect(fast.stdout).toBe('psy: no work to do (2 targets up to date)\n');
+    for (const m of ENGINE) expect(fast.modules).not.toContain(m);
+  }
+
+  it('answers before the engine loads', async () => {
+    await fresh();
+    expect(readFileSync(snapshot()).length).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a file added where a glob looks (in a new folder too) or removed rebuilds', async () => {
+    await fresh();
+    rig.write({'src/new/n.txt': 'n\n'});
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    expect(rig.read('cache/out/sum.out')).toBe('a\nb\nc\nn\n');
+    await settle();
+    rig.psy(['build']);
+    rmSync(rig.path('src/new/n.txt'));
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    expect(rig.read('cache/out/sum.out')).toBe('a\nb\nc\n');
+  }, 60_000);
+
+  it('an edit deep inside a directory output, or an entry added to it, is seen', async () => {
+    await fresh();
+    writeFileSync(rig.path('cache/out/tree/sub/all'), 'tampered\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+    expect(rig.read('cache/out/tree/sub/all')).toBe('a\nb\nc\n');
+    await settle();
+    rig.psy(['build']);
+    expect(rig.psy(['build']).stdout).toBe('psy: no work to do (2 targets up to date)\n');
+    writeFileSync(rig.path('cache/out/tree/sub/extra'), 'x\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+    rmSync(rig.path('cache/out/tree/link'));
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+  }, 60_000);
+});
