@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process';
-import {readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {cpSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {pathToFileURL} from 'node:url';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
@@ -190,6 +190,26 @@ describe('no-op answered before the engine loads', () => {
     for (const m of ENGINE) expect(fast.modules).not.toContain(m);
     writeFileSync(rig.path('src/a.txt'), 'a2\n');
     expect(startedSteps(rig.psy(['build'], js).stdout)).toEqual(['a', 'b', 'c']);
+  }, 60_000);
+});
+
+describe('the bundles', () => {
+  it('a module changed after the bundles were made (tsc alone) runs as changed, not from the old bundle', async () => {
+    rig.psy(['build']);
+    await settle();
+    rig.psy(['build']);
+    // A copy of the CLI, so that its modules can change under its bundles.
+    const copy = rig.path('psy-copy');
+    for (const d of ['bin', 'dist']) cpSync(join(repoRoot, d), join(copy, d), {recursive: true, preserveTimestamps: true});
+    cpSync(join(repoRoot, 'package.json'), join(copy, 'package.json'));
+    symlinkSync(join(repoRoot, 'node_modules'), join(copy, 'node_modules'));
+    const run = () => spawnSync(process.execPath, [join(copy, 'bin', 'psy.js'), 'build'], {cwd: rig.dir, encoding: 'utf8'}).stdout;
+    expect(run()).toBe('psy: no work to do (3 targets up to date)\n');
+    const report = join(copy, 'dist', 'cli', 'build-report.js');
+    writeFileSync(report, readFileSync(report, 'utf8').replaceAll('no work to do', 'nothing changed'));
+    expect(run()).toBe('psy: nothing changed (3 targets up to date)\n');
+    writeFileSync(rig.path('src/a.txt'), 'a2\n');
+    expect(startedSteps(run())).toEqual(['a', 'b', 'c']);
   }, 60_000);
 });
 
