@@ -139,7 +139,9 @@ export class ShellPool {
       worker.kill('SIGTERM');
       setTimeout(() => worker.kill('SIGKILL'), 2000).unref();
     });
-    const r = await worker.run(`${exports}eval ${quote(command)}`);
+    // exec sh -c, not eval: the step sees the shell a direct start gives it, and its errors
+    // read the same (no `eval:` of the worker in them).
+    const r = await worker.run(`${exports}exec /bin/sh -c ${quote(command)}`);
     if (!worker.dead) this.#idle.push(worker);
     return r;
   }
