@@ -139,11 +139,12 @@ export class ShellPool {
       worker.kill('SIGTERM');
       setTimeout(() => worker.kill('SIGKILL'), 2000).unref();
     });
-    // exec sh -c, not eval: the step sees the shell a direct start gives it, and its errors
-    // read the same (no `eval:` of the worker in them).
-    const r = await worker.run(`${exports}exec /bin/sh -c ${quote(command)}`);
+    const r = await worker.run(`${exports}eval ${quote(command)}`);
     if (!worker.dead) this.#idle.push(worker);
-    return r;
+    // The shell names the worker's eval in its own errors ("/bin/sh: 1: eval: x: not
+    // found"); without it they read as a directly started step's do. (An exec of a new
+    // shell per step would say the same, at the cost of a process image per step.)
+    return r.output.includes(EVAL_MARK) ? {code: r.code, output: Buffer.from(r.output.toString('latin1').replace(EVAL_ERROR, '$1'), 'latin1')} : r;
   }
 
   close(): void {
@@ -156,6 +157,9 @@ export class ShellPool {
     for (const w of this.#all) w.kill('SIGKILL');
   }
 }
+
+const EVAL_MARK = Buffer.from(': eval: ');
+const EVAL_ERROR = /^(\/bin\/sh: \d+: )eval: /gm;
 
 function quote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
