@@ -258,7 +258,7 @@ export function checkSnapshot(
     }
   }
 
-  // Only the changed paths (and config reads, tools) are decoded; every stat taken, when asked for.
+  // Only the paths a cone build needs are decoded; every stat taken, when asked for.
   const changedAt: number[] = [];
   for (let i = s.configReads; i < firstTool; i++) {
     const k = FIELDS * i;
