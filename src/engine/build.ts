@@ -4,17 +4,18 @@
  * prints and never exits: it reports through the injected logger and returns a result.
  */
 import {availableParallelism} from 'node:os';
-import {isAbsolute, join, resolve, sep} from 'node:path';
+import {dirname, isAbsolute, join, resolve, sep} from 'node:path';
 import {readdirSync, rmSync, statSync, type Dirent} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
 import {FileHasher, StatCache} from './file-hasher.js';
 import {analyze, closure, missingInputs, type Graph} from './graph.js';
+import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wantedIn} from './graph-cache.js';
 import {initHash} from './hash.js';
-import {loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
+import {findConfig, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
 import {noopCheck, type NoopCheck} from './noop-check.js';
-import {currentLogTuple, removeSnapshot, snapshotPath, statTuple, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
+import {currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, statTuple, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
@@ -88,17 +89,40 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
   }
   const hashReady = initHash();
-  const loaded = options.loaded ?? (await loadConfig(configOptions));
+  let loaded: LoadedConfig | undefined;
+  let graph: Graph | undefined;
+  let configReads: SnapshotEntry[];
+  let graphId: string | undefined;
+  let graphFromCache = false;
+  let cache: CachedGraph | undefined;
+  let cone: Cone | undefined;
+  if (changedFiles?.graph !== undefined && snapshotFile !== undefined && checkedIdentity !== undefined) {
+    // Only input and output files changed: the graph analysed last time stands.
+    const stub = cachedConfig(options, changedFiles, checkedIdentity);
+    cache = CachedGraph.open(graphCachePath(snapshotFile), changedFiles.graph);
+    cone = cache === undefined ? undefined : coneOf(cache, stub, changedFiles.changed);
+    graph = cone?.graph ?? (cache === undefined ? undefined : fullGraph(cache, stub));
+    if (graph !== undefined) {
+      loaded = stub;
+      graphId = changedFiles.graph;
+      graphFromCache = true;
+    }
+  }
+  if (loaded === undefined) loaded = options.loaded ?? (await loadConfig(configOptions));
   snapshotFile ??= snapshotPath(loaded.root, loaded.configPath, requested);
   const stats = new StatCache(loaded.root);
-  // The same config evaluated the same way (its identity and read files are unchanged):
-  // the stats the check took stand, and its list of changed files holds.
+  // The same config evaluated the same way (its identity and read files are unchanged).
   if (loaded.identity !== checkedIdentity) changedFiles = undefined;
-  if (changedFiles !== undefined) stats.seed(changedFiles.stats);
-  const configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
-  const graph = analyze(loaded);
-  const names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
-  const want = closure(graph, names);
+  // A cone build stats the few files it looks at again; a full check reuses every stat taken.
+  if (changedFiles !== undefined && cone === undefined) stats.seed(changedFiles.stats);
+  if (graph !== undefined) {
+    configReads = [...changedFiles!.configReads];
+  } else {
+    configReads = loaded.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
+    graph = analyze(loaded);
+  }
+  let names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
+  let want = cone !== undefined ? cone.want : closure(graph, names);
   // Without a snapshot's stats, every wanted target's files are stat'ed in one batch.
   if (changedFiles === undefined) stats.prefetch(wantedFiles(graph, want));
   await hashReady;
@@ -107,15 +131,50 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const tmpRoot = join(graph.root, graph.outDir, '.psy-tmp');
   let log: StateLog | undefined;
   try {
+    // A cone build writes its snapshot as the previous one with the cone's entries patched.
+    let previous: Buffer | undefined;
     if (lock !== undefined) {
       removeStaleTemporaries(tmpRoot);
+      // The bytes the check read: entries the cone build does not patch keep the stats that
+      // check confirmed (a file changed since differs at the next check).
+      if (cone !== undefined) previous = changedFiles?.snapshot ?? readSnapshot(snapshotFile);
       removeSnapshot(snapshotFile);
     }
     // The snapshot vouches for the log's records only if nobody wrote the log since.
+    let clean: Uint8Array | undefined;
     const vouched = changedFiles !== undefined && changedFiles.stateDir === graph.stateDir && sameTuple(currentLogTuple(graph.stateDir), changedFiles.log);
     log = StateLog.open(graph.stateDir, {readOnly: dryRun, warn, ...(vouched ? {vouched: changedFiles!.log} : {})});
-    // Evidence for the freshness authority: targets none of whose files changed.
-    const clean = vouched ? cleanTargets(graph, want, changedFiles!.changed) : undefined;
+    if (cone !== undefined && (!vouched || !settledFromRecords(cone, log))) {
+      // The cone alone cannot be trusted: look at the whole graph as a full check does.
+      cone = undefined;
+      previous = undefined;
+      if (changedFiles !== undefined) stats.seed(changedFiles.stats);
+      const whole = cache === undefined ? undefined : fullGraph(cache, loaded);
+      if (whole !== undefined) {
+        graph = whole;
+      } else {
+        // Not even the whole cached graph reads back: evaluate the config, as without one.
+        const evaluated = await loadConfig(configOptions);
+        if (evaluated.identity !== checkedIdentity) changedFiles = undefined;
+        const analysed = analyze(evaluated);
+        if (analysed.stateDir !== graph.stateDir) throw new PsyError('config-changed', 'the config changed while psy was building; run psy build again');
+        loaded = evaluated;
+        configReads = evaluated.readFiles.map((path): SnapshotEntry => ({path, stat: statTuple(path)}));
+        graph = analysed;
+        graphId = undefined;
+        graphFromCache = false;
+      }
+      names = options.targets !== undefined && options.targets.length > 0 ? options.targets : graph.defaults;
+      want = closure(graph, names);
+    }
+    if (cone !== undefined) {
+      clean = cone.clean;
+      // Wanted targets outside the cone are up to date, as the snapshot says.
+      logger.event({type: 'plan', total: cone.wanted});
+      for (const name of cone.outside) logger.event({type: 'fresh', target: name});
+    } else if (vouched && changedFiles !== undefined) {
+      clean = cleanTargets(graph, want, changedFiles.changed);
+    }
     // A missing input is an error of the build that reads it, found before anything runs.
     const missing = missingInputs(graph, want, stats.get);
     if (missing.length > 0) throw new PsyError('missing-input', missing.join('\n'));
@@ -135,29 +194,54 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       env,
       tmpRoot,
       ...(clean === undefined ? {} : {clean}),
+      ...(cone === undefined ? {} : {announce: false}),
     });
     const r = await builder.run();
     log.flush();
     if (!dryRun && !log.compactIfNeeded()) log.saveIndex();
-    const outputs: Record<string, Record<string, string>> = {};
-    for (const t of graph.targets) {
-      if (!want[t.index] || t.outputs.length === 0) continue;
-      outputs[t.name] = Object.fromEntries(t.outputs.map((o) => [o.name, join(graph.root, o.path)]));
-    }
+    const g = graph;
+    const outputsOf = (): Record<string, Record<string, string>> => {
+      if (cone !== undefined) {
+        const recorded = previous === undefined ? undefined : snapshotOutputs(previous);
+        if (recorded !== undefined) return recorded;
+        const again = CachedGraph.open(graphCachePath(snapshotFile!), graphId!);
+        if (again === undefined) throw new PsyError('graph-cache', `the cached graph beside ${snapshotFile} was replaced; run psy build again for the outputs`);
+        try {
+          return cone.outputs(again);
+        } finally {
+          again.close();
+        }
+      }
+      const outputs: Record<string, Record<string, string>> = {};
+      for (const t of g.targets) {
+        if (!want[t.index] || t.outputs.length === 0) continue;
+        outputs[t.name] = Object.fromEntries(t.outputs.map((o) => [o.name, join(g.root, o.path)]));
+      }
+      return outputs;
+    };
     const succeeded = r.failed.length === 0 && !r.interrupted && r.skipped.length === 0;
-    if (!dryRun && options.loaded === undefined && succeeded) {
+    if (!dryRun && options.loaded === undefined && succeeded && cone !== undefined && previous !== undefined) {
+      const patches = conePatches(cone, changedFiles!, stats, tools.executables());
+      if (patches !== undefined) patchSnapshot(snapshotFile, previous, patches, buildStart, writeAtomic);
+    } else if (!dryRun && options.loaded === undefined && succeeded && cone === undefined) {
       // Targets taken as clean never asked for their tools: keep the tools the snapshot
-      // watched (unchanged, or there would be no list of changed files).
+      // watched (unchanged, or there would be no cone check).
       const toolEntries = new Map<string, SnapshotEntry['stat']>(clean === undefined ? [] : changedFiles!.tools.map((e) => [e.path, e.stat]));
       for (const [path, stat] of tools.executables()) toolEntries.set(path, stat);
       const watched = snapshotEntries(graph, want, stats, toolEntries, configReads);
       if (watched !== undefined) {
         const entries = watched.entries;
+        if (graphId === undefined) {
+          graphId = `${buildStart}-${process.pid}`;
+          const bytes = serializeGraph(graph, graphId, want);
+          if (bytes === undefined) graphId = undefined;
+          else writeAtomic(graphCachePath(snapshotFile), bytes);
+        }
         const counts = {configReads: watched.configReads, tools: entries.length - entries.indexOf(TOOLS_MARK) - 1};
         entries.splice(entries.indexOf(TOOLS_MARK), 1);
         writeSnapshot(
           snapshotFile,
-          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs},
+          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs: outputsOf(), ...(graphId === undefined ? {} : {graph: graphId})},
           entries,
           counts,
           buildStart,
@@ -166,22 +250,29 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
     }
     if (r.interrupted) logger.event({type: 'interrupted', signal: options.signal?.reason instanceof Error ? 'abort' : String(options.signal?.reason ?? 'abort')});
-    // The outputs of the targets that are made (up to date or built now); not of a target
-    // that failed, was skipped or would run.
-    return {
+    let outputs: Record<string, Record<string, string>> | undefined;
+    const upToDate = cone === undefined ? r.fresh : [...cone.outside, ...r.fresh];
+    const result: BuildResult = {
       ok: r.failed.length === 0 && !r.interrupted,
       ran: r.ran,
       steps: r.steps,
-      upToDate: r.fresh,
+      upToDate,
       failed: r.failed,
       skipped: r.skipped,
       wouldRun: r.wouldRun,
       interrupted: r.interrupted,
-      outputs: madeOnly(outputs, new Set([...r.fresh, ...r.ran])),
+      // The outputs of the targets that are made (up to date or built now); not of a target
+      // that failed, was skipped or would run. Built when asked for (a cone build decodes them all).
+      get outputs() {
+        return (outputs ??= madeOnly(outputsOf(), new Set([...upToDate, ...r.ran])));
+      },
       root: graph.root,
-      graph,
+      // A graph from the cache has no evaluated config behind it.
+      ...(graphFromCache ? {} : {graph}),
     };
+    return result;
   } finally {
+    cache?.close();
     log?.close();
     if (lock !== undefined) {
       try {
@@ -192,6 +283,162 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       lock.release();
     }
   }
+}
+
+/**
+ * What a cone build looks at: the targets in the cones of the changed files (dirty) and
+ * the upstream targets they read (settled from their records), re-indexed as a graph of
+ * their own. The other wanted targets are up to date as the snapshot says.
+ */
+interface Cone {
+  readonly graph: Graph;
+  readonly want: Uint8Array;
+  /** Upstream targets outside the cones (local indices). */
+  readonly clean: Uint8Array;
+  /** Wanted targets with a step in the whole graph. */
+  readonly wanted: number;
+  /** Wanted targets with a step outside the sub-graph. */
+  readonly outside: string[];
+  /** Every wanted target's outputs (decodes every record of `cache`). */
+  outputs(cache: CachedGraph): Record<string, Record<string, string>>;
+}
+
+function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<string>): Cone | undefined {
+  try {
+    const prefix = loaded.root + sep;
+    const n = cache.targetCount;
+    // 1 = in a changed cone, 2 = read by the cones.
+    const mark = new Uint8Array(n);
+    const stack: number[] = [];
+    for (const abs of changed) {
+      if (!abs.startsWith(prefix)) return undefined;
+      let hit = false;
+      for (const i of cache.targetsOf(abs.slice(prefix.length))) {
+        if (!cache.wanted(i)) continue;
+        stack.push(i);
+        hit = true;
+      }
+      // The snapshot watches a file no wanted target uses: they do not belong together.
+      if (!hit) return undefined;
+    }
+    const dirty: number[] = [];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      if (mark[i] === 1) continue;
+      mark[i] = 1;
+      dirty.push(i);
+      for (const d of cache.dependents(i)) if (mark[d] !== 1 && cache.wanted(d)) stack.push(d);
+    }
+    for (const i of dirty) {
+      for (const d of cache.record(i).dp) {
+        if (!(Number.isInteger(d) && d >= 0 && d < n && cache.wanted(d))) return undefined;
+        if (mark[d] === 0) mark[d] = 2;
+      }
+    }
+    const select: number[] = [];
+    const outside: string[] = [];
+    let wanted = 0;
+    const flags = cache.flags();
+    const names = cache.names();
+    for (let i = 0; i < n; i++) {
+      if (mark[i] !== 0) select.push(i);
+      const f = flags[i]!;
+      if (!wantedIn(f) || groupIn(f)) continue;
+      // Steps only, as the builder counts them.
+      wanted++;
+      if (mark[i] === 0) outside.push(names[i]!);
+    }
+    const targets = cache.targets(select, (i) => mark[i] === 1);
+    const clean = new Uint8Array(select.length);
+    select.forEach((g, k) => (clean[k] = mark[g] === 2 ? 1 : 0));
+    const root = loaded.root;
+    return {
+      graph: cache.graph(loaded, targets, select),
+      want: new Uint8Array(select.length).fill(1),
+      clean,
+      wanted,
+      outside,
+      outputs(cache) {
+        const out: Record<string, Record<string, string>> = {};
+        for (let i = 0; i < n; i++) {
+          if (!cache.wanted(i)) continue;
+          const o = cache.record(i).o;
+          if (o.length > 0) out[cache.name(i)] = Object.fromEntries(o.map(([name, , path]) => [name, join(root, path)]));
+        }
+        return out;
+      },
+    };
+  } catch (err) {
+    if (isCacheDamage(err) || err instanceof SyntaxError) return undefined;
+    throw err;
+  }
+}
+
+/** The whole cached graph, or undefined if the cache is damaged. */
+function fullGraph(cache: CachedGraph, loaded: LoadedConfig): Graph | undefined {
+  try {
+    return cache.graph(loaded, cache.targets(Array.from({length: cache.targetCount}, (_, i) => i), () => true));
+  } catch (err) {
+    if (isCacheDamage(err) || err instanceof SyntaxError) return undefined;
+    throw err;
+  }
+}
+
+/** Whether every upstream the cone reads has a record of its current outputs. */
+function settledFromRecords(cone: Cone, log: StateLog): boolean {
+  for (const t of cone.graph.targets) {
+    if (cone.clean[t.index] !== 1 || t.config.command === undefined) continue;
+    const rec = log.targets.get(t.name);
+    if (rec === undefined || rec.outputs.length !== t.outputs.length || rec.outputs.some((o, k) => o.path !== t.outputs[k]!.path)) return false;
+  }
+  return true;
+}
+
+/**
+ * The snapshot entries a cone build changes, with the stats it used: the changed files
+ * and the outputs of every target in the cones. Undefined when the build used a tool
+ * the snapshot does not watch, or a file is gone.
+ */
+function conePatches(
+  cone: Cone,
+  changed: ChangedFiles,
+  stats: StatCache,
+  executables: ReadonlyArray<readonly [string, readonly number[]]>,
+): Map<string, SnapshotEntry['stat']> | undefined {
+  const watched = new Map(changed.tools.map((e) => [e.path, e.stat]));
+  for (const [path, stat] of executables) {
+    const was = watched.get(path);
+    if (was === undefined || !sameTuple(was, stat)) return undefined;
+  }
+  const root = cone.graph.root;
+  const patches = new Map<string, SnapshotEntry['stat']>();
+  const add = (rel: string): boolean => {
+    const st = stats.get(rel);
+    if (st === undefined) return false;
+    patches.set(root + sep + rel, [st.size, st.mtimeMs, st.ctimeMs, st.ino]);
+    return true;
+  };
+  const prefix = root + sep;
+  for (const abs of changed.changed) if (!abs.startsWith(prefix) || !add(abs.slice(prefix.length))) return undefined;
+  for (const t of cone.graph.targets) {
+    if (cone.clean[t.index] === 1) continue;
+    for (const o of t.outputs) if (!add(o.path)) return undefined;
+  }
+  return patches;
+}
+
+/** The config as the snapshot vouches for it, without evaluating it. */
+function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: string): LoadedConfig {
+  const configPath = findConfig(options.cwd, options.configPath);
+  return {
+    root: dirname(configPath),
+    configPath,
+    config: {targets: []},
+    modules: [],
+    identity,
+    readFiles: changed.configReads.map((e) => e.path),
+    moduleIdentity: () => undefined,
+  };
 }
 
 /**

@@ -42,6 +42,8 @@ export interface BuilderOptions {
    * output hashes stand.
    */
   readonly clean?: Uint8Array;
+  /** Emit the plan event (default true; false when the caller announced the build). */
+  readonly announce?: boolean;
 }
 
 export interface BuilderResult {
@@ -168,7 +170,7 @@ export class Builder {
       this.#pending[t.index] = t.deps.length;
       if (t.deps.length === 0) this.#evaluate.push(t.index);
     }
-    this.#emit({type: 'plan', total});
+    if (this.#o.announce !== false) this.#emit({type: 'plan', total});
     if (!this.#o.dryRun) mkdirSync(this.#o.tmpRoot, {recursive: true});
     const onAbort = () => this.#interrupt();
     this.#o.signal?.addEventListener('abort', onAbort);

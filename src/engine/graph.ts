@@ -63,6 +63,11 @@ export interface Graph {
   readonly pools: ReadonlyMap<string, number>;
   readonly sourceDateEpoch: number;
   readonly loaded: LoadedConfig;
+  /**
+   * A sub-graph (a cone build): each target's index in the whole graph. Action keys name
+   * upstream targets by that index, so they are the same whichever part was analysed.
+   */
+  readonly wholeIndex?: readonly number[];
 }
 
 // '@' names an instance of a target family (sectar@NODE, diskimg@NODE).

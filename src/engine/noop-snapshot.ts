@@ -10,8 +10,8 @@
  *
  * When the only differences are input and output files (same config, same read files,
  * same tools, same state log), the check still stats every entry and reports the
- * changed ones with all the stats it took: the full check reuses the stats instead of
- * taking them again, and takes the targets none of whose files changed as clean.
+ * changed ones with all the stats it took: the full check then re-examines only the
+ * cones of those files and reuses the stats instead of taking them again.
  *
  * The snapshot records the stats the build used, so a file that changes during the build
  * differs next time. A stat too close to its file's mtime (see RACY_MS) is not
@@ -58,6 +58,8 @@ interface Head {
   readonly tools: number;
   /** How many targets are up to date (the length of Result.upToDate). */
   readonly fresh: number;
+  /** Id of the analysed graph cached beside the snapshot (see graph-cache.ts). */
+  readonly graph?: string;
 }
 
 interface Result {
@@ -99,7 +101,8 @@ function validHead(h: Head, count: number): boolean {
     typeof h === 'object' && h !== null &&
     typeof h.identity === 'string' && typeof h.envPath === 'string' && typeof h.stateDir === 'string' &&
     Array.isArray(h.targets) && Array.isArray(h.log) && h.log.length === 3 &&
-    nat(h.configReads) && nat(h.tools) && nat(h.fresh) && h.configReads + h.tools <= count
+    nat(h.configReads) && nat(h.tools) && nat(h.fresh) && h.configReads + h.tools <= count &&
+    (h.graph === undefined || typeof h.graph === 'string')
   );
 }
 
@@ -151,8 +154,11 @@ export interface ChangedFiles {
   readonly stateDir: string;
   /** The files the config read, with their (unchanged) stats. */
   readonly configReads: readonly SnapshotEntry[];
-  /** The tools' executables, with their (unchanged) stats: targets found clean are not asked for theirs again. */
+  /** The tools' executables, with their (unchanged) stats: targets outside the changed cones are not asked for theirs again. */
   readonly tools: readonly SnapshotEntry[];
+  readonly graph: string | undefined;
+  /** The snapshot file's bytes as checked (a cone build writes them again, patched). */
+  readonly snapshot?: Buffer;
 }
 
 export interface FastResult {
@@ -225,8 +231,10 @@ export function checkSnapshot(
   envPath: string,
 ): {readonly kind: 'fresh'; readonly result: FastResult} | {readonly kind: 'changed'; readonly files: ChangedFiles} | undefined {
   let d: Decoded | undefined;
+  let bytes: Buffer;
   try {
-    d = decode(readFileSync(file));
+    bytes = readFileSync(file);
+    d = decode(bytes);
   } catch {
     return undefined;
   }
@@ -295,6 +303,8 @@ export function checkSnapshot(
     stateDir: s.stateDir,
     configReads,
     tools,
+    graph: s.graph,
+    snapshot: bytes,
   };
   return {kind: 'changed', files};
 }
@@ -336,7 +346,7 @@ const RECHECK = -2;
  */
 export function writeSnapshot(
   file: string,
-  data: {identity: string; targets: readonly string[]; envPath: string; stateDir: string; upToDate: readonly string[]; outputs: Record<string, Record<string, string>>},
+  data: {identity: string; targets: readonly string[]; envPath: string; stateDir: string; upToDate: readonly string[]; outputs: Record<string, Record<string, string>>; graph?: string},
   entries: readonly SnapshotEntry[],
   counts: {readonly configReads: number; readonly tools: number},
   buildStart: number,
@@ -363,4 +373,96 @@ export function writeSnapshot(
   const head: Head = {...rest, log: logTuple(data.stateDir), ...counts, fresh: upToDate.length};
   writeAtomic(file, encode(head, {upToDate, outputs}, paths, stats));
   return true;
+}
+
+/** The snapshot file's bytes, or undefined. */
+export function readSnapshot(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Write the snapshot `previous` (a snapshot file's bytes) again with some input and
+ * output entries' stats replaced, as a build that looked only at those files leaves it:
+ * every other entry is unchanged since the check that found these changed, and the
+ * state log's identity is taken now. The racy rule is writeSnapshot's. Returns false
+ * (and writes nothing) when `previous` is unreadable or lacks one of the paths.
+ */
+export function patchSnapshot(
+  file: string,
+  previous: Buffer,
+  patches: ReadonlyMap<string, SnapshotEntry['stat']>,
+  buildStart: number,
+  writeAtomic: (path: string, data: Uint8Array) => void,
+): boolean {
+  let d: Decoded | undefined;
+  try {
+    d = decode(previous);
+  } catch {
+    return false;
+  }
+  if (d === undefined) return false;
+  const paths = Buffer.from(d.paths.buffer, d.paths.byteOffset, d.paths.byteLength);
+  const index = entryIndices(paths, patches);
+  if (index === undefined) return false;
+  const firstTool = d.count - d.head.tools;
+  const head = Buffer.from(JSON.stringify({...d.head, log: logTuple(d.head.stateDir)}), 'utf8');
+  const result = d.result;
+  const {buf: out, statsAt} = layOut(head, result, paths, d.count);
+  out.set(new Uint8Array(d.stats.buffer, d.stats.byteOffset, d.stats.byteLength), statsAt);
+  for (const [path, i] of index) {
+    // Only input and output entries change in a cone build.
+    if (i < d.head.configReads || i >= firstTool) return false;
+    const now = patches.get(path)!;
+    const racy = now[0] !== -1 && (buildStart - now[1] <= RACY_MS || buildStart - now[2] <= RACY_MS);
+    for (let k = 0; k < FIELDS; k++) out.writeDoubleLE(racy ? RECHECK : now[k]!, statsAt + 8 * (FIELDS * i + k));
+  }
+  writeAtomic(file, out);
+  return true;
+}
+
+/** Entry numbers of these paths in a NUL-terminated path list; undefined if one is missing. */
+function entryIndices(list: Buffer, paths: ReadonlySet<string> | ReadonlyMap<string, unknown>): Map<string, number> | undefined {
+  if (paths.size > 16) {
+    // Many: one pass over every path beats a search for each.
+    const out = new Map<string, number>();
+    const all = list.toString('utf8').split('\0');
+    for (let i = 0; i < all.length; i++) if (paths.has(all[i]!)) out.set(all[i]!, i);
+    return out.size === paths.size ? out : undefined;
+  }
+  const found: Array<[number, string]> = [];
+  for (const path of paths.keys()) {
+    const needle = Buffer.from(path + '\0', 'utf8');
+    let at = list.indexOf(needle);
+    while (at > 0 && list[at - 1] !== 0) at = list.indexOf(needle, at + 1);
+    if (at === -1) return undefined;
+    found.push([at, path]);
+  }
+  found.sort((a, b) => a[0] - b[0]);
+  const out = new Map<string, number>();
+  // Entries before a path = NULs before it (a plain Uint8Array's indexOf is the fast one).
+  const bytes = new Uint8Array(list.buffer, list.byteOffset, list.byteLength);
+  let count = 0;
+  let nul = bytes.indexOf(0);
+  for (const [at, path] of found) {
+    while (nul !== -1 && nul < at) {
+      count++;
+      nul = bytes.indexOf(0, nul + 1);
+    }
+    out.set(path, count);
+  }
+  return out;
+}
+
+/** The wanted targets' outputs a snapshot file's bytes record; undefined if unreadable. */
+export function snapshotOutputs(bytes: Buffer): Record<string, Record<string, string>> | undefined {
+  try {
+    const d = decode(bytes);
+    return d === undefined ? undefined : new StoredResult(d.head.stateDir, d.head.fresh, d.result).outputs;
+  } catch {
+    return undefined;
+  }
 }

@@ -101,7 +101,7 @@ export function computeKey(
       } else {
         h = upstream[item.target]?.[item.output];
         if (h === undefined) return undefined;
-        text += `${item.target}:${item.output}\0${h}\0`;
+        text += `${graph.wholeIndex?.[item.target] ?? item.target}:${item.output}\0${h}\0`;
       }
       inputs.push(h);
     }
