@@ -1,5 +1,7 @@
-// Engine benchmark: psy vs ninja vs make on the same synthetic DAG (bench/gen-dag.mjs),
-// side by side in one run. Scenarios: full build, no-op, edit one source with a narrow
+// Engine benchmark: first the real psyopsOS graph (bench/real-graph.mjs), then psy vs
+// ninja vs make on the same synthetic DAG (bench/gen-dag.mjs), side by side in one run:
+// a guard, checked at N = 10000 (full build and ~10% edit within 1.25× ninja, touch runs
+// no command, no-op within 2× ninja). Scenarios: full build, no-op, edit one source with a narrow
 // cone, edit one with a ~10% cone, touch that source without changing it.
 // Prints medians (seconds), psy/ninja ratios and how many commands each tool ran.
 //
@@ -126,7 +128,21 @@ function table({meta, results}) {
   return lines.join('\n');
 }
 
+/** The 10k guard: what the synthetic graph must keep against ninja. */
+function guard({meta, results}) {
+  const r = (s) => results[s].psy.median / results[s].ninja.median;
+  const checks = [
+    ['full ≤ 1.25× ninja', r('full') <= 1.25, `${r('full').toFixed(2)}×`],
+    ['~10% edit ≤ 1.25× ninja', r('edit-wide') <= 1.25, `${r('edit-wide').toFixed(2)}×`],
+    ['touch runs 0 commands', results['touch-wide'].psy.commands === 0, `${results['touch-wide'].psy.commands}`],
+    ['no-op ≤ 2× ninja', r('noop') <= 2, `${r('noop').toFixed(2)}×`],
+  ];
+  return `guard (N = ${meta.targets}): ${checks.map(([what, ok, got]) => `${what}: ${got} ${ok ? 'ok' : 'FAILED'}`).join('; ')}`;
+}
+
 export async function run() {
+  // First the graph users build (bench/real-graph.mjs); PSY_BENCH_REAL=0 leaves it out.
+  if (process.env.PSY_BENCH_REAL !== '0') await (await import('./real-graph.mjs')).run();
   const sizes = (process.env.PSY_BENCH_SIZES ?? '100,1000,10000').split(',').map(Number);
   const v = (cmd) => spawnSync(cmd[0], cmd.slice(1), {encoding: 'utf8'}).stdout.split('\n')[0];
   console.log(`node ${process.version}, ${v(['ninja', '--version'])}, ${v(['make', '--version'])}; medians of wall seconds (runs); CPU = user+sys seconds of the tool and its children`);
@@ -139,6 +155,7 @@ export async function run() {
     const t0 = Date.now();
     const r = benchSize(n);
     console.log(table(r));
+    if (n >= 10000) console.log(`\n${guard(r)}`);
     console.log(`\n(${((Date.now() - t0) / 1000).toFixed(0)} s for this size)\n`);
   }
 }

@@ -139,6 +139,19 @@ describe('step failures name the target, the command or rule, and the output', (
     expect(r.stdout).toContain('FAILED: nf: command not found: psy-no-such-tool');
   });
 
+  it('a failing one-line step reads as the same step spanning two lines, with nothing of psy\'s shell workers', () => {
+    rig.write(config(`[
+      {name: 'one', outputs: {o: 'x'}, command: 'psy-no-such-tool $out; cd /psy-no-such-dir'},
+      {name: 'two', outputs: {o: 'y'}, command: 'psy-no-such-tool $out\\ncd /psy-no-such-dir'},
+    ]`));
+    const r = rig.psy(['build', '-k', '0', '-j', '1']);
+    expect(r.code).toBe(1);
+    const block = (name: string) => r.stdout.split('FAILED: ').find((b) => b.startsWith(name))!.split('\n').filter((l) => l.startsWith('/bin/sh'));
+    expect(block('one')).toHaveLength(2);
+    expect(block('one')).toEqual(block('two').map((l) => l.replace(': 2: cd', ': 1: cd')));
+    expect(r.stdout).not.toMatch(/eval|psy_line/);
+  });
+
   it('a declared tool that is not installed fails before anything runs', () => {
     rig.write(config(`[{name: 't', outputs: {o: 'x'}, command: 'touch $out', tools: [{command: 'psy-absent-tool', versionArgs: ['--version'], debianPackage: 'psy-absent'}]}]`));
     const r = rig.psy(['build']);

@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process';
-import {readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {cpSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {pathToFileURL} from 'node:url';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
@@ -193,6 +193,26 @@ describe('no-op answered before the engine loads', () => {
   }, 60_000);
 });
 
+describe('the bundles', () => {
+  it('a module changed after the bundles were made (tsc alone) runs as changed, not from the old bundle', async () => {
+    rig.psy(['build']);
+    await settle();
+    rig.psy(['build']);
+    // A copy of the CLI, so that its modules can change under its bundles.
+    const copy = rig.path('psy-copy');
+    for (const d of ['bin', 'dist']) cpSync(join(repoRoot, d), join(copy, d), {recursive: true, preserveTimestamps: true});
+    cpSync(join(repoRoot, 'package.json'), join(copy, 'package.json'));
+    symlinkSync(join(repoRoot, 'node_modules'), join(copy, 'node_modules'));
+    const run = () => spawnSync(process.execPath, [join(copy, 'bin', 'psy.js'), 'build'], {cwd: rig.dir, encoding: 'utf8'}).stdout;
+    expect(run()).toBe('psy: no work to do (3 targets up to date)\n');
+    const report = join(copy, 'dist', 'cli', 'build-report.js');
+    writeFileSync(report, readFileSync(report, 'utf8').replaceAll('no work to do', 'nothing changed'));
+    expect(run()).toBe('psy: nothing changed (3 targets up to date)\n');
+    writeFileSync(rig.path('src/a.txt'), 'a2\n');
+    expect(startedSteps(run())).toEqual(['a', 'b', 'c']);
+  }, 60_000);
+});
+
 describe('config manifest', () => {
   it('records a racy module again once it is old enough, so no-ops stop reading it', async () => {
     const manifest = () => JSON.parse(readFileSync(rig.path('cache/config/manifest-build.config.ts.json'), 'utf8')) as {modules: Array<{recordedAt: number; mtimeMs: number}>};
@@ -212,5 +232,56 @@ describe('config manifest', () => {
     // An edit is still seen.
     writeFileSync(rig.path('build.config.ts'), readFileSync(rig.path('build.config.ts'), 'utf8').replace("'cp $in $out'},\n]", "'cat $in > $out'},\n]"));
     expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['c']);
+  }, 60_000);
+});
+
+describe('no-op of glob inputs and directory outputs', () => {
+  // The shape of the psyopsOS graph: a glob over a source tree, a directory output read downstream.
+  const config = `export default {targets: [
+  {name: 'tree', inputs: {s: {glob: 'src/**/*.txt'}}, outputs: {d: {dir: 'tree'}}, command: 'mkdir -p $out/sub && cat $in > $out/sub/all && ln -s sub/all $out/link'},
+  {name: 'sum', inputs: {t: {target: 'tree'}}, outputs: {o: 'sum.out'}, command: 'cat $in/sub/all > $out'},
+]};
+`;
+  const snapshot = () => rig.path('cache/config/noop-build.config.ts-default.snap');
+
+  async function fresh(): Promise<void> {
+    rig.write({'build.config.ts': config, 'src/deep/c.txt': 'c\n'});
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    await settle();
+    rig.psy(['build']);
+    const fast = traced(['build']);
+    expect(fast.stdout).toBe('psy: no work to do (2 targets up to date)\n');
+    for (const m of ENGINE) expect(fast.modules).not.toContain(m);
+  }
+
+  it('answers before the engine loads', async () => {
+    await fresh();
+    expect(readFileSync(snapshot()).length).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a file added where a glob looks (in a new folder too) or removed rebuilds', async () => {
+    await fresh();
+    rig.write({'src/new/n.txt': 'n\n'});
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    expect(rig.read('cache/out/sum.out')).toBe('a\nb\nc\nn\n');
+    await settle();
+    rig.psy(['build']);
+    rmSync(rig.path('src/new/n.txt'));
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    expect(rig.read('cache/out/sum.out')).toBe('a\nb\nc\n');
+  }, 60_000);
+
+  it('an edit deep inside a directory output, or an entry added to it, is seen', async () => {
+    await fresh();
+    writeFileSync(rig.path('cache/out/tree/sub/all'), 'tampered\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+    expect(rig.read('cache/out/tree/sub/all')).toBe('a\nb\nc\n');
+    await settle();
+    rig.psy(['build']);
+    expect(rig.psy(['build']).stdout).toBe('psy: no work to do (2 targets up to date)\n');
+    writeFileSync(rig.path('cache/out/tree/sub/extra'), 'x\n');
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+    rmSync(rig.path('cache/out/tree/link'));
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
   }, 60_000);
 });

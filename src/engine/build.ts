@@ -4,8 +4,8 @@
  * prints and never exits: it reports through the injected logger and returns a result.
  */
 import {availableParallelism} from 'node:os';
-import {dirname, join, sep} from 'node:path';
-import {readdirSync, rmSync} from 'node:fs';
+import {dirname, isAbsolute, join, resolve, sep} from 'node:path';
+import {readdirSync, rmSync, statSync, type Dirent} from 'node:fs';
 import {Builder} from './builder.js';
 import type {BuildLogger} from './events.js';
 import {silentLogger} from './events.js';
@@ -228,15 +228,16 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       // watched (unchanged, or there would be no cone check).
       const toolEntries = new Map<string, SnapshotEntry['stat']>(clean === undefined ? [] : changedFiles!.tools.map((e) => [e.path, e.stat]));
       for (const [path, stat] of tools.executables()) toolEntries.set(path, stat);
-      const entries = snapshotEntries(graph, want, stats, toolEntries, configReads);
-      if (entries !== undefined) {
+      const watched = snapshotEntries(graph, want, stats, toolEntries, configReads);
+      if (watched !== undefined) {
+        const entries = watched.entries;
         if (graphId === undefined) {
           graphId = `${buildStart}-${process.pid}`;
           const bytes = serializeGraph(graph, graphId, want);
           if (bytes === undefined) graphId = undefined;
           else writeAtomic(graphCachePath(snapshotFile), bytes);
         }
-        const counts = {configReads: configReads.length, tools: entries.length - entries.indexOf(TOOLS_MARK) - 1};
+        const counts = {configReads: watched.configReads, tools: entries.length - entries.indexOf(TOOLS_MARK) - 1};
         entries.splice(entries.indexOf(TOOLS_MARK), 1);
         writeSnapshot(
           snapshotFile,
@@ -440,33 +441,122 @@ function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: st
   };
 }
 
-/** The files a no-op snapshot must watch, with the stats the build used; undefined if unsupported. */
-function snapshotEntries(graph: Graph, want: Uint8Array, stats: StatCache, tools: ReadonlyMap<string, SnapshotEntry['stat']>, configReads: SnapshotEntry[]): SnapshotEntry[] | undefined {
+/**
+ * The files a no-op snapshot must watch, with the stats the build used; undefined if
+ * unsupported. `configReads` comes back longer: the folders a glob walks are watched like
+ * the files the config read (an entry added or removed there changes the graph itself).
+ * A directory output is watched entry by entry (its own stat does not show changes deep
+ * inside it): a folder's mtime shows an entry added or removed, a file's stat an edit.
+ */
+function snapshotEntries(
+  graph: Graph,
+  want: Uint8Array,
+  stats: StatCache,
+  tools: ReadonlyMap<string, SnapshotEntry['stat']>,
+  configReads: readonly SnapshotEntry[],
+): {entries: SnapshotEntry[]; configReads: number} | undefined {
   const entries: SnapshotEntry[] = [...configReads];
-  const seen = new Set<string>();
+  const seen = new Set<string>(configReads.map((e) => e.path));
+  const prefix = graph.root + sep;
+  const abs = (rel: string) => (isAbsolute(rel) ? rel : prefix + rel);
+  for (const dir of globFolders(graph, want)) {
+    const path = abs(dir);
+    if (seen.has(path)) continue;
+    seen.add(path);
+    entries.push({path, stat: statTuple(path)});
+  }
+  const reads = entries.length;
   const add = (rel: string): boolean => {
-    if (seen.has(rel)) return true;
-    seen.add(rel);
+    const path = abs(rel);
+    if (seen.has(path)) return true;
+    seen.add(path);
     const st = stats.get(rel);
     if (st === undefined) return false;
-    entries.push({path: graph.root + sep + rel, stat: [st.size, st.mtimeMs, st.ctimeMs, st.ino]});
+    entries.push({path, stat: [st.size, st.mtimeMs, st.ctimeMs, st.ino]});
+    return true;
+  };
+  const addTree = (rel: string): boolean => {
+    if (!add(rel)) return false;
+    let list: Dirent[];
+    try {
+      list = readdirSync(prefix + rel, {withFileTypes: true});
+    } catch {
+      return false;
+    }
+    for (const e of list) {
+      const child = `${rel}/${e.name}`;
+      // A link cannot change in place (it is replaced, which changes its folder's mtime);
+      // the check's stat would follow it, perhaps out of the tree (etc/mtab → /proc).
+      if (e.isSymbolicLink()) continue;
+      if (e.isDirectory() ? !addTree(child) : !addEntry(child)) return false;
+    }
+    return true;
+  };
+  const addEntry = (rel: string): boolean => {
+    const path = prefix + rel;
+    if (seen.has(path)) return true;
+    seen.add(path);
+    entries.push({path, stat: statTuple(path)});
     return true;
   };
   for (const t of graph.targets) {
     if (!want[t.index]) continue;
     for (const input of t.inputs) {
-      // New files matching a glob cannot be seen by stat alone.
-      if (input.globs.length > 0) return undefined;
       for (const item of input.items) if (item.kind === 'file' && !add(item.path)) return undefined;
     }
-    for (const o of t.outputs) {
-      // A directory's own stat does not show changes deep inside it.
-      if (o.kind === 'dir' || !add(o.path)) return undefined;
-    }
+    for (const o of t.outputs) if (!(o.kind === 'dir' ? addTree(o.path) : add(o.path))) return undefined;
   }
   entries.push(TOOLS_MARK);
   for (const [path, stat] of tools) entries.push({path, stat});
-  return entries;
+  return {entries, configReads: reads};
+}
+
+/**
+ * The folders the wanted targets' globs look in (relative to the root, or absolute):
+ * the pattern's fixed base and, when the pattern reaches below it, every folder under
+ * it that the glob does not ignore.
+ */
+function globFolders(graph: Graph, want: Uint8Array): Set<string> {
+  const out = new Set<string>();
+  const ignored = new Set([graph.outDir, 'cache', 'node_modules', '.git'].map((d) => graph.root + sep + d));
+  const walk = (dir: string) => {
+    if (out.has(dir)) return;
+    out.add(dir);
+    let list: Dirent[];
+    try {
+      list = readdirSync(dir, {withFileTypes: true});
+    } catch {
+      return;
+    }
+    for (const e of list) {
+      const child = dir + sep + e.name;
+      if (ignored.has(child)) continue;
+      // fast-glob follows links to folders: so does the walk (a loop ends at the seen check).
+      if (e.isDirectory() || (e.isSymbolicLink() && isDir(child))) walk(child);
+    }
+  };
+  for (const t of graph.targets) {
+    if (!want[t.index]) continue;
+    for (const input of t.inputs) {
+      for (const pattern of input.globs) {
+        const parts = pattern.split('/');
+        const magic = parts.findIndex((p) => /[*?[\]{}()!+@]/.test(p));
+        const base = resolve(graph.root, parts.slice(0, magic === -1 ? parts.length : magic).join('/') || '.');
+        // A pattern whose magic is only in its last part lists one folder.
+        if (magic === parts.length - 1 && !parts[magic]!.includes('**')) out.add(base);
+        else walk(base);
+      }
+    }
+  }
+  return out;
+}
+
+function isDir(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** The input and output files of the wanted targets (relative to the root). */
@@ -487,22 +577,33 @@ function sameTuple(a: readonly number[], b: readonly number[]): boolean {
 
 /**
  * Wanted targets the snapshot proves up to date: none of their input or output files
- * changed, and none of their upstream targets is in the cone of a changed file.
+ * (or entries of their output trees) changed, and none of their upstream targets is in
+ * the cone of a changed file. Undefined when a changed path belongs to no wanted target.
  */
-function cleanTargets(graph: Graph, want: Uint8Array, changed: ReadonlySet<string>): Uint8Array {
+function cleanTargets(graph: Graph, want: Uint8Array, changed: ReadonlySet<string>): Uint8Array | undefined {
   const n = graph.targets.length;
   const dirty = new Uint8Array(n);
   const stack: number[] = [];
   const prefix = graph.root + sep;
+  const owned = new Set<string>();
   for (const t of graph.targets) {
     if (!want[t.index]) continue;
     let hit = false;
+    const mine = (abs: string) => {
+      owned.add(abs);
+      hit = true;
+    };
     for (const input of t.inputs) {
-      for (const item of input.items) if (item.kind === 'file' && changed.has(prefix + item.path)) hit = true;
+      for (const item of input.items) if (item.kind === 'file' && changed.has(prefix + item.path)) mine(prefix + item.path);
     }
-    for (const o of t.outputs) if (changed.has(prefix + o.path)) hit = true;
+    for (const o of t.outputs) {
+      const abs = prefix + o.path;
+      if (changed.has(abs)) mine(abs);
+      if (o.kind === 'dir') for (const c of changed) if (c.startsWith(abs + sep)) mine(c);
+    }
     if (hit) stack.push(t.index);
   }
+  for (const c of changed) if (!owned.has(c)) return undefined;
   while (stack.length > 0) {
     const i = stack.pop()!;
     if (dirty[i]) continue;

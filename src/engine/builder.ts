@@ -17,7 +17,7 @@ import type {Graph, GraphTarget} from './graph.js';
 import type {StepProcess} from './process.js';
 import type {ShellPool} from './shell-pool.js';
 import type {RuleContext, RunOptions, RunResult} from './rule.js';
-import {computeKey, currentOutputs, staleReason, type OutputHashes, type TargetKey} from './staleness.js';
+import {computeKey, currentOutputs, decide, type OutputHashes, type TargetKey, type Verdict} from './staleness.js';
 import type {StateLog} from './state-log.js';
 import type {ToolVersions} from './tools.js';
 
@@ -248,54 +248,43 @@ export class Builder {
   #evaluateOne(i: number): void {
     const t = this.#g.targets[i]!;
     const {files, tools, log} = this.#o;
+    const group = isGroup(t);
+    let verdict: Verdict = {run: 'need-key'};
     if (this.#o.clean?.[i] === 1) {
-      const group = isGroup(t);
-      const rec = group ? undefined : log.targets.get(t.name);
-      if (group || (rec !== undefined && rec.outputs.length === t.outputs.length && rec.outputs.every((o, k) => o.path === t.outputs[k]!.path))) {
-        this.#outHashes[i] = rec === undefined ? [] : rec.outputs.map((o) => o.hash);
-        if (!group) {
-          this.#result.fresh.push(t.name);
-          this.#emit({type: 'fresh', target: t.name});
-        }
-        this.#complete(i);
-        return;
-      }
-    }
-    if (isGroup(t)) {
-      // A group: done once its inputs are. In a dry run it is stale while an upstream
-      // would rebuild, so explain (a dry run) and build -n say the same of it.
+      verdict = decide(this.#g, t, group ? {kind: 'group'} : {kind: 'vouched', rec: log.targets.get(t.name)});
+    } else if (group) {
+      // In a dry run a group is stale while an upstream would rebuild, so explain (a dry
+      // run) and build -n say the same of it.
       const up = this.#o.dryRun ? t.deps.find((d) => this.#outHashes[d] === undefined) : undefined;
-      if (up !== undefined) {
-        this.#markWouldRun(t, `input target ${this.#g.targets[up]!.name} will rebuild`);
-        return;
+      verdict = decide(this.#g, t, {kind: 'group', ...(up === undefined ? {} : {pending: this.#g.targets[up]!.name})});
+    }
+    let key: TargetKey | undefined;
+    if (verdict.run === 'need-key') {
+      key = computeKey(this.#g, t, files, tools, this.#outHashes);
+      if (key === undefined) {
+        // Dry run: an upstream would rebuild, so its output is not known yet.
+        const up = t.deps.find((d) => this.#outHashes[d] === undefined);
+        verdict = decide(this.#g, t, {kind: 'upstream-pending', upstream: this.#g.targets[up ?? t.deps[0]!]!.name});
+      } else {
+        verdict = decide(this.#g, t, {kind: 'keyed', key, rec: log.targets.get(t.name), outputs: currentOutputs(t, files)});
       }
-      this.#outHashes[i] = [];
+    }
+    if (verdict.run === false) {
+      this.#outHashes[i] = verdict.outputs;
+      if (!group) {
+        this.#result.fresh.push(t.name);
+        this.#emit({type: 'fresh', target: t.name});
+      }
       this.#complete(i);
       return;
     }
-    const key = computeKey(this.#g, t, files, tools, this.#outHashes);
-    if (key === undefined) {
-      // Dry run: an upstream would rebuild, so its output is not known yet.
-      const up = t.deps.find((d) => this.#outHashes[d] === undefined);
-      this.#markWouldRun(t, `input target ${this.#g.targets[up ?? t.deps[0]!]!.name} will rebuild`);
-      return;
-    }
-    const rec = log.targets.get(t.name);
-    const outputs = currentOutputs(t, files);
-    const reason = staleReason(this.#g, t, key, rec, outputs);
-    if (reason === undefined) {
-      this.#outHashes[i] = outputs as string[];
-      this.#result.fresh.push(t.name);
-      this.#emit({type: 'fresh', target: t.name});
-      this.#complete(i);
-      return;
-    }
-    if (this.#o.dryRun) {
-      this.#markWouldRun(t, reason);
+    if (verdict.run === 'need-key') throw new Error(`internal: no verdict for target "${t.name}"`);
+    if (this.#o.dryRun || key === undefined) {
+      this.#markWouldRun(t, verdict.reason);
       return;
     }
     this.#keys[i] = key;
-    this.#reasons[i] = reason;
+    this.#reasons[i] = verdict.reason;
     this.#state[i] = S.Queued;
     this.#ready.push(i);
   }

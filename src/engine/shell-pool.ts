@@ -141,7 +141,10 @@ export class ShellPool {
     });
     const r = await worker.run(`${exports}eval ${quote(command)}`);
     if (!worker.dead) this.#idle.push(worker);
-    return r;
+    // The shell names the worker's eval in its own errors ("/bin/sh: 1: eval: x: not
+    // found"); without it they read as a directly started step's do. (An exec of a new
+    // shell per step would say the same, at the cost of a process image per step.)
+    return r.output.includes(EVAL_MARK) ? {code: r.code, output: Buffer.from(r.output.toString('latin1').replace(EVAL_ERROR, '$1'), 'latin1')} : r;
   }
 
   close(): void {
@@ -154,6 +157,9 @@ export class ShellPool {
     for (const w of this.#all) w.kill('SIGKILL');
   }
 }
+
+const EVAL_MARK = Buffer.from(': eval: ');
+const EVAL_ERROR = /^(\/bin\/sh: \d+: )eval: /gm;
 
 function quote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;

@@ -1,4 +1,10 @@
 /**
+ * The one place that decides whether a target runs, and why (decide). Everything else
+ * only gathers evidence for it: the builder computes keys and output hashes, a cone build
+ * or the no-op snapshot vouches that none of a target's files changed since a build that
+ * found it up to date (the snapshot's fast no-op replays exactly those recorded verdicts).
+ * `psy build -n` and `psy explain` print its verdicts.
+ *
  * Action keys and the reasons a target is stale. The key of a target is the hash of
  * what it does (rule identity or command text), its parameters, its tools' versions,
  * its declared outputs and the content of every input, including upstream outputs —
@@ -108,12 +114,49 @@ export function currentOutputs(t: GraphTarget, files: FileHasher): Array<string 
   return t.outputs.map((o) => files.output(o.path, o.kind));
 }
 
+/** What a caller found out about a target. */
+export type Evidence =
+  /** A group (no step): done once its inputs are. `pending`: an upstream that would rebuild (dry run). */
+  | {readonly kind: 'group'; readonly pending?: string}
+  /** Dry run: this upstream would rebuild, so the target's key cannot be known yet. */
+  | {readonly kind: 'upstream-pending'; readonly upstream: string}
+  /** The snapshot saw none of its files, nor an upstream's, change since it was last found up to date. */
+  | {readonly kind: 'vouched'; readonly rec: TargetRecord | undefined}
+  /** Its key from the current inputs, its record, its outputs' current hashes. */
+  | {readonly kind: 'keyed'; readonly key: TargetKey; readonly rec: TargetRecord | undefined; readonly outputs: ReadonlyArray<string | undefined>};
+
+export type Verdict =
+  /** Up to date: its outputs' hashes, for the targets that read them. */
+  | {readonly run: false; readonly outputs: readonly string[]}
+  | {readonly run: true; readonly reason: string}
+  /** The evidence does not settle it: compute the key and decide again. */
+  | {readonly run: 'need-key'};
+
+export function decide(graph: Graph, t: GraphTarget, e: Evidence): Verdict {
+  switch (e.kind) {
+    case 'group':
+      return e.pending === undefined ? {run: false, outputs: []} : {run: true, reason: `input target ${e.pending} will rebuild`};
+    case 'upstream-pending':
+      return {run: true, reason: `input target ${e.upstream} will rebuild`};
+    case 'vouched': {
+      // Only a record of the outputs the target declares now vouches for them.
+      const rec = e.rec;
+      if (rec === undefined || rec.outputs.length !== t.outputs.length || rec.outputs.some((o, k) => o.path !== t.outputs[k]!.path)) return {run: 'need-key'};
+      return {run: false, outputs: rec.outputs.map((o) => o.hash)};
+    }
+    case 'keyed': {
+      const reason = staleReason(graph, t, e.key, e.rec, e.outputs);
+      return reason === undefined ? {run: false, outputs: e.outputs as string[]} : {run: true, reason};
+    }
+  }
+}
+
 /**
  * The first reason a target must run, or undefined when it is up to date. Order: never
  * built, output missing, action changed, tool changed, parameters changed, input
  * changed, output changed since it was built.
  */
-export function staleReason(
+function staleReason(
   graph: Graph,
   t: GraphTarget,
   key: TargetKey,
