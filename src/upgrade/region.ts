@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto';
-import {execFile} from 'node:child_process';
 import {closeSync, fsyncSync, openSync, readSync, statSync, writeSync, constants as fsc} from 'node:fs';
 import {PsyError} from '../errors.js';
+import {runToolExit, tailOf} from '../tools/run.js';
 
 /** A byte range of an image file or a whole block device: one slot or the ESP. */
 export interface Region {
@@ -57,13 +57,8 @@ export function flushPath(path: string): void {
  */
 export async function dropCachedReads(path: string): Promise<void> {
   if (!statSync(path).isBlockDevice()) return;
-  await new Promise<void>((resolve, reject) => {
-    execFile('blockdev', ['--flushbufs', path], (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new PsyError('missing-tool', 'blockdev not found (util-linux or busybox)'));
-      reject(new PsyError('flush-failed', `blockdev --flushbufs ${path} failed: ${String(stderr).trim() || err.message}`));
-    });
-  });
+  const r = await runToolExit('blockdev', ['--flushbufs', path]);
+  if (r.code !== 0) throw new PsyError('flush-failed', `blockdev --flushbufs ${path} failed: ${tailOf(r.stderr.toString('utf8')) || `exit ${r.code}`}`);
 }
 
 /** sha256 of a byte range of a file, read in 1 MiB chunks. */
