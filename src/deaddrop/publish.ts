@@ -5,7 +5,7 @@ import {type PublicKey, type SecretKey} from '../sign/keys.js';
 import {signFile, verifyTrustedComment} from '../sign/signature.js';
 import {formatTrustedComment, parseTrustedComment} from '../sign/trusted-comment.js';
 import {SCRATCH_PREFIX, copyFileAtomic, fsyncDir, replaceSymlink, writeFileAtomic} from '../fs/atomic-write.js';
-import {sha256File} from './hash.js';
+import {sha256File} from '../fs/sha256-file.js';
 import {withReplicaLock} from './replica-lock.js';
 import {
   APK_DIR,

@@ -1,4 +1,3 @@
-import {createHash} from 'node:crypto';
 import {closeSync, fsyncSync, openSync, readSync, statSync, writeSync, constants as fsc} from 'node:fs';
 import {PsyError} from '../errors.js';
 import {runToolExit, tailOf} from '../tools/run.js';
@@ -9,8 +8,6 @@ export interface Region {
   readonly offset: number;
   readonly size: number;
 }
-
-const CHUNK = 1 << 20;
 
 export function readRegion(r: Region, at: number, length: number): Buffer {
   const buf = Buffer.alloc(length);
@@ -59,24 +56,4 @@ export async function dropCachedReads(path: string): Promise<void> {
   if (!statSync(path).isBlockDevice()) return;
   const r = await runToolExit('blockdev', ['--flushbufs', path]);
   if (r.code !== 0) throw new PsyError('flush-failed', `blockdev --flushbufs ${path} failed: ${tailOf(r.stderr.toString('utf8')) || `exit ${r.code}`}`);
-}
-
-/** sha256 of a byte range of a file, read in 1 MiB chunks. */
-export function hashFileRange(path: string, offset: number, length: number): string {
-  const h = createHash('sha256');
-  const buf = Buffer.alloc(Math.min(CHUNK, Math.max(1, length)));
-  const fd = openSync(path, fsc.O_RDONLY);
-  try {
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      done += n;
-    }
-    if (done !== length) throw new Error(`short read in ${path}`);
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest('hex');
 }

@@ -5,6 +5,7 @@ import {createHash} from 'node:crypto';
 import {makeExt4} from '../disk/ext4.js';
 import {deriveUuid, type Partition} from '../disk/gpt.js';
 import {PsyError} from '../errors.js';
+import {sha256FileSync} from '../fs/sha256-file.js';
 import {runToolExit} from '../tools/run.js';
 import {readRegion, writeRegion, type Region} from './region.js';
 
@@ -287,31 +288,13 @@ export async function checkSlotFiles(
     }
     const got = await hashSlotFileViaDebugfs(r, f.name);
     if (got && f.hostFile !== undefined) {
-      const host = hostFileSha256(f.hostFile);
+      const host = sha256FileSync(f.hostFile);
       out.set(f.name, {...got, same: host.sha256 === got.sha256 && host.size === got.size});
     } else {
       out.set(f.name, got);
     }
   }
   return out;
-}
-
-function hostFileSha256(path: string): {sha256: string; size: number} {
-  const h = createHash('sha256');
-  const buf = Buffer.alloc(1 << 20);
-  const fd = openSync(path, 'r');
-  let size = 0;
-  try {
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, size);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      size += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return {sha256: h.digest('hex'), size};
 }
 
 function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string, compareOnly = false): SlotFileCheck {
