@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto';
-import {blake2b as noble} from '@noble/hashes/blake2.js';
+import {createRequire} from 'node:module';
+import {pathToFileURL} from 'node:url';
 
 /**
  * BLAKE2b (RFC 7693), the one module for it. minisign prehashes whole files with the
@@ -9,6 +10,12 @@ import {blake2b as noble} from '@noble/hashes/blake2.js';
  * (BLAKE2b-256 is not a truncation of BLAKE2b-512: the length is in the parameter block;
  * minisign's secret-key checksum needs it).
  */
+
+// Resolved from psy's own install: rules are compiled into the project's cache, where a
+// bare import would look for node_modules in the project instead.
+const {blake2b: noble} = (await import(
+  pathToFileURL(createRequire(import.meta.url).resolve('@noble/hashes/blake2.js')).href
+)) as typeof import('@noble/hashes/blake2.js');
 
 export type Blake2bImpl = 'native' | 'noble';
 

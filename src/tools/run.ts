@@ -1,3 +1,5 @@
+import {createRequire} from 'node:module';
+import {pathToFileURL} from 'node:url';
 import {PsyError} from '../errors.js';
 import type {RunOptions, RunResult} from '../engine/rule.js';
 import {debianPackageOf} from './table.js';
@@ -49,8 +51,10 @@ const asBuffer = (u: unknown): Buffer =>
  * that cannot be started is an error: a missing one names its Debian package.
  */
 export async function runToolExit(command: string, args: readonly string[], options: ToolRunOptions = {}): Promise<ToolExit> {
-  // Loaded on first use: a no-op build, which runs nothing, never pays for execa.
-  const {execa} = await import('execa');
+  // Loaded on first use (a no-op build, which runs nothing, never pays for execa), and
+  // from psy's own install: rules are compiled into the project's cache, where a bare
+  // import would look for node_modules in the project instead.
+  const {execa} = (await import(pathToFileURL(createRequire(import.meta.url).resolve('execa')).href)) as typeof import('execa');
   const sub = execa(command, args, {
     cwd: options.cwd,
     env: options.env,

@@ -1,6 +1,7 @@
 import {cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync} from 'node:fs';
 import {builtinModules} from 'node:module';
 import {dirname, join, relative, resolve} from 'node:path';
+import {fileURLToPath} from 'node:url';
 import {PsyError} from '../errors.js';
 
 /** Where the program goes inside the package. */
@@ -9,7 +10,8 @@ const ENTRY = 'cli/neuralupgrade.js';
 /** Imported on demand only (S3 repositories); nodes use the HTTP(S) endpoint without it. */
 const OPTIONAL = new Set(['@aws-sdk/client-s3']);
 
-const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"]+)['"]/g;
+// imports, and packages resolved from psy's own install (createRequire(import.meta.url).resolve)
+const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|createRequire\(import\.meta\.url\)\.resolve\(\s*)['"]([^'"]+)['"]/g;
 
 /** The npm package a bare import names: `@scope/name` or `name`, without a subpath. */
 function packageName(spec: string): string {
@@ -105,12 +107,15 @@ export function stageNeuralupgradePackage(declarationDir: string, distDir: strin
     // the source map comment points at files that are not shipped
     writeFileSync(join(lib, rel), readFileSync(join(distDir, rel), 'utf8').replace(/\n\/\/# sourceMappingURL=.*\n?$/, '\n'));
   }
-  // npm packages keep their place relative to the program (node_modules/...), so Node
-  // resolves them inside the package as it does in the project
-  const project = dirname(resolve(distDir));
-  for (const pkgDir of packageDirs(importedPackages(distDir), project)) {
-    const at = relative(project, pkgDir);
-    if (at.startsWith('..')) throw new PsyError('package-external', `${pkgDir} lies outside the project ${project}`);
+  // npm packages come from psy's own install (dist/ may be a copy elsewhere) and keep
+  // their place relative to it (node_modules/...), so Node resolves them inside the
+  // package as it does in psy
+  const here = dirname(fileURLToPath(import.meta.url));
+  let install = here;
+  while (!existsSync(join(install, 'node_modules')) && dirname(install) !== install) install = dirname(install);
+  for (const pkgDir of packageDirs(importedPackages(distDir), here)) {
+    const at = relative(install, pkgDir);
+    if (at.startsWith('..')) throw new PsyError('package-external', `${pkgDir} lies outside psy's install ${install}`);
     for (const rel of packageFiles(pkgDir)) {
       mkdirSync(dirname(join(lib, at, rel)), {recursive: true});
       cpSync(join(pkgDir, rel), join(lib, at, rel));
