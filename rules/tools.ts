@@ -1,17 +1,18 @@
 import type {ToolSpec} from '../src/engine/rule.js';
+import {tool} from '../src/tools/table.js';
 
-/** External programs the rules run; their versions join the action keys. */
+/** External programs the rules run; their versions join the action keys. Entries come from the one tool table. */
 export const tools = {
-  patch: {command: 'patch', versionArgs: ['--version'], debianPackage: 'patch'},
-  depmod: {command: 'depmod', versionArgs: ['--version'], debianPackage: 'kmod'},
-  mksquashfs: {command: 'mksquashfs', versionArgs: ['-version'], debianPackage: 'squashfs-tools'},
-  zstd: {command: 'zstd', versionArgs: ['--version'], debianPackage: 'zstd'},
-  xz: {command: 'xz', versionArgs: ['--version'], debianPackage: 'xz-utils'},
-  grubMkimage: {command: 'grub-mkimage', versionArgs: ['--version'], debianPackage: 'grub-efi-amd64-bin'},
-  sfdisk: {command: 'sfdisk', versionArgs: ['--version'], debianPackage: 'fdisk'},
-  mkfsVfat: {command: 'mkfs.vfat', versionArgs: ['--help'], debianPackage: 'dosfstools'},
-  mcopy: {command: 'mcopy', versionArgs: ['--version'], debianPackage: 'mtools'},
-  mke2fs: {command: 'mke2fs', versionArgs: ['-V'], debianPackage: 'e2fsprogs'},
-  debugfs: {command: 'debugfs', versionArgs: ['-V'], debianPackage: 'e2fsprogs'},
-  cp: {command: 'cp', versionArgs: ['--version'], debianPackage: 'coreutils'},
+  patch: tool('patch'),
+  depmod: tool('depmod'),
+  mksquashfs: tool('mksquashfs'),
+  zstd: tool('zstd'),
+  xz: tool('xz'),
+  grubMkimage: tool('grub-mkimage'),
+  sfdisk: tool('sfdisk'),
+  mkfsVfat: tool('mkfs.vfat'),
+  mcopy: tool('mcopy'),
+  mke2fs: tool('mke2fs'),
+  debugfs: tool('debugfs'),
+  cp: tool('cp'),
 } satisfies Record<string, ToolSpec>;

@@ -15,10 +15,10 @@ import {
   readExt4File,
   readFatFile,
   readPartitions,
-  runTool,
   writeFatFile,
   writePartition,
 } from '../src/disk/index.js';
+import {runTool} from '../src/tools/run.js';
 import {directoryEntries, writeTar} from '../src/image/tar.js';
 
 const EPOCH = 1700000000;

@@ -3,7 +3,7 @@ import {chmod, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile} from 'n
 import {tmpdir} from 'node:os';
 import {dirname, join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
-import {runTool} from '../src/disk/run-tool.js';
+import {runTool} from '../src/tools/run.js';
 import {compress, cpioArchive} from '../src/image/cpio.js';
 import {elfClosure, readElfDeps} from '../src/image/elf.js';
 import {featureGlobs, matchModuleGlobs, moduleClosure, moduleFirmware, readModuleTree} from '../src/image/kmod.js';

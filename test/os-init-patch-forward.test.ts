@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import initPatch from '../rules/init-patch.js';
-import {runTool} from '../src/disk/run-tool.js';
+import {runTool} from '../src/tools/run.js';
 import {applyInitPatch, makeInitPatch} from '../src/image/init-patch.js';
 import {alpineTestData, haveAlpineTestData, repoRoot} from './helpers/shared-data.js';
 import {runRule} from './helpers/rule-context.js';
@@ -30,7 +30,7 @@ async function apply(orig: string, patch: string, name = 'alpine/initramfs-init.
 }
 
 /** A small upstream init and a two-hunk patch made from it with diff, as psy mkinitpatch does. */
-function synthetic() {
+async function synthetic() {
   const lines = Array.from({length: 40}, (_, i) => `line ${i + 1}`);
   const orig = join(dir, 'initramfs-init');
   writeFileSync(orig, lines.join('\n') + '\n');
@@ -42,20 +42,20 @@ function synthetic() {
   const onlySecond = join(dir, 'only-second');
   writeFileSync(onlySecond, [...lines.slice(0, 30), '# psyopsOS: second', 'echo psyopsos', ...lines.slice(30)].join('\n') + '\n');
   const patch = join(dir, 'initramfs-init.patch');
-  writeFileSync(patch, makeInitPatch(orig, full));
+  writeFileSync(patch, await makeInitPatch(orig, full));
   return {orig, full, onlyFirst, onlySecond, patch};
 }
 
 describe('the init patch is applied with --forward', () => {
   it('applies to the upstream init as before', async () => {
-    const s = synthetic();
+    const s = await synthetic();
     const {err, out} = await apply(s.orig, s.patch);
     expect(err).toBeUndefined();
     expect(readFileSync(out, 'utf8')).toBe(readFileSync(s.full, 'utf8'));
   });
 
   it('refuses an upstream init that already holds the whole patch, quoting the hunk, instead of reversing it', async () => {
-    const s = synthetic();
+    const s = await synthetic();
     const {err, out} = await apply(s.full, s.patch);
     expect(err?.code).toBe('patch-already-applied');
     expect(err?.message).toBe(
@@ -70,7 +70,7 @@ describe('the init patch is applied with --forward', () => {
     ['the first hunk', 'onlyFirst', /; applied hunk: @@ -8,6 \+8,7 @@ \| \+# psyopsOS: first$/],
     ['the second hunk', 'onlySecond', /; applied hunk: @@ -29,6 \+30,8 @@ \| \+# psyopsOS: second \| \+echo psyopsos$/],
   ] as const)('refuses an upstream init that already holds %s', async (_what, which, hunk) => {
-    const s = synthetic();
+    const s = await synthetic();
     const {err} = await apply(s[which], s.patch);
     expect(err?.code).toBe('patch-already-applied');
     expect(err?.message).toMatch(/^alpine\/initramfs-init\.patch is already applied, in whole or in part, to the upstream initramfs-init \(refused, not reversed\); applied hunk: /);
@@ -79,7 +79,7 @@ describe('the init patch is applied with --forward', () => {
   });
 
   it('the init-patch rule refuses it too', async () => {
-    const s = synthetic();
+    const s = await synthetic();
     const err = (await runRule(initPatch, {root: dir, inputs: {orig: [s.full], patch: [s.patch]}, outputs: {init: 'file'}}).catch((e: unknown) => e)) as Error & {code?: string};
     expect(err.code).toBe('patch-already-applied');
     expect(err.message).toMatch(/^initramfs-init\.patch is already applied/);

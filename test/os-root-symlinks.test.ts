@@ -6,7 +6,7 @@ import initOrig from '../rules/init-orig.js';
 import kernel from '../rules/kernel.js';
 import modloop from '../rules/modloop.js';
 import {copyFileFromRoot, readFileInRoot, resolveInRoot} from '../src/apk/root-path.js';
-import {runTool} from '../src/disk/run-tool.js';
+import {runTool} from '../src/tools/run.js';
 import {elfClosure} from '../src/image/elf.js';
 import {featureFiles} from '../src/image/kmod.js';
 import {runRule} from './helpers/rule-context.js';

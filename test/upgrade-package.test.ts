@@ -1,13 +1,13 @@
 import {execFile} from 'node:child_process';
 import {mkdtempSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
-import {join} from 'node:path';
+import {join, relative} from 'node:path';
 import {promisify} from 'node:util';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {readApk} from '../src/apk/apk-package.js';
 import {generateSigningKey, keyringFromPem} from '../src/apk/keys.js';
 import {buildDeclaredPackage, readPackageDeclaration} from '../src/apk/package-builder.js';
-import {moduleClosure, stageNeuralupgradePackage} from '../src/upgrade/package-stage.js';
+import {importedPackages, moduleClosure, packageDirs, stageNeuralupgradePackage} from '../src/upgrade/package-stage.js';
 import {repoRoot} from './helpers/shared-data.js';
 import {UpgradeRig} from './helpers/upgrade-rig.js';
 
@@ -24,6 +24,11 @@ describe('neuralupgrade as an APK built by psy', () => {
     const mods = moduleClosure(join(repoRoot, 'dist'));
     for (const m of ['cli/neuralupgrade.js', 'upgrade/apply-os.js', 'boot/grubenv.js', 'sign/signature.js', 'disk/ext4.js']) expect(mods).toContain(m);
     expect(mods.some((m) => m.startsWith('engine/') || m.startsWith('apk/'))).toBe(false);
+    // npm packages ship with their dependencies, found as Node finds them
+    expect(importedPackages(join(repoRoot, 'dist'))).toContain('execa');
+    const dirs = packageDirs(['execa'], repoRoot).map((d) => relative(repoRoot, d));
+    for (const d of ['node_modules/execa', 'node_modules/cross-spawn', 'node_modules/signal-exit']) expect(dirs).toContain(d);
+    expect(() => packageDirs(['no-such-package-psy'], repoRoot)).toThrow(/npm package no-such-package-psy .*not installed/);
   });
 
   it('builds a signed APK whose launcher runs from the unpacked tree', async () => {
@@ -37,6 +42,8 @@ describe('neuralupgrade as an APK built by psy', () => {
     const launcher = pkg.dataEntries.find((e) => e.path === 'usr/sbin/neuralupgrade');
     expect(launcher?.mode).toBe(0o755);
     expect(pkg.dataEntries.some((e) => e.path === 'usr/lib/neuralupgrade/cli/neuralupgrade.js')).toBe(true);
+    expect(pkg.dataEntries.some((e) => e.path === 'usr/lib/neuralupgrade/node_modules/execa/package.json')).toBe(true);
+    expect(pkg.dataEntries.some((e) => e.path.endsWith('.d.ts'))).toBe(false);
 
     // the staged tree is the package's content: run it with node, as a node would
     const nu = join(staged, 'files', 'usr', 'sbin', 'neuralupgrade');

@@ -1,5 +1,6 @@
-import {existsSync, mkdirSync, readdirSync, renameSync, writeFileSync} from 'node:fs';
+import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs';
 import {isAbsolute, join, relative, resolve} from 'node:path';
+import {writeFileAtomicSync} from '../fs/atomic-write.js';
 import {generateSigningKey, type SigningKey} from './keys.js';
 import {loadSigningKey} from './package-builder.js';
 
@@ -39,9 +40,7 @@ export function resolveApkBuildKey(root: string, configured: string | undefined,
     path = join(dir, key.name.replace(/\.pub$/, ''));
     // public half first, so a private key never exists without it
     writeFileSync(`${path}.pub`, key.publicKeyPem, {mode: 0o644});
-    const tmp = `${path}.tmp-${process.pid}`;
-    writeFileSync(tmp, key.privateKeyPem, {mode: 0o600});
-    renameSync(tmp, path);
+    writeFileAtomicSync(path, key.privateKeyPem, 0o600);
   }
   warn(`warning: no APK build key configured, signing our packages with the development key ${show(path)}; it must not sign releases (set settings.alpine.apkBuildKey to an abuild private key)`);
   return {key: loadSigningKey(path), path: show(path), development: true};

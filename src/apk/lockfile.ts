@@ -1,5 +1,6 @@
-import {readFileSync, renameSync, writeFileSync} from 'node:fs';
+import {readFileSync} from 'node:fs';
 import {PsyError} from '../errors.js';
+import {writeFileAtomicSync} from '../fs/atomic-write.js';
 import {compareVersions} from './version.js';
 
 /** One pinned package: enough to fetch it again and know it is the same bytes. */
@@ -96,9 +97,7 @@ export function formatLock(lock: AlpineLock): string {
 }
 
 export function writeLock(path: string, lock: AlpineLock): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, formatLock(lock));
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, formatLock(lock));
 }
 
 /** What changed between two locks, one line per package, sorted by name. */

@@ -1,5 +1,6 @@
-import {readdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs';
+import {readdirSync, readFileSync} from 'node:fs';
 import {join} from 'node:path';
+import {writeFileAtomicSync} from '../fs/atomic-write.js';
 import {readApk} from './apk-package.js';
 import {writeApkIndex} from './apkindex.js';
 import type {Keyring, SigningKey} from './keys.js';
@@ -39,8 +40,6 @@ export function indexRepository(opts: IndexRepositoryOptions): {records: IndexRe
   }
   const bytes = writeApkIndex({records, description: opts.description, key: opts.key, mtime: opts.mtime, algorithm: opts.algorithm});
   const out = join(opts.archDir, 'APKINDEX.tar.gz');
-  const tmp = `${out}.tmp-${process.pid}`;
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, out);
+  writeFileAtomicSync(out, bytes);
   return {records, path: out};
 }

@@ -1,8 +1,9 @@
 import {createHash} from 'node:crypto';
-import {existsSync, mkdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs';
+import {existsSync, mkdirSync, readFileSync} from 'node:fs';
 import {isAbsolute, join, resolve} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {PsyError} from '../errors.js';
+import {writeFileAtomicSync} from '../fs/atomic-write.js';
 import {readApk, type ApkPackage} from './apk-package.js';
 import {readApkIndex, type ApkIndex} from './apkindex.js';
 import type {Keyring} from './keys.js';
@@ -233,9 +234,7 @@ function errorCode(err: unknown): string {
 
 function atomicWrite(path: string, bytes: Buffer): void {
   mkdirSync(join(path, '..'), {recursive: true});
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, bytes);
 }
 
 function sha256(s: string): string {

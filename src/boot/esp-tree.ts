@@ -1,12 +1,8 @@
-import {execFile} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {copyFile, mkdir, readFile, utimes, writeFile} from 'node:fs/promises';
 import {basename, join} from 'node:path';
-import {promisify} from 'node:util';
-import {PsyError} from '../errors.js';
+import {runTool} from '../tools/run.js';
 import {EFI_BOOT_PATH, GRUB_DIR_PREFIX, GRUB_MODULES, grubCfg, type GrubCfgOptions} from './grub-cfg.js';
-
-const run = promisify(execFile);
 
 export interface EspTreeOptions extends GrubCfgOptions {
   /** Folder to fill (created). Its content is what goes into the ESP tarball. */
@@ -41,12 +37,7 @@ export async function buildEspTree(options: EspTreeOptions): Promise<EspTree> {
     extraBytes.push([name, await readFile(path)]);
   }
   const cfg = grubCfg({...options, extraPrograms: extras});
-  let grubVersion = '';
-  try {
-    grubVersion = (await run('grub-mkimage', ['--version'])).stdout.trim();
-  } catch (err) {
-    throw new PsyError('missing-tool', `grub-mkimage not found (install grub-efi-amd64-bin and grub-common): ${String(err)}`);
-  }
+  const grubVersion = (await runTool('grub-mkimage', ['--version'])).stdout.toString('utf8').trim();
   const h = createHash('sha256');
   h.update(grubVersion + '\0' + GRUB_MODULES.join(' ') + '\0' + cfg);
   for (const [name, bytes] of extraBytes) h.update(`\0${name}\0`).update(bytes);
@@ -57,11 +48,7 @@ export async function buildEspTree(options: EspTreeOptions): Promise<EspTree> {
   await mkdir(join(options.outDir, grubDir), {recursive: true});
   const args = ['-O', 'x86_64-efi', '-p', `/${grubDir}`, '-o', efi];
   if (options.grubModuleDir) args.push('-d', options.grubModuleDir);
-  try {
-    await run('grub-mkimage', [...args, ...GRUB_MODULES]);
-  } catch (err) {
-    throw new PsyError('tool-failed', `grub-mkimage failed: ${(err as {stderr?: string}).stderr?.trim() || String(err)}`);
-  }
+  await runTool('grub-mkimage', [...args, ...GRUB_MODULES]);
   await writeFile(join(options.outDir, grubDir, 'grub.cfg'), cfg);
   for (const [name] of extraBytes) {
     const src = Object.keys(options.extraProgramFiles ?? {}).find((p) => basename(p) === name)!;

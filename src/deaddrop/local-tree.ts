@@ -1,8 +1,8 @@
 import {lstat, readdir, readFile, readlink, realpath, stat} from 'node:fs/promises';
 import {dirname, join, relative, resolve, sep} from 'node:path';
 import {PsyError} from '../errors.js';
-import {writeFileAtomic} from './fs-atomic.js';
-import {sha256File} from './hash.js';
+import {writeFileAtomic} from '../fs/atomic-write.js';
+import {sha256File} from '../fs/sha256-file.js';
 import {PRIVATE_PREFIX} from './layout.js';
 
 export type LocalEntry =

@@ -4,8 +4,8 @@ import {PsyError} from '../errors.js';
 import {type PublicKey, type SecretKey} from '../sign/keys.js';
 import {signFile, verifyTrustedComment} from '../sign/signature.js';
 import {formatTrustedComment, parseTrustedComment} from '../sign/trusted-comment.js';
-import {copyFileAtomic, fsyncDir, replaceSymlink, writeFileAtomic} from './fs-atomic.js';
-import {sha256File} from './hash.js';
+import {SCRATCH_PREFIX, copyFileAtomic, fsyncDir, replaceSymlink, writeFileAtomic} from '../fs/atomic-write.js';
+import {sha256File} from '../fs/sha256-file.js';
 import {withReplicaLock} from './replica-lock.js';
 import {
   APK_DIR,
@@ -130,7 +130,7 @@ async function repair(osDir: string, log: (l: string) => void): Promise<void> {
   }
   const set = new Set(names);
   for (const name of names) {
-    if (name.startsWith(PRIVATE_PREFIX + 'tmp-')) {
+    if (name.startsWith(SCRATCH_PREFIX)) {
       await rm(join(osDir, name), {force: true});
       continue;
     }

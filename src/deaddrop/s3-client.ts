@@ -1,33 +1,12 @@
 import type {S3Client} from '@aws-sdk/client-s3';
 import {s3 as sdk} from './aws-sdk.js';
 import {PsyError} from '../errors.js';
+import {createS3Client as makeS3Client} from '../s3/client.js';
 import {type S3Settings} from './settings.js';
 
-/**
- * An S3 client from the settings and the environment: the AWS SDK's default credential
- * chain (env, profile, SSO, instance roles), region from settings or AWS_REGION, and an
- * optional endpoint with path-style addressing for S3-compatible servers.
- *
- * Checksums are only sent when an operation requires them: psy checks integrity with
- * the sha256 it stores in object metadata, and S3-compatible servers (s3rver among them)
- * store the SDK's aws-chunked checksum framing inside the object otherwise.
- */
+/** The deaddrop's S3 client: the project's bucket settings through the one factory (src/s3/client.ts). */
 export function createS3Client(s: S3Settings, env: NodeJS.ProcessEnv): S3Client {
-  // The SDK version is pinned; its notice about future versions needing Node 22 is noise.
-  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
-  const keyId = env['AWS_ACCESS_KEY_ID'];
-  const secret = env['AWS_SECRET_ACCESS_KEY'];
-  const token = env['AWS_SESSION_TOKEN'];
-  const endpoint = s.endpoint ?? env['AWS_ENDPOINT_URL_S3'] ?? env['AWS_ENDPOINT_URL'];
-  return new sdk.S3Client({
-    region: s.region ?? env['AWS_REGION'] ?? env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
-    ...(endpoint !== undefined ? {endpoint} : {}),
-    forcePathStyle: s.forcePathStyle,
-    ...(keyId && secret ? {credentials: {accessKeyId: keyId, secretAccessKey: secret, ...(token ? {sessionToken: token} : {})}} : {}),
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    maxAttempts: 3,
-  });
+  return makeS3Client(sdk, {region: s.region, endpoint: s.endpoint, forcePathStyle: s.forcePathStyle}, env);
 }
 
 function describe(s: S3Settings): string {

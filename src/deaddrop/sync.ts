@@ -7,7 +7,7 @@ import {pipeline} from 'node:stream/promises';
 import {Transform, type Readable} from 'node:stream';
 import {PsyError} from '../errors.js';
 import {libStorage, s3 as sdk} from './aws-sdk.js';
-import {fsyncDir, replaceSymlink, scratchPath} from './fs-atomic.js';
+import {fsyncDir, replaceSymlink, scratchPath} from '../fs/atomic-write.js';
 import {PRIVATE_PREFIX} from './layout.js';
 import {withReplicaLock} from './replica-lock.js';
 import {limiter, loadState, saveState, scanReplica, type LocalEntry, type SyncState} from './local-tree.js';

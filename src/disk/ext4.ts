@@ -4,7 +4,7 @@ import {join} from 'node:path';
 import {PsyError} from '../errors.js';
 import {directoryEntries} from '../image/tar.js';
 import type {Partition} from './gpt.js';
-import {runTool, type ToolRunner} from './run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 
 /**
  * ext4 inside an image file, without mounting or root: `mke2fs -d` at a byte offset

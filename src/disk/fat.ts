@@ -4,7 +4,7 @@ import {join} from 'node:path';
 import {PsyError} from '../errors.js';
 import {directoryEntries} from '../image/tar.js';
 import type {Partition} from './gpt.js';
-import {runTool, type ToolRunner} from './run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 
 /**
  * FAT32 inside an image file, without mounting: mkfs.vfat --offset formats the

@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto';
 import {open} from 'node:fs/promises';
 import {PsyError} from '../errors.js';
-import {runTool, type ToolRunner} from './run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 
 export const SECTOR = 512;
 const MiB = 1024 * 1024;

@@ -6,7 +6,7 @@ import {extractTar} from '../image/tar.js';
 import {copyDirToFat, formatFat} from './fat.js';
 import {makeExt4} from './ext4.js';
 import {createGptImage, deriveUuid, findPartition, type Partition, type PartitionSpec} from './gpt.js';
-import {runTool, type ToolRunner} from './run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 
 /**
  * Disk images as a whole: create one from a layout with filesystems and content, or

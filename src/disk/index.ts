@@ -9,5 +9,3 @@ export {buildDiskImage, writePartition} from './image.js';
 export type {DiskImageSpec, FilesystemKind, FilesystemSpec, FilesystemWrite, PartitionContent} from './image.js';
 export {defaultPsyopsSizes, psyopsLabels, psyopsPartitions} from './psyops-layout.js';
 export type {PsyopsContent, PsyopsSizes} from './psyops-layout.js';
-export {debianPackageOf, missingToolError, runTool} from './run-tool.js';
-export type {ToolRunner} from './run-tool.js';

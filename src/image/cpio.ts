@@ -2,7 +2,7 @@ import {lstat, readFile, readdir, readlink} from 'node:fs/promises';
 import {join} from 'node:path';
 import {gzipSync} from 'node:zlib';
 import {PsyError} from '../errors.js';
-import {runTool, type ToolRunner} from '../disk/run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 
 /**
  * An in-process cpio "newc" writer, as the kernel unpacks an initramfs. Because the

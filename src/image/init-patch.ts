@@ -1,8 +1,8 @@
-import {spawnSync} from 'node:child_process';
-import {readFile, writeFile} from 'node:fs/promises';
+import {readFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
-import {missingToolError, runTool, type ToolRunner} from '../disk/run-tool.js';
+import {writeFileAtomic} from '../fs/atomic-write.js';
+import {runTool, runToolExit, tailOf, type ToolRunner} from '../tools/run.js';
 
 /**
  * The psyopsOS init patch in both directions: apply alpine/initramfs-init.patch to
@@ -84,20 +84,18 @@ export async function applyInitPatch(
 }
 
 /** Unified diff of the upstream init against the edited copy (the patch's new content). */
-export function makeInitPatch(orig: string, patched: string): string {
-  const res = spawnSync('diff', ['-u', '--label', patchLabels.orig, '--label', patchLabels.patched, orig, patched], {encoding: 'utf8'});
-  if (res.error && (res.error as NodeJS.ErrnoException).code === 'ENOENT') throw missingToolError('diff');
-  if (res.status === 0) return '';
-  if (res.status !== 1) throw new PsyError('tool-failed', `diff ${orig} ${patched} failed: ${res.stderr.trim()}`);
-  return res.stdout;
+export async function makeInitPatch(orig: string, patched: string): Promise<string> {
+  // diff exits 1 when the files differ: only 2 and above are failures
+  const res = await runToolExit('diff', ['-u', '--label', patchLabels.orig, '--label', patchLabels.patched, orig, patched]);
+  if (res.code === 0) return '';
+  if (res.code !== 1) throw new PsyError('tool-failed', `diff ${orig} ${patched} failed: ${tailOf(res.stderr.toString('utf8'))}`);
+  return res.stdout.toString('utf8');
 }
 
 export async function writeInitPatch(orig: string, patched: string, patchOut: string): Promise<boolean> {
-  const text = makeInitPatch(orig, patched);
+  const text = await makeInitPatch(orig, patched);
   const before = await readFile(patchOut, 'utf8').catch(() => undefined);
   if (before === text) return false;
-  await writeFile(patchOut + '.tmp', text);
-  const {rename} = await import('node:fs/promises');
-  await rename(patchOut + '.tmp', patchOut);
+  await writeFileAtomic(patchOut, text);
   return true;
 }

@@ -3,7 +3,7 @@ import {dirname, join, posix} from 'node:path';
 import {gunzipSync} from 'node:zlib';
 import {readdirInRoot, resolveInRoot} from '../apk/root-path.js';
 import {PsyError} from '../errors.js';
-import {runTool, type ToolRunner} from '../disk/run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 import {compress, cpioArchive, cpioEntriesFromDir, type Compression, type CpioEntry} from './cpio.js';
 import {elfClosure} from './elf.js';
 import {featureFiles, featureGlobs, matchModuleGlobs, moduleClosure, readModuleTree} from './kmod.js';

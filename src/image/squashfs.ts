@@ -1,7 +1,7 @@
 import {lstat, lutimes, readdir, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
-import {runTool, type ToolRunner} from '../disk/run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 
 /**
  * squashfs with mksquashfs, reproducible and rootless: ownership, modes and device

@@ -1,6 +1,6 @@
 import {spawn} from 'node:child_process';
 import {isPsyError, PsyError} from '../errors.js';
-import {missingToolError, tailOf} from '../disk/run-tool.js';
+import {missingToolError, tailOf} from '../tools/run.js';
 import type {NodeSettings} from './settings.js';
 import {ipOf, type NodeRecord} from './store.js';
 

@@ -3,7 +3,7 @@ import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
-import {runTool, type ToolRunner} from '../disk/run-tool.js';
+import {runTool, type ToolRunner} from '../tools/run.js';
 
 /**
  * The keys a node is made of. The SSH host key comes from ssh-keygen and the psynet CA

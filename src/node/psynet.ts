@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs';
 import {mkdir, readFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
-import {writeFileAtomic} from '../deaddrop/fs-atomic.js';
+import {writeFileAtomic} from '../fs/atomic-write.js';
 import {decrypt, encrypt, type Identities} from './age.js';
 import {newPsynetCa, type PsynetCa} from './keys.js';
 import type {NodeSettings} from './settings.js';

@@ -2,7 +2,7 @@
  * minisign-compatible signing: keys (plain and scrypt-encrypted), prehashed and legacy
  * signatures, and trusted comments as key=value metadata.
  */
-export {blake2b} from './blake2b.js';
+export {blake2b, blake2b512Impl, createBlake2b512} from './blake2b.js';
 export {
   formatPublicKey,
   formatSecretKey,

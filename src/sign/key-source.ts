@@ -1,7 +1,8 @@
-import {execFile} from 'node:child_process';
-import {mkdir, readFile, rename, writeFile} from 'node:fs/promises';
+import {mkdir, readFile} from 'node:fs/promises';
 import {dirname, isAbsolute, join, relative, resolve} from 'node:path';
 import {PsyError} from '../errors.js';
+import {writeFileAtomic} from '../fs/atomic-write.js';
+import {runTool} from '../tools/run.js';
 import {formatPublicKey, formatSecretKey, generateKeyPair, parsePublicKey, parseSecretKey, secretKeyIsEncrypted, type PublicKey, type SecretKey} from './keys.js';
 
 /** `config.settings.signing`, validated. Paths are relative to the project root. */
@@ -101,12 +102,12 @@ async function password(opts: KeySourceOptions, keyLabel: string): Promise<strin
   const cmd = opts.settings.passwordCommand;
   if (cmd !== undefined) {
     const [file, ...args] = cmd;
-    return new Promise((ok, bad) => {
-      execFile(file!, args, {cwd: opts.root, encoding: 'utf8'}, (err, stdout) => {
-        if (err) bad(new PsyError('password-command', `settings.signing.passwordCommand (${cmd.join(' ')}) failed: ${err.message.split('\n')[0]}`));
-        else ok(stdout.split(/\r?\n/)[0] ?? '');
-      });
-    });
+    try {
+      const {stdout} = await runTool(file!, args, {cwd: opts.root});
+      return stdout.toString('utf8').split(/\r?\n/)[0] ?? '';
+    } catch (err) {
+      throw new PsyError('password-command', `settings.signing.passwordCommand (${cmd.join(' ')}) failed: ${(err as Error).message.split('\n')[0]}`);
+    }
   }
   if (opts.prompt !== undefined) return opts.prompt(`Password for ${keyLabel}: `);
   throw new PsyError(
@@ -152,8 +153,8 @@ async function developmentKey(opts: KeySourceOptions): Promise<ResolvedSecretKey
     await mkdir(dir, {recursive: true});
     text = await formatSecretKey(kp.secretKey);
     // public half first, so a key file never exists without its public key
-    await writeAtomic(join(dir, 'dev.pub'), formatPublicKey(kp.publicKey), 0o644);
-    await writeAtomic(keyPath, text, 0o600);
+    await writeFileAtomic(join(dir, 'dev.pub'), formatPublicKey(kp.publicKey), 0o644);
+    await writeFileAtomic(keyPath, text, 0o600);
   }
   opts.warn(
     `warning: no signing key configured, using the development key ${label}; it must not sign releases ` +
@@ -185,12 +186,6 @@ export async function resolvePublicKey(opts: KeySourceOptions): Promise<{publicK
   });
   opts.warn(`warning: no public key configured, verifying with the development key ${label}`);
   return {publicKey: parsePublicKey(text, label), path: label, development: true};
-}
-
-export async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
-  const tmp = join(dirname(path), `.psy-tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-  await writeFile(tmp, text, {mode, flush: true});
-  await rename(tmp, path);
 }
 
 /** Reads a password from a terminal without echoing it. */

@@ -1,7 +1,8 @@
-import {createHash, sign as edSign, verify as edVerify} from 'node:crypto';
+import {sign as edSign, verify as edVerify} from 'node:crypto';
 import {createReadStream} from 'node:fs';
 import {readFile} from 'node:fs/promises';
 import {PsyError, printable} from '../errors.js';
+import {createBlake2b512} from './blake2b.js';
 import {keyIdHex, privateKeyObject, publicKeyObject, type PublicKey, type SecretKey} from './keys.js';
 
 /*
@@ -101,12 +102,12 @@ function formatSignature(
 
 export function signBytes(data: Uint8Array, sk: SecretKey, options: SignOptions): string {
   const algorithm = options.algorithm ?? 'prehashed';
-  const message = algorithm === 'prehashed' ? createHash('blake2b512').update(data).digest() : Buffer.from(data);
+  const message = algorithm === 'prehashed' ? createBlake2b512().update(data).digest() : Buffer.from(data);
   return formatSignature(sk, algorithm, message, options);
 }
 
 async function hashFile(path: string): Promise<Buffer> {
-  const h = createHash('blake2b512');
+  const h = createBlake2b512();
   try {
     // 1 MiB reads: the 64 KiB default spends as long in stream overhead as in BLAKE2b
     for await (const chunk of createReadStream(path, {highWaterMark: 1 << 20})) h.update(chunk as Buffer);
@@ -188,7 +189,7 @@ export function verifyBytes(
   options: VerifyOptions = {},
 ): VerifiedSignature {
   const [sig, source] = precheck(signatureText, pk, options);
-  const message = sig.algorithm === 'prehashed' ? createHash('blake2b512').update(data).digest() : Buffer.from(data);
+  const message = sig.algorithm === 'prehashed' ? createBlake2b512().update(data).digest() : Buffer.from(data);
   return verifyParsed(sig, message, pk, options, source);
 }
 
@@ -219,7 +220,7 @@ export function startVerify(
   options: VerifyOptions & {prehash?: () => IncrementalHash & {abandon?(): void}} = {},
 ): StreamVerifier {
   const [sig, source] = precheck(signatureText, pk, options);
-  const hash = sig.algorithm === 'prehashed' ? (options.prehash?.() ?? createHash('blake2b512')) : undefined;
+  const hash = sig.algorithm === 'prehashed' ? (options.prehash?.() ?? createBlake2b512()) : undefined;
   const kept: Buffer[] = [];
   return {
     update(chunk) {

@@ -1,9 +1,9 @@
-import {execFile} from 'node:child_process';
 import {closeSync, fsyncSync, openSync, readSync, writeSync, constants as fsc} from 'node:fs';
 import {mkdtemp, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
+import {runToolExit} from '../tools/run.js';
 
 /**
  * A FAT filesystem (the ESP) inside an image file or a block device, reached with
@@ -14,12 +14,12 @@ import {PsyError} from '../errors.js';
 export class FatVolume {
   readonly #path: string;
   readonly #offset: number;
-  readonly #env: NodeJS.ProcessEnv;
+  readonly #env: Record<string, string>;
 
   constructor(path: string, offset: number, sourceDateEpoch?: number) {
     this.#path = path;
     this.#offset = offset;
-    this.#env = {...process.env, MTOOLS_SKIP_CHECK: '1'};
+    this.#env = {MTOOLS_SKIP_CHECK: '1'};
     if (sourceDateEpoch !== undefined) this.#env['SOURCE_DATE_EPOCH'] = String(sourceDateEpoch);
   }
 
@@ -34,22 +34,9 @@ export class FatVolume {
     return `${this.#path}@@${this.#offset}`;
   }
 
-  #mtool(tool: string, args: string[]): Promise<{stdout: Buffer; code: number; stderr: string}> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        tool,
-        ['-i', this.#image(), ...args],
-        {env: this.#env, encoding: 'buffer', maxBuffer: 1 << 30},
-        (err, stdout, stderr) => {
-          if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
-            reject(new PsyError('missing-tool', `${tool} not found (install mtools)`));
-            return;
-          }
-          const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? ((err as {code: number}).code) : 1) : 0;
-          resolve({stdout, code, stderr: stderr.toString('utf8').trim()});
-        },
-      );
-    });
+  async #mtool(tool: string, args: string[]): Promise<{stdout: Buffer; code: number; stderr: string}> {
+    const r = await runToolExit(tool, ['-i', this.#image(), ...args], {env: this.#env});
+    return {stdout: r.stdout, code: r.code, stderr: r.stderr.toString('utf8').trim()};
   }
 
   async #must(tool: string, args: string[], what: string): Promise<Buffer> {

@@ -3,6 +3,7 @@ import {chmod, mkdir, mkdtemp, open, readFile, rm, stat, type FileHandle} from '
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
+import {blake2b512Impl} from '../sign/blake2b.js';
 import type {PublicKey} from '../sign/keys.js';
 import {startVerify, verifyTrustedComment, type StreamVerifier} from '../sign/signature.js';
 import {hashOnThread} from './hash-thread.js';
@@ -149,7 +150,7 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
   const dir = await mkdtemp(join(o.tmpRoot, 'neuralupgrade-'));
   let verifier: StreamVerifier;
   try {
-    verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource, prehash: () => hashOnThread('blake2b512')});
+    verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource, prehash: blake2b512Impl === 'native' ? () => hashOnThread('blake2b512') : undefined});
   } catch (err) {
     await rm(dir, {recursive: true, force: true});
     throw err;

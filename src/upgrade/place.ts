@@ -1,14 +1,11 @@
-import {execFile} from 'node:child_process';
 import {existsSync, readFileSync, readdirSync, realpathSync, statSync} from 'node:fs';
 import {basename} from 'node:path';
-import {promisify} from 'node:util';
 import {readPartitions, type Partition} from '../disk/gpt.js';
 import {ESP_LABEL, slotFromLabel, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {PsyError} from '../errors.js';
+import {runTool} from '../tools/run.js';
 import {FatVolume} from './esp-fs.js';
 import type {Region} from './region.js';
-
-const run = promisify(execFile);
 
 export const ESP_TYPE_GUID = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
 
@@ -94,7 +91,7 @@ async function deviceFor(label: string, devDir: string, sysDir: string): Promise
   if (sys !== undefined) return sys;
   let found = '';
   try {
-    found = (await run('blkid', ['-L', label])).stdout.trim().split('\n')[0]!.trim();
+    found = (await runTool('blkid', ['-L', label])).stdout.toString('utf8').trim().split('\n')[0]!.trim();
   } catch {
     // not found (util-linux exits 2) or no blkid at all
   }

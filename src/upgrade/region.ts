@@ -1,7 +1,6 @@
-import {createHash} from 'node:crypto';
-import {execFile} from 'node:child_process';
 import {closeSync, fsyncSync, openSync, readSync, statSync, writeSync, constants as fsc} from 'node:fs';
 import {PsyError} from '../errors.js';
+import {runToolExit, tailOf} from '../tools/run.js';
 
 /** A byte range of an image file or a whole block device: one slot or the ESP. */
 export interface Region {
@@ -9,8 +8,6 @@ export interface Region {
   readonly offset: number;
   readonly size: number;
 }
-
-const CHUNK = 1 << 20;
 
 export function readRegion(r: Region, at: number, length: number): Buffer {
   const buf = Buffer.alloc(length);
@@ -57,31 +54,6 @@ export function flushPath(path: string): void {
  */
 export async function dropCachedReads(path: string): Promise<void> {
   if (!statSync(path).isBlockDevice()) return;
-  await new Promise<void>((resolve, reject) => {
-    execFile('blockdev', ['--flushbufs', path], (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new PsyError('missing-tool', 'blockdev not found (util-linux or busybox)'));
-      reject(new PsyError('flush-failed', `blockdev --flushbufs ${path} failed: ${String(stderr).trim() || err.message}`));
-    });
-  });
-}
-
-/** sha256 of a byte range of a file, read in 1 MiB chunks. */
-export function hashFileRange(path: string, offset: number, length: number): string {
-  const h = createHash('sha256');
-  const buf = Buffer.alloc(Math.min(CHUNK, Math.max(1, length)));
-  const fd = openSync(path, fsc.O_RDONLY);
-  try {
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      done += n;
-    }
-    if (done !== length) throw new Error(`short read in ${path}`);
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest('hex');
+  const r = await runToolExit('blockdev', ['--flushbufs', path]);
+  if (r.code !== 0) throw new PsyError('flush-failed', `blockdev --flushbufs ${path} failed: ${tailOf(r.stderr.toString('utf8')) || `exit ${r.code}`}`);
 }

@@ -2,6 +2,7 @@ import {lstat, open, readFile, realpath, stat} from 'node:fs/promises';
 import {basename, join, resolve} from 'node:path';
 import {Readable} from 'node:stream';
 import {PsyError} from '../errors.js';
+import {createS3Client} from '../s3/client.js';
 
 /**
  * Where updates come from: a local replica folder, an HTTP(S) base URL (redirects
@@ -183,13 +184,8 @@ export class S3Repository implements Repository {
       throw new PsyError('missing-tool', 's3:// repositories need @aws-sdk/client-s3, which this installation lacks; use the bucket over HTTP(S) instead');
     }
     if (!this.#client) {
-      this.#client = new sdk.S3Client({
-        region: this.#options.region ?? process.env['AWS_REGION'] ?? 'us-east-1',
-        ...(this.#options.endpoint ? {endpoint: this.#options.endpoint} : {}),
-        forcePathStyle: this.#options.forcePathStyle ?? this.#options.endpoint !== undefined,
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      });
+      const o = this.#options;
+      this.#client = createS3Client(sdk, {region: o.region, endpoint: o.endpoint, forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined}, process.env);
     }
     return {sdk, client: this.#client as InstanceType<typeof sdk.S3Client>};
   }

@@ -1,4 +1,3 @@
-import {spawn} from 'node:child_process';
 import {closeSync, copyFileSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync, writeFileSync, writeSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -6,6 +5,8 @@ import {createHash} from 'node:crypto';
 import {makeExt4} from '../disk/ext4.js';
 import {deriveUuid, type Partition} from '../disk/gpt.js';
 import {PsyError} from '../errors.js';
+import {sha256FileSync} from '../fs/sha256-file.js';
+import {runToolExit} from '../tools/run.js';
 import {readRegion, writeRegion, type Region} from './region.js';
 
 /**
@@ -18,26 +19,6 @@ export const SLOT_HEAD_BYTES = 64 * 1024;
 
 const EXT4_MAGIC_OFFSET = 1024 + 56;
 const EXT4_LABEL_OFFSET = 1024 + 120;
-
-interface Ran {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-function runTool(tool: string, args: string[], env?: NodeJS.ProcessEnv, onStdout?: (b: Buffer) => void): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(tool, args, {env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']});
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => (onStdout ? onStdout(b) : out.push(b)));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'ENOENT' ? new PsyError('missing-tool', `${tool} not found (install e2fsprogs)`) : e),
-    );
-    child.on('close', (code) => resolve({code: code ?? 1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8').trim()}));
-  });
-}
 
 /** The label of the ext4 filesystem at the start of the region, if there is one. */
 export function slotFsLabel(r: Region): string | undefined {
@@ -227,15 +208,15 @@ function copyToExtents(r: Region, source: string | Buffer, size: number, extents
 async function runDebugfsScript(
   r: Region,
   cmds: readonly string[],
-  write?: {readonly env: NodeJS.ProcessEnv; readonly failed: string},
+  write?: {readonly env: Readonly<Record<string, string>>; readonly failed: string},
 ): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'psy-slot-'));
   try {
     const cmdFile = join(dir, 'cmds');
     writeFileSync(cmdFile, cmds.join('\n') + '\n');
-    const res = await runTool('debugfs', [...(write ? ['-w'] : []), '-f', cmdFile, debugfsTarget(r)], write?.env);
+    const res = await runToolExit('debugfs', [...(write ? ['-w'] : []), '-f', cmdFile, debugfsTarget(r)], write ? {env: write.env} : {});
     if (write !== undefined) {
-      const errors = res.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
+      const errors = res.stderr.toString('utf8').trim().split('\n').filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
       if (res.code !== 0 || errors.length) throw new PsyError('slot-write-failed', `${write.failed}: ${errors.slice(0, 3).join(' | ')}`);
     }
     // debugfs -f echoes each command as "debugfs: <command>" before its output
@@ -321,31 +302,13 @@ export async function checkSlotFiles(
     }
     const got = await hashSlotFileViaDebugfs(r, f.name);
     if (got && host !== undefined) {
-      const host = f.bytes !== undefined ? {sha256: createHash('sha256').update(f.bytes).digest('hex'), size: f.bytes.length} : hostFileSha256(f.hostFile!);
+      const host = f.bytes !== undefined ? {sha256: createHash('sha256').update(f.bytes).digest('hex'), size: f.bytes.length} : sha256FileSync(f.hostFile!);
       out.set(f.name, {...got, same: host.sha256 === got.sha256 && host.size === got.size});
     } else {
       out.set(f.name, got);
     }
   }
   return out;
-}
-
-function hostFileSha256(path: string): {sha256: string; size: number} {
-  const h = createHash('sha256');
-  const buf = Buffer.alloc(1 << 20);
-  const fd = openSync(path, 'r');
-  let size = 0;
-  try {
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, size);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      size += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return {sha256: h.digest('hex'), size};
 }
 
 function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string | Buffer, compareOnly = false): SlotFileCheck {
@@ -413,19 +376,21 @@ function hashMapped(r: Region, name: string, map: FileMap, hostFile?: string | B
 async function hashSlotFileViaDebugfs(r: Region, name: string): Promise<{sha256: string; size: number} | undefined> {
   const h = createHash('sha256');
   let size = 0;
-  const res = await runTool('debugfs', ['-R', `cat "/${name}"`, debugfsTarget(r)], undefined, (b) => {
-    h.update(b);
-    size += b.length;
+  const res = await runToolExit('debugfs', ['-R', `cat "/${name}"`, debugfsTarget(r)], {
+    onStdout: (b) => {
+      h.update(b);
+      size += b.length;
+    },
   });
-  if (res.code !== 0 || /File not found|not found by ext2_lookup/.test(res.stderr)) return undefined;
+  if (res.code !== 0 || /File not found|not found by ext2_lookup/.test(res.stderr.toString('utf8'))) return undefined;
   return {sha256: h.digest('hex'), size};
 }
 
 /** A small file from the slot's filesystem, or undefined when absent or unreadable. */
 export async function readSlotFile(r: Region, name: string): Promise<Buffer | undefined> {
   if (slotFsLabel(r) === undefined) return undefined;
-  const res = await runTool('debugfs', ['-R', `cat "/${name}"`, debugfsTarget(r)]);
-  if (res.code !== 0 || /File not found|not found by ext2_lookup/.test(res.stderr)) return undefined;
+  const res = await runToolExit('debugfs', ['-R', `cat "/${name}"`, debugfsTarget(r)]);
+  if (res.code !== 0 || /File not found|not found by ext2_lookup/.test(res.stderr.toString('utf8'))) return undefined;
   return res.stdout;
 }
 

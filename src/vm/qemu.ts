@@ -2,7 +2,7 @@ import {spawn} from 'node:child_process';
 import {access, constants} from 'node:fs/promises';
 import {existsSync} from 'node:fs';
 import {PsyError} from '../errors.js';
-import {missingToolError} from '../disk/run-tool.js';
+import {missingToolError} from '../tools/run.js';
 
 /**
  * The QEMU command line for booting a psyopsOS disk image with UEFI (OVMF), and the

@@ -1,7 +1,9 @@
 import {spawn, type ChildProcess} from 'node:child_process';
 import {createInterface} from 'node:readline';
 import {fileURLToPath} from 'node:url';
-import {S3Client} from '@aws-sdk/client-s3';
+import * as sdk from '@aws-sdk/client-s3';
+import type {S3Client} from '@aws-sdk/client-s3';
+import {createS3Client} from '../../src/s3/client.js';
 
 export interface S3rverProcess {
   readonly endpoint: string;
@@ -40,13 +42,5 @@ export const S3RVER_ENV = {AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: '
 
 /** A plain client for reading the bucket back in assertions. */
 export function testClient(endpoint: string): S3Client {
-  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
-  return new S3Client({
-    endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: {accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER'},
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  return createS3Client(sdk, {endpoint, forcePathStyle: true}, S3RVER_ENV);
 }

@@ -1,7 +1,7 @@
 import {mkdirSync, mkdtempSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {runTool} from '../../src/disk/run-tool.js';
+import {runTool} from '../../src/tools/run.js';
 import type {Rule, RuleContext} from '../../src/engine/rule.js';
 
 /**

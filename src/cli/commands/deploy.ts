@@ -1,4 +1,4 @@
-import {runTool} from '../../disk/run-tool.js';
+import {runTool} from '../../tools/run.js';
 import {PsyError} from '../../errors.js';
 import {deploy, hostOf, planWaves, Ssh, type DeployReport, type DeployTarget} from '../../node/deploy.js';
 import {loadNodeProject} from '../../node/project.js';

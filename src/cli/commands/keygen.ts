@@ -3,7 +3,8 @@ import {mkdir} from 'node:fs/promises';
 import {dirname, resolve} from 'node:path';
 import {loadProjectSettings} from '../../deaddrop/project.js';
 import {PsyError} from '../../errors.js';
-import {parseSigningSettings, terminalPrompt, writeAtomic} from '../../sign/key-source.js';
+import {parseSigningSettings, terminalPrompt} from '../../sign/key-source.js';
+import {writeFileAtomic} from '../../fs/atomic-write.js';
 import {formatPublicKey, formatSecretKey, generateKeyPair, INTERACTIVE_KDF, keyIdHex, SENSITIVE_KDF} from '../../sign/index.js';
 import {parseCommandArgs, writeLine, type Command} from '../command.js';
 
@@ -73,8 +74,8 @@ export const command: Command = {
     const secretText = await formatSecretKey(kp.secretKey, {password, kdf: values['fast-kdf'] === true ? INTERACTIVE_KDF : SENSITIVE_KDF});
     await mkdir(dirname(secretPath), {recursive: true});
     await mkdir(dirname(publicPath), {recursive: true});
-    await writeAtomic(publicPath, formatPublicKey(kp.publicKey), 0o644);
-    await writeAtomic(secretPath, secretText, 0o600);
+    await writeFileAtomic(publicPath, formatPublicKey(kp.publicKey), 0o644);
+    await writeFileAtomic(secretPath, secretText, 0o600);
     writeLine(io.stdout, `key ID ${keyIdHex(kp.publicKey.keyId)}${password === undefined ? ' (unencrypted)' : ''}`);
     writeLine(io.stdout, `secret key: ${secretPath}`);
     writeLine(io.stdout, `public key: ${publicPath}`);

@@ -2,7 +2,8 @@ import {stat} from 'node:fs/promises';
 import {basename, resolve} from 'node:path';
 import {loadProjectSettings} from '../../deaddrop/project.js';
 import {PsyError} from '../../errors.js';
-import {parseSigningSettings, resolveSecretKey, terminalPrompt, writeAtomic} from '../../sign/key-source.js';
+import {parseSigningSettings, resolveSecretKey, terminalPrompt} from '../../sign/key-source.js';
+import {writeFileAtomic} from '../../fs/atomic-write.js';
 import {formatTrustedComment, parseTrustedComment, signFile} from '../../sign/index.js';
 import {parseCommandArgs, writeLine, type Command} from '../command.js';
 
@@ -65,7 +66,7 @@ export const command: Command = {
       const comment = formatTrustedComment({...base, ...extra});
       const text = await signFile(path, key.secretKey, {trustedComment: comment, algorithm: values.legacy === true ? 'legacy' : 'prehashed'});
       const out = values.signature !== undefined ? resolve(io.cwd, values.signature) : `${path}.minisig`;
-      await writeAtomic(out, text, 0o644);
+      await writeFileAtomic(out, text, 0o644);
       writeLine(io.stdout, `${file}: signed by ${key.path}, trusted comment: ${comment}`);
     }
     return 0;
