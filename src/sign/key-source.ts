@@ -1,5 +1,5 @@
 import {mkdir, readFile} from 'node:fs/promises';
-import {dirname, isAbsolute, join, relative, resolve} from 'node:path';
+import {isAbsolute, join, relative, resolve} from 'node:path';
 import {PsyError} from '../errors.js';
 import {writeFileAtomic} from '../fs/atomic-write.js';
 import {runTool} from '../tools/run.js';
