@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  {ignores: ['dist/', 'cache/', 'native/build/', 'node_modules/']},
+  {ignores: ['dist/', 'cache/', 'node_modules/']},
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian tools psy runs (and its tests use), and python3, make and g++ for
-# node-gyp to build the native stat addon (native/); gcc, pkg-config, libssl-dev and
+# Installs the Debian tools psy runs (and its tests use); gcc, pkg-config, libssl-dev and
 # zlib1g-dev for the tests to build apk-tools (test/helpers/apk-tools.ts); patchelf for the
 # offline fixture's glibc stand-in packages; age, nebula and OpenSSH for psy node and
 # psy deploy. Needs root or sudo, unless every package is already installed: then it

@@ -46,7 +46,7 @@ fi
 
 # psy is rebuilt only when a source of it changed since the last build here
 stamp=dist/.quickstart-built
-if [ -e "$stamp" ] && [ -z "$(find src native scripts bin package.json package-lock.json tsconfig.json tsconfig.build.json node_modules/.package-lock.json -newer "$stamp" -print -quit)" ]; then
+if [ -e "$stamp" ] && [ -z "$(find src scripts bin package.json package-lock.json tsconfig.json tsconfig.build.json node_modules/.package-lock.json -newer "$stamp" -print -quit)" ]; then
   echo "psy: up to date"
 else
   echo "psy: npm run build"

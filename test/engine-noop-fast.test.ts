@@ -179,18 +179,6 @@ describe('no-op answered before the engine loads', () => {
     rmSync(rig.path('cache/state/lock'));
     expect(rig.psy(['build']).stdout).toBe('psy: no work to do (3 targets up to date)\n');
   }, 60_000);
-
-  it('the JS stat fallback answers the same', async () => {
-    const js = {PSY_STAT_BATCH: 'js'};
-    rig.psy(['build'], js);
-    await settle();
-    rig.psy(['build'], js);
-    const fast = traced(['build'], js);
-    expect(fast.stdout).toBe('psy: no work to do (3 targets up to date)\n');
-    for (const m of ENGINE) expect(fast.modules).not.toContain(m);
-    writeFileSync(rig.path('src/a.txt'), 'a2\n');
-    expect(startedSteps(rig.psy(['build'], js).stdout)).toEqual(['a', 'b', 'c']);
-  }, 60_000);
 });
 
 describe('the bundles', () => {

@@ -2,11 +2,9 @@ import {spawnSync} from 'node:child_process';
 import {mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {pathToFileURL} from 'node:url';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
-import {joinPaths, STAT_FIELDS, statBatch, statBatchBlob, statBatchImpl, statCompareBlob, type StatBatchImpl} from '../src/engine/stat-batch.js';
+import {joinPaths, STAT_FIELDS, statBatch, statBatchBlob, statCompareBlob} from '../src/engine/stat-batch.js';
 import {StatCache} from '../src/engine/file-hasher.js';
-import {repoRoot} from './helpers/shared-data.js';
 
 let dir: string;
 beforeEach(() => {
@@ -14,14 +12,12 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, {recursive: true, force: true}));
 
-const nativeBuilt = statBatchImpl().impl === 'native';
-
 /** A folder of every kind of path the engine stats, with awkward timestamps. */
 function corpus(): string[] {
   const p = (rel: string) => join(dir, rel);
   mkdirSync(p('sub/deeper'), {recursive: true});
   const paths: string[] = [];
-  // Many files written back to back: same-second (racy) mtimes, enough for several threads.
+  // Many files written back to back: same-second (racy) mtimes.
   for (let i = 0; i < 3000; i++) {
     const f = p(`sub/f${i}.txt`);
     writeFileSync(f, 'x'.repeat(i % 97));
@@ -84,124 +80,62 @@ function expectSameBits(actual: Float64Array, want: readonly number[]): void {
 }
 
 describe('statBatch', () => {
-  it('the native addon is built (required in CI, where the fallback alone would go unnoticed)', () => {
-    if (process.env['CI'] === 'true') expect(statBatchImpl()).toEqual({impl: 'native'});
-    else expect(['native', 'js']).toContain(statBatchImpl().impl);
-  });
-
-  it('the JS fallback gives exactly what fs.statSync gives', () => {
+  it('gives exactly what fs.statSync gives, bit for bit, from a list and from a blob', () => {
     const paths = corpus();
     const st = statSync(join(dir, 'ns'));
     // The utimes above really left sub-millisecond digits for the comparison to check.
     expect(st.mtimeMs % 1).not.toBe(0);
-    expectSameBits(statBatch(paths, 'js'), expected(paths));
-  });
-
-  it.skipIf(!nativeBuilt)('the native addon gives exactly what fs.statSync gives, bit for bit', () => {
-    const paths = corpus();
     const want = expected(paths);
-    expectSameBits(statBatch(paths, 'native'), want);
-    // Same answer through the blob entry the snapshot check uses, and as the default.
-    expectSameBits(statBatchBlob(joinPaths(paths), paths.length, 'native'), want);
     expectSameBits(statBatch(paths), want);
-    // Looked up from a base folder (as the snapshot check does from the project root):
-    // the same answers, whatever the base.
-    symlinkSync(dir, `${dir}-link`);
-    try {
-      for (const base of [dir, `${dir}/`, join(dir, 'sub'), `${dir}-link`, join(dir, 'missing'), 'relative', '/']) {
-        expectSameBits(statBatchBlob(joinPaths(paths), paths.length, 'native', base), want);
-      }
-      const viaLink = paths.map((p) => (p.startsWith(dir + '/') ? `${dir}-link${p.slice(dir.length)}` : p));
-      expectSameBits(statBatchBlob(joinPaths(viaLink), viaLink.length, 'native', `${dir}-link`), expected(viaLink));
-    } finally {
-      rmSync(`${dir}-link`);
-    }
+    expectSameBits(statBatchBlob(joinPaths(paths), paths.length), want);
     // A file that changes is seen changed: nothing is cached between calls.
     writeFileSync(paths[5]!, 'changed!');
     utimesSync(paths[5]!, 1_600_000_000.5, 1_600_000_000.25);
-    const again = statBatch(paths, 'native');
+    const again = statBatch(paths);
     expect(again[5 * STAT_FIELDS]).toBe(8);
     expect(again[5 * STAT_FIELDS + 1]).toBe(1_600_000_000_250);
-    expectSameBits(again, expected(paths));
+    expect(statBatch([]).length).toBe(0);
   });
 
-  it.skipIf(!nativeBuilt)('both implementations agree on a small batch and an empty one', () => {
-    writeFileSync(join(dir, 'one'), '1');
-    const paths = [join(dir, 'one'), join(dir, 'two')];
-    expectSameBits(statBatch(paths, 'native'), [...statBatch(paths, 'js')]);
-    expect(statBatch([], 'native').length).toBe(0);
-    expect(statBatchBlob(new Uint8Array(0), 0, 'native').length).toBe(0);
-  });
-
-  it('finds the first path whose stat differs from the expected one, the same from either side', () => {
+  it('finds the first path whose stat differs from the expected one, and still stats every path', () => {
     const paths = corpus();
     const blob = joinPaths(paths);
     const now = statBatch(paths);
     // The snapshot's layout: size, mtimeMs, ctimeMs, ino a path.
     const expected = new Float64Array(paths.length * 4);
     for (let i = 0; i < paths.length; i++) expected.set(now.subarray(i * STAT_FIELDS, i * STAT_FIELDS + 4), i * 4);
-    const impls: StatBatchImpl[] = nativeBuilt ? ['js', 'native'] : ['js'];
-    for (const impl of impls) {
-      const same = statCompareBlob(blob, paths.length, expected, impl);
-      expect({impl, firstChange: same.firstChange}).toEqual({impl, firstChange: -1});
-      expectSameBits(same.stats, [...now]);
-      // Each field on its own, at the start, in the middle (another thread's part) and at the end.
-      for (const [i, field] of [[0, 0], [1777, 1], [2999, 2], [paths.length - 1, 3]] as const) {
-        const changed = expected.slice();
-        changed[i * 4 + field] = changed[i * 4 + field]! + 1e-3;
-        expect({impl, i, field, firstChange: statCompareBlob(blob, paths.length, changed, impl).firstChange}).toEqual({impl, i, field, firstChange: i});
-      }
-      // A missing file expected missing matches; expected present, it does not.
-      const missing = paths.indexOf(join(dir, 'missing'));
-      expect(expected[missing * 4]).toBe(-1);
-      const present = expected.slice();
-      present.fill(5, missing * 4, missing * 4 + 4);
-      expect(statCompareBlob(blob, paths.length, present, impl).firstChange).toBe(missing);
+    const same = statCompareBlob(blob, paths.length, expected);
+    expect(same.firstChange).toBe(-1);
+    expectSameBits(same.stats, [...now]);
+    // Each field on its own, at the start, in the middle and at the end.
+    for (const [i, field] of [[0, 0], [1777, 1], [2999, 2], [paths.length - 1, 3]] as const) {
+      const changed = expected.slice();
+      changed[i * 4 + field] = changed[i * 4 + field]! + 1e-3;
+      const got = statCompareBlob(blob, paths.length, changed);
+      expect({i, field, firstChange: got.firstChange}).toEqual({i, field, firstChange: i});
+      expectSameBits(got.stats, [...now]);
     }
+    // A missing file expected missing matches; expected present, it does not.
+    const missing = paths.indexOf(join(dir, 'missing'));
+    expect(expected[missing * 4]).toBe(-1);
+    const present = expected.slice();
+    present.fill(5, missing * 4, missing * 4 + 4);
+    expect(statCompareBlob(blob, paths.length, present).firstChange).toBe(missing);
   });
 
-  it('an error other than "does not exist" is fs.statSync\'s own error, from either side', () => {
+  it('an error other than "does not exist" is fs.statSync\'s own error', () => {
     writeFileSync(join(dir, 'file'), 'f');
     const bad = [join(dir, 'file'), join(dir, 'file', 'below')];
-    const codes = (['js', ...(nativeBuilt ? ['native' as const] : [])] as const).map((impl) => {
-      try {
-        statBatch(bad, impl);
-        return 'no error';
-      } catch (err) {
-        return `${(err as NodeJS.ErrnoException).code} ${(err as Error).message}`;
-      }
-    });
-    let own = '';
-    try {
-      statSync(bad[1]!, {throwIfNoEntry: false});
-    } catch (err) {
-      own = `${(err as NodeJS.ErrnoException).code} ${(err as Error).message}`;
-    }
-    expect(own).toMatch(/^ENOTDIR /);
-    for (const c of codes) expect(c).toBe(own);
-    const expected = new Float64Array(8).fill(-2);
-    for (const impl of ['js', ...(nativeBuilt ? ['native' as const] : [])] as const) {
-      expect(() => statCompareBlob(joinPaths(bad), 2, expected, impl)).toThrow(/^ENOTDIR/);
-    }
+    expect(() => statBatch(bad)).toThrow(/^ENOTDIR/);
+    expect(() => statCompareBlob(joinPaths(bad), 2, new Float64Array(8).fill(-2))).toThrow(/^ENOTDIR/);
   });
 
   it('a NUL inside a path is refused as fs.statSync refuses it', () => {
     expect(() => statBatch([join(dir, 'a\0b')])).toThrow(/null bytes/);
   });
 
-  it.skipIf(!nativeBuilt)('a blob with fewer paths than the count is refused', () => {
-    expect(() => statBatchBlob(Buffer.from('/tmp\0/etc'), 2, 'native')).toThrow(/fewer NUL-terminated paths/);
-    expect(() => statBatchBlob(Buffer.from('/tmp\0/etc'), 2, 'js')).toThrow(/fewer NUL-terminated paths/);
-  });
-
-  it('PSY_STAT_BATCH=js makes the built CLI modules use the fallback', () => {
-    const mod = pathToFileURL(join(repoRoot, 'dist', 'engine', 'stat-batch.js')).href;
-    const script = `const m = await import(${JSON.stringify(mod)}); console.log(JSON.stringify(m.statBatchImpl()));`;
-    const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ['--input-type=module', '-e', script], {encoding: 'utf8', env: {...process.env, ...env}});
-    const forced = run({PSY_STAT_BATCH: 'js'});
-    expect(JSON.parse(forced.stdout)).toEqual({impl: 'js', reason: 'disabled by PSY_STAT_BATCH=js'});
-    const plain = run({PSY_STAT_BATCH: ''});
-    expect(JSON.parse(plain.stdout)).toEqual(statBatchImpl());
+  it('a blob with fewer paths than the count is refused', () => {
+    expect(() => statBatchBlob(Buffer.from('/tmp\0/etc'), 2)).toThrow(/fewer NUL-terminated paths/);
   });
 
   it('StatCache.prefetch stats in one batch what get() would stat one by one', () => {

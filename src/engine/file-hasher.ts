@@ -87,7 +87,7 @@ export class StatCache {
     if (todo.length < 64) return;
     let st: Float64Array;
     try {
-      st = statBatch(todo.map((rel) => this.#root + sep + rel), undefined, this.#root);
+      st = statBatch(todo.map((rel) => this.#root + sep + rel));
     } catch {
       // A path that cannot be stat'ed: get() throws for it when it is asked for.
       return;

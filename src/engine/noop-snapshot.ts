@@ -20,7 +20,7 @@
  * write cannot hide behind it). Such a snapshot is never a no-op.
  */
 import {readFileSync, rmSync, statSync} from 'node:fs';
-import {basename, dirname, join} from 'node:path';
+import {basename, join} from 'node:path';
 import {RACY_MS} from './file-hasher.js';
 import {STAT_FIELDS, statCompareBlob} from './stat-batch.js';
 
@@ -249,8 +249,7 @@ export function checkSnapshot(
   let taken: Float64Array;
   let firstChange: number;
   try {
-    // The project root (see snapshotPath): most paths are under it.
-    ({stats: taken, firstChange} = statCompareBlob(d.paths, n, stored, undefined, dirname(dirname(dirname(file)))));
+    ({stats: taken, firstChange} = statCompareBlob(d.paths, n, stored));
   } catch {
     // A path that cannot be stat'ed (not a missing file): the full check decides.
     return undefined;
