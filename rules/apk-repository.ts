@@ -20,7 +20,8 @@ export function repositorySubdir(release: string): string {
  *
  * inputs: packages (the declaration files), dist (compiled modules, when neuralupgrade is
  * declared), key (the configured build key, when there is one).
- * params: packagesDir, distDir, arch, release, key (path or null).
+ * params: packagesDir, distDir, arch, release, key (path or null), npmPackages (the
+ * name@version list neuralupgrade ships: only its key, so a new version rebuilds).
  * outputs: repo (dir), keys (dir holding the public key).
  */
 export default defineRule({
@@ -28,7 +29,7 @@ export default defineRule({
   version: 1,
   module: import.meta.url,
   inputs: {packages: 'files', dist: 'files?', key: 'file?'},
-  params: {packagesDir: 'string', distDir: 'string', arch: 'string', release: 'string', key: param<string | null>()},
+  params: {packagesDir: 'string', distDir: 'string', arch: 'string', release: 'string', key: param<string | null>(), npmPackages: 'strings?'},
   outputs: {repo: 'dir', keys: 'dir'},
   async run(ctx) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(ctx.root, p));

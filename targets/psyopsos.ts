@@ -15,6 +15,7 @@ import squashfs from '../rules/squashfs.js';
 import {join} from 'node:path';
 import {validateNodeRootSettings, type NodeRootSettings} from '../src/image/node-root.js';
 import {parseNodeSettings} from '../src/node/settings.js';
+import {shippedNpmPackages} from '../src/upgrade/package-stage.js';
 import {listNodeNames, SECRETS_FILE} from '../src/node/store.js';
 import {alpineSettingsFor, deaddropApkRepository, deaddropOsRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
 
@@ -62,7 +63,15 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
         dist: {glob: `${s.distDir}/**/*.js`},
         ...(s.apkBuildKey === undefined ? {} : {key: s.apkBuildKey}),
       },
-      params: {packagesDir: s.packagesDir, distDir: s.distDir, arch: s.arch, release: s.release, key: s.apkBuildKey ?? null},
+      params: {
+        packagesDir: s.packagesDir,
+        distDir: s.distDir,
+        arch: s.arch,
+        release: s.release,
+        key: s.apkBuildKey ?? null,
+        // the npm packages neuralupgrade ships come from psy's install, not from an input file
+        ...(s.ownPackages.includes('neuralupgrade') ? {npmPackages: shippedNpmPackages(s.distDir)} : {}),
+      },
       outputs: {repo: {dir: 'apkrepo/repo'}, keys: {dir: 'apkrepo/keys'}},
     }),
     defineTarget({

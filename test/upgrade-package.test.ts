@@ -1,5 +1,5 @@
 import {execFile} from 'node:child_process';
-import {mkdtempSync, rmSync} from 'node:fs';
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join, relative} from 'node:path';
 import {promisify} from 'node:util';
@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {readApk} from '../src/apk/apk-package.js';
 import {generateSigningKey, keyringFromPem} from '../src/apk/keys.js';
 import {buildDeclaredPackage, readPackageDeclaration} from '../src/apk/package-builder.js';
-import {importedPackages, moduleClosure, packageDirs, stageNeuralupgradePackage} from '../src/upgrade/package-stage.js';
+import {importedPackages, moduleClosure, packageDirs, shippedNpmPackages, stageNeuralupgradePackage} from '../src/upgrade/package-stage.js';
 import {repoRoot} from './helpers/shared-data.js';
 import {UpgradeRig} from './helpers/upgrade-rig.js';
 
@@ -29,6 +29,10 @@ describe('neuralupgrade as an APK built by psy', () => {
     const dirs = packageDirs(['execa'], repoRoot).map((d) => relative(repoRoot, d));
     for (const d of ['node_modules/execa', 'node_modules/cross-spawn', 'node_modules/signal-exit']) expect(dirs).toContain(d);
     expect(() => packageDirs(['no-such-package-psy'], repoRoot)).toThrow(/npm package no-such-package-psy .*not installed/);
+    // their versions are the apkrepo target's parameter: a new version rebuilds the package
+    const execa = JSON.parse(readFileSync(join(repoRoot, 'node_modules/execa/package.json'), 'utf8')) as {version: string};
+    expect(shippedNpmPackages(join(repoRoot, 'dist'))).toContain(`execa@${execa.version}`);
+    expect(shippedNpmPackages(join(dir, 'not-built'))).toEqual([]);
   });
 
   it('builds a signed APK whose launcher runs from the unpacked tree', async () => {

@@ -76,6 +76,23 @@ export function packageDirs(names: readonly string[], fromDir: string): string[]
   return [...found].sort();
 }
 
+/**
+ * `name@version` of every npm package neuralupgrade's package ships (found as
+ * stageNeuralupgradePackage finds them): a target parameter, so that new versions (npm
+ * ci after a lock change) rebuild the package. Empty when `distDir` is not built yet.
+ */
+export function shippedNpmPackages(distDir: string): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  try {
+    return packageDirs(importedPackages(resolve(distDir)), here).map((dir) => {
+      const meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {name?: string; version?: string};
+      return `${meta.name}@${meta.version}`;
+    });
+  } catch {
+    return [];
+  }
+}
+
 /** Files of a package the program runs: not types, sources, maps, docs or nested packages. */
 const NOT_SHIPPED = /(\.d\.[cm]?ts|\.[cm]?ts|\.map|\.md)$/;
 
