@@ -240,10 +240,10 @@ describe('psy deploy', () => {
     expect(r.stdout).toBe(
       [
         'wave 1: n1',
-        `  n1: ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -F ${cfg} -l root -- n1 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
+        `  n1: ssh -F ${cfg} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -l root -- n1 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
         'wave 2: n2, n3',
-        `  n2: ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -F ${cfg} -l root -- n2 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
-        `  n3: ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -F ${cfg} -l root -- n3 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
+        `  n2: ssh -F ${cfg} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -l root -- n2 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
+        `  n3: ssh -F ${cfg} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -l root -- n3 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
         '',
       ].join('\n'),
     );

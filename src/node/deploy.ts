@@ -142,13 +142,15 @@ export class Ssh {
   /** The same for a command line the remote shell reads as it is. */
   private argvLine(host: string, line: string): string[] {
     const s = this.settings.ssh;
+    // ssh keeps the first value it is given: the settings' options come first, so they can
+    // lengthen the timeouts for slow nodes
     return [
+      ...s.options,
       '-o', 'BatchMode=yes',
       '-o', 'ConnectTimeout=10',
       '-o', 'ServerAliveInterval=5',
       '-o', 'ServerAliveCountMax=2',
       ...(s.port === undefined ? [] : ['-p', String(s.port)]),
-      ...s.options,
       '-l', s.user,
       '--', host,
       line,
