@@ -4,11 +4,12 @@
  * the "nodes" is a stand-in, named as such: a shell script answering as neuralupgrade
  * does (status/apply JSON) and a `reboot` that switches its recorded slot, one state
  * folder per node alias. It proves the ssh invocation, the waves, stopping at the first
- * failing wave, the report, --dry-run and --json; it does not prove that a node updates
- * (that is neuralupgrade's own test in a QEMU guest).
+ * failing wave, the report, --dry-run and --json, and copy mode (the ostar and its
+ * signature copied over ssh, applied with --os-tar); it does not prove that a node updates
+ * (test/deploy-guest.test.ts does, in a QEMU guest).
  */
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process';
-import {chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -32,7 +33,13 @@ status)
   printf '{"booted":"%s","slots":{"A":{"version":"%s"},"B":{"version":"%s"}},"nextBoot":{"boots":"%s","knownGood":"%s"}}\\n' "$booted" "$(cat "$d/A")" "$(cat "$d/B")" "$boots" "$def" ;;
 apply)
   [ "$mode" = fail-apply ] && { echo "neuralupgrade apply: psyopsOS.tar.minisig: bad signature" >&2; exit 1; }
-  cp "$STATE_ROOT/latest" "$d/$other"; echo "$other" > "$d/next"
+  if [ "$3" = --os-tar ]; then
+    [ -f "$4" ] && [ -f "$4.minisig" ] || { echo "neuralupgrade apply: $4: no tarball with its signature" >&2; exit 1; }
+    cp "$4" "$d/$other"
+  else
+    cp "$STATE_ROOT/latest" "$d/$other"
+  fi
+  echo "$other" > "$d/next"
   printf '{"slots":[{"slot":"%s","version":"%s"}],"esp":null,"tryOnce":"%s"}\\n' "$other" "$(cat "$d/$other")" "$other" ;;
 *) echo "unexpected: $*" >&2; exit 2 ;;
 esac
@@ -233,10 +240,10 @@ describe('psy deploy', () => {
     expect(r.stdout).toBe(
       [
         'wave 1: n1',
-        `  n1: ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -F ${cfg} -l root -- n1 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
+        `  n1: ssh -F ${cfg} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -l root -- n1 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
         'wave 2: n2, n3',
-        `  n2: ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -F ${cfg} -l root -- n2 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
-        `  n3: ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -F ${cfg} -l root -- n3 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
+        `  n2: ssh -F ${cfg} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -l root -- n2 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
+        `  n3: ssh -F ${cfg} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -l root -- n3 neuralupgrade apply nonbooted --os-version latest --json, then reboot`,
         '',
       ].join('\n'),
     );
@@ -272,5 +279,85 @@ describe('psy deploy', () => {
       rmSync(bin, {recursive: true, force: true});
     }
     expect(existsSync(join(dir, 'nodes/n1/node.json'))).toBe(true);
+  });
+});
+
+describe('psy deploy: copy mode', () => {
+  const V = '20260101-000000';
+  const tarName = `psyopsOS.x86_64.${V}.tar`;
+  const remoteTar = /^apply nonbooted --os-tar (\/tmp\/psy-deploy\.[A-Za-z0-9]{6})\/psyopsOS\.x86_64\.20260101-000000\.tar --json$/;
+
+  beforeAll(() => {
+    // a replica as psy publish leaves it: the tarball, its signature, the latest link
+    const os = join(dir, 'dd', 'os');
+    mkdirSync(os, {recursive: true});
+    writeFileSync(join(os, tarName), '3.0\n');
+    writeFileSync(join(os, `${tarName}.minisig`), 'untrusted comment: stand-in signature\n');
+    rmSync(join(os, 'psyopsOS.x86_64.latest.tar.minisig'), {force: true});
+    symlinkSync(`${tarName}.minisig`, join(os, 'psyopsOS.x86_64.latest.tar.minisig'));
+    // nodes n2 cannot reach the bucket; the replica is settings.deaddrop's
+    writeFileSync(
+      join(dir, 'copy.config.ts'),
+      readFileSync(join(dir, 'build.config.ts'), 'utf8').replace('settings: {nodes: {recipients: []', "settings: {deaddrop: {root: 'dd', ostar: {target: 'ostar', arch: 'x86_64'}}, nodes: {copy: ['n2'], recipients: []"),
+    );
+    mkdirSync(join(dir, 'mine'), {recursive: true});
+    writeFileSync(join(dir, 'mine', 'os.tar'), '4.0\n');
+    writeFileSync(join(dir, 'mine', 'os.tar.minisig'), 'untrusted comment: stand-in signature\n');
+    writeFileSync(join(dir, 'mine', 'unsigned.tar'), '5.0\n');
+  });
+
+  it('--copy copies the latest ostar of the replica and its signature, applies it with --os-tar, and removes the copy', async () => {
+    const r = await psy(['deploy', 'n1', '--copy', '--reboot', '--wait', '--poll', '0.2', '--json', '--config', 'copy.config.ts'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {nodes: Array<Record<string, unknown>>};
+    expect(j.nodes).toEqual([{node: 'n1', host: 'n1', wave: 1, outcome: 'updated', before: {slot: 'A', version: '1.0'}, now: {slot: 'B', version: '3.0'}, written: {slot: 'B', version: '3.0'}, error: null}]);
+    const lines = log('n1').trim().split('\n');
+    expect(lines[0]).toBe('status --json');
+    const m = remoteTar.exec(lines[1]!);
+    expect(m, lines[1]).not.toBeNull();
+    expect(lines[2]).toBe('reboot');
+    // the node is this machine: the copy's folder is gone
+    expect(existsSync(m![1]!)).toBe(false);
+  });
+
+  it('copies to the nodes settings.nodes.copy lists and lets the others download; --ostar names the file', async () => {
+    const r = await psy(['deploy', 'n1', 'n2', '--config', 'copy.config.ts'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('n1: B has 2.0; still running 1.0 (A) until it reboots\nn2: B has 3.0; still running 1.0 (A) until it reboots\n');
+    expect(log('n1')).toBe('status --json\napply nonbooted --os-version latest --json\n');
+    expect(log('n2').split('\n')[1]).toMatch(remoteTar);
+
+    resetNodes();
+    const o = await psy(['deploy', 'n3', '--copy', '--ostar', 'mine/os.tar'], dir);
+    expect(o.code, o.stderr).toBe(0);
+    expect(o.stdout).toBe('n3: B has 4.0; still running 1.0 (A) until it reboots\n');
+    expect(log('n3').split('\n')[1]).toMatch(/^apply nonbooted --os-tar \/tmp\/psy-deploy\.[A-Za-z0-9]{6}\/os\.tar --json$/);
+  });
+
+  it('--dry-run shows the copy; mistakes are one line and reach no node', async () => {
+    // the default replica, cache/deaddrop, holds nothing yet
+    writeFileSync(join(dir, 'empty-dd.config.ts'), readFileSync(join(dir, 'copy.config.ts'), 'utf8').replace("root: 'dd', ", ''));
+    const d = await psy(['deploy', 'n2', '--dry-run', '--config', 'copy.config.ts'], dir);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toMatch(
+      new RegExp(`^wave 1: n2\\n  n2: copy ${join(dir, 'dd', 'os', tarName).replace(/\./g, '\\.')} and its \\.minisig to n2:/tmp/psy-deploy\\.XXXXXX/, then ssh .* -- n2 neuralupgrade apply nonbooted --os-tar /tmp/psy-deploy\\.XXXXXX/${tarName.replace(/\./g, '\\.')} --json\\n$`),
+    );
+    const cases: Array<[string[], string]> = [
+      [['deploy', 'n1', '--copy', '--ostar', 'mine/nope.tar'], 'psy deploy: --ostar mine/nope.tar: no such file\n'],
+      [['deploy', 'n1', '--copy', '--ostar', 'mine/unsigned.tar'], 'psy deploy: --ostar mine/unsigned.tar: no mine/unsigned.tar.minisig beside it (the node verifies the tarball against it)\n'],
+      [['deploy', 'n1', '--ostar', 'mine/os.tar'], 'psy deploy: --ostar is the file to copy: give --copy too (or list the nodes in settings.nodes.copy)\n'],
+      [['deploy', 'n1', '--copy'], 'psy deploy: settings.deaddrop.ostar names no OS tarball: give the one to copy with --ostar FILE\n'],
+      [['deploy', 'n1', '--copy', '--config', 'empty-dd.config.ts'], `psy deploy: the deaddrop replica ${join(dir, 'cache', 'deaddrop', 'os')} has no signed psyopsOS.x86_64 latest: run psy publish, or give --ostar FILE\n`],
+      [['deploy', 'n1', '--copy', '--os-version', '20250101-000000', '--config', 'copy.config.ts'], `psy deploy: the deaddrop replica ${join(dir, 'dd', 'os')} has no signed psyopsOS.x86_64 version 20250101-000000: run psy publish, or give --ostar FILE\n`],
+    ];
+    for (const [args, line] of cases) {
+      const r = await psy(args, dir);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toBe(line);
+    }
+    writeFileSync(join(dir, 'bad-copy.config.ts'), readFileSync(join(dir, 'copy.config.ts'), 'utf8').replace("copy: ['n2']", "copy: ['n9']"));
+    const bad = await psy(['deploy', 'n1', '--config', 'bad-copy.config.ts'], dir);
+    expect(bad.stderr).toBe("psy deploy: settings.nodes.copy: unknown node 'n9' (no nodes/n9/node.json)\n");
+    for (const n of NODES) expect(log(n)).toBe('');
   });
 });

@@ -45,6 +45,8 @@ export function fixtureSettings(dir: string, fx: FixtureRepository, over: Partia
  * `lock: false` leaves the lock to `psy lock`. */
 export interface ProjectExtras {
   readonly nodeRecipients?: readonly string[];
+  /** More of settings.nodes (hosts, ssh), beside the recipients. */
+  readonly nodes?: Readonly<Record<string, unknown>>;
   readonly lock?: boolean;
 }
 
@@ -85,7 +87,7 @@ export async function lockProject(dir: string, settings: Partial<AlpineSettings>
 export async function writeConfig(dir: string, settings: Partial<AlpineSettings>, extras: ProjectExtras = {}): Promise<void> {
   const targets = relative(dir, join(repoRoot, 'targets/psyopsos.js'));
   // with node recipients the project has nodes/, whose targets need the project root
-  const more = extras.nodeRecipients === undefined ? '' : `, {settings: {nodes: {recipients: ${JSON.stringify(extras.nodeRecipients)}}}}, {root: import.meta.dirname}`;
+  const more = extras.nodeRecipients === undefined ? '' : `, {settings: {nodes: ${JSON.stringify({...extras.nodes, recipients: extras.nodeRecipients})}}}, {root: import.meta.dirname}`;
   await writeFile(
     join(dir, 'build.config.ts'),
     `import {psyopsosConfig} from '${targets}';\nexport default psyopsosConfig(${JSON.stringify(settings, null, 2)}${more});\n`,

@@ -1,4 +1,6 @@
 import {spawn} from 'node:child_process';
+import {createReadStream} from 'node:fs';
+import {basename} from 'node:path';
 import {isPsyError, PsyError} from '../errors.js';
 import {missingToolError, tailOf} from '../tools/run.js';
 import type {NodeSettings} from './settings.js';
@@ -9,7 +11,10 @@ import {ipOf, type NodeRecord} from './store.js';
  * node: read its status, `neuralupgrade apply nonbooted --os-version latest`, reboot,
  * then poll until it is up on the slot that was written and has marked that slot good
  * (the node does that itself, from its own health checks). A wave whose every node
- * succeeded lets the next one start; the first failing wave stops the deploy.
+ * succeeded lets the next one start; the first failing wave stops the deploy. A node that
+ * cannot reach the bucket gets the signed ostar and its .minisig copied over the same ssh
+ * (into a fresh folder under /tmp, removed afterwards) and applies it with --os-tar, which
+ * verifies it exactly as a download.
  */
 
 type Slot = 'A' | 'B';
@@ -31,6 +36,12 @@ export interface DeployOptions {
   readonly pollSec: number;
   readonly osVersion: string;
   readonly log: (line: string) => void;
+}
+
+/** A signed OS tarball on this machine, copied to the nodes that cannot download it. */
+export interface CopySource {
+  readonly ostar: string;
+  readonly minisig: string;
 }
 
 export type NodeOutcome = 'updated' | 'written' | 'rebooted' | 'failed' | 'not-attempted';
@@ -60,6 +71,18 @@ export interface DeployReport {
 export interface DeployTarget {
   readonly name: string;
   readonly host: string;
+  /** Copy this ostar to the node instead of letting it download. */
+  readonly copy?: CopySource;
+}
+
+/** The folder the copy goes to on the node (mktemp's template: a fresh one per deploy). */
+export const REMOTE_COPY_TEMPLATE = '/tmp/psy-deploy.XXXXXX';
+
+/** What the node runs to apply: from the bucket, or the copied tarball in `remoteDir`. */
+export function applyCommand(osVersion: string, copy?: {ostar: string; remoteDir: string}): string[] {
+  return copy
+    ? ['neuralupgrade', 'apply', 'nonbooted', '--os-tar', `${copy.remoteDir}/${basename(copy.ostar)}`, '--json']
+    : ['neuralupgrade', 'apply', 'nonbooted', '--os-version', osVersion, '--json'];
 }
 
 /** Where a node is reached: settings.nodes.hosts, else its psynet address. */
@@ -113,27 +136,53 @@ export class Ssh {
 
   /** The ssh command line for `remote` on `host`. */
   argv(host: string, remote: readonly string[]): string[] {
+    return this.argvLine(host, remote.map(shq).join(' '));
+  }
+
+  /** The same for a command line the remote shell reads as it is. */
+  private argvLine(host: string, line: string): string[] {
     const s = this.settings.ssh;
+    // ssh keeps the first value it is given: the settings' options come first, so they can
+    // lengthen the timeouts for slow nodes
     return [
+      ...s.options,
       '-o', 'BatchMode=yes',
       '-o', 'ConnectTimeout=10',
       '-o', 'ServerAliveInterval=5',
       '-o', 'ServerAliveCountMax=2',
       ...(s.port === undefined ? [] : ['-p', String(s.port)]),
-      ...s.options,
       '-l', s.user,
       '--', host,
-      remote.map(shq).join(' '),
+      line,
     ];
   }
 
   run(host: string, remote: readonly string[]): Promise<SshResult> {
+    return this.spawn(this.argv(host, remote));
+  }
+
+  /** Writes the local file `from` to `to` on the node (`cat >` over ssh: no scp or sftp needed there). */
+  send(host: string, from: string, to: string): Promise<SshResult> {
+    return this.spawn(this.argvLine(host, `cat > ${shq(to)}`), from);
+  }
+
+  private spawn(argv: string[], stdinFile?: string): Promise<SshResult> {
     return new Promise((resolve, reject) => {
-      const child = spawn('ssh', this.argv(host, remote), {env: this.env, stdio: ['ignore', 'pipe', 'pipe']});
+      const child = spawn('ssh', argv, {env: this.env, stdio: [stdinFile === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']});
+      if (stdinFile !== undefined) {
+        const input = createReadStream(stdinFile);
+        input.on('error', (e) => {
+          child.kill();
+          reject(new PsyError('deploy-failed', `cannot read ${stdinFile}: ${e.message}`));
+        });
+        // ssh gone early (unreachable node): its exit code says why, not the broken pipe
+        child.stdin!.on('error', () => {});
+        input.pipe(child.stdin!);
+      }
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+      child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
       child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missingToolError('ssh') : new PsyError('ssh-failed', `ssh: ${e.message}`)));
       child.on('close', (code) => resolve({code, stdout, stderr}));
     });
@@ -166,6 +215,22 @@ async function status(ssh: Ssh, host: string): Promise<NodeStatus> {
   }
 }
 
+/** Copies the ostar and its signature into a fresh folder on the node, applies it from there, removes the folder. */
+async function copyAndApply(ssh: Ssh, host: string, c: CopySource): Promise<SshResult> {
+  const mk = await ssh.run(host, ['mktemp', '-d', REMOTE_COPY_TEMPLATE]);
+  const remoteDir = mk.stdout.trim();
+  if (mk.code !== 0 || !remoteDir.startsWith(REMOTE_COPY_TEMPLATE.slice(0, -6))) throw new PsyError('deploy-failed', failure('mktemp on the node', mk));
+  try {
+    for (const f of [c.ostar, c.minisig]) {
+      const r = await ssh.send(host, f, `${remoteDir}/${basename(f)}`);
+      if (r.code !== 0) throw new PsyError('deploy-failed', failure(`copying ${basename(f)}`, r));
+    }
+    return await ssh.run(host, applyCommand('', {ostar: c.ostar, remoteDir}));
+  } finally {
+    await ssh.run(host, ['rm', '-rf', remoteDir]).catch(() => undefined);
+  }
+}
+
 const other = (s: Slot): Slot => (s === 'A' ? 'B' : 'A');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -179,8 +244,14 @@ async function deployNode(ssh: Ssh, t: DeployTarget, wave: number, o: DeployOpti
     if (st.booted === undefined) throw new PsyError('deploy-failed', 'neuralupgrade does not know which slot is booted');
     before = {slot: st.booted, version: st.versions[st.booted] ?? null};
     now = before;
-    o.log(`${t.name}: on ${st.booted} (${before.version ?? 'no version'}); applying ${o.osVersion} to the other slot`);
-    const a = await ssh.run(t.host, ['neuralupgrade', 'apply', 'nonbooted', '--os-version', o.osVersion, '--json']);
+    let a: SshResult;
+    if (t.copy) {
+      o.log(`${t.name}: on ${st.booted} (${before.version ?? 'no version'}); copying ${basename(t.copy.ostar)} to it for the other slot`);
+      a = await copyAndApply(ssh, t.host, t.copy);
+    } else {
+      o.log(`${t.name}: on ${st.booted} (${before.version ?? 'no version'}); applying ${o.osVersion} to the other slot`);
+      a = await ssh.run(t.host, applyCommand(o.osVersion));
+    }
     if (a.code !== 0) throw new PsyError('deploy-failed', failure('neuralupgrade apply', a));
     let applied: {slots: Array<{slot: Slot; version: string}>};
     try {

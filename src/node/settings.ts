@@ -13,9 +13,11 @@ export interface NodeSettings {
   readonly ssh: {readonly user: string; readonly port?: number; readonly options: readonly string[]};
   /** Node name → host `psy deploy` connects to (else the node's psynet IP). */
   readonly hosts: Readonly<Record<string, string>>;
+  /** Nodes that cannot reach the bucket: `psy deploy` copies the signed ostar to them over ssh. */
+  readonly copy: readonly string[];
 }
 
-const KNOWN = new Set(['dir', 'psynetDir', 'recipients', 'ssh', 'hosts']);
+const KNOWN = new Set(['dir', 'psynetDir', 'recipients', 'ssh', 'hosts', 'copy']);
 
 export function parseNodeSettings(raw: unknown): NodeSettings {
   const where = 'settings.nodes';
@@ -47,12 +49,15 @@ export function parseNodeSettings(raw: unknown): NodeSettings {
   for (const [n, h] of Object.entries(hosts)) {
     if (typeof h !== 'string' || h === '' || h.startsWith('-')) throw new PsyError('bad-config', `${where}.hosts.${n} must be a host name or address`);
   }
+  const copy = o['copy'] ?? [];
+  if (!Array.isArray(copy) || copy.some((x) => typeof x !== 'string')) throw new PsyError('bad-config', `${where}.copy must be a list of node names`);
   return {
     dir: str('dir', 'nodes'),
     psynetDir: str('psynetDir', 'psynet'),
     recipients: (recipients as string[]).map((r) => r.trim()),
     ssh: {user, ...(port === undefined ? {} : {port}), options: options as string[]},
     hosts: hosts as Record<string, string>,
+    copy: copy as string[],
   };
 }
 
