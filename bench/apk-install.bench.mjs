@@ -26,8 +26,20 @@ export async function run(argv = []) {
   const fx = await buildFixtureRepository({kernel: false});
   const keyring = loadKeyring(fx.keysDir);
   const order = [
-    'musl', 'busybox', 'busybox-binsh', 'alpine-baselayout-data', 'alpine-baselayout', 'alpine-keys',
-    'ca-certificates-bundle', 'libcrypto3', 'libssl3', 'zlib', 'apk-tools', 'scanelf', 'musl-utils', 'ssl_client',
+    'musl',
+    'busybox',
+    'busybox-binsh',
+    'alpine-baselayout-data',
+    'alpine-baselayout',
+    'alpine-keys',
+    'ca-certificates-bundle',
+    'libcrypto3',
+    'libssl3',
+    'zlib',
+    'apk-tools',
+    'scanelf',
+    'musl-utils',
+    'ssl_client',
   ];
   const files = readdirSync(fx.archDir);
   const paths = order.map((n) => join(fx.archDir, String(files.find((f) => f.startsWith(`${n}-`) && /^[0-9]/.test(f.slice(n.length + 1))))));

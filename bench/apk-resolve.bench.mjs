@@ -48,9 +48,12 @@ export async function run(argv = []) {
     const out = f();
     return [Number(process.hrtime.bigint() - t) / 1e6, out];
   };
-  const psyResolve = (world) => resolve({world, arch: 'x86_64', repositories: [{name: repo, records: index.records}]}).map((p) => `${p.record.name}-${p.record.version}`);
+  const psyResolve = (world) =>
+    resolve({world, arch: 'x86_64', repositories: [{name: repo, records: index.records}]}).map((p) => `${p.record.name}-${p.record.version}`);
   const apkResolve = (world) =>
-    [...apk.run(['--root', root, 'add', '--simulate', '--no-cache', '--repository', repo, ...world]).matchAll(/Installing (\S+) \((\S+)\)/g)].map((m) => `${m[1]}-${m[2]}`);
+    [...apk.run(['--root', root, 'add', '--simulate', '--no-cache', '--repository', repo, ...world]).matchAll(/Installing (\S+) \((\S+)\)/g)].map(
+      (m) => `${m[1]}-${m[2]}`,
+    );
   const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
   try {
     const results = [];
@@ -67,14 +70,22 @@ export async function run(argv = []) {
         psy.push(time(() => psyResolve(world))[0]);
         apkMs.push(time(() => apkResolve(world))[0]);
       }
-      results.push({world: world.join(' '), packages: ours.length, sameOrder, psyMedianMs: Number(median(psy).toFixed(1)), apkMedianMs: Number(median(apkMs).toFixed(1))});
+      results.push({
+        world: world.join(' '),
+        packages: ours.length,
+        sameOrder,
+        psyMedianMs: Number(median(psy).toFixed(1)),
+        apkMedianMs: Number(median(apkMs).toFixed(1)),
+      });
     }
     const out = {bench: 'apk-resolve', runs, indexRecords: index.records.length, results};
     if (values.json) console.log(JSON.stringify(out));
     else {
       console.log(`apk-resolve: v3.16 x86_64 index, ${index.records.length} records, median of ${runs}; psy and apk choose the same packages`);
       for (const r of results) {
-        console.log(`  ${String(r.packages).padStart(3)} packages  psy resolve ${String(r.psyMedianMs).padStart(6)} ms   apk add --simulate ${String(r.apkMedianMs).padStart(6)} ms   ${r.sameOrder ? 'same order' : 'other order'}  (${r.world})`);
+        console.log(
+          `  ${String(r.packages).padStart(3)} packages  psy resolve ${String(r.psyMedianMs).padStart(6)} ms   apk add --simulate ${String(r.apkMedianMs).padStart(6)} ms   ${r.sameOrder ? 'same order' : 'other order'}  (${r.world})`,
+        );
       }
     }
   } finally {

@@ -9,7 +9,20 @@
 //                          compare a change with what it replaces in the same run
 import {spawn, spawnSync} from 'node:child_process';
 import {createHash, randomBytes} from 'node:crypto';
-import {closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync} from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {dirname, join} from 'node:path';
 import {createInterface} from 'node:readline';
@@ -21,7 +34,18 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Runs the benchmark; `argv` as on the command line. */
 export async function run(argv) {
-  const {values: args} = parseArgs({args: argv, allowPositionals: true, strict: false, options: {'big-mb': {type: 'string', default: '110'}, runs: {type: 'string', default: '3'}, json: {type: 'boolean', default: false}, keep: {type: 'boolean', default: false}, baseline: {type: 'string'}}});
+  const {values: args} = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: false,
+    options: {
+      'big-mb': {type: 'string', default: '110'},
+      runs: {type: 'string', default: '3'},
+      json: {type: 'boolean', default: false},
+      keep: {type: 'boolean', default: false},
+      baseline: {type: 'string'},
+    },
+  });
   const BIG = Number(args['big-mb']) * 2 ** 20;
   const RUNS = Number(args.runs);
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -58,7 +82,11 @@ export async function run(argv) {
   }
 
   async function startServer() {
-    const child = spawn(process.execPath, ['--openssl-legacy-provider', join(repo, 'test', 'helpers', 'deaddrop-s3rver.mjs'), join(work, 's3'), 'bench-psy,bench-psy-base,bench-aws,bench-rclone'], {stdio: ['pipe', 'pipe', 'inherit']});
+    const child = spawn(
+      process.execPath,
+      ['--openssl-legacy-provider', join(repo, 'test', 'helpers', 'deaddrop-s3rver.mjs'), join(work, 's3'), 'bench-psy,bench-psy-base,bench-aws,bench-rclone'],
+      {stdio: ['pipe', 'pipe', 'inherit']},
+    );
     const port = await new Promise((ok, bad) => {
       createInterface({input: child.stdout}).once('line', (l) => ok(JSON.parse(l).port));
       child.once('exit', (c) => bad(new Error(`s3rver exited ${c}`)));
@@ -67,28 +95,73 @@ export async function run(argv) {
   }
 
   const {child: server, endpoint} = await startServer();
-  const creds = {AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_DEFAULT_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true'};
+  const creds = {
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+    AWS_DEFAULT_REGION: 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
   /** @type {NodeJS.ProcessEnv} */
-  const env = {...process.env, ...creds,
+  const env = {
+    ...process.env,
+    ...creds,
     // botocore ≥ 1.36 sends aws-chunked trailing checksums that s3rver stores verbatim
-    AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required'};
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
+    AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
+  };
   // rclone's S3 backend refuses a custom CA bundle with its own transport; the server is plain http
   delete env.AWS_CA_BUNDLE;
 
   mkdirSync(join(work, 'project'), {recursive: true});
-  writeFileSync(join(work, 'project', 'build.config.ts'), `export default {targets: [], settings: {deaddrop: {s3: {bucket: 'bench-psy', endpoint: '${endpoint}', region: 'us-east-1'}}}};\n`);
+  writeFileSync(
+    join(work, 'project', 'build.config.ts'),
+    `export default {targets: [], settings: {deaddrop: {s3: {bucket: 'bench-psy', endpoint: '${endpoint}', region: 'us-east-1'}}}};\n`,
+  );
 
   if (args.baseline) {
     // same replica (through a link), its own bucket
     mkdirSync(join(work, 'project-base'), {recursive: true});
     symlinkSync(join(work, 'project', 'cache'), join(work, 'project-base', 'cache'));
-    writeFileSync(join(work, 'project-base', 'build.config.ts'), `export default {targets: [], settings: {deaddrop: {s3: {bucket: 'bench-psy-base', endpoint: '${endpoint}', region: 'us-east-1'}}}};\n`);
+    writeFileSync(
+      join(work, 'project-base', 'build.config.ts'),
+      `export default {targets: [], settings: {deaddrop: {s3: {bucket: 'bench-psy-base', endpoint: '${endpoint}', region: 'us-east-1'}}}};\n`,
+    );
   }
   const tools = {
     psy: () => [process.execPath, [join(repo, 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project')],
-    ...(args.baseline ? {'psy-base': () => [process.execPath, [join(String(args.baseline), 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project-base')]} : {}),
-    aws: () => ['aws', ['s3', 'sync', replica, 's3://bench-aws', '--endpoint-url', endpoint, '--delete', '--exclude', '.psy-*', '--exclude', '*/.psy-*', '--only-show-errors'], work],
-    rclone: () => ['rclone', ['sync', replica, ':s3:bench-rclone', '--s3-provider', 'Other', '--s3-endpoint', endpoint, '--s3-access-key-id', 'S3RVER', '--s3-secret-access-key', 'S3RVER', '--s3-region', 'us-east-1', '--exclude', '.psy-*', '--config', '/dev/null', '-q'], work],
+    ...(args.baseline
+      ? {'psy-base': () => [process.execPath, [join(String(args.baseline), 'bin', 'psy.js'), 'deaddrop', 'forcepush'], join(work, 'project-base')]}
+      : {}),
+    aws: () => [
+      'aws',
+      ['s3', 'sync', replica, 's3://bench-aws', '--endpoint-url', endpoint, '--delete', '--exclude', '.psy-*', '--exclude', '*/.psy-*', '--only-show-errors'],
+      work,
+    ],
+    rclone: () => [
+      'rclone',
+      [
+        'sync',
+        replica,
+        ':s3:bench-rclone',
+        '--s3-provider',
+        'Other',
+        '--s3-endpoint',
+        endpoint,
+        '--s3-access-key-id',
+        'S3RVER',
+        '--s3-secret-access-key',
+        'S3RVER',
+        '--s3-region',
+        'us-east-1',
+        '--exclude',
+        '.psy-*',
+        '--config',
+        '/dev/null',
+        '-q',
+      ],
+      work,
+    ],
   };
 
   function timeRun(name) {
@@ -100,7 +173,14 @@ export async function run(argv) {
     return ms;
   }
 
-  const client = new S3Client({endpoint, region: 'us-east-1', forcePathStyle: true, credentials: {accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER'}, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED'});
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: {accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER'},
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
 
   async function emptyBucket(bucket) {
     for (;;) {
@@ -126,7 +206,9 @@ export async function run(argv) {
     results[label] = {};
     for (const name of Object.keys(tools)) {
       results[label][name] = median(times[name]);
-      log(`${label.padEnd(18)} ${name.padEnd(7)} ${(results[label][name] / 1000).toFixed(2)} s (median of ${runs}: ${times[name].map((t) => (t / 1000).toFixed(2)).join(' ')})`);
+      log(
+        `${label.padEnd(18)} ${name.padEnd(7)} ${(results[label][name] / 1000).toFixed(2)} s (median of ${runs}: ${times[name].map((t) => (t / 1000).toFixed(2)).join(' ')})`,
+      );
     }
   }
 
@@ -140,7 +222,9 @@ export async function run(argv) {
     });
     await phase('no-op push', RUNS);
     // each tool gets its own change, so every run has exactly one changed file to send
-    await phase('one file changed', RUNS, (name, i) => fill(join(replica, 'apk', 'v3.21', 'psyopsOS', 'x86_64', 'pkg40-1.0-r0.apk'), 300_000, `${name}${i}${Date.now()}`));
+    await phase('one file changed', RUNS, (name, i) =>
+      fill(join(replica, 'apk', 'v3.21', 'psyopsOS', 'x86_64', 'pkg40-1.0-r0.apk'), 300_000, `${name}${i}${Date.now()}`),
+    );
 
     // ---- correctness: sizes intact, and what became of the latest symlinks
     const latest = 'os/psyopsOS.x86_64.latest.tar.minisig';
@@ -168,24 +252,38 @@ export async function run(argv) {
       });
       const sigKey = 'os/psyopsOS.x86_64.20250301-000000.tar.minisig';
       const sig = await client.send(new GetObjectCommand({Bucket: bucket, Key: sigKey}));
-      const sameSig = createHash('sha256').update(Buffer.from(await sig.Body?.transformToByteArray() ?? [])).digest('hex') === createHash('sha256').update(readFileSync(join(replica, ...sigKey.split('/')))).digest('hex');
+      const sameSig =
+        createHash('sha256')
+          .update(Buffer.from((await sig.Body?.transformToByteArray()) ?? []))
+          .digest('hex') ===
+        createHash('sha256')
+          .update(readFileSync(join(replica, ...sigKey.split('/'))))
+          .digest('hex');
       symlinks[name] = {objects: keys.length, latest: note, intact: wrongSize.length === 0 && sameSig};
     }
 
     const out = {replica: {objects: 96, symlinks: 2, bigMiB: BIG / 2 ** 20}, seconds: {}, ratios: {}, symlinks};
     for (const [label, r] of Object.entries(results)) {
       out.seconds[label] = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, +(v / 1000).toFixed(3)]));
-      out.ratios[label] = {'psy/aws': +(r.psy / r.aws).toFixed(2), 'psy/rclone': +(r.psy / r.rclone).toFixed(2), 'psy/fastest peer': +(r.psy / Math.min(r.aws, r.rclone)).toFixed(2), ...(r['psy-base'] ? {'psy/psy-base': +(r.psy / r['psy-base']).toFixed(2)} : {})};
+      out.ratios[label] = {
+        'psy/aws': +(r.psy / r.aws).toFixed(2),
+        'psy/rclone': +(r.psy / r.rclone).toFixed(2),
+        'psy/fastest peer': +(r.psy / Math.min(r.aws, r.rclone)).toFixed(2),
+        ...(r['psy-base'] ? {'psy/psy-base': +(r.psy / r['psy-base']).toFixed(2)} : {}),
+      };
     }
     if (args.json) console.log(JSON.stringify(out, null, 2));
     else {
       console.log(`\ndeaddrop sync benchmark (same replica, same s3rver on 127.0.0.1, one run, median of ${RUNS})`);
       console.log(`${'phase'.padEnd(18)} ${'psy'.padStart(8)} ${'aws'.padStart(8)} ${'rclone'.padStart(8)}   psy/aws  psy/rclone`);
       for (const [label, s] of Object.entries(out.seconds)) {
-        console.log(`${label.padEnd(18)} ${s.psy.toFixed(2).padStart(7)}s ${s.aws.toFixed(2).padStart(7)}s ${s.rclone.toFixed(2).padStart(7)}s   ${out.ratios[label]['psy/aws'].toFixed(2).padStart(7)}  ${out.ratios[label]['psy/rclone'].toFixed(2).padStart(10)}${s['psy-base'] ? `   psy-base ${s['psy-base'].toFixed(2)}s (psy/psy-base ${out.ratios[label]['psy/psy-base'].toFixed(2)})` : ''}`);
+        console.log(
+          `${label.padEnd(18)} ${s.psy.toFixed(2).padStart(7)}s ${s.aws.toFixed(2).padStart(7)}s ${s.rclone.toFixed(2).padStart(7)}s   ${out.ratios[label]['psy/aws'].toFixed(2).padStart(7)}  ${out.ratios[label]['psy/rclone'].toFixed(2).padStart(10)}${s['psy-base'] ? `   psy-base ${s['psy-base'].toFixed(2)}s (psy/psy-base ${out.ratios[label]['psy/psy-base'].toFixed(2)})` : ''}`,
+        );
       }
       console.log('\neach bucket after the runs:');
-      for (const [name, s] of Object.entries(symlinks)) console.log(`  ${name.padEnd(7)} ${s.objects} objects, ${s.intact ? 'contents intact' : 'CONTENTS DIFFER'}; latest: ${s.latest}`);
+      for (const [name, s] of Object.entries(symlinks))
+        console.log(`  ${name.padEnd(7)} ${s.objects} objects, ${s.intact ? 'contents intact' : 'CONTENTS DIFFER'}; latest: ${s.latest}`);
     }
   } finally {
     server.kill('SIGTERM');

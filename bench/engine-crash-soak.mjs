@@ -23,7 +23,9 @@ const kills = Number(process.argv[3] ?? 30);
 function project(dir, variants) {
   mkdirSync(join(dir, 'src'), {recursive: true});
   variants.forEach((v, i) => writeFileSync(join(dir, 'src', `s${i}.txt`), `source ${i} variant ${v}\n`.repeat(1 + (v % 7) * 500)));
-  writeFileSync(join(dir, 'build.config.ts'), `const targets = [];
+  writeFileSync(
+    join(dir, 'build.config.ts'),
+    `const targets = [];
 for (let i = 0; i < 60; i++) {
   const deps = {};
   if (i >= 4) deps.a = {target: 't' + (i - 4), output: 'main'};
@@ -40,7 +42,8 @@ for (let i = 0; i < 60; i++) {
 targets.push({name: 'tree', inputs: {x: {target: 't50', output: 'main'}}, outputs: {d: {dir: 'tree'}},
   command: 'mkdir -p $out/a/b && cp $in $out/a/b/x && sleep 0.01 && cp $in $out/y'});
 export default {targets};
-`);
+`,
+  );
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

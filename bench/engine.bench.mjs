@@ -123,7 +123,9 @@ function table({meta, results}) {
     const ratio = r.psy.median / r.ninja.median;
     const cpu = `${r.psy.cpu.toFixed(2)}/${r.ninja.cpu.toFixed(2)}/${r.make.cpu.toFixed(2)}`;
     const cpuRatio = r.ninja.cpu > 0 ? `${(r.psy.cpu / r.ninja.cpu).toFixed(2)}×` : 'n/a';
-    lines.push(`| ${scenario} | ${f(r.psy)} | ${f(r.ninja)} | ${f(r.make)} | ${ratio.toFixed(2)}× | ${cpu} | ${cpuRatio} | ${r.psy.commands}/${r.ninja.commands}/${r.make.commands} |`);
+    lines.push(
+      `| ${scenario} | ${f(r.psy)} | ${f(r.ninja)} | ${f(r.make)} | ${ratio.toFixed(2)}× | ${cpu} | ${cpuRatio} | ${r.psy.commands}/${r.ninja.commands}/${r.make.commands} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -145,8 +147,15 @@ export async function run() {
   if (process.env.PSY_BENCH_REAL !== '0') await (await import('./real-graph.mjs')).run();
   const sizes = (process.env.PSY_BENCH_SIZES ?? '100,1000,10000').split(',').map(Number);
   const v = (cmd) => spawnSync(cmd[0], cmd.slice(1), {encoding: 'utf8'}).stdout.split('\n')[0];
-  console.log(`node ${process.version}, ${v(['ninja', '--version'])}, ${v(['make', '--version'])}; medians of wall seconds (runs); CPU = user+sys seconds of the tool and its children`);
-  console.log(`load average at start: ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(
+    `node ${process.version}, ${v(['ninja', '--version'])}, ${v(['make', '--version'])}; medians of wall seconds (runs); CPU = user+sys seconds of the tool and its children`,
+  );
+  console.log(
+    `load average at start: ${(await import('node:os'))
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
   // psy is a Node program: its no-op cannot be faster than Node starting up.
   const starts = Array.from({length: 7}, () => timeRun({cmd: [process.execPath, '-e', '0'], count: () => 0}, tmpdir()).secs);
   const extraCa = process.env.NODE_EXTRA_CA_CERTS ? ' (NODE_EXTRA_CA_CERTS is set: Node reads those certificates at every start)' : '';

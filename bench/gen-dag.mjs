@@ -42,7 +42,9 @@ export function generate({dir, targets: n, fanin = 4, seed = 1, size = 2048}) {
     graph.push({srcs, deps});
   }
   writeFileSync(join(dir, 'graph.json'), JSON.stringify(graph));
-  writeFileSync(join(dir, 'build.config.ts'), `import {readFileSync} from 'node:fs';
+  writeFileSync(
+    join(dir, 'build.config.ts'),
+    `import {readFileSync} from 'node:fs';
 
 interface Node {
   srcs: string[];
@@ -60,7 +62,8 @@ export default {
     command: 'cat $in | md5sum > $out',
   })),
 };
-`);
+`,
+  );
   const out = (i) => `out/t${pad(i)}.out`;
   const ins = (node) => [...node.srcs, ...node.deps.map(out)].join(' ');
   let ninja = 'rule md5\n  command = cat $in | md5sum > $out\n\n';

@@ -52,7 +52,10 @@ function noop(dir, targets) {
 
 export async function run() {
   const dir = join(repo, 'cache', 'bench-real-graph');
-  const setup = spawnSync(process.execPath, ['--import', join(repo, 'scripts', 'register-ts.mjs'), join(repo, 'bench', 'real-graph-project.ts'), dir, NODE], {cwd: repo, stdio: 'inherit'});
+  const setup = spawnSync(process.execPath, ['--import', join(repo, 'scripts', 'register-ts.mjs'), join(repo, 'bench', 'real-graph-project.ts'), dir, NODE], {
+    cwd: repo,
+    stdio: 'inherit',
+  });
   if (setup.status !== 0) throw new Error('bench/real-graph-project.ts failed');
   const env = {PSY_AGE_IDENTITY: join(dir, 'operator.key')};
   Object.assign(process.env, env);
@@ -92,9 +95,13 @@ export async function run() {
   console.log('|---|---:|---|');
   console.log(`| clean psy build diskimg | ${f(clean.secs)} | ${clean.ran.length} |`);
   console.log(`| then psy build diskimg@${NODE} | ${f(node.secs)} | ${node.ran.length} (${node.ran.join(', ')}) |`);
-  console.log(`| one-line init-patch edit | ${f(edit.secs)} (${((100 * edit.secs) / clean.secs).toFixed(0)}% of clean) | ${edit.ran.length} (${edit.ran.join(', ')}) |`);
+  console.log(
+    `| one-line init-patch edit | ${f(edit.secs)} (${((100 * edit.secs) / clean.secs).toFixed(0)}% of clean) | ${edit.ran.length} (${edit.ran.join(', ')}) |`,
+  );
   console.log(`| the edit undone | ${f(back.secs)} | ${back.ran.length} (${back.ran.join(', ')}) |`);
-  console.log(`\ngoal: no-op ≤ 1.5× node -e 0: diskimg ${generic.ratio <= 1.5 ? 'met' : 'NOT met'}, diskimg@${NODE} ${perNode.ratio <= 1.5 ? 'met' : 'NOT met'}\n`);
+  console.log(
+    `\ngoal: no-op ≤ 1.5× node -e 0: diskimg ${generic.ratio <= 1.5 ? 'met' : 'NOT met'}, diskimg@${NODE} ${perNode.ratio <= 1.5 ? 'met' : 'NOT met'}\n`,
+  );
   return {generic, perNode, clean, edit};
 }
 

@@ -117,9 +117,12 @@ try {
   const small = mkdtempSync(join(tmpdir(), 'psy-watch-bench-'));
   dirs.push(small);
   writeFileSync(join(small, 'input.txt'), 'x\n');
-  writeFileSync(join(small, 'build.config.ts'), `export default {targets: [
+  writeFileSync(
+    join(small, 'build.config.ts'),
+    `export default {targets: [
   {name: 'copy', inputs: {s: 'input.txt'}, outputs: {o: 'copy.txt'}, command: 'cp $in $out'},
-]};\n`);
+]};\n`,
+  );
   await measure('1 target', small, ['copy'], 'input.txt');
 
   const big = mkdtempSync(join(tmpdir(), 'psy-watch-bench-'));

@@ -81,7 +81,8 @@ export default defineRule({
       for (const name of readdirSync(dir).sort()) if (statSync(join(dir, name)).isFile()) keys.push([name, readFileSync(join(dir, name))]);
     }
     const runtime = settings.runtimeRepositories ?? settings.repositories.filter((r) => /^(@\S+\s+)?https?:\/\//.test(r.trim()));
-    const world = part === 'kernel' ? [...kernelNames] : [...settings.world.filter((w) => !kernelNames.has(w)), ...(withOwn ? settings.ownPackages ?? [] : [])];
+    const world =
+      part === 'kernel' ? [...kernelNames] : [...settings.world.filter((w) => !kernelNames.has(w)), ...(withOwn ? (settings.ownPackages ?? []) : [])];
     const result = installPackages({
       root: ctx.outputs.root,
       packages,
@@ -98,9 +99,17 @@ export default defineRule({
 });
 
 /** Our locked packages from the built repository, verified and checked against the lock's versions. */
-function ownPackages(settings: AlpineSettings, locked: ReadonlyArray<{name: string; version: string}>, repo: string | undefined, keysDir: string | undefined): ApkPackage[] {
+function ownPackages(
+  settings: AlpineSettings,
+  locked: ReadonlyArray<{name: string; version: string}>,
+  repo: string | undefined,
+  keysDir: string | undefined,
+): ApkPackage[] {
   if (!repo || !keysDir) {
-    throw new PsyError('apk-lock-stale', `the lock has our packages (${locked.map((p) => p.name).join(', ')}) but settings.alpine.ownPackages is empty: run psy lock`);
+    throw new PsyError(
+      'apk-lock-stale',
+      `the lock has our packages (${locked.map((p) => p.name).join(', ')}) but settings.alpine.ownPackages is empty: run psy lock`,
+    );
   }
   const archDir = join(repo, repositorySubdir(settings.release), settings.arch);
   const keyring = loadKeyring(keysDir);

@@ -46,7 +46,10 @@ export default defineRule({
       if (name === 'neuralupgrade') {
         const dist = abs(ctx.params.distDir);
         if (!existsSync(join(dist, 'cli', 'neuralupgrade.js'))) {
-          throw new PsyError('missing-input', `${join(dist, 'cli', 'neuralupgrade.js')} does not exist: run npm run build before building neuralupgrade's package`);
+          throw new PsyError(
+            'missing-input',
+            `${join(dist, 'cli', 'neuralupgrade.js')} does not exist: run npm run build before building neuralupgrade's package`,
+          );
         }
         stageNeuralupgradePackage(src, dist, staged);
       } else {

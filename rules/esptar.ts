@@ -35,7 +35,14 @@ export default defineRule({
       ...(typeof kernelArgs === 'string' && kernelArgs ? {kernelArgs} : {}),
       ...(typeof timeoutSec === 'number' ? {timeoutSec} : {}),
     });
-    const manifest = {version: 1, extra_programs: Object.fromEntries(Object.entries(extraProgramFiles).map(([f, t]) => [basename(f), t]).sort())};
+    const manifest = {
+      version: 1,
+      extra_programs: Object.fromEntries(
+        Object.entries(extraProgramFiles)
+          .map(([f, t]) => [basename(f), t])
+          .sort(),
+      ),
+    };
     await writeFile(join(tree, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     await writeTar(ctx.outputs.esptar, await directoryEntries(tree), ctx.sourceDateEpoch);
   },

@@ -59,10 +59,16 @@ export default defineRule({
     }
     const compression = ctx.params.compression ?? 'zstd';
     const level = ctx.params.level;
-    await makeSquashfs(stage, ctx.outputs.modloop, {
-      epoch: ctx.sourceDateEpoch,
-      compression,
-      ...(typeof level === 'number' ? {level} : {}),
-    }, ctx.tmpDir, ctx.run);
+    await makeSquashfs(
+      stage,
+      ctx.outputs.modloop,
+      {
+        epoch: ctx.sourceDateEpoch,
+        compression,
+        ...(typeof level === 'number' ? {level} : {}),
+      },
+      ctx.tmpDir,
+      ctx.run,
+    );
   },
 });

@@ -63,16 +63,25 @@ export default defineRule({
       });
     }
     await mkdir(join(stage, 'lib'), {recursive: true});
-    for (const [name, target] of [['modules', '/.modloop/modules'], ['firmware', '/.modloop/modules/firmware']] as const) {
+    for (const [name, target] of [
+      ['modules', '/.modloop/modules'],
+      ['firmware', '/.modloop/modules/firmware'],
+    ] as const) {
       if (!(await lstat(join(stage, 'lib', name)).catch(() => undefined))) await symlink(target, join(stage, 'lib', name));
     }
     const level = ctx.params.level;
-    await makeSquashfs(stage, ctx.outputs.squashfs, {
-      epoch: ctx.sourceDateEpoch,
-      compression: ctx.params.compression ?? 'zstd',
-      ...(typeof level === 'number' ? {level} : {}),
-      ownership,
-      specials,
-    }, ctx.tmpDir, ctx.run);
+    await makeSquashfs(
+      stage,
+      ctx.outputs.squashfs,
+      {
+        epoch: ctx.sourceDateEpoch,
+        compression: ctx.params.compression ?? 'zstd',
+        ...(typeof level === 'number' ? {level} : {}),
+        ownership,
+        specials,
+      },
+      ctx.tmpDir,
+      ctx.run,
+    );
   },
 });

@@ -43,6 +43,8 @@ for (const [entry, what] of [
   } catch (err) {
     rmSync(out, {force: true});
     rmSync(sources, {force: true});
-    console.warn(`psy: warning: ${what} was not bundled (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); psy build loads it from its modules`);
+    console.warn(
+      `psy: warning: ${what} was not bundled (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); psy build loads it from its modules`,
+    );
   }
 }

@@ -72,7 +72,10 @@ async function minirootfs(): Promise<string> {
   if (existsSync(cached)) {
     const got = sha('sha512', readFileSync(cached));
     if (got === minirootfsRelease.sha512) return cached;
-    throw new PsyError('offline-source', `${where(cached)}: sha512 ${got.slice(0, 16)}… is not the published ${minirootfsRelease.sha512.slice(0, 16)}… of ${minirootfsRelease.file}; remove it or put the official file there`);
+    throw new PsyError(
+      'offline-source',
+      `${where(cached)}: sha512 ${got.slice(0, 16)}… is not the published ${minirootfsRelease.sha512.slice(0, 16)}… of ${minirootfsRelease.file}; remove it or put the official file there`,
+    );
   }
   let bytes: Buffer;
   try {
@@ -85,7 +88,10 @@ async function minirootfs(): Promise<string> {
   }
   const got = sha('sha512', bytes);
   if (got !== minirootfsRelease.sha512) {
-    throw new PsyError('offline-source', `${minirootfsRelease.url}: sha512 ${got.slice(0, 16)}… is not the published ${minirootfsRelease.sha512.slice(0, 16)}…; refusing it`);
+    throw new PsyError(
+      'offline-source',
+      `${minirootfsRelease.url}: sha512 ${got.slice(0, 16)}… is not the published ${minirootfsRelease.sha512.slice(0, 16)}…; refusing it`,
+    );
   }
   writeAtomic(cached, bytes);
   return cached;

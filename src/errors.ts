@@ -22,11 +22,7 @@ export class PsyError extends Error {
  * the compiled CLI, so their PsyError is a different class object than this one.
  */
 export function isPsyError(err: unknown): err is PsyError {
-  return (
-    err instanceof Error &&
-    err.name === 'PsyError' &&
-    typeof (err as {code?: unknown}).code === 'string'
-  );
+  return err instanceof Error && err.name === 'PsyError' && typeof (err as {code?: unknown}).code === 'string';
 }
 
 /**

@@ -17,7 +17,16 @@ import {validateNodeRootSettings, type NodeRootSettings} from '../src/image/node
 import {parseNodeSettings} from '../src/node/settings.js';
 import {shippedNpmPackages} from '../src/upgrade/package-stage.js';
 import {listNodeNames, SECRETS_FILE} from '../src/node/store.js';
-import {alpineSettingsFor, deaddropApkRepository, deaddropOsRepository, nodeRepositoriesOf, packageSettingsOf, withDefaults, type AlpineSettings, type DeaddropBucket} from './settings.js';
+import {
+  alpineSettingsFor,
+  deaddropApkRepository,
+  deaddropOsRepository,
+  nodeRepositoriesOf,
+  packageSettingsOf,
+  withDefaults,
+  type AlpineSettings,
+  type DeaddropBucket,
+} from './settings.js';
 
 /**
  * The psyopsOS artifacts as targets. Each names what it reads, so an edit of the init
@@ -76,7 +85,9 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
     }),
     defineTarget({
       name: 'rootfs',
-      description: withOwn ? `the Alpine world and ${s.ownPackages.join(', ')} installed into a folder (plus its ownership manifest)` : 'the Alpine world installed into a folder (plus its ownership manifest)',
+      description: withOwn
+        ? `the Alpine world and ${s.ownPackages.join(', ')} installed into a folder (plus its ownership manifest)`
+        : 'the Alpine world installed into a folder (plus its ownership manifest)',
       rule: alpineRoot,
       inputs: {...lockInput, ...ownInputs},
       params: {settings: systemSettings, part: 'system', kernelPackages},
@@ -104,7 +115,7 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
     }),
     defineTarget({
       name: 'init-orig',
-      description: "upstream initramfs-init from the installed mkinitfs",
+      description: 'upstream initramfs-init from the installed mkinitfs',
       rule: initOrig,
       inputs: {root: {target: bootRoot, output: 'root'}},
       outputs: {init: 'init/initramfs-init.orig'},
@@ -122,13 +133,23 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       rule: kernel,
       inputs: {root: {target: 'kernel-root', output: 'root'}},
       params: {flavor: s.kernelFlavor},
-      outputs: {kernel: 'kernel/kernel', systemMap: 'kernel/System.map', config: 'kernel/config', version: 'kernel/kernel.version', modules: {dir: 'kernel/modules'}},
+      outputs: {
+        kernel: 'kernel/kernel',
+        systemMap: 'kernel/System.map',
+        config: 'kernel/config',
+        version: 'kernel/kernel.version',
+        modules: {dir: 'kernel/modules'},
+      },
     }),
     defineTarget({
       name: 'modloop',
       description: 'squashfs of the kernel modules and the firmware they reference',
       rule: modloop,
-      inputs: {modules: {target: 'kernel', output: 'modules'}, version: {target: 'kernel', output: 'version'}, firmware: {target: 'kernel-root', output: 'root'}},
+      inputs: {
+        modules: {target: 'kernel', output: 'modules'},
+        version: {target: 'kernel', output: 'version'},
+        firmware: {target: 'kernel-root', output: 'root'},
+      },
       params: {compression: s.compression.modloop, ...(s.compression.modloopLevel === undefined ? {} : {level: s.compression.modloopLevel})},
       outputs: {modloop: 'kernel/modloop'},
     }),
@@ -142,7 +163,11 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
         modules: {target: 'kernel', output: 'modules'},
         version: {target: 'kernel', output: 'version'},
       },
-      params: {features: [...new Set(['base', 'squashfs', ...s.mkinitfsFeatures])], extraModules: [...s.initramfsModules], compression: s.compression.initramfs},
+      params: {
+        features: [...new Set(['base', 'squashfs', ...s.mkinitfsFeatures])],
+        extraModules: [...s.initramfsModules],
+        compression: s.compression.initramfs,
+      },
       outputs: {initramfs: 'initramfs/initramfs'},
     }),
     defineTarget({
@@ -159,7 +184,9 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
       params: {
         overlayDirs: [...s.overlayDirs],
         node: {...node, rootAuthorizedKeys: [...s.rootAuthorizedKeys], updatePubkey: s.updatePubkey ?? null},
-        compression: s.compression.squashfs, ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel})},
+        compression: s.compression.squashfs,
+        ...(s.compression.squashfsLevel === undefined ? {} : {level: s.compression.squashfsLevel}),
+      },
       outputs: {squashfs: 'squashfs/squashfs'},
     }),
     defineTarget({
@@ -192,23 +219,27 @@ export function psyopsosTargets(partial: Partial<AlpineSettings>): TargetConfig[
     }),
   ];
   if (s.node) {
-    targets.push(defineTarget({
-      name: 'sectar',
-      description: `secrets of node ${s.node.name}`,
-      rule: sectar,
-      inputs: {secrets: {glob: `${s.node.secretsDir}/**`}},
-      params: {node: s.node.name, dir: s.node.secretsDir},
-      outputs: {sectar: `noarch/psyops-secret.${s.node.name}.tar`},
-    }));
+    targets.push(
+      defineTarget({
+        name: 'sectar',
+        description: `secrets of node ${s.node.name}`,
+        rule: sectar,
+        inputs: {secrets: {glob: `${s.node.secretsDir}/**`}},
+        params: {node: s.node.name, dir: s.node.secretsDir},
+        outputs: {sectar: `noarch/psyops-secret.${s.node.name}.tar`},
+      }),
+    );
   }
-  targets.push(defineTarget({
-    name: 'diskimg',
-    description: 'the GPT disk image: ESP, psyops-secret, psyopsOS-A, psyopsOS-B',
-    rule: diskimg,
-    inputs: {ostar: {target: 'ostar'}, esptar: {target: 'esptar'}, ...(s.node ? {sectar: {target: 'sectar'}} : {})},
-    params: {sizes: {...s.partitions}, seed: s.imageSeed},
-    outputs: {image: `${s.arch}/psyopsOS.${s.arch}-uefi.${s.node?.name ?? 'generic'}.img`},
-  }));
+  targets.push(
+    defineTarget({
+      name: 'diskimg',
+      description: 'the GPT disk image: ESP, psyops-secret, psyopsOS-A, psyopsOS-B',
+      rule: diskimg,
+      inputs: {ostar: {target: 'ostar'}, esptar: {target: 'esptar'}, ...(s.node ? {sectar: {target: 'sectar'}} : {})},
+      params: {sizes: {...s.partitions}, seed: s.imageSeed},
+      outputs: {image: `${s.arch}/psyopsOS.${s.arch}-uefi.${s.node?.name ?? 'generic'}.img`},
+    }),
+  );
   return targets;
 }
 

@@ -139,7 +139,12 @@ export const defaultAlpineSettings: AlpineSettings = {
 };
 
 export function withDefaults(s: Partial<AlpineSettings>): AlpineSettings {
-  return {...defaultAlpineSettings, ...s, compression: {...defaultAlpineSettings.compression, ...s.compression}, partitions: {...defaultAlpineSettings.partitions, ...s.partitions}};
+  return {
+    ...defaultAlpineSettings,
+    ...s,
+    compression: {...defaultAlpineSettings.compression, ...s.compression},
+    partitions: {...defaultAlpineSettings.partitions, ...s.partitions},
+  };
 }
 
 /**

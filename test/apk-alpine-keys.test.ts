@@ -24,10 +24,7 @@ function publishedSums(): Map<string, string> {
 // fresh clone; they must be exactly the keys Alpine publishes, nothing of ours.
 describe.skipIf(!haveAlpineTestData())("Alpine's public keys in alpine/keys", () => {
   const shipped = readdirSync(keysDir).sort();
-  const minirootfs = readTar(
-    gunzipSync(readFileSync(join(alpineTestData, 'minirootfs', 'alpine-minirootfs-3.20.3-x86_64.tar.gz'))),
-    'minirootfs',
-  );
+  const minirootfs = readTar(gunzipSync(readFileSync(join(alpineTestData, 'minirootfs', 'alpine-minirootfs-3.20.3-x86_64.tar.gz'))), 'minirootfs');
 
   it('are the x86_64 keys of the official alpine-keys package (usr/share/apk/keys/x86_64 of the minirootfs)', () => {
     const x86_64 = minirootfs

@@ -58,9 +58,17 @@ describe('decompression bombs are refused with bounded memory', () => {
   afterAll(() => rmSync(dir, {recursive: true, force: true}));
 
   const cases: Array<[string, string, RegExp]> = [
-    ['a signed package whose data inflates past its declared installed size', 'package-declared-size', /package bomb\.apk: data member \(declared installed size 4096\) at byte \d+ inflates to more than 16785408 bytes/],
+    [
+      'a signed package whose data inflates past its declared installed size',
+      'package-declared-size',
+      /package bomb\.apk: data member \(declared installed size 4096\) at byte \d+ inflates to more than 16785408 bytes/,
+    ],
     ['a package whose data member fails its datahash', 'package-datahash', /package bomb\.apk: data section does not match its datahash/],
-    ['a signed package whose control member is the bomb', 'package-control', /package bomb\.apk: control member at byte \d+ inflates to more than 16777216 bytes/],
+    [
+      'a signed package whose control member is the bomb',
+      'package-control',
+      /package bomb\.apk: control member at byte \d+ inflates to more than 16777216 bytes/,
+    ],
     ['a signed index whose body is the bomb', 'index-signed', /index APKINDEX\.tar\.gz: APKINDEX body at byte \d+ inflates to more than 134217728 bytes/],
     ['an index whose body was swapped for the bomb', 'index-forged', /index APKINDEX\.tar\.gz: signature by bomb-00000001\.rsa\.pub does not verify/],
   ];

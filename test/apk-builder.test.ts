@@ -62,7 +62,14 @@ describe('package builder (alpine/packages/NAME)', () => {
     );
     declare(root, 'psyopsos-extra', {version: '0.1-r0', arch: 'aarch64'}, {'etc/extra': 'e'});
     const build = () =>
-      buildRepository({packagesDir: join(root, 'alpine/packages'), repoDir: join(root, 'repo'), arch: 'x86_64', key: loaded, sourceDateEpoch: 1700000000, description: 'psyopsOS'});
+      buildRepository({
+        packagesDir: join(root, 'alpine/packages'),
+        repoDir: join(root, 'repo'),
+        arch: 'x86_64',
+        key: loaded,
+        sourceDateEpoch: 1700000000,
+        description: 'psyopsOS',
+      });
     const first = build();
     expect(first.packages.map((p) => p.meta.name)).toEqual(['psyopsos-base']); // aarch64-only one skipped
     const apkPath = join(root, 'repo/x86_64/psyopsos-base-1.2.0-r3.apk');
@@ -74,7 +81,13 @@ describe('package builder (alpine/packages/NAME)', () => {
     expect(index.records[0]!.arch).toBe('x86_64');
     const pkg = readApk(bytes, 'psyopsos-base', {keyring, expectedChecksum: index.records[0]!.checksum});
     expect(pkg.signedBy).toBe('psyops.rsa.pub');
-    expect(pkg.meta).toMatchObject({name: 'psyopsos-base', version: '1.2.0-r3', arch: 'noarch', buildDate: 1700000000, depends: ['busybox', 'so:libc.musl-x86_64.so.1']});
+    expect(pkg.meta).toMatchObject({
+      name: 'psyopsos-base',
+      version: '1.2.0-r3',
+      arch: 'noarch',
+      buildDate: 1700000000,
+      depends: ['busybox', 'so:libc.musl-x86_64.so.1'],
+    });
     expect(pkg.dataEntries.map((e) => `${e.type} ${e.path} ${e.mode.toString(8)} ${e.uid}:${e.gid}`)).toEqual([
       'directory etc/ 755 0:0',
       'directory etc/psyops/ 755 0:0',
@@ -98,17 +111,29 @@ describe('package builder (alpine/packages/NAME)', () => {
     writeFileSync(join(tmp, 'pub'), loaded.publicKeyPem);
     const sigLen = parseInt(m[0]!.data.subarray(124, 135).toString(), 8);
     writeFileSync(join(tmp, 'sig'), m[0]!.data.subarray(512, 512 + sigLen));
-    expect(execFileSync('openssl', ['dgst', '-sha1', '-verify', join(tmp, 'pub'), '-signature', join(tmp, 'sig'), join(tmp, 'control')], {encoding: 'utf8'}).trim()).toBe('Verified OK');
+    expect(
+      execFileSync('openssl', ['dgst', '-sha1', '-verify', join(tmp, 'pub'), '-signature', join(tmp, 'sig'), join(tmp, 'control')], {encoding: 'utf8'}).trim(),
+    ).toBe('Verified OK');
 
     // the same declaration builds to the same bytes
     build();
     expect(readFileSync(apkPath).equals(bytes)).toBe(true);
 
     // and it installs
-    const r = installPackages({root: join(tmp, 'root'), packages: [pkg], world: ['psyopsos-base'], repositories: [], keys: [[loaded.name, loaded.publicKeyPem]], arch: 'x86_64', sourceDateEpoch: 1});
+    const r = installPackages({
+      root: join(tmp, 'root'),
+      packages: [pkg],
+      world: ['psyopsos-base'],
+      repositories: [],
+      keys: [[loaded.name, loaded.publicKeyPem]],
+      arch: 'x86_64',
+      sourceDateEpoch: 1,
+    });
     expect(r.manifest.entries.find((e) => e.path === 'usr/bin/psyops-hello')).toMatchObject({mode: 0o4750, gid: 10});
     expect(readFileSync(join(tmp, 'root/etc/apk/keys/psyops.rsa.pub'), 'utf8')).toBe(loaded.publicKeyPem);
-    expect(execFileSync('tar', ['-tf', join(tmp, 'root/lib/apk/db/scripts.tar')], {encoding: 'utf8'})).toMatch(/^psyopsos-base-1\.2\.0-r3\.Q1\S+=\.post-install\n$/);
+    expect(execFileSync('tar', ['-tf', join(tmp, 'root/lib/apk/db/scripts.tar')], {encoding: 'utf8'})).toMatch(
+      /^psyopsos-base-1\.2\.0-r3\.Q1\S+=\.post-install\n$/,
+    );
   });
 
   it.each([
@@ -116,7 +141,7 @@ describe('package builder (alpine/packages/NAME)', () => {
     [{version: '1.0-rX'}, "'version' '1.0-rX' is not an apk version"],
     [{version: '1', depends: ['foo>']}, "'depends' entry 'foo>' is not a dependency"],
     [{version: '1', colour: 'red'}, "unknown field 'colour'"],
-    [{version: '1', paths: {'x': {mode: '999'}}}, `paths['x'].mode must be an octal string like "0755"`],
+    [{version: '1', paths: {x: {mode: '999'}}}, `paths['x'].mode must be an octal string like "0755"`],
   ])('refuses the declaration %j', (decl, message) => {
     const dir = declare(tempDir(), 'bad', decl);
     expect(() => readPackageDeclaration(dir)).toThrow(`${join(dir, 'apk.json')}: ${message}`);

@@ -25,9 +25,7 @@ describe.skipIf(!haveAlpineTestData())('offline fixture repository', () => {
       const pkg = readApk(bytes, r.name, {keyring, expectedChecksum: r.checksum});
       expect(pkg.size).toBe(r.size);
     }
-    expect(index.records.map((r) => r.name)).toEqual(
-      expect.arrayContaining([...fx.minirootfsPackages, 'alpine-base', 'mkinitfs', 'linux-lts']),
-    );
+    expect(index.records.map((r) => r.name)).toEqual(expect.arrayContaining([...fx.minirootfsPackages, 'alpine-base', 'mkinitfs', 'linux-lts']));
   });
 
   it('linux-lts is laid out as Alpine lays out its kernel package', () => {

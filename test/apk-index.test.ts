@@ -71,9 +71,7 @@ describe.skipIf(!haveAlpineTestData())('APKINDEX (real vectors)', () => {
     const k = keyringFromPem([['test-rsa256.rsa.pub', readFileSync(join(alpineTestData, 'synthetic-rsa256/test-rsa256.rsa.pub'))]]);
     const index = readApkIndex(bytes, 'rsa256', {keyring: k});
     expect(index.signedBy).toBe('test-rsa256.rsa.pub');
-    expect(index.records.map((r) => [r.name, r.version, r.checksum])).toEqual([
-      ['alpine-baselayout', '3.2.0-r23', 'Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc='],
-    ]);
+    expect(index.records.map((r) => [r.name, r.version, r.checksum])).toEqual([['alpine-baselayout', '3.2.0-r23', 'Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=']]);
     expect(index.description).toBe('');
     // and the aarch64 package it indexes matches
     const pkg = readApk(readFileSync(join(alpineTestData, 'v3.16/main/aarch64/alpine-baselayout-3.2.0-r23.apk')), 'bl', {
@@ -91,9 +89,7 @@ describe.skipIf(!haveAlpineTestData())('APKINDEX (real vectors)', () => {
     expect(() =>
       readApkIndex(v316(), 'v3.16', {keyring: keyringFromPem([['alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub', other.publicKeyPem]])}),
     ).toThrow('index v3.16: signature by alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub does not verify (content altered or wrong key)');
-    expect(() => readApkIndex(v316(), 'v3.16', {keyring: keyringFromPem([[other.name, other.publicKeyPem]])})).toThrow(
-      /not among the trusted keys/,
-    );
+    expect(() => readApkIndex(v316(), 'v3.16', {keyring: keyringFromPem([[other.name, other.publicKeyPem]])})).toThrow(/not among the trusted keys/);
     // a cut body is found by the signature, checked before the body is inflated
     for (const cut of [500, 667, 30_000, 655_700]) {
       expect(() => readApkIndex(v316().subarray(0, cut), 'v3.16', {keyring})).toThrow(/index v3\.16: .*(truncated|damaged|no APKINDEX|does not verify)/);
@@ -145,7 +141,9 @@ describe('APKINDEX writing and signing', () => {
     const sigTar = members[0]!.data;
     const sigLen = parseInt(sigTar.subarray(124, 135).toString(), 8);
     writeFileSync(join(dir, 'sig'), sigTar.subarray(512, 512 + sigLen));
-    const out = execFileSync('openssl', ['dgst', '-sha1', '-verify', join(dir, 'pub'), '-signature', join(dir, 'sig'), join(dir, 'signed')], {encoding: 'utf8'});
+    const out = execFileSync('openssl', ['dgst', '-sha1', '-verify', join(dir, 'pub'), '-signature', join(dir, 'sig'), join(dir, 'signed')], {
+      encoding: 'utf8',
+    });
     expect(out.trim()).toBe('Verified OK');
     expect(readFileSync(join(dir, 'APKINDEX'), 'utf8')).toContain('P:hello\nV:1.0-r0\n');
     // GNU tar lists exactly DESCRIPTION and APKINDEX

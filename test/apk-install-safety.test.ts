@@ -35,9 +35,7 @@ const meta = (name: string, fields: Partial<PackageMeta> = {}): PackageMeta => (
 function craft(name: string, entries: TarWriteEntry[]): ApkPackage {
   const dataGz = gzipMember(writeTar(entries));
   const m = {...meta(name), datahash: createHash('sha256').update(dataGz).digest('hex')};
-  const control = gzipMember(
-    writeTar([{path: '.PKGINFO', type: 'file', mode: 0o644, mtime: 1, data: Buffer.from(formatPkginfo(m))}], {endOfArchive: false}),
-  );
+  const control = gzipMember(writeTar([{path: '.PKGINFO', type: 'file', mode: 0o644, mtime: 1, data: Buffer.from(formatPkginfo(m))}], {endOfArchive: false}));
   const bytes = Buffer.concat([signatureMember(control, key, 1), control, dataGz]);
   return readApk(bytes, `${name}.apk`, {keyring});
 }
@@ -69,7 +67,14 @@ describe('installer refuses archives that reach outside the root', () => {
       [{path: 'hl', type: 'hardlink', mode: 0o644, mtime: 1, linkTarget: '../outside/secret'}],
       "path '../outside/secret' escapes the root",
     ],
-    ['a device node', [{path: 'dev/', type: 'directory', mode: 0o755, mtime: 1}, {path: 'dev/sda', type: 'block', mode: 0o660, mtime: 1, devMajor: 8, devMinor: 0}], "device file 'dev/sda' is not allowed"],
+    [
+      'a device node',
+      [
+        {path: 'dev/', type: 'directory', mode: 0o755, mtime: 1},
+        {path: 'dev/sda', type: 'block', mode: 0o660, mtime: 1, devMajor: 8, devMinor: 0},
+      ],
+      "device file 'dev/sda' is not allowed",
+    ],
   ] as const)('%s', (_what, entries, message) => {
     const base = tempDir();
     const root = join(base, 'a', 'root');
@@ -110,7 +115,10 @@ describe('installer refuses archives that reach outside the root', () => {
   it('replaces a symlink with a file without writing through it', () => {
     const base = tempDir();
     writeFileSync(join(base, 'target'), 'host');
-    const a = craft('a', [{path: 'etc/', type: 'directory', mode: 0o755, mtime: 1}, {path: 'etc/conf', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: join(base, 'target')}]);
+    const a = craft('a', [
+      {path: 'etc/', type: 'directory', mode: 0o755, mtime: 1},
+      {path: 'etc/conf', type: 'symlink', mode: 0o777, mtime: 1, linkTarget: join(base, 'target')},
+    ]);
     const b = pkg('b', [{path: 'etc/conf', type: 'file', mode: 0o644, data: Buffer.from('pkg')}], {origin: 'a'});
     install(join(base, 'root'), [a, b]);
     expect(readFileSync(join(base, 'target'), 'utf8')).toBe('host');
@@ -148,7 +156,10 @@ describe('installer refuses archives that reach outside the root', () => {
   });
 
   it('refuses a file whose content does not match its PAX SHA-1', () => {
-    const p = craft('liar', [{path: 'etc/', type: 'directory', mode: 0o755, mtime: 1}, {...file('etc/x', 'real'), pax: [['APK-TOOLS.checksum.SHA1', createHash('sha1').update('fake').digest('hex')]]}]);
+    const p = craft('liar', [
+      {path: 'etc/', type: 'directory', mode: 0o755, mtime: 1},
+      {...file('etc/x', 'real'), pax: [['APK-TOOLS.checksum.SHA1', createHash('sha1').update('fake').digest('hex')]]},
+    ]);
     expect(() => install(join(tempDir(), 'root'), [p])).toThrow("'etc/x' does not match its recorded SHA-1");
   });
 
@@ -166,8 +177,14 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
   ];
 
   it('refuses a directory where an earlier package put a file', () => {
-    const a = pkg('a', [{path: 'etc/', type: 'directory', mode: 0o755}, {path: 'etc/x', type: 'file', mode: 0o644, data: Buffer.from('f')}]);
-    const b = pkg('b', [{path: 'etc/', type: 'directory', mode: 0o755}, {path: 'etc/x/', type: 'directory', mode: 0o755}]);
+    const a = pkg('a', [
+      {path: 'etc/', type: 'directory', mode: 0o755},
+      {path: 'etc/x', type: 'file', mode: 0o644, data: Buffer.from('f')},
+    ]);
+    const b = pkg('b', [
+      {path: 'etc/', type: 'directory', mode: 0o755},
+      {path: 'etc/x/', type: 'directory', mode: 0o755},
+    ]);
     expect(() => install(join(tempDir(), 'root'), [a, b])).toThrow("package b-1.0-r0: directory 'etc/x' would replace a file or link installed before");
   });
 
@@ -241,7 +258,10 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
 
   it('records device nodes in the manifest only, when allowed', () => {
     const root = join(tempDir(), 'root');
-    const p = craft('devs', [{path: 'dev/', type: 'directory', mode: 0o755, mtime: 1}, {path: 'dev/console', type: 'char', mode: 0o600, mtime: 1, devMajor: 5, devMinor: 1}]);
+    const p = craft('devs', [
+      {path: 'dev/', type: 'directory', mode: 0o755, mtime: 1},
+      {path: 'dev/console', type: 'char', mode: 0o600, mtime: 1, devMajor: 5, devMinor: 1},
+    ]);
     const r = install(root, [p], {allowDevices: true});
     expect(r.manifest.entries.find((e) => e.path === 'dev/console')).toMatchObject({type: 'char', major: 5, minor: 1, onDisk: false});
     expect(existsSync(join(root, 'dev/console'))).toBe(false);
@@ -264,9 +284,7 @@ describe('installer: overwrite rules, links, devices, accounts', () => {
     const m = new Map(r.manifest.entries.map((e) => [e.path, e]));
     expect(m.get('home/psy')).toMatchObject({type: 'directory', mode: 0o700, uid: 1000, gid: 1000});
     expect(m.get('etc/shadow')).toMatchObject({mode: 0o640, gid: 42});
-    expect(() =>
-      install(join(tempDir(), 'root'), [base], {accounts: {users: [{name: 'root', uid: 5}]}}),
-    ).toThrow('user root already exists in etc/passwd');
+    expect(() => install(join(tempDir(), 'root'), [base], {accounts: {users: [{name: 'root', uid: 5}]}})).toThrow('user root already exists in etc/passwd');
   });
 
   it('locks an empty root password as Alpine images do, keeping owner and mode', () => {

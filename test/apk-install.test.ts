@@ -35,12 +35,7 @@ function walk(root: string, rel = '', out = new Map<string, Node>()): Map<string
     const abs = join(root, r);
     const st = lstatSync(abs);
     const type = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
-    const content =
-      type === 'file'
-        ? createHash('sha256').update(readFileSync(abs)).digest('hex')
-        : type === 'symlink'
-          ? readlinkSync(abs)
-          : '';
+    const content = type === 'file' ? createHash('sha256').update(readFileSync(abs)).digest('hex') : type === 'symlink' ? readlinkSync(abs) : '';
     out.set(r, {type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, content});
     if (type === 'directory') walk(root, r, out);
   }
@@ -68,8 +63,20 @@ describe.skipIf(!haveAlpineTestData())('installer: round trip against the offici
     execFileSync('tar', ['-xzf', fx.minirootfsTarball, '-C', official, '--numeric-owner']);
     const root = join(tempDir(), 'root');
     const order = [
-      'musl', 'busybox', 'busybox-binsh', 'alpine-baselayout-data', 'alpine-baselayout', 'alpine-keys',
-      'ca-certificates-bundle', 'libcrypto3', 'libssl3', 'zlib', 'apk-tools', 'scanelf', 'musl-utils', 'ssl_client',
+      'musl',
+      'busybox',
+      'busybox-binsh',
+      'alpine-baselayout-data',
+      'alpine-baselayout',
+      'alpine-keys',
+      'ca-certificates-bundle',
+      'libcrypto3',
+      'libssl3',
+      'zlib',
+      'apk-tools',
+      'scanelf',
+      'musl-utils',
+      'ssl_client',
       'alpine-base',
     ];
     const pkgs = loadFixturePackages(fx, order);
@@ -174,9 +181,7 @@ describe.skipIf(!haveAlpineTestData())('installer: round trip against the offici
     expect(trig(root)).toBe(trig(official));
 
     // skipped scripts are reported, with what was reproduced instead
-    expect(log).toContain(
-      'skipped alpine-baselayout.pre-install (reproduced: group shadow (gid 42))',
-    );
+    expect(log).toContain('skipped alpine-baselayout.pre-install (reproduced: group shadow (gid 42))');
     expect(result.skippedScripts.map((s) => `${s.package}.${s.script}`)).toEqual(
       expect.arrayContaining(['busybox.post-install', 'busybox.trigger', 'alpine-baselayout.post-install']),
     );
@@ -206,7 +211,16 @@ describe.skipIf(!haveAlpineTestData())('installer: a real Alpine package with sc
     const pkg = readApk(readFileSync(join(alpineTestData, 'v3.16/main/aarch64/alpine-baselayout-3.2.0-r23.apk')), 'baselayout', {keyring});
     const root = join(tempDir(), 'root');
     const log: string[] = [];
-    const r = installPackages({root, packages: [pkg], world: ['alpine-baselayout'], repositories: [], keys: [], arch: 'aarch64', sourceDateEpoch: 1, log: (l) => log.push(l)});
+    const r = installPackages({
+      root,
+      packages: [pkg],
+      world: ['alpine-baselayout'],
+      repositories: [],
+      keys: [],
+      arch: 'aarch64',
+      sourceDateEpoch: 1,
+      log: (l) => log.push(l),
+    });
     const m = new Map(r.manifest.entries.map((e) => [e.path, e]));
     expect(m.get('tmp')).toMatchObject({type: 'directory', mode: 0o1777});
     expect(m.get('var/empty')).toMatchObject({type: 'directory', mode: 0o555});
@@ -221,7 +235,9 @@ describe.skipIf(!haveAlpineTestData())('installer: a real Alpine package with sc
       'skipped alpine-baselayout.post-install (reproduced: etc/shadow owned root:shadow, mode 0640)',
     ]);
     // scripts are kept in scripts.tar for apk on the node, upgrade ones included
-    const names = execFileSync('tar', ['-tf', join(root, 'lib/apk/db/scripts.tar')], {encoding: 'utf8'}).split('\n').filter(Boolean);
+    const names = execFileSync('tar', ['-tf', join(root, 'lib/apk/db/scripts.tar')], {encoding: 'utf8'})
+      .split('\n')
+      .filter(Boolean);
     expect(names).toEqual(['pre-install', 'post-install', 'pre-upgrade', 'post-upgrade'].map((s) => `alpine-baselayout-3.2.0-r23.${pkg.checksum}.${s}`));
     const db = readFileSync(join(root, 'lib/apk/db/installed'), 'utf8');
     expect(db).toContain(`C:${pkg.checksum}\nP:alpine-baselayout\nV:3.2.0-r23\nA:aarch64\nS:11012\n`);

@@ -23,10 +23,7 @@ function project(alpine: unknown): string {
 }
 
 function writeConfig(dir: string, alpine: unknown): void {
-  writeFileSync(
-    join(dir, 'build.config.ts'),
-    `export default {targets: [], settings: {alpine: ${JSON.stringify(alpine)}}};\n`,
-  );
+  writeFileSync(join(dir, 'build.config.ts'), `export default {targets: [], settings: {alpine: ${JSON.stringify(alpine)}}};\n`);
 }
 
 describe.skipIf(!haveAlpineTestData())('psy lock', () => {
@@ -49,7 +46,9 @@ describe.skipIf(!haveAlpineTestData())('psy lock', () => {
     expect(r.stdout).toMatch(/^alpine\/packages\.lock\.json: \d+ packages\n$/);
     const lock = readLock(join(dir, 'alpine/packages.lock.json'));
     expect(lock.world).toEqual(['busybox', 'alpine-baselayout']);
-    expect(lock.packages.map((p) => p.name)).toEqual(expect.arrayContaining(['musl', 'busybox', 'busybox-binsh', 'alpine-baselayout', 'alpine-baselayout-data']));
+    expect(lock.packages.map((p) => p.name)).toEqual(
+      expect.arrayContaining(['musl', 'busybox', 'busybox-binsh', 'alpine-baselayout', 'alpine-baselayout-data']),
+    );
     for (const p of lock.packages) {
       expect(Object.keys(p)).toEqual(['name', 'version', 'repository', 'checksum']);
       expect(p.repository).toBe(fx.repoDir);
@@ -109,7 +108,13 @@ describe.skipIf(!haveAlpineTestData())('psy lock', () => {
 });
 
 describe('settings.alpine validation', () => {
-  const ok = {release: 'v3.20', arch: 'x86_64', repositories: ['https://dl-cdn.alpinelinux.org/alpine/{release}/main'], keys: 'alpine/keys', world: ['alpine-base']};
+  const ok = {
+    release: 'v3.20',
+    arch: 'x86_64',
+    repositories: ['https://dl-cdn.alpinelinux.org/alpine/{release}/main'],
+    keys: 'alpine/keys',
+    world: ['alpine-base'],
+  };
   it('accepts a full configuration', () => {
     const s = validateAlpineSettings({
       ...ok,
@@ -118,10 +123,20 @@ describe('settings.alpine validation', () => {
     expect(s.accounts?.users?.[0]).toMatchObject({name: 'psy', uid: 1000, groups: ['ops']});
   });
   it('accepts the names the OS build uses and leaves its other fields alone', () => {
-    const s = validateAlpineSettings({...ok, keys: undefined, keysDir: 'k', nodeRepositories: ['https://x/main'], cacheDir: 'c', kernelFlavor: 'lts', partitions: {}});
+    const s = validateAlpineSettings({
+      ...ok,
+      keys: undefined,
+      keysDir: 'k',
+      nodeRepositories: ['https://x/main'],
+      cacheDir: 'c',
+      kernelFlavor: 'lts',
+      partitions: {},
+    });
     expect(s).toMatchObject({keys: 'k', runtimeRepositories: ['https://x/main'], cacheDir: 'c'});
     expect(s).not.toHaveProperty('kernelFlavor');
-    expect(() => validateAlpineSettings({...ok, keys: undefined})).toThrow('settings.alpine.keys must be a folder of trusted keys or a list of folders (keysDir also works)');
+    expect(() => validateAlpineSettings({...ok, keys: undefined})).toThrow(
+      'settings.alpine.keys must be a folder of trusted keys or a list of folders (keysDir also works)',
+    );
   });
   it.each([
     [{...ok, arch: ''}, 'settings.alpine.arch must be a non-empty string'],

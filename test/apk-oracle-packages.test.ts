@@ -66,7 +66,11 @@ describe.skipIf(!haveAlpineTestData() || !haveApkTools())('real apk-tools reads 
   it('apk verify accepts every package and every index psy wrote', () => {
     const probe = join(work, 'probe');
     mkdirSync(probe, {recursive: true});
-    const files = repos.flatMap((r) => readdirSync(r.archDir).filter((f) => f.endsWith('.apk') || f === 'APKINDEX.tar.gz').map((f) => join(r.archDir, f)));
+    const files = repos.flatMap((r) =>
+      readdirSync(r.archDir)
+        .filter((f) => f.endsWith('.apk') || f === 'APKINDEX.tar.gz')
+        .map((f) => join(r.archDir, f)),
+    );
     expect(files.length).toBeGreaterThan(18);
     const out = apk('--root', probe, '--keys-dir', keysDir, 'verify', ...files);
     expect(out.trim().split('\n')).toEqual(files.map((p) => `${p}: 0 - OK`));
@@ -75,7 +79,9 @@ describe.skipIf(!haveAlpineTestData() || !haveApkTools())('real apk-tools reads 
   it('apk index of the same packages writes the same APKINDEX text as psy', () => {
     for (const [i, r] of repos.entries()) {
       const out = join(work, `apk-index-${i}.tar.gz`);
-      const apks = readdirSync(r.archDir).filter((f) => f.endsWith('.apk')).map((f) => join(r.archDir, f));
+      const apks = readdirSync(r.archDir)
+        .filter((f) => f.endsWith('.apk'))
+        .map((f) => join(r.archDir, f));
       const mine = join(work, `mine-${i}`);
       const theirs = join(work, `theirs-${i}`);
       mkdirSync(mine);
@@ -83,7 +89,19 @@ describe.skipIf(!haveAlpineTestData() || !haveApkTools())('real apk-tools reads 
       execFileSync('tar', ['-xzf', join(r.archDir, 'APKINDEX.tar.gz'), '-C', mine]);
       const description = readFileSync(join(mine, 'DESCRIPTION'), 'utf8');
       // abuild indexes with --rewrite-arch, as psy's repository builder does
-      apk('--root', join(work, 'probe'), '--keys-dir', keysDir, 'index', '-o', out, '-d', description, ...(r.rewriteArch ? ['--rewrite-arch', 'x86_64'] : []), ...apks);
+      apk(
+        '--root',
+        join(work, 'probe'),
+        '--keys-dir',
+        keysDir,
+        'index',
+        '-o',
+        out,
+        '-d',
+        description,
+        ...(r.rewriteArch ? ['--rewrite-arch', 'x86_64'] : []),
+        ...apks,
+      );
       execFileSync('tar', ['-xzf', out, '-C', theirs]);
       expect(readFileSync(join(mine, 'APKINDEX'), 'utf8'), r.name).toBe(readFileSync(join(theirs, 'APKINDEX'), 'utf8'));
       expect(readFileSync(join(mine, 'DESCRIPTION'), 'utf8'), r.name).toBe(readFileSync(join(theirs, 'DESCRIPTION'), 'utf8'));

@@ -67,7 +67,10 @@ describe.skipIf(!haveAlpineTestData() || !haveApkTools())('real apk-tools on roo
     }));
     const order = resolve({world, arch: 'x86_64', repositories});
     const packages: ApkPackage[] = order.map((r) =>
-      readApk(readFileSync(join(r.repository, 'x86_64', `${r.record.name}-${r.record.version}.apk`)), r.record.name, {skipSignature: true, expectedChecksum: r.record.checksum}),
+      readApk(readFileSync(join(r.repository, 'x86_64', `${r.record.name}-${r.record.version}.apk`)), r.record.name, {
+        skipSignature: true,
+        expectedChecksum: r.record.checksum,
+      }),
     );
     ours = join(work, 'ours');
     installed = installPackages({root: ours, packages, world, repositories: repoDirs, keys, arch: 'x86_64', sourceDateEpoch: EPOCH});

@@ -28,46 +28,48 @@ import {APK_TOOLS_VERSION, apkTools, apkToolsTarball, haveApkTools, haveApkTools
 import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
 
 // Why psy does not match these vectors (docs/alpine-packages.md, "apk-tools' solver vectors").
-const FIX = "apk fix (reinstall in place): psy builds every root fresh from the lock and has no in-place repair";
+const FIX = 'apk fix (reinstall in place): psy builds every root fresh from the lock and has no in-place repair';
 const VIRTUAL = "apk add -t (a virtual world package made on the spot): psy's world is package names only";
-const FORCE = "apk --force installs a partial world past errors: psy refuses an incomplete world";
-const LATEST = "apk --latest (fail unless the newest version is chosen): psy has no such mode; a lock pins versions instead";
-const PINNED_UPGRADE = "upgrade of an installed root with pinned packages: apk keeps the repository tag each installed package came from in its database; psy never changes an installed root in place (A/B images)";
-const UPGRADE = "upgrade of an installed root (provides swaps, replaced libraries, kept versions): apk's in-place upgrade rules; psy resolves each image from scratch";
+const FORCE = 'apk --force installs a partial world past errors: psy refuses an incomplete world';
+const LATEST = 'apk --latest (fail unless the newest version is chosen): psy has no such mode; a lock pins versions instead';
+const PINNED_UPGRADE =
+  'upgrade of an installed root with pinned packages: apk keeps the repository tag each installed package came from in its database; psy never changes an installed root in place (A/B images)';
+const UPGRADE =
+  "upgrade of an installed root (provides swaps, replaced libraries, kept versions): apk's in-place upgrade rules; psy resolves each image from scratch";
 const SELF_UPGRADE = "apk's self-upgrade (apk-tools and its libraries first, alone): psy never runs apk on the build host";
 
 /** Vectors psy does not match, and why. */
 const KNOWN_DIFFERENCES: Record<string, string> = {
-  'basic10': FORCE,
-  'basic11': FORCE,
-  'basic12': LATEST,
-  'basic13': LATEST,
-  'basic18': LATEST,
-  'basic8': VIRTUAL,
-  'basic9': VIRTUAL,
-  'error6': VIRTUAL,
-  'error7': VIRTUAL,
-  'fix1': FIX,
-  'fix2': FIX,
-  'fix3': FIX,
-  'fix4': FIX,
-  'fix5': FIX,
-  'fix6': FIX,
-  'pinning10': PINNED_UPGRADE,
-  'pinning14': VIRTUAL,
-  'pinning5': PINNED_UPGRADE,
-  'pinning6': PINNED_UPGRADE,
-  'pinning7': PINNED_UPGRADE,
-  'pinning8': PINNED_UPGRADE,
-  'pinning9': PINNED_UPGRADE,
+  basic10: FORCE,
+  basic11: FORCE,
+  basic12: LATEST,
+  basic13: LATEST,
+  basic18: LATEST,
+  basic8: VIRTUAL,
+  basic9: VIRTUAL,
+  error6: VIRTUAL,
+  error7: VIRTUAL,
+  fix1: FIX,
+  fix2: FIX,
+  fix3: FIX,
+  fix4: FIX,
+  fix5: FIX,
+  fix6: FIX,
+  pinning10: PINNED_UPGRADE,
+  pinning14: VIRTUAL,
+  pinning5: PINNED_UPGRADE,
+  pinning6: PINNED_UPGRADE,
+  pinning7: PINNED_UPGRADE,
+  pinning8: PINNED_UPGRADE,
+  pinning9: PINNED_UPGRADE,
   'provides-upgrade': UPGRADE,
-  'provides18': UPGRADE,
-  'selfupgrade1': SELF_UPGRADE,
-  'selfupgrade3': SELF_UPGRADE,
-  'selfupgrade4': SELF_UPGRADE,
-  'upgrade2': UPGRADE,
-  'upgrade3': UPGRADE,
-  'upgrade4': UPGRADE,
+  provides18: UPGRADE,
+  selfupgrade1: SELF_UPGRADE,
+  selfupgrade3: SELF_UPGRADE,
+  selfupgrade4: SELF_UPGRADE,
+  upgrade2: UPGRADE,
+  upgrade3: UPGRADE,
+  upgrade4: UPGRADE,
 };
 
 interface Vector {
@@ -177,7 +179,12 @@ function viaPsy(dir: string, v: Vector): Outcome {
   const keep = installed.filter((r) => preferInstalled || compareVersions(newest.get(r.name)!, r.version) <= 0 || flags.has('--available'));
   let order: ReturnType<typeof resolve>;
   try {
-    order = resolve({world: newWorld, arch: 'x86_64', repositories: all, preferred: new Set(keep.filter(() => !flags.has('--available')).map((r) => r.checksum))});
+    order = resolve({
+      world: newWorld,
+      arch: 'x86_64',
+      repositories: all,
+      preferred: new Set(keep.filter(() => !flags.has('--available')).map((r) => r.checksum)),
+    });
   } catch (err) {
     return {refused: true, why: (err as Error).message};
   }

@@ -25,20 +25,14 @@ describe.skipIf(!haveAlpineTestData())('APK v2 packages (real Alpine vectors)', 
     expected = JSON.parse(readFileSync(join(alpineTestData, 'expected.json'), 'utf8')) as Expected;
     keyring = loadKeyring(join(alpineTestData, 'keys'));
   });
-  const pkgs = [
-    'v3.16/main/x86_64/strace-5.17-r0.apk',
-    'v3.16/main/x86_64/curl-7.83.1-r1.apk',
-    'v3.16/main/aarch64/alpine-baselayout-3.2.0-r23.apk',
-  ];
+  const pkgs = ['v3.16/main/x86_64/strace-5.17-r0.apk', 'v3.16/main/x86_64/curl-7.83.1-r1.apk', 'v3.16/main/aarch64/alpine-baselayout-3.2.0-r23.apk'];
 
   for (const file of pkgs) {
     it(`reads and verifies ${file}`, () => {
       const bytes = readFileSync(join(alpineTestData, file));
       const exp = expected[file]!;
       const members = splitGzipMembers(bytes, file);
-      expect(members.map((m) => ({offset: m.offset, length: m.length, uncompressed_length: m.data.length}))).toEqual(
-        exp.streams,
-      );
+      expect(members.map((m) => ({offset: m.offset, length: m.length, uncompressed_length: m.data.length}))).toEqual(exp.streams);
       const pkg = readApk(bytes, file, {keyring});
       expect(pkg.checksum).toBe(exp.Q1_identity_sha1_of_control_gzip_stream);
       expect(pkg.signedBy).toBe(exp.signature_key);
@@ -61,9 +55,7 @@ describe.skipIf(!haveAlpineTestData())('APK v2 packages (real Alpine vectors)', 
     expect(bin?.mode).toBe(0o755);
     expect(bin?.pax['APK-TOOLS.checksum.SHA1']).toMatch(/^[0-9a-f]{40}$/);
     for (const e of pkg.dataEntries.filter((x) => x.type === 'file')) {
-      expect(e.pax['APK-TOOLS.checksum.SHA1']).toBe(
-        createHash('sha1').update(e.data).digest('hex'),
-      );
+      expect(e.pax['APK-TOOLS.checksum.SHA1']).toBe(createHash('sha1').update(e.data).digest('hex'));
     }
     expect(pkg.dataEntries.some((e) => e.path === 'usr/' && e.type === 'directory')).toBe(true);
   });
@@ -76,9 +68,7 @@ describe.skipIf(!haveAlpineTestData())('APK v2 packages (real Alpine vectors)', 
     const run = pkg.dataEntries.find((e) => e.path === 'var/run');
     expect(run).toMatchObject({type: 'symlink', linkTarget: '/run'});
     // apk hashes the link target string for symlinks
-    expect(run?.pax['APK-TOOLS.checksum.SHA1']).toBe(
-      createHash('sha1').update('/run').digest('hex'),
-    );
+    expect(run?.pax['APK-TOOLS.checksum.SHA1']).toBe(createHash('sha1').update('/run').digest('hex'));
   });
 
   it('refuses a flipped byte in the control member with a signature error', () => {
@@ -120,9 +110,7 @@ describe.skipIf(!haveAlpineTestData())('APK v2 packages (real Alpine vectors)', 
 
   it('refuses a package whose identity differs from what the index says', () => {
     const bytes = readFileSync(join(alpineTestData, pkgs[1]!));
-    expect(() =>
-      readApk(bytes, 'curl', {keyring, expectedChecksum: 'Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA='}),
-    ).toThrow(/does not match the index/);
+    expect(() => readApk(bytes, 'curl', {keyring, expectedChecksum: 'Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA='})).toThrow(/does not match the index/);
   });
 });
 

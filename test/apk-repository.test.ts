@@ -140,9 +140,9 @@ describe.skipIf(!haveAlpineTestData())('repositories: http, folders, cache, offl
   });
 
   it('refuses an index signed by a key that is not configured', async () => {
-    await expect(
-      lockWorld({settings: settings(http.url, join(alpineTestData, 'keys')), projectRoot: tempDir()}),
-    ).rejects.toThrow(/index http:\/\/127\.0\.0\.1:\d+\/x86_64\/APKINDEX\.tar\.gz is signed by fixture-[0-9a-f]+\.rsa\.pub, which is not among the trusted keys/);
+    await expect(lockWorld({settings: settings(http.url, join(alpineTestData, 'keys')), projectRoot: tempDir()})).rejects.toThrow(
+      /index http:\/\/127\.0\.0\.1:\d+\/x86_64\/APKINDEX\.tar\.gz is signed by fixture-[0-9a-f]+\.rsa\.pub, which is not among the trusted keys/,
+    );
   });
 
   it('reads plain folders (relative to the project) and file:// URLs', async () => {
@@ -158,8 +158,6 @@ describe.skipIf(!haveAlpineTestData())('repositories: http, folders, cache, offl
     const bytes = readFileSync(idx);
     bytes[bytes.length - 100]! ^= 0x10;
     writeFileSync(idx, bytes);
-    await expect(lockWorld({settings: settings('alpine/repo'), projectRoot: project})).rejects.toThrow(
-      /APKINDEX\.tar\.gz.*(does not verify|damaged|CRC)/,
-    );
+    await expect(lockWorld({settings: settings('alpine/repo'), projectRoot: project})).rejects.toThrow(/APKINDEX\.tar\.gz.*(does not verify|damaged|CRC)/);
   });
 });

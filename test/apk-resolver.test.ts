@@ -30,12 +30,7 @@ describe('resolver (synthetic repositories)', () => {
     const r = resolve({
       world: ['cmd:tool'],
       arch: 'x86_64',
-      repositories: [
-        repo([
-          rec('tool', '3', {provides: ['cmd:tool=3'], depends: ['so:libz.so.1']}),
-          rec('zlib', '1.3-r1', {provides: ['so:libz.so.1=1.3']}),
-        ]),
-      ],
+      repositories: [repo([rec('tool', '3', {provides: ['cmd:tool=3'], depends: ['so:libz.so.1']}), rec('zlib', '1.3-r1', {provides: ['so:libz.so.1=1.3']})])],
     });
     expect(names(r)).toEqual(['zlib-1.3-r1', 'tool-3']);
   });
@@ -72,7 +67,9 @@ describe('resolver (synthetic repositories)', () => {
   });
 
   it('lets one package own a versioned name', () => {
-    const repos = [repo([rec('vim', '8', {provides: ['cmd:ex=8']}), rec('gvim', '8', {provides: ['vim', 'cmd:ex=8']}), rec('nvi', '1', {provides: ['cmd:ex=1']})])];
+    const repos = [
+      repo([rec('vim', '8', {provides: ['cmd:ex=8']}), rec('gvim', '8', {provides: ['vim', 'cmd:ex=8']}), rec('nvi', '1', {provides: ['cmd:ex=1']})]),
+    ];
     // gvim provides vim: the world needs gvim only
     expect(names(resolve({world: ['vim', 'gvim'], arch: 'x86_64', repositories: repos}))).toEqual(['gvim-8']);
     expect(() => resolve({world: ['vim', 'nvi'], arch: 'x86_64', repositories: repos})).toThrow(
@@ -117,22 +114,13 @@ describe('resolver (synthetic repositories)', () => {
         rec('busybox-doc', '1.36', {installIf: ['docs', 'busybox=1.36']}),
       ]),
     ];
-    expect(names(resolve({world: ['busybox', 'libssl3'], arch: 'x86_64', repositories: repos}))).toEqual([
-      'busybox-1.36',
-      'libssl3-3.3',
-      'ssl_client-1.36',
-    ]);
+    expect(names(resolve({world: ['busybox', 'libssl3'], arch: 'x86_64', repositories: repos}))).toEqual(['busybox-1.36', 'libssl3-3.3', 'ssl_client-1.36']);
     expect(names(resolve({world: ['busybox'], arch: 'x86_64', repositories: repos}))).toEqual(['busybox-1.36']);
   });
 
   it('honours conflicts', () => {
     const repos = [
-      repo([
-        rec('doas', '6', {depends: ['!sudo']}),
-        rec('sudo', '1.9'),
-        rec('openssh-client-common', '9', {}),
-        rec('tool', '1', {depends: ['sudo']}),
-      ]),
+      repo([rec('doas', '6', {depends: ['!sudo']}), rec('sudo', '1.9'), rec('openssh-client-common', '9', {}), rec('tool', '1', {depends: ['sudo']})]),
     ];
     expect(() => resolve({world: ['doas', 'tool'], arch: 'x86_64', repositories: repos})).toThrow(
       "cannot resolve 'sudo' required by tool-1: it conflicts with doas-6",
@@ -191,10 +179,9 @@ describe('resolver (synthetic repositories)', () => {
     );
     expect(() => resolve({world: ['foo=='], arch: 'x86_64', repositories: repos})).toThrow("'foo==' is not a valid world dependency");
     // index records are not held to it (v3.16 has opensmtpd=6.8.0p2-r4)
-    expect(names(resolve({world: ['app'], arch: 'x86_64', repositories: [repo([rec('app', '1', {depends: ['foo=1.0p2-r4']}), rec('foo', '1.0p2-r4')])]}))).toEqual([
-      'foo-1.0p2-r4',
-      'app-1',
-    ]);
+    expect(
+      names(resolve({world: ['app'], arch: 'x86_64', repositories: [repo([rec('app', '1', {depends: ['foo=1.0p2-r4']}), rec('foo', '1.0p2-r4')])]})),
+    ).toEqual(['foo-1.0p2-r4', 'app-1']);
   });
 
   it('prefers locked identities, and the earlier repository on equal versions', () => {
@@ -233,7 +220,12 @@ describe.skipIf(!haveAlpineTestData())('resolver (real Alpine v3.16 index)', () 
     expect(strace.record.checksum).toBe('Q18y9jy9MgtvQFXTntDQ3if2axAkk=');
     expect(r.at(-1)!.record.name).toBe('strace');
     expect(r.map((p) => p.record.name)).toEqual(expect.arrayContaining(['musl', 'libelf', 'zlib']));
-    expect(checkPackageSet(['strace'], r.map((p) => p.record))).toEqual([]);
+    expect(
+      checkPackageSet(
+        ['strace'],
+        r.map((p) => p.record),
+      ),
+    ).toEqual([]);
   });
 
   it('resolves curl to the index version r4, not the stale r1 package', () => {
@@ -255,7 +247,12 @@ describe.skipIf(!haveAlpineTestData())('resolver (real Alpine v3.16 index)', () 
       if (i % 40 !== 0) return;
       try {
         const set = resolve({world: ['busybox', r.name], arch: 'x86_64', repositories: main()});
-        expect(checkPackageSet(['busybox', r.name], set.map((p) => p.record))).toEqual([]);
+        expect(
+          checkPackageSet(
+            ['busybox', r.name],
+            set.map((p) => p.record),
+          ),
+        ).toEqual([]);
         resolved++;
       } catch (err) {
         failures.push((err as Error).message);
@@ -272,7 +269,12 @@ describe.skipIf(!haveAlpineTestData())('resolver (real Alpine v3.16 index)', () 
     const got = new Set(r.map((p) => p.record.name));
     for (const n of ['alpine-baselayout', 'busybox', 'musl', 'openrc', 'openssh-server', 'openssh-client-default']) expect(got.has(n)).toBe(true);
     // every dependency of every selected package is satisfied inside the set
-    expect(checkPackageSet(['alpine-base', 'openssh'], r.map((p) => p.record))).toEqual([]);
+    expect(
+      checkPackageSet(
+        ['alpine-base', 'openssh'],
+        r.map((p) => p.record),
+      ),
+    ).toEqual([]);
     // and leaving one out is noticed
     const withoutMusl = r.map((p) => p.record).filter((p) => p.name !== 'musl');
     expect(checkPackageSet(['alpine-base'], withoutMusl)).toContain("'so:libc.musl-x86_64.so.1' required by busybox-1.35.0-r17 is not in the set");

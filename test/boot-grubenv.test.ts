@@ -40,8 +40,12 @@ describe('GRUB environment block', () => {
       {psyopsos_try: 'psyopsOS-A', added: 'x'},
     ];
     for (const step of steps) {
-      const sets = Object.entries(step).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
-      const unsets = Object.entries(step).filter(([, v]) => v === undefined).map(([k]) => k);
+      const sets = Object.entries(step)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${v}`);
+      const unsets = Object.entries(step)
+        .filter(([, v]) => v === undefined)
+        .map(([k]) => k);
       if (sets.length) editenv(f, 'set', ...sets);
       if (unsets.length) editenv(f, 'unset', ...unsets);
       ours = updateGrubEnvBlock(ours, step);

@@ -44,8 +44,14 @@ describe('boot resolver (the static grub.cfg, step for step)', () => {
   });
 
   it('ignores a try of the default slot or of something that is not a slot', () => {
-    expect(resolveBoot({primary: env({psyopsos_default: 'psyopsOS-A', psyopsos_try: 'psyopsOS-A'}), mirror: undefined})).toMatchObject({chosen: 'A', tryRequested: undefined});
-    expect(resolveBoot({primary: env({psyopsos_default: 'psyopsOS-A', psyopsos_try: 'x'}), mirror: undefined})).toMatchObject({chosen: 'A', tryRequested: undefined});
+    expect(resolveBoot({primary: env({psyopsos_default: 'psyopsOS-A', psyopsos_try: 'psyopsOS-A'}), mirror: undefined})).toMatchObject({
+      chosen: 'A',
+      tryRequested: undefined,
+    });
+    expect(resolveBoot({primary: env({psyopsos_default: 'psyopsOS-A', psyopsos_try: 'x'}), mirror: undefined})).toMatchObject({
+      chosen: 'A',
+      tryRequested: undefined,
+    });
   });
 
   it('a nearly full block still takes the spend (the value only shrinks)', () => {

@@ -50,7 +50,9 @@ describe('psy sign: a secret key with corrupted scrypt limits', () => {
     const started = Date.now();
     const r = await psy(['sign', '-s', 'r.key', 'os.tar'], dir, {PSY_SIGNING_PASSWORD: 'pw'});
     const line = expectOneLine(r);
-    expect(line).toMatch(new RegExp(`^psy sign: r\\.key: corrupted key file: its key derivation limits \\(opslimit ${ops}, memlimit ${mem}\\) ask for scrypt `));
+    expect(line).toMatch(
+      new RegExp(`^psy sign: r\\.key: corrupted key file: its key derivation limits \\(opslimit ${ops}, memlimit ${mem}\\) ask for scrypt `),
+    );
     expect(line).toMatch(detail);
     expect(line).toMatch(/, more than psy allows$/);
     expect(Date.now() - started).toBeLessThan(20_000);
@@ -93,7 +95,9 @@ describe('a full disk while appending to the engine state log', () => {
     });
     expect(full.code).toBe(1);
     const all = full.stdout + full.stderr;
-    expect(all).toContain(`FAILED: a: state log ${join(dir, 'cache/state/log')}: cannot append to it (no space left on device, ENOSPC); what was built is not recorded and will be built again\n`);
+    expect(all).toContain(
+      `FAILED: a: state log ${join(dir, 'cache/state/log')}: cannot append to it (no space left on device, ENOSPC); what was built is not recorded and will be built again\n`,
+    );
     expect(all).not.toMatch(/could not move outputs into place|node:fs|internal error|\n\s+at /);
     expect(full.stderr).toBe('psy build: 1 target failed: a\n');
 

@@ -25,7 +25,9 @@ describe('commands that only read the graph work while an input is missing', () 
     expect(targets.stdout).toMatch(/^\* image$/m);
     const graph = rig.psy(['graph', '--json']);
     expect(graph.code, graph.stderr).toBe(0);
-    expect((JSON.parse(graph.stdout) as {targets: Array<{name: string; inputs: string[]}>}).targets.find((t) => t.name === 'rootfs')!.inputs).toEqual(['alpine/packages.lock.json']);
+    expect((JSON.parse(graph.stdout) as {targets: Array<{name: string; inputs: string[]}>}).targets.find((t) => t.name === 'rootfs')!.inputs).toEqual([
+      'alpine/packages.lock.json',
+    ]);
     expect(rig.psy(['graph', 'image']).code).toBe(0);
     const query = rig.psy(['query', 'tools']);
     expect(query.code, query.stderr).toBe(0);

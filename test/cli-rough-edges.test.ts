@@ -50,13 +50,16 @@ describe('the build report', () => {
     // b's output comes after a started, so it is headed by b's name; a's line is never
     // directly above b's output.
     const lines = r.stdout.trimEnd().split('\n');
-    for (const [target, said] of [['a', 'said by a'], ['b', 'said by b']] as const) {
+    for (const [target, said] of [
+      ['a', 'said by a'],
+      ['b', 'said by b'],
+    ] as const) {
       const above = lines[lines.indexOf(said) - 1]!;
       expect([`output of ${target}:`, ...lines.filter((l) => new RegExp(`^\\[\\d/2\\] ${target}(:|$)`).test(l))]).toContain(above);
     }
   });
 
-  it('on a terminal the last status line stays, and a step\'s output is headed by its name', () => {
+  it("on a terminal the last status line stays, and a step's output is headed by its name", () => {
     const c = capture();
     const s = new StatusPrinter({out: c.out, tty: true, verbose: false, columns: 80});
     s.event({type: 'plan', total: 2});
@@ -70,12 +73,15 @@ describe('the build report', () => {
   });
 
   it('counts agree with their nouns', () => {
-    rig.write({'build.config.ts': `export default {targets: [{name: 'a', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}]};\n`, 'src/a.txt': 'a\n'});
+    rig.write({
+      'build.config.ts': `export default {targets: [{name: 'a', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}]};\n`,
+      'src/a.txt': 'a\n',
+    });
     expect(rig.psy(['build']).code).toBe(0);
     expect(rig.psy(['build']).stdout).toBe('psy: no work to do (1 target up to date)\n');
   });
 
-  it('lists outputs only of targets that are made, with each step\'s times in --json and in build.log', () => {
+  it("lists outputs only of targets that are made, with each step's times in --json and in build.log", () => {
     rig.write({
       'build.config.ts': `export default {targets: [
         {name: 'ok', inputs: {s: 'src/a.txt'}, outputs: {o: 'ok.txt'}, command: 'cp $in $out'},
@@ -101,7 +107,10 @@ describe('the build report', () => {
 
 describe('command-line details', () => {
   it('-C DIR runs as if started in DIR, on the fast no-op path too', () => {
-    rig.write({'proj/build.config.ts': `export default {targets: [{name: 'a', inputs: {s: 'a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}]};\n`, 'proj/a.txt': 'a\n'});
+    rig.write({
+      'proj/build.config.ts': `export default {targets: [{name: 'a', inputs: {s: 'a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}]};\n`,
+      'proj/a.txt': 'a\n',
+    });
     const first = rig.psy(['-C', 'proj', 'build']);
     expect(first.code, first.stderr).toBe(0);
     expect(rig.read('proj/cache/out/a.txt')).toBe('a\n');
@@ -143,7 +152,10 @@ describe('command-line details', () => {
       const r = rig.psy(args);
       expect({args, code: r.code, stderr: r.stderr}).toEqual({args, code: 2, stderr: `${line}\n`});
     }
-    expect(neuralupgrade(['status', '--bogus'])).toMatchObject({code: 2, stderr: 'neuralupgrade status: unknown option --bogus (see neuralupgrade status --help)\n'});
+    expect(neuralupgrade(['status', '--bogus'])).toMatchObject({
+      code: 2,
+      stderr: 'neuralupgrade status: unknown option --bogus (see neuralupgrade status --help)\n',
+    });
   });
 
   it('every help text gives the exit statuses, usage error 2 included', () => {
@@ -178,7 +190,9 @@ describe('psy verify', () => {
     expect(rig.psy(['sign', '-t', 'type=psyopsOS version=1', 'os.tar']).code).toBe(0);
     const refused = rig.psy(['verify', 'os.tar']);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toBe('psy verify: no public key configured; give --public-key FILE (or PSY_SIGNING_PUBKEY, settings.signing.publicKey), or --dev-key to trust the development key cache/signing/dev.pub\n');
+    expect(refused.stderr).toBe(
+      'psy verify: no public key configured; give --public-key FILE (or PSY_SIGNING_PUBKEY, settings.signing.publicKey), or --dev-key to trust the development key cache/signing/dev.pub\n',
+    );
     const ok = rig.psy(['verify', '--dev-key', '--json', 'os.tar']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).toMatch(/development key/);
@@ -198,17 +212,19 @@ describe('psy lock', () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
       mkdirSync(rig.path('keys'));
-      writeFileSync(rig.path('build.config.ts'), `export default {targets: [], settings: {alpine: {release: 'v3.20', arch: 'x86_64', repositories: ['${url}/v3.20/main', '${url}/v3.20/community'], keys: 'keys', world: ['busybox']}}};\n`);
+      writeFileSync(
+        rig.path('build.config.ts'),
+        `export default {targets: [], settings: {alpine: {release: 'v3.20', arch: 'x86_64', repositories: ['${url}/v3.20/main', '${url}/v3.20/community'], keys: 'keys', world: ['busybox']}}};\n`,
+      );
       const child = spawn(process.execPath, [join(repoRoot, 'bin', 'psy.js'), 'lock'], {cwd: rig.dir, stdio: ['ignore', 'pipe', 'pipe']});
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
       const code = await new Promise<number | null>((ok) => child.on('close', ok));
       expect(code).toBe(1);
       const lines = stderr.trimEnd().split('\n');
-      expect(lines.slice(0, 2).sort()).toEqual([
-        `psy lock: [1] fetch ${url}/v3.20/main/x86_64/APKINDEX.tar.gz`,
-        `psy lock: [2] fetch ${url}/v3.20/community/x86_64/APKINDEX.tar.gz`,
-      ].sort());
+      expect(lines.slice(0, 2).sort()).toEqual(
+        [`psy lock: [1] fetch ${url}/v3.20/main/x86_64/APKINDEX.tar.gz`, `psy lock: [2] fetch ${url}/v3.20/community/x86_64/APKINDEX.tar.gz`].sort(),
+      );
       expect(lines[2]).toBe(`psy lock: cannot download ${url}/v3.20/main/x86_64/APKINDEX.tar.gz: HTTP 404 Not Found`);
     } finally {
       server.close();

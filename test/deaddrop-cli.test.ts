@@ -16,7 +16,10 @@ let bucket: string;
 beforeAll(async () => {
   assertBuilt();
   serverDir = mkdtempSync(join(tmpdir(), 'psy-s3rver-'));
-  server = await startS3rver(serverDir, Array.from({length: 6}, (_, i) => `cli${i}`));
+  server = await startS3rver(
+    serverDir,
+    Array.from({length: 6}, (_, i) => `cli${i}`),
+  );
 });
 afterAll(async () => {
   await server.stop();
@@ -67,7 +70,18 @@ describe('psy publish with a synthetic config', () => {
       expect.stringMatching(/^os\/psyopsESP\.x86_64-uefi\.latest\.tar\.minisig -> psyopsESP\.x86_64-uefi\.\d{8}-\d{6}\.tar\.minisig$/),
       expect.stringMatching(/^os\/psyopsOS\.x86_64\.latest\.tar\.minisig -> psyopsOS\.x86_64\.\d{8}-\d{6}\.tar\.minisig$/),
     ]);
-    const v = await psy(['verify', '--dev-key', '--expect', 'type=psyopsOS', '--expect', 'kernel=6.6.36-0-lts', join(replica, 'os', readlinkSync(join(replica, 'os', 'psyopsOS.x86_64.latest.tar.minisig')).replace(/\.minisig$/, ''))], dir);
+    const v = await psy(
+      [
+        'verify',
+        '--dev-key',
+        '--expect',
+        'type=psyopsOS',
+        '--expect',
+        'kernel=6.6.36-0-lts',
+        join(replica, 'os', readlinkSync(join(replica, 'os', 'psyopsOS.x86_64.latest.tar.minisig')).replace(/\.minisig$/, '')),
+      ],
+      dir,
+    );
     expect(v.code, v.stderr).toBe(0);
 
     const p2 = await psy(['publish'], dir, S3RVER_ENV);
@@ -112,7 +126,9 @@ describe('psy publish with a synthetic config', () => {
     writeConfig(dir, deaddrop());
     const r2 = await psy(['publish'], dir, {AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_CONFIG_FILE: join(dir, 'none')});
     expect(r2.code).toBe(1);
-    expect(r2.stderr).toMatch(/^psy publish: checking bucket s3:\/\/cli\d+\/ at http:\/\/127\.0\.0\.1:\d+: no S3 credentials found \(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE\)$/m);
+    expect(r2.stderr).toMatch(
+      /^psy publish: checking bucket s3:\/\/cli\d+\/ at http:\/\/127\.0\.0\.1:\d+: no S3 credentials found \(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE\)$/m,
+    );
     expect(() => readdirSync(replica)).toThrow();
 
     const k = await psy(['keygen', '--fast-kdf', '-s', 'keys/release.key'], dir, {PSY_SIGNING_PASSWORD: 'right'});
@@ -128,7 +144,10 @@ describe('psy publish with a synthetic config', () => {
     const ok = await psy(['publish'], dir, {...S3RVER_ENV, PSY_SIGNING_PASSWORD: 'right'});
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).not.toMatch(/development key/);
-    const v = await psy(['verify', join(replica, 'os', readlinkSync(join(replica, 'os', 'psyopsESP.x86_64-uefi.latest.tar.minisig')).replace(/\.minisig$/, ''))], dir);
+    const v = await psy(
+      ['verify', join(replica, 'os', readlinkSync(join(replica, 'os', 'psyopsESP.x86_64-uefi.latest.tar.minisig')).replace(/\.minisig$/, ''))],
+      dir,
+    );
     expect(v.code, v.stderr).toBe(0);
 
     writeConfig(dir, {...deaddrop(), ostar: {target: 'ostar'}});

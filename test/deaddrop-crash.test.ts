@@ -105,15 +105,26 @@ describe('a publish killed after each step', () => {
     cpSync(template, fresh, {recursive: true, verbatimSymlinks: true});
     await testClient(server.endpoint).send(new CreateBucketCommand({Bucket: 'count'}));
     writeConfig(fresh, deaddrop('count'));
-    await push({root: join(fresh, 'cache', 'deaddrop'), s3: parseS3Settings(deaddrop('count').s3), client: createS3Client(parseS3Settings(deaddrop('count').s3), S3RVER_ENV)});
+    await push({
+      root: join(fresh, 'cache', 'deaddrop'),
+      s3: parseS3Settings(deaddrop('count').s3),
+      client: createS3Client(parseS3Settings(deaddrop('count').s3), S3RVER_ENV),
+    });
     change(fresh);
     const steps = runPublish(fresh, 0).steps.map((l) => l.replace(/^\d+ /, ''));
     expect(steps.slice(0, 12)).toEqual([
       'repair',
-      'tarball:psyopsOS.x86_64', 'signature:psyopsOS.x86_64', 'latest:psyopsOS.x86_64',
-      'tarball:psyopsESP.x86_64-uefi', 'signature:psyopsESP.x86_64-uefi', 'latest:psyopsESP.x86_64-uefi',
-      'apk:packages', 'apk:index', 'apk:delete',
-      'prune:psyopsOS.x86_64', 'prune:psyopsESP.x86_64-uefi',
+      'tarball:psyopsOS.x86_64',
+      'signature:psyopsOS.x86_64',
+      'latest:psyopsOS.x86_64',
+      'tarball:psyopsESP.x86_64-uefi',
+      'signature:psyopsESP.x86_64-uefi',
+      'latest:psyopsESP.x86_64-uefi',
+      'apk:packages',
+      'apk:index',
+      'apk:delete',
+      'prune:psyopsOS.x86_64',
+      'prune:psyopsESP.x86_64-uefi',
     ]);
     // then the push: three blobs and three signatures/indexes (each group in parallel),
     // two redirects, one batch of deletions

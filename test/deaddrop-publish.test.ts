@@ -30,7 +30,15 @@ function artifacts(): PublishArtifact[] {
 
 async function publish(now: string, extra: {keep?: number; apk?: string; keys?: KeyPair} = {}) {
   const k = extra.keys ?? keys;
-  return publishToReplica({root, artifacts: artifacts(), keep: extra.keep ?? 3, secretKey: k.secretKey, publicKey: k.publicKey, now: at(now), apkRepository: extra.apk});
+  return publishToReplica({
+    root,
+    artifacts: artifacts(),
+    keep: extra.keep ?? 3,
+    secretKey: k.secretKey,
+    publicKey: k.publicKey,
+    now: at(now),
+    apkRepository: extra.apk,
+  });
 }
 
 const osDir = (): string[] => readdirSync(join(root, 'os')).sort();
@@ -68,15 +76,16 @@ describe('publishing into the replica', () => {
       size: String(readFileSync(tar).length),
       sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
-    const esp = parseTrustedComment(
-      (await verifyFile(join(root, 'os', 'psyopsESP.x86_64-uefi.20250421-102030.tar'), keys.publicKey)).trustedComment,
-    );
+    const esp = parseTrustedComment((await verifyFile(join(root, 'os', 'psyopsESP.x86_64-uefi.20250421-102030.tar'), keys.publicKey)).trustedComment);
     expect(esp).toMatchObject({type: 'psyopsESP', platform: 'x86_64-uefi', version: '20250421-102030'});
     expect(esp).not.toHaveProperty('efi_programs');
     // an ESP tarball with a psyops manifest.json names its EFI programs
     const {execFileSync} = await import('node:child_process');
     mkdirSync(join(dir, 'esp2'));
-    writeFileSync(join(dir, 'esp2', 'manifest.json'), JSON.stringify({version: 1, extra_programs: {'/tcshell.efi': 'UEFI Shell', '/memtest64.efi': 'MemTest86'}}));
+    writeFileSync(
+      join(dir, 'esp2', 'manifest.json'),
+      JSON.stringify({version: 1, extra_programs: {'/tcshell.efi': 'UEFI Shell', '/memtest64.efi': 'MemTest86'}}),
+    );
     execFileSync('tar', ['-cf', join(dir, 'psyopsESP.tar'), '-C', join(dir, 'esp2'), 'manifest.json']);
     const r2 = await publish('2025-04-22T00:00:00Z');
     const esp2 = parseTrustedComment(
@@ -145,7 +154,12 @@ describe('publishing into the replica', () => {
     makeApkRepo(repo, {'psyopsOS-base-1.0-r0.apk': 'a', 'neuralupgrade-1.0-r0.apk': 'b'});
     const steps: string[] = [];
     const r1 = await publishToReplica({
-      root, artifacts: artifacts(), keep: 3, secretKey: keys.secretKey, publicKey: keys.publicKey, apkRepository: repo,
+      root,
+      artifacts: artifacts(),
+      keep: 3,
+      secretKey: keys.secretKey,
+      publicKey: keys.publicKey,
+      apkRepository: repo,
       onStep: (s) => void steps.push(s),
     });
     expect(r1.apk.copied).toEqual([

@@ -51,17 +51,14 @@ async function get(path: string): Promise<{status: number; body: string; locatio
 }
 
 describe('psy deaddrop serve and symlinked folders', () => {
-  it.each([
-    '/os/rel-out/secret.txt',
-    '/abs-out/secret.txt',
-    '/os/hop-out/secret.txt',
-    '/alias/rel-out/secret.txt',
-    '/os/deep-alias/../rel-out/secret.txt',
-  ])('a folder link out of the replica is a 404: %s', async (path) => {
-    const r = await get(path);
-    expect(r.status).toBe(404);
-    expect(r.body).toBe('');
-  });
+  it.each(['/os/rel-out/secret.txt', '/abs-out/secret.txt', '/os/hop-out/secret.txt', '/alias/rel-out/secret.txt', '/os/deep-alias/../rel-out/secret.txt'])(
+    'a folder link out of the replica is a 404: %s',
+    async (path) => {
+      const r = await get(path);
+      expect(r.status).toBe(404);
+      expect(r.body).toBe('');
+    },
+  );
 
   it.each(['/pub/state.json', '/os/priv/state.json', '/alias/priv/state.json'])('a folder link into a private folder is a 404: %s', async (path) => {
     const r = await get(path);

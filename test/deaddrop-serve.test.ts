@@ -25,7 +25,10 @@ describe('psy deaddrop serve', () => {
     makeOstar(join(dir, 'os.tar'), 'serve', {payloadBytes: 10_000});
     makeEsptar(join(dir, 'esp.tar'), 'serve');
     await publishToReplica({
-      root, keep: 2, secretKey: keys.secretKey, publicKey: keys.publicKey,
+      root,
+      keep: 2,
+      secretKey: keys.secretKey,
+      publicKey: keys.publicKey,
       artifacts: [
         {kind: 'psyopsOS', id: 'x86_64', path: join(dir, 'os.tar'), source: 'ostar', fields: {architecture: 'x86_64'}},
         {kind: 'psyopsESP', id: 'x86_64-uefi', path: join(dir, 'esp.tar'), source: 'esptar'},

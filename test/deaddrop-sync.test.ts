@@ -18,7 +18,10 @@ let bucket: string;
 
 beforeAll(async () => {
   serverDir = mkdtempSync(join(tmpdir(), 'psy-s3rver-'));
-  server = await startS3rver(serverDir, Array.from({length: 12}, (_, i) => `deaddrop${i}`));
+  server = await startS3rver(
+    serverDir,
+    Array.from({length: 12}, (_, i) => `deaddrop${i}`),
+  );
 });
 afterAll(async () => {
   await server.stop();
@@ -92,7 +95,9 @@ describe('push and pull against s3rver', () => {
     expect(r.redirects).toBe(2);
     // phases in order: blobs, signatures/indexes, redirects
     const phases = r.plan.actions.map((a) => a.phase);
-    expect(phases).toEqual([...phases].sort((a, b) => ['blob', 'signature', 'redirect', 'delete'].indexOf(a) - ['blob', 'signature', 'redirect', 'delete'].indexOf(b)));
+    expect(phases).toEqual(
+      [...phases].sort((a, b) => ['blob', 'signature', 'redirect', 'delete'].indexOf(a) - ['blob', 'signature', 'redirect', 'delete'].indexOf(b)),
+    );
     expect(r.plan.actions.find((a) => a.key.endsWith('APKINDEX.tar.gz'))?.phase).toBe('signature');
 
     const c = testClient(server.endpoint);
@@ -103,7 +108,12 @@ describe('push and pull against s3rver', () => {
     // every object is byte-identical to the replica (the s3rver checksum trap would add framing)
     for (const [k, sha] of files) {
       if (sha.startsWith('->')) continue;
-      expect(createHash('sha256').update(await getBytes(k)).digest('hex'), k).toBe(sha);
+      expect(
+        createHash('sha256')
+          .update(await getBytes(k))
+          .digest('hex'),
+        k,
+      ).toBe(sha);
     }
     // what a node does: follow latest, read the signature, fetch the tarball it names, verify
     const sig = (await getBytes(head.WebsiteRedirectLocation!.slice(1))).toString('utf8');
@@ -113,10 +123,13 @@ describe('push and pull against s3rver', () => {
     // website endpoint semantics: a plain GET (no x-amz headers) gets a 301
     await c.send(new PutBucketWebsiteCommand({Bucket: bucket, WebsiteConfiguration: {IndexDocument: {Suffix: 'index.html'}}}));
     const res = await new Promise<{status: number; location: string | undefined}>((ok, bad) => {
-      request({host: '127.0.0.1', port: server.port, path: '/os/psyopsOS.x86_64.latest.tar.minisig', headers: {host: `${bucket}.s3-website.localhost`}}, (m) => {
-        m.resume();
-        ok({status: m.statusCode ?? 0, location: m.headers.location});
-      })
+      request(
+        {host: '127.0.0.1', port: server.port, path: '/os/psyopsOS.x86_64.latest.tar.minisig', headers: {host: `${bucket}.s3-website.localhost`}},
+        (m) => {
+          m.resume();
+          ok({status: m.statusCode ?? 0, location: m.headers.location});
+        },
+      )
         .on('error', bad)
         .end();
     });
@@ -144,10 +157,13 @@ describe('push and pull against s3rver', () => {
     // only the two zero-byte objects (the latest redirects) are read again
     const counted = opts(copy);
     const calls: string[] = [];
-    counted.client.middlewareStack.add((next, context) => async (args) => {
-      calls.push(context.commandName ?? '?');
-      return next(args);
-    }, {step: 'initialize'});
+    counted.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        calls.push(context.commandName ?? '?');
+        return next(args);
+      },
+      {step: 'initialize'},
+    );
     expect((await push(counted)).uploaded).toBe(0);
     expect(calls.sort()).toEqual(['HeadObjectCommand', 'HeadObjectCommand', 'ListObjectsV2Command']);
   });
@@ -161,7 +177,11 @@ describe('push and pull against s3rver', () => {
     // a second publish (new OS version) plus a removed file
     makeOstar(join(dir, 'psyopsOS.tar'), 'two', {payloadBytes: 20_000});
     await publishToReplica({
-      root, keep: 1, secretKey: keys.secretKey, publicKey: keys.publicKey, now: new Date('2099-01-01T00:00:00Z'),
+      root,
+      keep: 1,
+      secretKey: keys.secretKey,
+      publicKey: keys.publicKey,
+      now: new Date('2099-01-01T00:00:00Z'),
       artifacts: [{kind: 'psyopsOS', id: 'x86_64', path: join(dir, 'psyopsOS.tar'), source: 'ostar', fields: {architecture: 'x86_64'}}],
     });
     const dry = await push({...opts(root), dryRun: true});
@@ -199,7 +219,11 @@ describe('push and pull against s3rver', () => {
     expect(r.uploaded).toBe(8);
     expect(progress.length).toBeGreaterThan(1);
     expect(Math.max(...progress)).toBe(big.length);
-    expect(createHash('sha256').update(await getBytes('os/big.tar')).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+    expect(
+      createHash('sha256')
+        .update(await getBytes('os/big.tar'))
+        .digest('hex'),
+    ).toBe(createHash('sha256').update(big).digest('hex'));
     const h = await testClient(server.endpoint).send(new HeadObjectCommand({Bucket: bucket, Key: 'os/big.tar'}));
     expect(h.Metadata?.['psy-sha256']).toBe(createHash('sha256').update(big).digest('hex'));
     // pages of 3 keys: 8 objects need 3 pages (needs s3rver's DES continuation tokens)
@@ -230,7 +254,15 @@ describe('bad input against S3', () => {
   it('refuses a redirect to a foreign host on pull, and one leaving the bucket', async () => {
     const c = testClient(server.endpoint);
     await c.send(new PutObjectCommand({Bucket: bucket, Key: 'os/a.minisig', Body: 'x'}));
-    await c.send(new PutObjectCommand({Bucket: bucket, Key: 'os/x.latest.tar.minisig', Body: Buffer.alloc(0), WebsiteRedirectLocation: 'https://evil.example/os/a.minisig', ContentLength: 0}));
+    await c.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'os/x.latest.tar.minisig',
+        Body: Buffer.alloc(0),
+        WebsiteRedirectLocation: 'https://evil.example/os/a.minisig',
+        ContentLength: 0,
+      }),
+    );
     const copy = join(dir, 'copy');
     await expect(pull(opts(copy))).rejects.toMatchObject({
       code: 'foreign-redirect',

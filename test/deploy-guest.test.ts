@@ -64,7 +64,22 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('psy deploy against a QEMU g
   let boots = 0;
   let stopping = false;
   const serial = (n: number) => join(p.dir, `serial-${n}.log`);
-  const sshArgs = () => ['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-p', String(sshPort), '-i', join(p.dir, 'client'), '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${join(p.dir, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes'];
+  const sshArgs = () => [
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=10',
+    '-p',
+    String(sshPort),
+    '-i',
+    join(p.dir, 'client'),
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${join(p.dir, 'known_hosts')}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+  ];
 
   async function publish(path: string): Promise<string> {
     const r = await publishToReplica({
@@ -141,13 +156,33 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('psy deploy against a QEMU g
     await writeProject(p.dir, settings, {
       nodeRecipients: [p.operator.recipient],
       // TCG is slow: sshd on a busy guest can take more than psy's 10 s to say hello
-      nodes: {hosts: {[NODE]: '127.0.0.1'}, ssh: {port: sshPort, options: ['-o', 'ConnectTimeout=60', '-i', join(p.dir, 'client'), '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${join(p.dir, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes']}},
+      nodes: {
+        hosts: {[NODE]: '127.0.0.1'},
+        ssh: {
+          port: sshPort,
+          options: [
+            '-o',
+            'ConnectTimeout=60',
+            '-i',
+            join(p.dir, 'client'),
+            '-o',
+            'IdentitiesOnly=yes',
+            '-o',
+            `UserKnownHostsFile=${join(p.dir, 'known_hosts')}`,
+            '-o',
+            'StrictHostKeyChecking=yes',
+          ],
+        },
+      },
     });
     const d = join(p.dir, 'test-overlay/etc/psyopsOS/postboot.d');
     await mkdir(d, {recursive: true});
     await writeFile(join(d, '40-test-health'), healthHook, {mode: 0o755});
     // OpenRC's local service stands in: the postboot (network, sshd, hooks), then the guest stays up
-    await writeFile(join(p.dir, 'test-overlay/etc/inittab'), "::sysinit:/bin/sh -c '/usr/sbin/psyopsos-postboot > /dev/console 2>&1; echo PSYOPSOS-UP > /dev/console'\n");
+    await writeFile(
+      join(p.dir, 'test-overlay/etc/inittab'),
+      "::sysinit:/bin/sh -c '/usr/sbin/psyopsos-postboot > /dev/console 2>&1; echo PSYOPSOS-UP > /dev/console'\n",
+    );
 
     const n = await psy(['node', 'new', NODE, '--mac', MAC], p.dir, p.env);
     if (n.code !== 0) throw new Error(`psy node new: ${n.stderr}`);
@@ -189,7 +224,15 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('psy deploy against a QEMU g
     const j = JSON.parse(r.stdout) as {ok: boolean; nodes: Array<Record<string, unknown>>};
     expect(j.ok).toBe(true);
     expect(j.nodes).toHaveLength(1);
-    expect(j.nodes[0]).toMatchObject({node: NODE, host: '127.0.0.1', outcome: 'updated', before: {slot: 'A'}, now: {slot: 'B', version: v2}, written: {slot: 'B', version: v2}, error: null});
+    expect(j.nodes[0]).toMatchObject({
+      node: NODE,
+      host: '127.0.0.1',
+      outcome: 'updated',
+      before: {slot: 'A'},
+      now: {slot: 'B', version: v2},
+      written: {slot: 'B', version: v2},
+      error: null,
+    });
     // the guest rebooted once: a second boot, and its health hook marked B good
     expect(boots).toBe(2);
     expect(consoleText().match(/PSYOPSOS-NODE /g)?.length).toBe(2);
@@ -215,7 +258,12 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('psy deploy against a QEMU g
     const c = await psy(['deploy', NODE, '--copy', '--ostar', v3tar, '--reboot', '--wait', '--poll', '5', '--timeout', '900', '--json'], p.dir, p.env);
     console.log(`psy deploy --copy --reboot --wait: ${((Date.now() - t2) / 1000).toFixed(0)} s`);
     expect(c.code, `${c.stdout}\n${c.stderr}\n${consoleText().slice(-1500)}`).toBe(0);
-    expect((JSON.parse(c.stdout) as {nodes: unknown[]}).nodes[0]).toMatchObject({outcome: 'updated', before: {slot: 'B', version: v2}, now: {slot: 'A', version: v3}, written: {slot: 'A', version: v3}});
+    expect((JSON.parse(c.stdout) as {nodes: unknown[]}).nodes[0]).toMatchObject({
+      outcome: 'updated',
+      before: {slot: 'B', version: v2},
+      now: {slot: 'A', version: v3},
+      written: {slot: 'A', version: v3},
+    });
     expect(boots).toBe(3);
     expect(consoleText()).toContain(`PSYOPSOS-CYCLE marked-good slot=A version=${v3}`);
   }, 2_400_000);

@@ -110,16 +110,18 @@ beforeAll(async () => {
   writeFileSync(
     join(dir, 'ssh_config'),
     [...NODES, 'z-dead']
-      .map((n) => [
-        `Host ${n}`,
-        '  HostName 127.0.0.1',
-        `  Port ${n === 'z-dead' ? 1 : port}`,
-        `  IdentityFile ${join(dir, 'client')}`,
-        `  UserKnownHostsFile ${join(dir, 'known_hosts')}`,
-        '  StrictHostKeyChecking yes',
-        `  SetEnv FAKE_NODE=${n}`,
-        '',
-      ].join('\n'))
+      .map((n) =>
+        [
+          `Host ${n}`,
+          '  HostName 127.0.0.1',
+          `  Port ${n === 'z-dead' ? 1 : port}`,
+          `  IdentityFile ${join(dir, 'client')}`,
+          `  UserKnownHostsFile ${join(dir, 'known_hosts')}`,
+          '  StrictHostKeyChecking yes',
+          `  SetEnv FAKE_NODE=${n}`,
+          '',
+        ].join('\n'),
+      )
       .join('\n'),
   );
   sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], {stdio: ['ignore', 'ignore', 'pipe']});
@@ -137,7 +139,14 @@ beforeAll(async () => {
     mkdirSync(join(dir, 'nodes', n), {recursive: true});
     writeFileSync(
       join(dir, 'nodes', n, 'node.json'),
-      JSON.stringify({name: n, mac: `52:54:00:00:00:0${i}`, public: {ssh: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP/qIGyDkq2W4Juz3g7Lk2lY8EqfdZdhJaqVZdflq7Af root@x', age: 'age16y6whv8aan0s03uh3ts0ets4wn5l4jfuudtegcxmd75x94m3cd9q8pxjnu'}}),
+      JSON.stringify({
+        name: n,
+        mac: `52:54:00:00:00:0${i}`,
+        public: {
+          ssh: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP/qIGyDkq2W4Juz3g7Lk2lY8EqfdZdhJaqVZdflq7Af root@x',
+          age: 'age16y6whv8aan0s03uh3ts0ets4wn5l4jfuudtegcxmd75x94m3cd9q8pxjnu',
+        },
+      }),
     );
   }
 }, 60_000);
@@ -154,7 +163,8 @@ function resetNodes(modes: Record<string, string> = {}): void {
   for (const n of NODES) {
     const d = join(state(), n);
     mkdirSync(d);
-    for (const [f, v] of Object.entries({booted: 'A', A: '1.0', B: '0.9', default: 'A', next: '', mode: modes[n] ?? 'ok', log: ''})) writeFileSync(join(d, f), v ? `${v}\n` : '');
+    for (const [f, v] of Object.entries({booted: 'A', A: '1.0', B: '0.9', default: 'A', next: '', mode: modes[n] ?? 'ok', log: ''}))
+      writeFileSync(join(d, f), v ? `${v}\n` : '');
     chmodSync(d, 0o777);
   }
 }
@@ -174,7 +184,12 @@ describe('psy deploy', () => {
   });
 
   it('reaches a node at settings.nodes.hosts, else at its psynet address', () => {
-    const rec = (psynet?: {ip: string; groups: string[]}): NodeRecord => ({name: 'n', mac: '52:54:00:00:00:01', ...(psynet ? {psynet} : {}), public: {ssh: 'ssh-ed25519 AAAA', age: 'age1x'}});
+    const rec = (psynet?: {ip: string; groups: string[]}): NodeRecord => ({
+      name: 'n',
+      mac: '52:54:00:00:00:01',
+      ...(psynet ? {psynet} : {}),
+      public: {ssh: 'ssh-ed25519 AAAA', age: 'age1x'},
+    });
     expect(hostOf(rec({ip: '10.10.10.5/22', groups: []}), parseNodeSettings({}))).toBe('10.10.10.5');
     expect(hostOf(rec({ip: '10.10.10.5/22', groups: []}), parseNodeSettings({hosts: {n: 'n.example.net'}}))).toBe('n.example.net');
     expect(() => hostOf(rec(), parseNodeSettings({}))).toThrow("node 'n' has no host: set settings.nodes.hosts.n or give it a psynet address");
@@ -185,7 +200,18 @@ describe('psy deploy', () => {
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as {ok: boolean; failedWave: null; nodes: Array<Record<string, unknown>>};
     expect(j.ok).toBe(true);
-    expect(j.nodes).toEqual(['n1', 'n2'].map((node) => ({node, host: node, wave: 1, outcome: 'updated', before: {slot: 'A', version: '1.0'}, now: {slot: 'B', version: '2.0'}, written: {slot: 'B', version: '2.0'}, error: null})));
+    expect(j.nodes).toEqual(
+      ['n1', 'n2'].map((node) => ({
+        node,
+        host: node,
+        wave: 1,
+        outcome: 'updated',
+        before: {slot: 'A', version: '1.0'},
+        now: {slot: 'B', version: '2.0'},
+        written: {slot: 'B', version: '2.0'},
+        error: null,
+      })),
+    );
     // what ran on the node, in order
     const lines = log('n1').trim().split('\n');
     expect(lines.slice(0, 3)).toEqual(['status --json', 'apply nonbooted --os-version latest --json', 'reboot']);
@@ -229,8 +255,18 @@ describe('psy deploy', () => {
     expect(r.code).toBe(1);
     const j = JSON.parse(r.stdout) as {ok: boolean; failedWave: number; nodes: Array<{node: string; outcome: string; error: string; now: unknown}>};
     expect(j.failedWave).toBe(1);
-    expect(j.nodes[0]).toMatchObject({node: 'n1', outcome: 'failed', now: {slot: 'A', version: '1.0'}, error: 'came back on A (1.0): the boot of B failed and the node fell back'});
-    expect(j.nodes[1]).toMatchObject({node: 'n2', outcome: 'failed', now: {slot: 'B', version: '2.0'}, error: 'not up and marked good on B after 2 s (up on B but not marked good yet)'});
+    expect(j.nodes[0]).toMatchObject({
+      node: 'n1',
+      outcome: 'failed',
+      now: {slot: 'A', version: '1.0'},
+      error: 'came back on A (1.0): the boot of B failed and the node fell back',
+    });
+    expect(j.nodes[1]).toMatchObject({
+      node: 'n2',
+      outcome: 'failed',
+      now: {slot: 'B', version: '2.0'},
+      error: 'not up and marked good on B after 2 s (up on B but not marked good yet)',
+    });
   });
 
   it('--dry-run prints the plan and connects to nothing', async () => {
@@ -247,7 +283,11 @@ describe('psy deploy', () => {
         '',
       ].join('\n'),
     );
-    const j = JSON.parse((await psy(['deploy', 'n1', '--dry-run', '--json', '--wait'], dir)).stdout) as {dryRun: boolean; wait: boolean; waves: Array<{nodes: Array<{ssh: string[]}>}>};
+    const j = JSON.parse((await psy(['deploy', 'n1', '--dry-run', '--json', '--wait'], dir)).stdout) as {
+      dryRun: boolean;
+      wait: boolean;
+      waves: Array<{nodes: Array<{ssh: string[]}>}>;
+    };
     expect(j.dryRun).toBe(true);
     expect(j.wait).toBe(true);
     expect(j.waves[0]!.nodes[0]!.ssh.slice(-3)).toEqual(['--', 'n1', 'neuralupgrade apply nonbooted --os-version latest --json']);
@@ -298,7 +338,10 @@ describe('psy deploy: copy mode', () => {
     // nodes n2 cannot reach the bucket; the replica is settings.deaddrop's
     writeFileSync(
       join(dir, 'copy.config.ts'),
-      readFileSync(join(dir, 'build.config.ts'), 'utf8').replace('settings: {nodes: {recipients: []', "settings: {deaddrop: {root: 'dd', ostar: {target: 'ostar', arch: 'x86_64'}}, nodes: {copy: ['n2'], recipients: []"),
+      readFileSync(join(dir, 'build.config.ts'), 'utf8').replace(
+        'settings: {nodes: {recipients: []',
+        "settings: {deaddrop: {root: 'dd', ostar: {target: 'ostar', arch: 'x86_64'}}, nodes: {copy: ['n2'], recipients: []",
+      ),
     );
     mkdirSync(join(dir, 'mine'), {recursive: true});
     writeFileSync(join(dir, 'mine', 'os.tar'), '4.0\n');
@@ -310,7 +353,18 @@ describe('psy deploy: copy mode', () => {
     const r = await psy(['deploy', 'n1', '--copy', '--reboot', '--wait', '--poll', '0.2', '--json', '--config', 'copy.config.ts'], dir);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as {nodes: Array<Record<string, unknown>>};
-    expect(j.nodes).toEqual([{node: 'n1', host: 'n1', wave: 1, outcome: 'updated', before: {slot: 'A', version: '1.0'}, now: {slot: 'B', version: '3.0'}, written: {slot: 'B', version: '3.0'}, error: null}]);
+    expect(j.nodes).toEqual([
+      {
+        node: 'n1',
+        host: 'n1',
+        wave: 1,
+        outcome: 'updated',
+        before: {slot: 'A', version: '1.0'},
+        now: {slot: 'B', version: '3.0'},
+        written: {slot: 'B', version: '3.0'},
+        error: null,
+      },
+    ]);
     const lines = log('n1').trim().split('\n');
     expect(lines[0]).toBe('status --json');
     const m = remoteTar.exec(lines[1]!);
@@ -340,15 +394,26 @@ describe('psy deploy: copy mode', () => {
     const d = await psy(['deploy', 'n2', '--dry-run', '--config', 'copy.config.ts'], dir);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toMatch(
-      new RegExp(`^wave 1: n2\\n  n2: copy ${join(dir, 'dd', 'os', tarName).replace(/\./g, '\\.')} and its \\.minisig to n2:/tmp/psy-deploy\\.XXXXXX/, then ssh .* -- n2 neuralupgrade apply nonbooted --os-tar /tmp/psy-deploy\\.XXXXXX/${tarName.replace(/\./g, '\\.')} --json\\n$`),
+      new RegExp(
+        `^wave 1: n2\\n  n2: copy ${join(dir, 'dd', 'os', tarName).replace(/\./g, '\\.')} and its \\.minisig to n2:/tmp/psy-deploy\\.XXXXXX/, then ssh .* -- n2 neuralupgrade apply nonbooted --os-tar /tmp/psy-deploy\\.XXXXXX/${tarName.replace(/\./g, '\\.')} --json\\n$`,
+      ),
     );
     const cases: Array<[string[], string]> = [
       [['deploy', 'n1', '--copy', '--ostar', 'mine/nope.tar'], 'psy deploy: --ostar mine/nope.tar: no such file\n'],
-      [['deploy', 'n1', '--copy', '--ostar', 'mine/unsigned.tar'], 'psy deploy: --ostar mine/unsigned.tar: no mine/unsigned.tar.minisig beside it (the node verifies the tarball against it)\n'],
+      [
+        ['deploy', 'n1', '--copy', '--ostar', 'mine/unsigned.tar'],
+        'psy deploy: --ostar mine/unsigned.tar: no mine/unsigned.tar.minisig beside it (the node verifies the tarball against it)\n',
+      ],
       [['deploy', 'n1', '--ostar', 'mine/os.tar'], 'psy deploy: --ostar is the file to copy: give --copy too (or list the nodes in settings.nodes.copy)\n'],
       [['deploy', 'n1', '--copy'], 'psy deploy: settings.deaddrop.ostar names no OS tarball: give the one to copy with --ostar FILE\n'],
-      [['deploy', 'n1', '--copy', '--config', 'empty-dd.config.ts'], `psy deploy: the deaddrop replica ${join(dir, 'cache', 'deaddrop', 'os')} has no signed psyopsOS.x86_64 latest: run psy publish, or give --ostar FILE\n`],
-      [['deploy', 'n1', '--copy', '--os-version', '20250101-000000', '--config', 'copy.config.ts'], `psy deploy: the deaddrop replica ${join(dir, 'dd', 'os')} has no signed psyopsOS.x86_64 version 20250101-000000: run psy publish, or give --ostar FILE\n`],
+      [
+        ['deploy', 'n1', '--copy', '--config', 'empty-dd.config.ts'],
+        `psy deploy: the deaddrop replica ${join(dir, 'cache', 'deaddrop', 'os')} has no signed psyopsOS.x86_64 latest: run psy publish, or give --ostar FILE\n`,
+      ],
+      [
+        ['deploy', 'n1', '--copy', '--os-version', '20250101-000000', '--config', 'copy.config.ts'],
+        `psy deploy: the deaddrop replica ${join(dir, 'dd', 'os')} has no signed psyopsOS.x86_64 version 20250101-000000: run psy publish, or give --ostar FILE\n`,
+      ],
     ];
     for (const [args, line] of cases) {
       const r = await psy(args, dir);

@@ -33,7 +33,9 @@ afterEach(async () => {
 });
 
 async function sha256(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 /** A slot-like folder; `mtime` varies the host timestamps that must not leak. */
@@ -110,7 +112,9 @@ describe('disk images without root', () => {
     const region = async (name: string) => {
       const p = await findPartition(img, name);
       const buf = await readFile(img);
-      return createHash('sha256').update(buf.subarray(p.offset, p.offset + p.size)).digest('hex');
+      return createHash('sha256')
+        .update(buf.subarray(p.offset, p.offset + p.size))
+        .digest('hex');
     };
     const beforeA = await region(psyopsLabels.a);
     const beforeEsp = await region(psyopsLabels.esp);

@@ -91,7 +91,7 @@ describe('build() API', () => {
     expect(existsSync(rig.path('cache/out/never'))).toBe(false);
   });
 
-  it('a rule can keep a tool\'s stderr out of the step log, which still shows it when the tool fails', async () => {
+  it("a rule can keep a tool's stderr out of the step log, which still shows it when the tool fails", async () => {
     rig.write({
       'rules/noisy.ts': `import {defineRule} from '${ruleModule}';
 import {writeFile} from 'node:fs/promises';
@@ -141,7 +141,10 @@ export default {targets: [
   });
 
   it('dry run lists what would run without running or locking', async () => {
-    rig.write({'src/x': 'x\n', 'build.config.ts': `export default {targets: [{name: 'x', inputs: {s: 'src/x'}, outputs: {o: 'x'}, command: 'cp $in $out'}]};\n`});
+    rig.write({
+      'src/x': 'x\n',
+      'build.config.ts': `export default {targets: [{name: 'x', inputs: {s: 'src/x'}, outputs: {o: 'x'}, command: 'cp $in $out'}]};\n`,
+    });
     const dry = await build({cwd: rig.dir, dryRun: true});
     expect(dry.wouldRun).toEqual([{target: 'x', reason: 'never built'}]);
     expect(existsSync(rig.path('cache/out/x'))).toBe(false);

@@ -69,7 +69,12 @@ describe('psy targets, query, graph', () => {
     const r = rig.psy(['targets']);
     expect(r.stdout).toBe('  a      copy a\n  b\n* all\n  extra\n');
     const json = JSON.parse(rig.psy(['targets', '--json']).stdout) as Array<{name: string; default: boolean}>;
-    expect(json.map((t) => [t.name, t.default])).toEqual([['a', false], ['b', false], ['all', true], ['extra', false]]);
+    expect(json.map((t) => [t.name, t.default])).toEqual([
+      ['a', false],
+      ['b', false],
+      ['all', true],
+      ['extra', false],
+    ]);
   });
 
   it('query shows inputs, params, outputs, key and last run', () => {
@@ -95,7 +100,10 @@ describe('psy targets, query, graph', () => {
     expect(dot).toContain('"a" -> "b";');
     expect(dot).toContain('"b" -> "all";');
     const json = JSON.parse(rig.psy(['graph', '--format', 'json', 'b']).stdout) as {targets: Array<{name: string; deps: string[]}>};
-    expect(json.targets.map((t) => [t.name, t.deps])).toEqual([['a', []], ['b', ['a']]]);
+    expect(json.targets.map((t) => [t.name, t.deps])).toEqual([
+      ['a', []],
+      ['b', ['a']],
+    ]);
     const bad = rig.psy(['graph', '--format', 'svg']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toBe('psy graph: --format must be dot or json, got "svg"\n');

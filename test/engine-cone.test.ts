@@ -179,7 +179,10 @@ describe('changed-cone check', () => {
     const config = readFileSync(rig.path('build.config.ts'), 'utf8');
     writeFileSync(
       rig.path('build.config.ts'),
-      config.replace("outputs: {o: 'd.out'}, command: copy}", "outputs: {o: 'd.out'}, command: copy, tools: [{command: 'mytool', versionArgs: ['--version']}]}"),
+      config.replace(
+        "outputs: {o: 'd.out'}, command: copy}",
+        "outputs: {o: 'd.out'}, command: copy, tools: [{command: 'mytool', versionArgs: ['--version']}]}",
+      ),
     );
     const env = {PATH: `${rig.path('bin')}:${process.env['PATH'] ?? ''}`};
     const build = () => startedSteps(rig.psy(['build'], env).stdout);
@@ -252,7 +255,13 @@ describe('changed-cone check', () => {
         criticalPath: t.criticalPath,
       }));
     expect(shape(back)).toEqual(shape(graph));
-    expect([back.outDir, back.stateDir, back.defaults, [...back.pools], back.sourceDateEpoch]).toEqual([graph.outDir, graph.stateDir, graph.defaults, [...graph.pools], graph.sourceDateEpoch]);
+    expect([back.outDir, back.stateDir, back.defaults, [...back.pools], back.sourceDateEpoch]).toEqual([
+      graph.outDir,
+      graph.stateDir,
+      graph.defaults,
+      [...graph.pools],
+      graph.sourceDateEpoch,
+    ]);
     expect(readCachedGraph(file, 'another-id', graph.loaded)).toBeUndefined();
 
     const cache = CachedGraph.open(file, 'the-id')!;
@@ -265,7 +274,11 @@ describe('changed-cone check', () => {
     expect(graph.targets.map((t) => cache.name(t.index))).toEqual(graph.targets.map((t) => t.name));
     // A cone: b and c with their inputs, a settled (no inputs), re-indexed.
     const part = cache.targets([index('a'), index('b'), index('c')], (i) => i !== index('a'));
-    expect(part.map((t) => [t.name, t.index, t.deps])).toEqual([['a', 0, []], ['b', 1, [0]], ['c', 2, [1]]]);
+    expect(part.map((t) => [t.name, t.index, t.deps])).toEqual([
+      ['a', 0, []],
+      ['b', 1, [0]],
+      ['c', 2, [1]],
+    ]);
     expect(part[0]!.inputs).toEqual([]);
     expect(part[2]!.inputs[0]!.items).toEqual([{kind: 'output', target: 1, output: 1}]);
     expect(part[0]!.dependents).toEqual([1]);
@@ -282,7 +295,12 @@ describe('changed-cone check', () => {
     expect(r.ran).toEqual(['d']);
     expect([...r.upToDate].sort()).toEqual(['a', 'b', 'c']);
     expect(events.find((e) => e.type === 'plan')).toEqual({type: 'plan', total: 4});
-    expect(events.filter((e) => e.type === 'fresh').map((e) => (e as {target: string}).target).sort()).toEqual(['a', 'b', 'c']);
+    expect(
+      events
+        .filter((e) => e.type === 'fresh')
+        .map((e) => (e as {target: string}).target)
+        .sort(),
+    ).toEqual(['a', 'b', 'c']);
     expect(r.outputs).toEqual(Object.fromEntries(['a', 'b', 'c', 'd'].map((n) => [n, {o: rig.path(`cache/out/${n}.out`)}])));
     expect(rig.read('cache/out/d.out')).toBe('dd\n');
   }, 60_000);
@@ -325,7 +343,10 @@ describe('changed-cone check', () => {
         head: rest,
         upToDate: [...r.upToDate].sort(),
         outputs: r.outputs,
-        paths: b.toString('utf8', 24 + head + result, 24 + head + result + paths).split('\0').slice(0, count),
+        paths: b
+          .toString('utf8', 24 + head + result, 24 + head + result + paths)
+          .split('\0')
+          .slice(0, count),
         stats: Array.from({length: count * 4}, (_, k) => b.readDoubleLE(statsAt + 8 * k)),
       };
     };
@@ -356,42 +377,46 @@ describe('changed-cone check', () => {
   it.each([
     ['the whole cached graph', false],
     ['evaluating the config when a record outside the cone is damaged', true],
-  ])('an upstream of the cone without a record of its outputs sends psy to %s', async (_, damage) => {
-    await snapshotted();
-    if (damage) {
-      // d's record no longer parses (same length: every offset still holds).
-      const g = readFileSync(cachedGraph()).toString('latin1');
-      expect(g).toContain('{"n":"d",');
-      writeFileSync(cachedGraph(), Buffer.from(g.replace('{"n":"d",', '{"n":"d";'), 'latin1'));
-    }
-    // Forget a's record, then make the snapshot vouch for the log as it is now.
-    const {StateLog} = await import('../src/engine/state-log.js');
-    const {initHash} = await import('../src/engine/hash.js');
-    const {statSync} = await import('node:fs');
-    await initHash();
-    const log = StateLog.open(rig.path('cache/state'));
-    log.forgetTarget('a');
-    log.close();
-    const st = statSync(rig.path('cache/state/log'));
-    const b = readFileSync(snapshot());
-    const [headLen, resultLen, pathsLen, count] = [8, 12, 16, 20].map((k) => b.readUInt32LE(k)) as [number, number, number, number];
-    const head = JSON.parse(b.toString('utf8', 24, 24 + headLen)) as {log: number[]};
-    const newHead = Buffer.from(JSON.stringify({...head, log: [st.size, st.mtimeMs, st.ino]}));
-    const rest = b.subarray(24 + headLen, 24 + headLen + resultLen + pathsLen);
-    const statsAt = (24 + newHead.length + rest.length + 7) & ~7;
-    const out = Buffer.alloc(statsAt + count * 32);
-    b.copy(out, 0, 0, 24);
-    out.writeUInt32LE(newHead.length, 8);
-    newHead.copy(out, 24);
-    rest.copy(out, 24 + newHead.length);
-    b.copy(out, statsAt, b.length - count * 32);
-    writeFileSync(snapshot(), out);
-    // b's output tampered with: the cone is b and c, reading a, which has no record now.
-    writeFileSync(rig.path('cache/out/b.out'), 'tampered\n');
-    const before = evaluations();
-    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b']);
-    expect(rig.read('cache/out/b.out')).toBe('a\n');
-    expect(evaluations()).toBe(damage ? before + 1 : before);
-    expect(startedSteps(rig.psy(['build']).stdout)).toEqual([]);
-  }, 60_000);
+  ])(
+    'an upstream of the cone without a record of its outputs sends psy to %s',
+    async (_, damage) => {
+      await snapshotted();
+      if (damage) {
+        // d's record no longer parses (same length: every offset still holds).
+        const g = readFileSync(cachedGraph()).toString('latin1');
+        expect(g).toContain('{"n":"d",');
+        writeFileSync(cachedGraph(), Buffer.from(g.replace('{"n":"d",', '{"n":"d";'), 'latin1'));
+      }
+      // Forget a's record, then make the snapshot vouch for the log as it is now.
+      const {StateLog} = await import('../src/engine/state-log.js');
+      const {initHash} = await import('../src/engine/hash.js');
+      const {statSync} = await import('node:fs');
+      await initHash();
+      const log = StateLog.open(rig.path('cache/state'));
+      log.forgetTarget('a');
+      log.close();
+      const st = statSync(rig.path('cache/state/log'));
+      const b = readFileSync(snapshot());
+      const [headLen, resultLen, pathsLen, count] = [8, 12, 16, 20].map((k) => b.readUInt32LE(k)) as [number, number, number, number];
+      const head = JSON.parse(b.toString('utf8', 24, 24 + headLen)) as {log: number[]};
+      const newHead = Buffer.from(JSON.stringify({...head, log: [st.size, st.mtimeMs, st.ino]}));
+      const rest = b.subarray(24 + headLen, 24 + headLen + resultLen + pathsLen);
+      const statsAt = (24 + newHead.length + rest.length + 7) & ~7;
+      const out = Buffer.alloc(statsAt + count * 32);
+      b.copy(out, 0, 0, 24);
+      out.writeUInt32LE(newHead.length, 8);
+      newHead.copy(out, 24);
+      rest.copy(out, 24 + newHead.length);
+      b.copy(out, statsAt, b.length - count * 32);
+      writeFileSync(snapshot(), out);
+      // b's output tampered with: the cone is b and c, reading a, which has no record now.
+      writeFileSync(rig.path('cache/out/b.out'), 'tampered\n');
+      const before = evaluations();
+      expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['a', 'b']);
+      expect(rig.read('cache/out/b.out')).toBe('a\n');
+      expect(evaluations()).toBe(damage ? before + 1 : before);
+      expect(startedSteps(rig.psy(['build']).stdout)).toEqual([]);
+    },
+    60_000,
+  );
 });

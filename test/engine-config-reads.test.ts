@@ -35,7 +35,9 @@ export default {targets: names.map((n) => ({name: n, outputs: {o: n}, command: '
     // What the rest of the process calls was never replaced, not even while evaluating.
     expect((globalThis as {psyConfigSaw?: unknown}).psyConfigSaw).toBe(fs.readFileSync);
     // Reads after the evaluation (a rule at build time) are not the config's.
-    const {more} = (await import(`${rig.path('cache/config/mod')}/${fs.readdirSync(rig.path('cache/config/mod')).find((f) => f.endsWith('-list.mjs'))!}`)) as {more(): string[]};
+    const {more} = (await import(`${rig.path('cache/config/mod')}/${fs.readdirSync(rig.path('cache/config/mod')).find((f) => f.endsWith('-list.mjs'))!}`)) as {
+      more(): string[];
+    };
     expect(more()).toEqual(['b']);
     expect([...new Set(loaded.readFiles)]).toHaveLength(2);
   });

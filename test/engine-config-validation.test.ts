@@ -30,13 +30,15 @@ function problemLines(args: string[]): string[] {
 
 describe('the config is validated as a whole when it is loaded', () => {
   it('reports every unknown key at once, with its target, field and a did-you-mean', () => {
-    rig.write(config(`{
+    rig.write(
+      config(`{
       defualt: 'a',
       targets: [
         {name: 'a', inptus: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'},
         {name: 'b', inputs: {s: 'src/a.txt'}, outputs: {o: 'b.txt'}, comand: 'cp $in $out', colour: 'red'},
       ],
-    }`));
+    }`),
+    );
     expect(problemLines(['build'])).toEqual([
       'field "defualt": unknown key (did you mean "default"?)',
       'target "a": field "inptus": unknown key (did you mean "inputs"?)',
@@ -46,11 +48,13 @@ describe('the config is validated as a whole when it is loaded', () => {
   });
 
   it('reports wrong types at load, before anything runs: a command array, a BigInt or a function parameter', () => {
-    rig.write(config(`{targets: [
+    rig.write(
+      config(`{targets: [
       {name: 'arr', outputs: {o: 'arr.txt'}, command: ['touch', '$out']},
       {name: 'big', outputs: {o: 'big.txt'}, command: 'touch $out', params: {size: 10n, nested: {f: () => 1, n: [1, NaN]}}},
       {name: 'shape', inputs: {s: {fiels: 'src/a.txt'}, t: 42}, outputs: {o: {dri: 'x'}}, command: 'true', tools: [{command: 'mksquashfs'}], pool: 3},
-    ], pools: {big: 0}, sourceDateEpoch: '2024'}`));
+    ], pools: {big: 0}, sourceDateEpoch: '2024'}`),
+    );
     expect(problemLines(['build'])).toEqual([
       'target "arr": field "command": must be a shell command string, got an array (join the words into one string)',
       'target "big": field "params.size": must be a JSON value, got a BigInt (10n)',
@@ -75,10 +79,12 @@ describe('the config is validated as a whole when it is loaded', () => {
   });
 
   it('reports every problem of the graph at once too (unknown dependency, pool, duplicate output)', () => {
-    rig.write(config(`{targets: [
+    rig.write(
+      config(`{targets: [
       {name: 'a', inputs: {up: {target: 'bb'}}, outputs: {o: 'a'}, command: 'true', pool: 'bigg'},
       {name: 'b', outputs: {o: 'a'}, command: 'true'},
-    ], pools: {big: 1}}`));
+    ], pools: {big: 1}}`),
+    );
     const r = rig.psy(['build']);
     expect(r.code).toBe(1);
     expect(r.stderr.trimEnd().split('\n')).toEqual([
@@ -92,7 +98,9 @@ describe('the config is validated as a whole when it is loaded', () => {
     const outside = mkdtempSync(join(tmpdir(), 'psy-abs-input-'));
     try {
       writeFileSync(join(outside, 'kernel.config'), 'CONFIG_X=y\n');
-      rig.write(config(`{targets: [{name: 'a', inputs: {k: ${JSON.stringify(join(outside, 'kernel.config'))}}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}]}`));
+      rig.write(
+        config(`{targets: [{name: 'a', inputs: {k: ${JSON.stringify(join(outside, 'kernel.config'))}}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}]}`),
+      );
       const r = rig.psy(['build']);
       expect(r.code, r.stderr).toBe(0);
       expect(rig.read('cache/out/a.txt')).toBe('CONFIG_X=y\n');
@@ -118,9 +126,14 @@ describe('checkConfig (exported for fuzzing) returns problems for any value, nev
     cyclic['self'] = cyclic;
     const nested: unknown[] = [];
     nested.push(nested);
-    const throwing = new Proxy({}, {ownKeys() {
-      throw new Error('no keys for you');
-    }});
+    const throwing = new Proxy(
+      {},
+      {
+        ownKeys() {
+          throw new Error('no keys for you');
+        },
+      },
+    );
     const cases: Array<[unknown, string[]]> = [
       [null, ['the default export must be an object: defineConfig({targets: [...]})']],
       [42, ['the default export must be an object: defineConfig({targets: [...]})']],
@@ -128,13 +141,35 @@ describe('checkConfig (exported for fuzzing) returns problems for any value, nev
       [{targets: 'a'}, ['field "targets": must be an array of targets, got a string ("a")']],
       [{targets: [nested, 'x', null]}, ['targets[0]: is not a target object, got a string ("x")', 'targets[1]: is not a target object, got null']],
       [{targets: [{name: 'p', params: {c: cyclic}}]}, ['target "p": field "params.c.self": must be a JSON value; it refers to itself']],
-      [{targets: [{name: 'd', params: {when: new Date(0), m: new Map()}}]}, ['target "d": field "params.when": must be a JSON value, got a Date', 'target "d": field "params.m": must be a JSON value, got a Map']],
-      [{targets: [{name: 's', description: Symbol('x'), outputs: {o: 1n}}]}, ['target "s": field "description": must be a string, got a symbol', 'target "s": field "outputs.o": must be a path, {file} or {dir}, got a BigInt (1n)']],
+      [
+        {targets: [{name: 'd', params: {when: new Date(0), m: new Map()}}]},
+        ['target "d": field "params.when": must be a JSON value, got a Date', 'target "d": field "params.m": must be a JSON value, got a Map'],
+      ],
+      [
+        {targets: [{name: 's', description: Symbol('x'), outputs: {o: 1n}}]},
+        [
+          'target "s": field "description": must be a string, got a symbol',
+          'target "s": field "outputs.o": must be a path, {file} or {dir}, got a BigInt (1n)',
+        ],
+      ],
       [{targets: [], settings: []}, ['field "settings": must be an object, got an array']],
       [throwing, ['cannot be read: no keys for you']],
       [{targets: throwing}, ['field "targets": must be an array of targets, got an object']],
       [{targets: [{name: 'x', inputs: throwing}]}, ['cannot be read: no keys for you']],
-      [{targets: [{name: 'ok', inputs: {s: 'a', t: {target: 'ok', output: 'o'}, g: {glob: ['*.c']}}, outputs: {o: 'o', d: {dir: 'd'}}, command: 'true', params: {x: [1, 'a', null, {y: true}]}}]}, []],
+      [
+        {
+          targets: [
+            {
+              name: 'ok',
+              inputs: {s: 'a', t: {target: 'ok', output: 'o'}, g: {glob: ['*.c']}},
+              outputs: {o: 'o', d: {dir: 'd'}},
+              command: 'true',
+              params: {x: [1, 'a', null, {y: true}]},
+            },
+          ],
+        },
+        [],
+      ],
     ];
     for (const [value, expected] of cases) {
       let lines: string[] = [];
@@ -148,10 +183,22 @@ describe('analyze', () => {
   it('a target list that contains itself is walked once, and problems are PsyErrors', () => {
     const list: unknown[] = [{name: 'a', outputs: {o: 'a'}, command: 'true'}];
     list.push(list);
-    const loaded = (config: unknown): LoadedConfig => ({root: '/nonexistent', configPath: '/nonexistent/build.config.ts', config: config as LoadedConfig['config'], modules: [], identity: '', readFiles: [], moduleIdentity: () => undefined});
+    const loaded = (config: unknown): LoadedConfig => ({
+      root: '/nonexistent',
+      configPath: '/nonexistent/build.config.ts',
+      config: config as LoadedConfig['config'],
+      modules: [],
+      identity: '',
+      readFiles: [],
+      moduleIdentity: () => undefined,
+    });
     expect(analyze(loaded({targets: list})).targets.map((t) => t.name)).toEqual(['a']);
     expect(() => analyze(loaded({targets: [{name: 'a', outputs: {o: 'a'}, command: 'true', params: {n: 1n}}]}))).toThrow(
-      expect.objectContaining({name: 'PsyError', code: 'config-invalid', message: 'build.config.ts: target "a": field "params.n": must be a JSON value, got a BigInt (1n)'}),
+      expect.objectContaining({
+        name: 'PsyError',
+        code: 'config-invalid',
+        message: 'build.config.ts: target "a": field "params.n": must be a JSON value, got a BigInt (1n)',
+      }),
     );
   });
 });

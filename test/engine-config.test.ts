@@ -64,8 +64,15 @@ describe('config loading', () => {
     expect(loaded.configPath).toBe(rig.path('build.config.ts'));
     expect(loaded.config.settings).toEqual({deaddrop: {bucket: 'psyops-test', region: 'eu-west-1'}});
     expect([...loaded.modules].sort()).toEqual(
-      [rig.path('build.config.ts'), rig.path('rules/lib/join.ts'), rig.path('rules/squash.ts'), rig.path('targets/kernel.ts'),
-        join(repoRoot, 'src/engine/config.ts'), join(repoRoot, 'src/engine/rule.ts'), join(repoRoot, 'src/errors.ts')].sort(),
+      [
+        rig.path('build.config.ts'),
+        rig.path('rules/lib/join.ts'),
+        rig.path('rules/squash.ts'),
+        rig.path('targets/kernel.ts'),
+        join(repoRoot, 'src/engine/config.ts'),
+        join(repoRoot, 'src/engine/rule.ts'),
+        join(repoRoot, 'src/errors.ts'),
+      ].sort(),
     );
     const r = rig.psy(['build', '-j1']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -133,7 +140,9 @@ export const picky = defineRule({name: 'picky', version: 1, module: import.meta.
   });
 
   it('a config that throws while loading is a one-line error naming the config', () => {
-    rig.write({'build.config.ts': `const list: string[] = [];\nif (list.length === 0) throw new Error('no targets configured');\nexport default {targets: list};\n`});
+    rig.write({
+      'build.config.ts': `const list: string[] = [];\nif (list.length === 0) throw new Error('no targets configured');\nexport default {targets: list};\n`,
+    });
     const r = rig.psy(['build']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('psy build: build.config.ts: no targets configured\n');

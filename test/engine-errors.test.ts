@@ -25,19 +25,23 @@ function expectOneLineError(args: string[], pattern: RegExp) {
 
 describe('configuration errors are one line naming target and cause', () => {
   it('cycle: prints the cycle', () => {
-    rig.write(config(`[
+    rig.write(
+      config(`[
       {name: 'a', inputs: {x: {target: 'c'}}, outputs: {o: 'a'}, command: 'cat $in > $out'},
       {name: 'b', inputs: {x: {target: 'a'}}, outputs: {o: 'b'}, command: 'cat $in > $out'},
       {name: 'c', inputs: {x: {target: 'b'}}, outputs: {o: 'c'}, command: 'cat $in > $out'},
-    ]`));
+    ]`),
+    );
     expectOneLineError(['build'], /^psy build: dependency cycle: (a -> c -> b -> a|c -> b -> a -> c|b -> a -> c -> b)$/);
   });
 
   it('duplicate output', () => {
-    rig.write(config(`[
+    rig.write(
+      config(`[
       {name: 'a', inputs: {s: 'src/a.txt'}, outputs: {o: 'same.txt'}, command: 'cp $in $out'},
       {name: 'b', inputs: {s: 'src/a.txt'}, outputs: {o: 'same.txt'}, command: 'cp $in $out'},
-    ]`));
+    ]`),
+    );
     expectOneLineError(['build'], /output cache\/out\/same\.txt is declared by both "a" and "b"/);
   });
 
@@ -47,10 +51,12 @@ describe('configuration errors are one line naming target and cause', () => {
   });
 
   it('unknown output of a dependency', () => {
-    rig.write(config(`[
+    rig.write(
+      config(`[
       {name: 'a', inputs: {s: 'src/a.txt'}, outputs: {o: 'a'}, command: 'cp $in $out'},
       {name: 'b', inputs: {up: {target: 'a', output: 'zz'}}, outputs: {o: 'b'}, command: 'cp $in $out'},
-    ]`));
+    ]`),
+    );
     expectOneLineError(['build'], /target "b": input "up" names unknown output "zz" of target "a"/);
   });
 
@@ -139,21 +145,32 @@ describe('step failures name the target, the command or rule, and the output', (
     expect(r.stdout).toContain('FAILED: nf: command not found: psy-no-such-tool');
   });
 
-  it('a failing one-line step reads as the same step spanning two lines, with nothing of psy\'s shell workers', () => {
-    rig.write(config(`[
+  it("a failing one-line step reads as the same step spanning two lines, with nothing of psy's shell workers", () => {
+    rig.write(
+      config(`[
       {name: 'one', outputs: {o: 'x'}, command: 'psy-no-such-tool $out; cd /psy-no-such-dir'},
       {name: 'two', outputs: {o: 'y'}, command: 'psy-no-such-tool $out\\ncd /psy-no-such-dir'},
-    ]`));
+    ]`),
+    );
     const r = rig.psy(['build', '-k', '0', '-j', '1']);
     expect(r.code).toBe(1);
-    const block = (name: string) => r.stdout.split('FAILED: ').find((b) => b.startsWith(name))!.split('\n').filter((l) => l.startsWith('/bin/sh'));
+    const block = (name: string) =>
+      r.stdout
+        .split('FAILED: ')
+        .find((b) => b.startsWith(name))!
+        .split('\n')
+        .filter((l) => l.startsWith('/bin/sh'));
     expect(block('one')).toHaveLength(2);
     expect(block('one')).toEqual(block('two').map((l) => l.replace(': 2: cd', ': 1: cd')));
     expect(r.stdout).not.toMatch(/eval|psy_line/);
   });
 
   it('a declared tool that is not installed fails before anything runs', () => {
-    rig.write(config(`[{name: 't', outputs: {o: 'x'}, command: 'touch $out', tools: [{command: 'psy-absent-tool', versionArgs: ['--version'], debianPackage: 'psy-absent'}]}]`));
+    rig.write(
+      config(
+        `[{name: 't', outputs: {o: 'x'}, command: 'touch $out', tools: [{command: 'psy-absent-tool', versionArgs: ['--version'], debianPackage: 'psy-absent'}]}]`,
+      ),
+    );
     const r = rig.psy(['build']);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('psy build: target "t": tool "psy-absent-tool" not found on PATH (install the Debian package psy-absent)');
@@ -186,12 +203,14 @@ export const boom = defineRule({name: 'boom', version: 1, module: import.meta.ur
   });
 
   it('stops at the first failure by default, -k 0 keeps going', () => {
-    rig.write(config(`[
+    rig.write(
+      config(`[
       {name: 'f1', outputs: {o: 'f1'}, command: 'exit 1'},
       {name: 'f2', outputs: {o: 'f2'}, command: 'exit 1'},
       {name: 'ok', inputs: {s: 'src/a.txt'}, outputs: {o: 'ok'}, command: 'cp $in $out'},
       {name: 'after', inputs: {x: {target: 'f1'}}, outputs: {o: 'after'}, command: 'cp $in $out'},
-    ]`));
+    ]`),
+    );
     const first = rig.psy(['build', '-j1']);
     expect(first.code).toBe(1);
     expect(first.stdout.match(/^FAILED:/gm)).toHaveLength(1);

@@ -37,7 +37,7 @@ function both(target: string): {explain: Explanation; wouldRun: Map<string, stri
   return {explain, wouldRun};
 }
 
-describe('psy explain is the builder\'s dry run, for group targets too', () => {
+describe("psy explain is the builder's dry run, for group targets too", () => {
   it('a group of never-built targets is stale, down to a root cause', () => {
     const {explain, wouldRun} = both('all');
     expect(explain.chain.map((s) => s.target)).toEqual(['all', 'c', 'a']);

@@ -66,10 +66,13 @@ describe.skipIf(!haveAlpineTestData())('explain and build -n on the psyopsOS gra
     expect(v).toEqual({explain: {}, dry: {}, ran: []});
   });
 
-  it('after a one-line init-patch edit: the chain ends at the patch, and exactly the dry run\'s targets run', async () => {
+  it("after a one-line init-patch edit: the chain ends at the patch, and exactly the dry run's targets run", async () => {
     const patchPath = join(dir, 'alpine/initramfs-init.patch');
     const patch = await readFile(patchPath, 'utf8');
-    await writeFile(patchPath, patch.replace('+# psyopsOS: psyopsos=<LABEL> names the A/B slot to boot.', '+# psyopsOS: psyopsos=<LABEL> names the slot to boot.'));
+    await writeFile(
+      patchPath,
+      patch.replace('+# psyopsOS: psyopsos=<LABEL> names the A/B slot to boot.', '+# psyopsOS: psyopsos=<LABEL> names the slot to boot.'),
+    );
     const v = verdicts('diskimg');
     agree(v);
     expect(v.explain['init']).toBe('input alpine/initramfs-init.patch changed');

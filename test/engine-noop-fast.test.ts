@@ -52,14 +52,20 @@ const snapshots = () => ['default', 'c', 'a_b'].map((k) => rig.path(`cache/confi
 function traced(args: string[], env: NodeJS.ProcessEnv = {}): RunResult & {modules: string[]} {
   const log = rig.path('trace/modules.log');
   rmSync(log, {force: true});
-  const r = rig.psy(args, {...env, PSY_TEST_MODULE_LOG: log, NODE_OPTIONS: `--import ${rig.path('trace/register.mjs')} --require ${rig.path('trace/cjs.cjs')}`});
+  const r = rig.psy(args, {
+    ...env,
+    PSY_TEST_MODULE_LOG: log,
+    NODE_OPTIONS: `--import ${rig.path('trace/register.mjs')} --require ${rig.path('trace/cjs.cjs')}`,
+  });
   let text = '';
   try {
     text = readFileSync(log, 'utf8');
   } catch {
     // Nothing resolved.
   }
-  const modules = [...new Set(text.split('\n').filter((u) => u !== ''))].map((u) => u.replace(/^.*\/dist\//, '').replace(/^.*\/node_modules\//, 'node_modules/'));
+  const modules = [...new Set(text.split('\n').filter((u) => u !== ''))].map((u) =>
+    u.replace(/^.*\/dist\//, '').replace(/^.*\/node_modules\//, 'node_modules/'),
+  );
   return {...r, modules};
 }
 
@@ -79,7 +85,14 @@ describe('no-op answered before the engine loads', () => {
     rig.psy(['build', 'c']);
     rig.psy(['build', 'a', 'b']);
     await settle();
-    const cases: string[][] = [['build'], ['build', '-j2', '-k', '0'], ['build', '--verbose'], ['build', '--json'], ['build', 'c'], ['build', 'a', 'b', '--json', '-v']];
+    const cases: string[][] = [
+      ['build'],
+      ['build', '-j2', '-k', '0'],
+      ['build', '--verbose'],
+      ['build', '--json'],
+      ['build', 'c'],
+      ['build', 'a', 'b', '--json', '-v'],
+    ];
     for (const args of cases) {
       // The first full check after the settle writes the snapshot the fast path needs.
       rig.psy(args);
@@ -96,21 +109,37 @@ describe('no-op answered before the engine loads', () => {
       expect(fast.modules.filter((m) => m.includes('xxhash'))).toEqual([]);
     }
     expect(rig.psy(['build']).stdout).toBe('psy: no work to do (3 targets up to date)\n');
-    expect(rig.psy(['build', '-v']).stdout.split('\n').filter((l) => l.startsWith('up to date: ')).sort()).toEqual(['up to date: a', 'up to date: b', 'up to date: c']);
+    expect(
+      rig
+        .psy(['build', '-v'])
+        .stdout.split('\n')
+        .filter((l) => l.startsWith('up to date: '))
+        .sort(),
+    ).toEqual(['up to date: a', 'up to date: b', 'up to date: c']);
   }, 90_000);
 
-  it('without the bundle, the CLI answers from the fast path\'s modules', async () => {
+  it("without the bundle, the CLI answers from the fast path's modules", async () => {
     rig.psy(['build']);
     await settle();
     rig.psy(['build']);
     // What bin/psy.js does when dist/cli/build-fast.bundle.cjs is missing.
     const cli = pathToFileURL(join(repoRoot, 'dist', 'cli', 'psy.js')).href;
     const log = rig.path('trace/modules.log');
-    const r = spawnSync(process.execPath, ['--import', rig.path('trace/register.mjs'), '--input-type=module', '-e', `const {main} = await import(${JSON.stringify(cli)}); process.exitCode = await main(['build']);`], {
-      cwd: rig.dir,
-      encoding: 'utf8',
-      env: {...process.env, PSY_TEST_MODULE_LOG: log},
-    });
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        rig.path('trace/register.mjs'),
+        '--input-type=module',
+        '-e',
+        `const {main} = await import(${JSON.stringify(cli)}); process.exitCode = await main(['build']);`,
+      ],
+      {
+        cwd: rig.dir,
+        encoding: 'utf8',
+        env: {...process.env, PSY_TEST_MODULE_LOG: log},
+      },
+    );
     expect({code: r.status, stdout: r.stdout, stderr: r.stderr}).toEqual({code: 0, stdout: 'psy: no work to do (3 targets up to date)\n', stderr: ''});
     const modules = readFileSync(log, 'utf8');
     expect(modules).toContain('/dist/cli/build-fast.js');
@@ -203,7 +232,8 @@ describe('the bundles', () => {
 
 describe('config manifest', () => {
   it('records a racy module again once it is old enough, so no-ops stop reading it', async () => {
-    const manifest = () => JSON.parse(readFileSync(rig.path('cache/config/manifest-build.config.ts.json'), 'utf8')) as {modules: Array<{recordedAt: number; mtimeMs: number}>};
+    const manifest = () =>
+      JSON.parse(readFileSync(rig.path('cache/config/manifest-build.config.ts.json'), 'utf8')) as {modules: Array<{recordedAt: number; mtimeMs: number}>};
     rig.psy(['build']);
     // Compiled right after it was written: racy, its content is read on every check.
     const first = manifest().modules[0]!;

@@ -54,7 +54,16 @@ function tsc(dir: string) {
 }
 
 const tsconfig = JSON.stringify({
-  compilerOptions: {target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, types: ['node'], typeRoots: [join(repoRoot, 'node_modules/@types')], skipLibCheck: true, noEmit: true},
+  compilerOptions: {
+    target: 'ES2022',
+    module: 'NodeNext',
+    moduleResolution: 'NodeNext',
+    strict: true,
+    types: ['node'],
+    typeRoots: [join(repoRoot, 'node_modules/@types')],
+    skipLibCheck: true,
+    noEmit: true,
+  },
   include: ['build.config.ts', 'rules'],
 });
 
@@ -67,11 +76,27 @@ describe('typed rule contracts under tsc', () => {
   });
 
   it.each([
-    ['a misspelt input', `inputs: {pach: 'a.txt'}, params: {times: 2, opts: {upper: true}}, outputs: {out: 'o.txt'}`, /'pach' does not exist in type 'TargetInputs<.*Did you mean to write 'patch'\?/s],
+    [
+      'a misspelt input',
+      `inputs: {pach: 'a.txt'}, params: {times: 2, opts: {upper: true}}, outputs: {out: 'o.txt'}`,
+      /'pach' does not exist in type 'TargetInputs<.*Did you mean to write 'patch'\?/s,
+    ],
     ['a missing input', `inputs: {extra: 'a.txt'}, params: {times: 2, opts: {upper: true}}, outputs: {out: 'o.txt'}`, /Property 'patch' is missing/],
-    ['a param of the wrong type', `inputs: {patch: 'a.txt'}, params: {times: '2', opts: {upper: true}}, outputs: {out: 'o.txt'}`, /Type 'string' is not assignable to type 'number'/],
-    ['a typed param of the wrong shape', `inputs: {patch: 'a.txt'}, params: {times: 2, opts: {upper: 'yes'}}, outputs: {out: 'o.txt'}`, /Type 'string' is not assignable to type 'boolean'/],
-    ['an undeclared output', `inputs: {patch: 'a.txt'}, params: {times: 2, opts: {upper: true}}, outputs: {out: 'o.txt', log: 'l.txt'}`, /'log' does not exist in type 'TargetOutputs</],
+    [
+      'a param of the wrong type',
+      `inputs: {patch: 'a.txt'}, params: {times: '2', opts: {upper: true}}, outputs: {out: 'o.txt'}`,
+      /Type 'string' is not assignable to type 'number'/,
+    ],
+    [
+      'a typed param of the wrong shape',
+      `inputs: {patch: 'a.txt'}, params: {times: 2, opts: {upper: 'yes'}}, outputs: {out: 'o.txt'}`,
+      /Type 'string' is not assignable to type 'boolean'/,
+    ],
+    [
+      'an undeclared output',
+      `inputs: {patch: 'a.txt'}, params: {times: 2, opts: {upper: true}}, outputs: {out: 'o.txt', log: 'l.txt'}`,
+      /'log' does not exist in type 'TargetOutputs</,
+    ],
   ])('refuses %s', (_what, target, error) => {
     dependentProject({'tsconfig.json': tsconfig, 'rules/cat.ts': catRule('ts'), 'build.config.ts': config('ts', target)});
     const r = tsc(rig.dir);
@@ -102,14 +127,26 @@ describe('typed rule contracts at load time (a plain JavaScript config)', () => 
   });
 
   it.each([
-    ['a misspelt input', `inputs: {pach: 'a.txt'}, params: {times: 2, opts: {}}, outputs: {out: 'o.txt'}`,
-      'target "t": field "inputs.pach": rule "cat" has no input "pach" (did you mean "patch"?)\npsy build: build.config.mjs: target "t": field "inputs.patch": is missing (rule "cat" reads it)'],
-    ['a param of the wrong type', `inputs: {patch: 'a.txt'}, params: {times: '2', opts: {}}, outputs: {out: 'o.txt'}`,
-      'target "t": field "params.times": must be a number (rule "cat"), got a string ("2")'],
-    ['a missing param', `inputs: {patch: 'a.txt'}, params: {times: 2}, outputs: {out: 'o.txt'}`,
-      'target "t": field "params.opts": is missing (rule "cat" reads it)'],
-    ['an unknown output', `inputs: {patch: 'a.txt'}, params: {times: 2, opts: {}}, outputs: {out: 'o.txt', log: 'l.txt'}`,
-      'target "t": field "outputs.log": rule "cat" has no output "log"'],
+    [
+      'a misspelt input',
+      `inputs: {pach: 'a.txt'}, params: {times: 2, opts: {}}, outputs: {out: 'o.txt'}`,
+      'target "t": field "inputs.pach": rule "cat" has no input "pach" (did you mean "patch"?)\npsy build: build.config.mjs: target "t": field "inputs.patch": is missing (rule "cat" reads it)',
+    ],
+    [
+      'a param of the wrong type',
+      `inputs: {patch: 'a.txt'}, params: {times: '2', opts: {}}, outputs: {out: 'o.txt'}`,
+      'target "t": field "params.times": must be a number (rule "cat"), got a string ("2")',
+    ],
+    [
+      'a missing param',
+      `inputs: {patch: 'a.txt'}, params: {times: 2}, outputs: {out: 'o.txt'}`,
+      'target "t": field "params.opts": is missing (rule "cat" reads it)',
+    ],
+    [
+      'an unknown output',
+      `inputs: {patch: 'a.txt'}, params: {times: 2, opts: {}}, outputs: {out: 'o.txt', log: 'l.txt'}`,
+      'target "t": field "outputs.log": rule "cat" has no output "log"',
+    ],
   ])('refuses %s in one line per problem, naming the target and the field', (_what, target, message) => {
     js(target);
     const r = rig.psy(['build']);

@@ -65,16 +65,7 @@ describe('scheduler', () => {
   });
 
   it('a pool limits its own steps to its depth, others run beside them', () => {
-    traced(
-      [
-        {name: 'p1', pool: 'heavy'},
-        {name: 'p2', pool: 'heavy'},
-        {name: 'p3', pool: 'heavy'},
-        {name: 'free1'},
-        {name: 'free2'},
-      ],
-      '{heavy: 1}',
-    );
+    traced([{name: 'p1', pool: 'heavy'}, {name: 'p2', pool: 'heavy'}, {name: 'p3', pool: 'heavy'}, {name: 'free1'}, {name: 'free2'}], '{heavy: 1}');
     expect(rig.psy(['build', '-j4']).code).toBe(0);
     expect(maxOverlap(['p1', 'p2', 'p3'])).toBe(1);
     expect(maxOverlap()).toBeGreaterThanOrEqual(2);
@@ -95,14 +86,7 @@ describe('scheduler', () => {
   });
 
   it('ready steps start longest critical path first', () => {
-    traced([
-      {name: 'leaf1'},
-      {name: 'leaf2'},
-      {name: 'leaf3'},
-      {name: 'chain1'},
-      {name: 'chain2', deps: ['chain1']},
-      {name: 'chain3', deps: ['chain2']},
-    ]);
+    traced([{name: 'leaf1'}, {name: 'leaf2'}, {name: 'leaf3'}, {name: 'chain1'}, {name: 'chain2', deps: ['chain1']}, {name: 'chain3', deps: ['chain2']}]);
     rig.psy(['build', '-j1']);
     expect(startOrder()[0]).toBe('chain1');
   });

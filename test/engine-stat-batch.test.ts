@@ -108,7 +108,12 @@ describe('statBatch', () => {
     expect(same.firstChange).toBe(-1);
     expectSameBits(same.stats, [...now]);
     // Each field on its own, at the start, in the middle and at the end.
-    for (const [i, field] of [[0, 0], [1777, 1], [2999, 2], [paths.length - 1, 3]] as const) {
+    for (const [i, field] of [
+      [0, 0],
+      [1777, 1],
+      [2999, 2],
+      [paths.length - 1, 3],
+    ] as const) {
       const changed = expected.slice();
       changed[i * 4 + field] = changed[i * 4 + field]! + 1e-3;
       const got = statCompareBlob(blob, paths.length, changed);
@@ -148,12 +153,13 @@ describe('statBatch', () => {
     const want = rels.map((r) => lazy.get(r));
     rmSync(join(dir, 'sub'), {recursive: true});
     const got = rels.map((r) => eager.get(r));
-    const plain = (st: ReturnType<StatCache['get']>) => (st === undefined ? undefined : {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, file: st.isFile()});
+    const plain = (st: ReturnType<StatCache['get']>) =>
+      st === undefined ? undefined : {size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, file: st.isFile()};
     expect(got.map(plain)).toEqual(want.map(plain));
     expect(got.filter((st) => st === undefined).length).toBe(3);
   });
 
-  it('StatCache.prefetch leaves a path it cannot stat to get(), which throws statSync\'s error', () => {
+  it("StatCache.prefetch leaves a path it cannot stat to get(), which throws statSync's error", () => {
     writeFileSync(join(dir, 'file'), 'f');
     const rels = [...Array.from({length: 100}, (_, i) => `n${i}`), 'file', 'file/below'];
     const cache = new StatCache(dir);

@@ -95,8 +95,26 @@ describe('state log', () => {
     const log = StateLog.open(dir);
     for (let i = 0; i < 300; i++) {
       const n = i % 37;
-      log.putFile({path: `src/f${i % 53}.txt`, size: i, mtimeMs: i + 0.5, ctimeMs: i + 0.25, ino: 1000 + i, recordedAt: 5000 + i, hash: (i * 7919).toString(16).padStart(16, '0')});
-      log.putTarget({name: `t${n}`, key: `k${i}`, action: 'a', params: `p${i}`, tools: '', inputs: [`h${i}`], outputs: [{path: `out/t${n}`, hash: `o${i}`}], start: i, end: i + 1});
+      log.putFile({
+        path: `src/f${i % 53}.txt`,
+        size: i,
+        mtimeMs: i + 0.5,
+        ctimeMs: i + 0.25,
+        ino: 1000 + i,
+        recordedAt: 5000 + i,
+        hash: (i * 7919).toString(16).padStart(16, '0'),
+      });
+      log.putTarget({
+        name: `t${n}`,
+        key: `k${i}`,
+        action: 'a',
+        params: `p${i}`,
+        tools: '',
+        inputs: [`h${i}`],
+        outputs: [{path: `out/t${n}`, hash: `o${i}`}],
+        start: i,
+        end: i + 1,
+      });
       if (i % 11 === 0) log.forgetTarget(`t${(i * 3) % 37}`);
       if (i % 29 === 0) log.putTool({path: `tool${i % 3}\0--version\0/usr/bin/tool`, size: i, mtimeMs: i, ino: i, version: `v${i}`});
     }
@@ -195,7 +213,17 @@ describe('state log', () => {
     const dir = rig.path('state');
     const put = (log: StateLog, i: number) => {
       log.putFile({path: `src/f${i % 300}.txt`, size: i, mtimeMs: i, ctimeMs: i, ino: i, recordedAt: i, hash: (i * 31).toString(16).padStart(16, '0')});
-      log.putTarget({name: `t${i % 400}`, key: `k${i}`, action: 'a', params: '', tools: '', inputs: [`h${i}`], outputs: [{path: `out/${i % 400}`, hash: `o${i}`}], start: i, end: i});
+      log.putTarget({
+        name: `t${i % 400}`,
+        key: `k${i}`,
+        action: 'a',
+        params: '',
+        tools: '',
+        inputs: [`h${i}`],
+        outputs: [{path: `out/${i % 400}`, hash: `o${i}`}],
+        start: i,
+        end: i,
+      });
       if (i % 97 === 0) log.forgetTarget(`t${(i * 7) % 400}`);
     };
     const log = StateLog.open(dir);
@@ -235,7 +263,8 @@ describe('state log', () => {
   it('a damaged index warns and the log is framed instead; an index of another log is not used', () => {
     const dir = rig.path('state');
     const log = StateLog.open(dir);
-    for (let i = 0; i < 2500; i++) log.putTarget({name: `t${i % 50}`, key: `k${i}`, action: 'a', params: '', tools: '', inputs: [], outputs: [], start: i, end: i});
+    for (let i = 0; i < 2500; i++)
+      log.putTarget({name: `t${i % 50}`, key: `k${i}`, action: 'a', params: '', tools: '', inputs: [], outputs: [], start: i, end: i});
     log.close();
     const vouch = () => {
       const st = statSync(`${dir}/log`);
@@ -305,7 +334,9 @@ describe('build lock', () => {
     }
     const second = rig.psy(['build']);
     expect(second.code).toBe(1);
-    expect(second.stderr.trim()).toBe(`psy build: another psy build (pid ${first.child.pid}) is using ${rig.path('cache/state')}; wait for it to finish or stop it`);
+    expect(second.stderr.trim()).toBe(
+      `psy build: another psy build (pid ${first.child.pid}) is using ${rig.path('cache/state')}; wait for it to finish or stop it`,
+    );
     expect((await first.done).code).toBe(0);
   });
 

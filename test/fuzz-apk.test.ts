@@ -45,7 +45,16 @@ const record = {...built.meta, checksum: built.checksum, size: built.bytes.lengt
 const index = writeApkIndex({records: [record], description: 'fuzz', key, mtime: 1700000000});
 const indexText = `P:${meta.name}\nV:${meta.version}\nC:${built.checksum}\nS:1\nI:8192\nt:1700000000\nk:10\nq:5\nD:so:libc.musl-x86_64.so.1 busybox>=1.35\n\n`;
 const dirs = new Map<string, InstalledDir>([
-  ['usr/bin', {path: 'usr/bin', uid: 0, gid: 0, mode: 0o755, files: new Map([['fuzzed', {name: 'fuzzed', uid: 0, gid: 0, mode: 0o755, checksum: 'Q1' + 'A'.repeat(27) + '='}]])}],
+  [
+    'usr/bin',
+    {
+      path: 'usr/bin',
+      uid: 0,
+      gid: 0,
+      mode: 0o755,
+      files: new Map([['fuzzed', {name: 'fuzzed', uid: 0, gid: 0, mode: 0o755, checksum: 'Q1' + 'A'.repeat(27) + '='}]]),
+    },
+  ],
 ]);
 const installedDb = formatInstalledDb([{record, dirs, scripts: new Map(), triggers: meta.triggers}]);
 
@@ -64,7 +73,7 @@ const pkginfoText = formatPkginfo({...meta, datahash: '0'.repeat(64)});
 // the data tar of the built package, inflated
 const members: Buffer[] = [];
 let signatureLength = 0;
-for (let at = 0; at < built.bytes.length; ) {
+for (let at = 0; at < built.bytes.length;) {
   const m = inflateGzipMember(built.bytes, at, 'built', 1 << 20);
   members.push(m.data);
   if (at === 0) signatureLength = m.length;
@@ -88,11 +97,13 @@ describe('fuzz: APK packages, indexes and database records parse or refuse with 
     fc.assert(
       fc.property(mutatedText([pkginfoText]), mutatedBytes([dataTar]).map(fixTarChecksums), (info, tar) => {
         const bytes = signed(info, tar);
-        outcomes.add(parsesOrRefuses(() => {
-          const pkg = readApk(bytes, 'fuzz.apk', {keyring});
-          for (const n of [pkg.meta.installedSize, pkg.meta.buildDate]) expect(Number.isSafeInteger(n) && n >= 0).toBe(true);
-          for (const e of pkg.dataEntries) expect(Number.isSafeInteger(e.uid) && Number.isSafeInteger(e.gid)).toBe(true);
-        }));
+        outcomes.add(
+          parsesOrRefuses(() => {
+            const pkg = readApk(bytes, 'fuzz.apk', {keyring});
+            for (const n of [pkg.meta.installedSize, pkg.meta.buildDate]) expect(Number.isSafeInteger(n) && n >= 0).toBe(true);
+            for (const e of pkg.dataEntries) expect(Number.isSafeInteger(e.uid) && Number.isSafeInteger(e.gid)).toBe(true);
+          }),
+        );
       }),
       fuzzParams(400),
     );

@@ -27,7 +27,11 @@ const anyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
     fc.boolean(),
     oddValue,
     fc.array(tie('value'), {maxLength: 3}),
-    fc.dictionary(fc.constantFrom('name', 'inputs', 'outputs', 'command', 'params', 'target', 'pool', 'tools', 'rule', 'inptus', '__proto__', 'x'), tie('value'), {maxKeys: 4}),
+    fc.dictionary(
+      fc.constantFrom('name', 'inputs', 'outputs', 'command', 'params', 'target', 'pool', 'tools', 'rule', 'inptus', '__proto__', 'x'),
+      tie('value'),
+      {maxKeys: 4},
+    ),
   ),
 })).value;
 
@@ -37,17 +41,19 @@ const baseTargets = [
   {name: 'b', inputs: {a: {target: 'a'}}, outputs: {o: 'b.txt'}, command: 'touch $out', params: {n: 1, s: 'x'}},
   {name: 'all', inputs: {a: {target: 'a'}, b: {target: 'b', output: 'o'}}},
 ];
-const mutatedConfig = fc.record({
-  target: fc.integer({min: -1, max: baseTargets.length - 1}),
-  key: fc.constantFrom('name', 'inputs', 'outputs', 'command', 'params', 'description', 'pool', 'default', 'targets', 'defualt', 'sourceDateEpoch', 'comand'),
-  value: anyValue,
-}).map(({target, key, value}) => {
-  const targets: unknown[] = baseTargets.map((t) => ({...t}));
-  const top: Record<string, unknown> = {targets, default: 'all'};
-  if (target < 0) top[key] = value;
-  else (targets[target] as Record<string, unknown>)[key] = value;
-  return top as unknown;
-});
+const mutatedConfig = fc
+  .record({
+    target: fc.integer({min: -1, max: baseTargets.length - 1}),
+    key: fc.constantFrom('name', 'inputs', 'outputs', 'command', 'params', 'description', 'pool', 'default', 'targets', 'defualt', 'sourceDateEpoch', 'comand'),
+    value: anyValue,
+  })
+  .map(({target, key, value}) => {
+    const targets: unknown[] = baseTargets.map((t) => ({...t}));
+    const top: Record<string, unknown> = {targets, default: 'all'};
+    if (target < 0) top[key] = value;
+    else (targets[target] as Record<string, unknown>)[key] = value;
+    return top as unknown;
+  });
 
 describe('fuzz: the config validator', () => {
   it('reports problems as one-line values and never throws; a config it passes analyses or is refused with a PsyError', () => {

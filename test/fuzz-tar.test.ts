@@ -15,7 +15,14 @@ const ctx = {what: 'fuzz.tar', code: 'bad-tar'};
 const dir = mkdtempSync(join(tmpdir(), 'psy-fuzz-tar-'));
 afterAll(() => rmSync(dir, {recursive: true, force: true}));
 
-const f = (path: string, data: string, extra: Partial<TarWriteEntry> = {}): TarWriteEntry => ({path, type: 'file', mode: 0o644, mtime: 1700000000, data: Buffer.from(data), ...extra});
+const f = (path: string, data: string, extra: Partial<TarWriteEntry> = {}): TarWriteEntry => ({
+  path,
+  type: 'file',
+  mode: 0o644,
+  mtime: 1700000000,
+  data: Buffer.from(data),
+  ...extra,
+});
 
 /** GNU long name: an 'L' header whose body is the name, then the member. */
 function gnuLongName(name: string): Buffer {
@@ -37,7 +44,19 @@ const samples: Buffer[] = [
   ]),
   writeTar([f('.SIGN.RSA.key.rsa.pub', 'sig', {uname: 'root', gname: 'root'})], {format: 'gnu', endOfArchive: false}),
   writeTar([f('APKINDEX', 'P:x\nV:1\n\n'), f('DESCRIPTION', 'd')], {format: 'gnu', fullWidthNumbers: true}),
-  writeTar([f(`${'dir/'.repeat(30)}kernel`, 'k', {uid: 1000, gid: 1000, pax: [['mtime', '1700000000.5'], ['uid', '1000']]})], {longNames: 'prefix'}),
+  writeTar(
+    [
+      f(`${'dir/'.repeat(30)}kernel`, 'k', {
+        uid: 1000,
+        gid: 1000,
+        pax: [
+          ['mtime', '1700000000.5'],
+          ['uid', '1000'],
+        ],
+      }),
+    ],
+    {longNames: 'prefix'},
+  ),
   gnuLongName(`${'n'.repeat(150)}/kernel.version`),
 ];
 if (haveAlpineTestData()) {
@@ -60,10 +79,17 @@ function checkNumbers(e: TarEntryMeta): void {
 
 function streamed(buf: Buffer, cuts: readonly number[]): TarEntry[] {
   const out: TarEntry[] = [];
-  const s = new TarStream(ctx, (meta) => {
-    const chunks: Buffer[] = [];
-    return {data: (c) => void chunks.push(Buffer.from(c)), end: () => void out.push({...meta, data: meta.type === 'file' ? Buffer.concat(chunks) : Buffer.alloc(0)})};
-  }, {requireEnd: true});
+  const s = new TarStream(
+    ctx,
+    (meta) => {
+      const chunks: Buffer[] = [];
+      return {
+        data: (c) => void chunks.push(Buffer.from(c)),
+        end: () => void out.push({...meta, data: meta.type === 'file' ? Buffer.concat(chunks) : Buffer.alloc(0)}),
+      };
+    },
+    {requireEnd: true},
+  );
   let at = 0;
   for (const c of [...cuts].sort((a, b) => a - b)) {
     const to = Math.min(buf.length, c);
@@ -125,7 +151,9 @@ describe('fuzz: tar readers parse or refuse with a PsyError', () => {
           unpacker.write(buf);
           return unpacker.finish();
         });
-        await parsesOrRefusesAsync(() => readTarFileMembers(join(dir, 'fuzz.tar'), ['kernel.version', 'usr/bin/sh', 'APKINDEX'], {what: 'fuzz.tar', code: 'bad-artifact'}));
+        await parsesOrRefusesAsync(() =>
+          readTarFileMembers(join(dir, 'fuzz.tar'), ['kernel.version', 'usr/bin/sh', 'APKINDEX'], {what: 'fuzz.tar', code: 'bad-artifact'}),
+        );
       }),
       fuzzParams(300),
     );

@@ -68,7 +68,15 @@ describe('psy node', () => {
     const show = await psy(['node', 'show', 'alpha', '--json'], p.dir, {});
     expect(show.code, show.stderr).toBe(0);
     const j = JSON.parse(show.stdout) as Record<string, unknown>;
-    expect(j).toMatchObject({name: 'alpha', mac: '52:54:00:ab:cd:01', psynet: null, flavorText: 'the first', ssh: {fingerprint}, age: {recipient: rec.public.age}, psynetCert: null});
+    expect(j).toMatchObject({
+      name: 'alpha',
+      mac: '52:54:00:ab:cd:01',
+      psynet: null,
+      flavorText: 'the first',
+      ssh: {fingerprint},
+      age: {recipient: rec.public.age},
+      psynetCert: null,
+    });
     const text = await psy(['node', 'show', 'alpha'], p.dir, {});
     expect(text.stdout).toContain(`  ssh          ${fingerprint} (ED25519)\n`);
     const checked = await psy(['node', 'show', 'alpha', '--check'], p.dir, p.env);
@@ -107,7 +115,10 @@ describe('psy node', () => {
 
     // a second operator joins: after rekey, both decrypt
     const second = ageKeygen(p.dir, 'second.key');
-    writeFileSync(join(p.dir, 'build.config.ts'), `export default {targets: [], settings: {nodes: {recipients: ${JSON.stringify([p.operator.recipient, second.recipient])}}}};\n`);
+    writeFileSync(
+      join(p.dir, 'build.config.ts'),
+      `export default {targets: [], settings: {nodes: {recipients: ${JSON.stringify([p.operator.recipient, second.recipient])}}}};\n`,
+    );
     const k = await psy(['node', 'rekey'], p.dir, p.env);
     expect(k.stdout).toBe('re-encrypted 1 node to 2 recipients\n');
     expect(decryptWithAgeCli(p.dir, second.file, 'alpha').get('nodename')).toBe('alpha\n');
@@ -124,15 +135,27 @@ describe('psy node', () => {
       [['node', 'show', 'nope'], {}, /^psy node: unknown node 'nope' \(no nodes\/nope\/node\.json; nodes: alpha\)\n$/],
       [['node', 'rm', 'nope'], {}, /^psy node: unknown node 'nope'/],
       [['node', 'rotate', 'nope'], p.env, /^psy node: unknown node 'nope'/],
-      [['node', 'new', 'beta', '--mac', '52:54:00:00:00:01'], p.env, /^psy node: MAC 52:54:00:00:00:01 is already used by node 'alpha' \(nodes\/alpha\/node\.json\)\n$/],
-      [['node', 'new', 'beta', '--mac', '52:54:00:00:00:02', '--psynet-ip', '10.10.10.5/24'], p.env, /^psy node: psynet address 10\.10\.10\.5 is already used by node 'alpha'/],
+      [
+        ['node', 'new', 'beta', '--mac', '52:54:00:00:00:01'],
+        p.env,
+        /^psy node: MAC 52:54:00:00:00:01 is already used by node 'alpha' \(nodes\/alpha\/node\.json\)\n$/,
+      ],
+      [
+        ['node', 'new', 'beta', '--mac', '52:54:00:00:00:02', '--psynet-ip', '10.10.10.5/24'],
+        p.env,
+        /^psy node: psynet address 10\.10\.10\.5 is already used by node 'alpha'/,
+      ],
       [['node', 'new', 'alpha', '--mac', '52:54:00:00:00:09'], p.env, /^psy node: node 'alpha' already exists/],
       [['node', 'new', 'beta', '--mac', '01:00:5e:00:00:01'], p.env, /^psy node: 01:00:5e:00:00:01 is a multicast address/],
       [['node', 'new', 'beta', '--mac', 'zz'], p.env, /^psy node: 'zz' is not a MAC address/],
       [['node', 'new', 'Beta_1', '--mac', '52:54:00:00:00:03'], p.env, /^psy node: node name 'Beta_1' must be a host name/],
       [['node', 'new', 'beta'], p.env, /^psy node: psy node new needs --mac MAC/],
       [['node', 'new', 'beta', '--mac', '52:54:00:00:00:03', '--psynet-ip', '10.10.300.1/22'], p.env, /^psy node: '10\.10\.300\.1\/22' is not an IPv4 address/],
-      [['node', 'rotate', 'alpha'], {PSY_AGE_IDENTITY: ageKeygen(mkdtempSync(join(tmpdir(), 'psy-other-')), 'k').file}, /^psy node: nodes\/alpha\/secrets\.age: cannot be decrypted with the age identity from PSY_AGE_IDENTITY \(.*\) \(it is not one of the file's recipients\)\n$/],
+      [
+        ['node', 'rotate', 'alpha'],
+        {PSY_AGE_IDENTITY: ageKeygen(mkdtempSync(join(tmpdir(), 'psy-other-')), 'k').file},
+        /^psy node: nodes\/alpha\/secrets\.age: cannot be decrypted with the age identity from PSY_AGE_IDENTITY \(.*\) \(it is not one of the file's recipients\)\n$/,
+      ],
       [['node', 'rotate', 'alpha'], {}, /^psy node: no age identity to decrypt node secrets: .*age\.key cannot be read; set PSY_AGE_IDENTITY/],
       [['node', 'frob'], {}, /^psy node: unknown subcommand 'frob'/],
     ];
@@ -173,7 +196,10 @@ describe('psy node', () => {
 
   it('needs operator recipients in settings.nodes', async () => {
     p = nodeProject('psy-node-cli-', () => 'export default {targets: [], settings: {}};\n');
-    expectOneLine(await psy(['node', 'new', 'alpha', '--mac', '52:54:00:00:00:01'], p.dir, p.env), /^psy node: settings\.nodes\.recipients is empty: list the operators' age recipients/);
+    expectOneLine(
+      await psy(['node', 'new', 'alpha', '--mac', '52:54:00:00:00:01'], p.dir, p.env),
+      /^psy node: settings\.nodes\.recipients is empty: list the operators' age recipients/,
+    );
     writeFileSync(join(p.dir, 'build.config.ts'), "export default {targets: [], settings: {nodes: {recipients: ['age1nope']}}};\n");
     expectOneLine(await psy(['node', 'list'], p.dir, {}), /^psy node: settings\.nodes\.recipients\[0\] is not an age X25519 recipient/);
     expect(snapshotTree(p.dir)).not.toHaveProperty('nodes/alpha/node.json');

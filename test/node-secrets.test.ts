@@ -38,9 +38,14 @@ describe('age encryption of node secrets', () => {
     await expect(decrypt(sealed, {keys: [b.identity], source: 'PSY_AGE_IDENTITY'}, 'nodes/n/secrets.age')).rejects.toThrow(
       "nodes/n/secrets.age: cannot be decrypted with the age identity from PSY_AGE_IDENTITY (it is not one of the file's recipients)",
     );
-    await expect(decrypt('hello', {keys: [a.identity], source: 's'}, 'f.age')).rejects.toMatchObject({code: 'corrupt-secrets', message: expect.stringMatching(/^f\.age: not an age-encrypted file/)});
+    await expect(decrypt('hello', {keys: [a.identity], source: 's'}, 'f.age')).rejects.toMatchObject({
+      code: 'corrupt-secrets',
+      message: expect.stringMatching(/^f\.age: not an age-encrypted file/),
+    });
     const damaged = sealed.replace(/\n(.)(.)/, (_m, x: string, y: string) => `\n${y}${x}`);
-    await expect(decrypt(damaged, {keys: [a.identity], source: 's'}, 'f.age')).rejects.toMatchObject({code: expect.stringMatching(/corrupt-secrets|wrong-identity/)});
+    await expect(decrypt(damaged, {keys: [a.identity], source: 's'}, 'f.age')).rejects.toMatchObject({
+      code: expect.stringMatching(/corrupt-secrets|wrong-identity/),
+    });
   });
 
   it('finds the identity in PSY_AGE_IDENTITY (a key or a file), else ~/.config/psy/age.key', async () => {
@@ -53,21 +58,30 @@ describe('age encryption of node secrets', () => {
     expect(defaultIdentityFile({HOME: home})).toBe(join(home, '.config/psy/age.key'));
     expect(loadIdentities({HOME: home}).keys).toEqual([op.key]);
     expect(loadIdentities({HOME: '/x', XDG_CONFIG_HOME: join(home, '.config')}).keys).toEqual([op.key]);
-    expect(() => loadIdentities({HOME: join(dir, 'none')})).toThrow(/^no age identity to decrypt node secrets: .*none\/\.config\/psy\/age\.key cannot be read; set PSY_AGE_IDENTITY/);
+    expect(() => loadIdentities({HOME: join(dir, 'none')})).toThrow(
+      /^no age identity to decrypt node secrets: .*none\/\.config\/psy\/age\.key cannot be read; set PSY_AGE_IDENTITY/,
+    );
     writeFileSync(join(dir, 'bad.key'), '# nothing\nAGE-SECRET-KEY-1NOPE\n');
     expect(() => loadIdentities({PSY_AGE_IDENTITY: join(dir, 'bad.key')})).toThrow(/bad\.key\): not an age X25519 identity/);
   });
 
   it('seals the secret files as a tar and refuses a tar that is not flat files', async () => {
     const id = await newIdentity();
-    const files = new Map([['nodename', Buffer.from('n\n')], ['mactab', Buffer.from('psy0 52:54:00:00:00:01\n')]]);
+    const files = new Map([
+      ['nodename', Buffer.from('n\n')],
+      ['mactab', Buffer.from('psy0 52:54:00:00:00:01\n')],
+    ]);
     const sealed = await sealSecrets(files, [id.recipient], 0);
     const back = await unsealSecrets(sealed, {keys: [id.identity], source: 't'}, 'n.age');
     expect([...back.keys()].sort()).toEqual(['mactab', 'nodename']);
     expect(back.get('mactab')!.toString()).toBe('psy0 52:54:00:00:00:01\n');
     expect(secretsTar(files, 0).equals(secretsTar(new Map([...files].reverse()), 0))).toBe(true);
-    await expect(unsealSecrets(await encrypt(Buffer.from('not a tar at all'.repeat(40)), [id.recipient]), {keys: [id.identity], source: 't'}, 'n.age')).rejects.toThrow(/^n\.age: the decrypted content is not a tar of secret files/);
-    await expect(unsealSecrets(await encrypt(secretsTar(new Map([['mactab', Buffer.from('x')]]), 0), [id.recipient]), {keys: [id.identity], source: 't'}, 'n.age')).rejects.toThrow('n.age: has no nodename');
+    await expect(
+      unsealSecrets(await encrypt(Buffer.from('not a tar at all'.repeat(40)), [id.recipient]), {keys: [id.identity], source: 't'}, 'n.age'),
+    ).rejects.toThrow(/^n\.age: the decrypted content is not a tar of secret files/);
+    await expect(
+      unsealSecrets(await encrypt(secretsTar(new Map([['mactab', Buffer.from('x')]]), 0), [id.recipient]), {keys: [id.identity], source: 't'}, 'n.age'),
+    ).rejects.toThrow('n.age: has no nodename');
   });
 });
 
@@ -88,7 +102,11 @@ describe('node records and settings', () => {
   });
 
   it('names the field of a damaged node.json', () => {
-    const ok = {name: 'n', mac: '52:54:00:00:00:01', public: {ssh: 'ssh-ed25519 AAAA root@n', age: 'age16y6whv8aan0s03uh3ts0ets4wn5l4jfuudtegcxmd75x94m3cd9q8pxjnu'}};
+    const ok = {
+      name: 'n',
+      mac: '52:54:00:00:00:01',
+      public: {ssh: 'ssh-ed25519 AAAA root@n', age: 'age16y6whv8aan0s03uh3ts0ets4wn5l4jfuudtegcxmd75x94m3cd9q8pxjnu'},
+    };
     expect(parseRecord(JSON.stringify(ok), 'nodes/n/node.json', 'n').mac).toBe('52:54:00:00:00:01');
     expect(() => parseRecord(JSON.stringify({...ok, name: 'm'}), 'f', 'n')).toThrow("f: name must be 'n' (the folder's name)");
     expect(() => parseRecord(JSON.stringify({...ok, public: {...ok.public, age: 'x'}}), 'f', 'n')).toThrow('f: public.age is not an age recipient');

@@ -37,7 +37,10 @@ export default {...base, targets: [generic, ...base.targets.filter((t) => t.name
 `;
 }
 
-async function build(args: string[], env = p.env): Promise<{code: number | null; ran: string[]; stderr: string; failed: Array<{target: string; message: string}>}> {
+async function build(
+  args: string[],
+  env = p.env,
+): Promise<{code: number | null; ran: string[]; stderr: string; failed: Array<{target: string; message: string}>}> {
   const r = await psy(['build', '--json', ...args], p.dir, env);
   const j = JSON.parse(r.stdout || '{}') as {ran?: string[]; failed?: Array<{target: string; message: string}>};
   return {code: r.code, ran: [...(j.ran ?? [])].sort(), stderr: r.stderr, failed: j.failed ?? []};
@@ -126,7 +129,14 @@ describe('per-node targets', () => {
     const other = ageKeygen(p.dir, 'other.key');
     const wrong = await build(['sectar@alpha'], {PSY_AGE_IDENTITY: other.file});
     expect(wrong.code).toBe(1);
-    expect(wrong.failed).toEqual([{target: 'sectar@alpha', message: expect.stringMatching(/^nodes\/alpha\/secrets\.age: cannot be decrypted with the age identity from PSY_AGE_IDENTITY \(.*other\.key\) \(it is not one of the file's recipients\)$/)}]);
+    expect(wrong.failed).toEqual([
+      {
+        target: 'sectar@alpha',
+        message: expect.stringMatching(
+          /^nodes\/alpha\/secrets\.age: cannot be decrypted with the age identity from PSY_AGE_IDENTITY \(.*other\.key\) \(it is not one of the file's recipients\)$/,
+        ),
+      },
+    ]);
     const none = await build(['sectar@alpha'], {HOME: join(p.dir, 'nohome')});
     expect(none.failed[0]?.message).toMatch(/^no age identity to decrypt node secrets: .*nohome\/\.config\/psy\/age\.key cannot be read/);
     writeFileSync(join(p.dir, 'nodes/alpha/secrets.age'), '-----BEGIN AGE ENCRYPTED FILE-----\nnope\n-----END AGE ENCRYPTED FILE-----\n');
@@ -164,7 +174,9 @@ describe.skipIf(!haveAlpineTestData())('node images of the offline fixture OS', 
     const seconds = (performance.now() - t0) / 1000;
     expect(nodes.code, nodes.stderr).toBe(0);
     expect(nodes.ran).toEqual(names.flatMap((n) => [`diskimg@${n}`, `sectar@${n}`]).sort());
-    console.log(`psy node new: ${newTimes.map((t) => t.toFixed(2)).join(' ')} s; 10 node images after the generic one: ${nodes.ran.length} steps in ${seconds.toFixed(1)} s`);
+    console.log(
+      `psy node new: ${newTimes.map((t) => t.toFixed(2)).join(' ')} s; 10 node images after the generic one: ${nodes.ran.length} steps in ${seconds.toFixed(1)} s`,
+    );
 
     const out = join(p.dir, 'cache/out/x86_64');
     const genericImg = join(out, 'psyopsOS.x86_64-uefi.generic.img');

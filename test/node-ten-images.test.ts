@@ -23,11 +23,11 @@ async function build(targets: string[]): Promise<{ran: string[]; seconds: number
   const t0 = Date.now();
   const r = await psy(['build', '--json', ...targets], p!.dir, p!.env);
   expect(r.code, r.stderr).toBe(0);
-  return {ran: [...((JSON.parse(r.stdout) as {ran: string[]}).ran)].sort(), seconds: (Date.now() - t0) / 1000};
+  return {ran: [...(JSON.parse(r.stdout) as {ran: string[]}).ran].sort(), seconds: (Date.now() - t0) / 1000};
 }
 
 describe.skipIf(!haveAlpineTestData())('ten node images after the generic one', () => {
-  it('builds only each node\'s sectar and image, and nothing the second time', async () => {
+  it("builds only each node's sectar and image, and nothing the second time", async () => {
     assertBuilt();
     const fx = await buildFixtureRepository();
     p = nodeProject('psy-ten-nodes-');

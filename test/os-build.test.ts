@@ -22,7 +22,9 @@ const artifacts: Array<[string, string]> = [
 ];
 
 async function sha256(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 interface Timed {
@@ -58,7 +60,9 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
     await writeProject(one, fixtureSettings(one, fx));
     clean = await timedBuild(one);
     if (!clean.result.ok) throw new Error(JSON.stringify(clean.result.failed));
-    const per = Object.entries(clean.steps).map(([t, s]) => `${t} ${s.toFixed(1)}s`).join(', ');
+    const per = Object.entries(clean.steps)
+      .map(([t, s]) => `${t} ${s.toFixed(1)}s`)
+      .join(', ');
     console.log(`clean build: ${clean.seconds.toFixed(1)} s (${per})`);
   }, 900_000);
   afterAll(async () => {
@@ -106,7 +110,9 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
     const edit = await timedBuild(one);
     expect(edit.result.ok).toBe(true);
     expect([...edit.result.ran].sort()).toEqual(['diskimg', 'init', 'initramfs', 'ostar']);
-    const per = Object.entries(edit.steps).map(([t, s]) => `${t} ${s.toFixed(1)}s`).join(', ');
+    const per = Object.entries(edit.steps)
+      .map(([t, s]) => `${t} ${s.toFixed(1)}s`)
+      .join(', ');
     console.log(`init-patch edit: ${edit.seconds.toFixed(1)} s (${per}) = ${((100 * edit.seconds) / clean.seconds).toFixed(0)}% of the clean build`);
     await writeFile(patchPath, patch);
   }, 900_000);
@@ -252,4 +258,3 @@ describe.skipIf(!haveAlpineTestData())('psyopsOS build: reproducible, incrementa
     }
   }, 600_000);
 });
-

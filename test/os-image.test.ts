@@ -119,7 +119,13 @@ describe.skipIf(!haveAlpineTestData())('kernel module selection from mkinitfs fe
     const features = join(alpineTestData, 'mkinitfs-3.13.0/features.d');
     const picked = matchModuleGlobs(tree, await featureGlobs(dirname(features), 'features.d', ['base', 'ext4', 'squashfs']));
     // ext4.modules lists kernel/crypto/crc32* itself.
-    expect(picked).toEqual(['kernel/crypto/crc32c_generic.ko', 'kernel/drivers/block/loop.ko', 'kernel/fs/ext4/ext4.ko', 'kernel/fs/overlayfs/overlay.ko', 'kernel/fs/squashfs/squashfs.ko']);
+    expect(picked).toEqual([
+      'kernel/crypto/crc32c_generic.ko',
+      'kernel/drivers/block/loop.ko',
+      'kernel/fs/ext4/ext4.ko',
+      'kernel/fs/overlayfs/overlay.ko',
+      'kernel/fs/squashfs/squashfs.ko',
+    ]);
     expect(moduleClosure(tree, picked)).toEqual([
       'kernel/crypto/crc32c_generic.ko',
       'kernel/drivers/block/loop.ko',

@@ -25,7 +25,10 @@ afterEach(() => {
 async function apply(orig: string, patch: string, name = 'alpine/initramfs-init.patch') {
   const out = join(dir, 'out');
   rmSync(out, {force: true});
-  const err = (await applyInitPatch(orig, patch, out, dir, runTool, name).then(() => undefined, (e: unknown) => e)) as (Error & {code?: string}) | undefined;
+  const err = (await applyInitPatch(orig, patch, out, dir, runTool, name).then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as (Error & {code?: string}) | undefined;
   return {err, out};
 }
 
@@ -73,14 +76,18 @@ describe('the init patch is applied with --forward', () => {
     const s = await synthetic();
     const {err} = await apply(s[which], s.patch);
     expect(err?.code).toBe('patch-already-applied');
-    expect(err?.message).toMatch(/^alpine\/initramfs-init\.patch is already applied, in whole or in part, to the upstream initramfs-init \(refused, not reversed\); applied hunk: /);
+    expect(err?.message).toMatch(
+      /^alpine\/initramfs-init\.patch is already applied, in whole or in part, to the upstream initramfs-init \(refused, not reversed\); applied hunk: /,
+    );
     expect(err?.message).toMatch(hunk);
     expect(err?.message).not.toContain('\n');
   });
 
   it('the init-patch rule refuses it too', async () => {
     const s = await synthetic();
-    const err = (await runRule(initPatch, {root: dir, inputs: {orig: [s.full], patch: [s.patch]}, outputs: {init: 'file'}}).catch((e: unknown) => e)) as Error & {code?: string};
+    const err = (await runRule(initPatch, {root: dir, inputs: {orig: [s.full], patch: [s.patch]}, outputs: {init: 'file'}}).catch(
+      (e: unknown) => e,
+    )) as Error & {code?: string};
     expect(err.code).toBe('patch-already-applied');
     expect(err.message).toMatch(/^initramfs-init\.patch is already applied/);
   });

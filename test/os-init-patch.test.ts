@@ -47,7 +47,9 @@ describe.skipIf(!haveAlpineTestData())("the init patch against Alpine's real ini
     await writeFile(drifted, (await readFile(orig, 'utf8')).replace('ln -s /proc/mounts "$ROOT"/etc/mtab', 'ln -sf /proc/mounts "$ROOT"/etc/mtab'));
     const err = (await applyInitPatch(drifted, patch, join(dir, 'out'), dir, runTool, 'alpine/initramfs-init.patch').catch((e: unknown) => e)) as Error;
     expect(err).toMatchObject({code: 'patch-rejected'});
-    expect(err.message).toMatch(/^alpine\/initramfs-init\.patch does not apply to the upstream initramfs-init; rejected hunk: @@ -\d+,6 \+\d+,28 @@ \| \+# psyopsOS:/);
+    expect(err.message).toMatch(
+      /^alpine\/initramfs-init\.patch does not apply to the upstream initramfs-init; rejected hunk: @@ -\d+,6 \+\d+,28 @@ \| \+# psyopsOS:/,
+    );
     expect(err.message).not.toContain('\n');
   });
 });

@@ -52,7 +52,9 @@ describe.skipIf(!haveAlpineTestData())("building from Alpine's mirror when it ca
     expect(r.failed[0]!.target).toBe('rootfs');
     const msg = r.failed[0]!.message;
     expect(msg).not.toContain('\n');
-    expect(msg).toMatch(/^Alpine mirror cannot be reached \(cannot download https:\/\/dl-cdn\.alpinelinux\.org\/alpine\/v3\.21\/main\/x86_64\/musl-1\.2\.5-r8\.apk/);
+    expect(msg).toMatch(
+      /^Alpine mirror cannot be reached \(cannot download https:\/\/dl-cdn\.alpinelinux\.org\/alpine\/v3\.21\/main\/x86_64\/musl-1\.2\.5-r8\.apk/,
+    );
     expect(msg).toMatch(/build offline from the package cache \(cache\/apk.*or from a local repository folder/);
   }, 120_000);
 });

@@ -24,7 +24,8 @@ const NEEDS = ['nodejs', 'e2fsprogs', 'e2fsprogs-extra', 'mtools', 'sfdisk', 'bl
 describe.skipIf(!haveAlpineTestData() || process.getuid?.() !== 0)('neuralupgrade runs in the offline image root', () => {
   let dir: string;
   let root: string;
-  const inRoot = (cmd: string[]) => run('unshare', ['--mount', '--pid', '--fork', `--mount-proc=${join(root, 'proc')}`, 'chroot', root, ...cmd], {maxBuffer: 1 << 24});
+  const inRoot = (cmd: string[]) =>
+    run('unshare', ['--mount', '--pid', '--fork', `--mount-proc=${join(root, 'proc')}`, 'chroot', root, ...cmd], {maxBuffer: 1 << 24});
 
   beforeAll(async () => {
     const fx = await buildFixtureRepository();
@@ -45,9 +46,15 @@ describe.skipIf(!haveAlpineTestData() || process.getuid?.() !== 0)('neuralupgrad
 
   it('resolves every dependency of neuralupgrade to a stand-in named as such', async () => {
     const {stdout} = await inRoot(['/bin/sh', '-c', 'cat /lib/apk/db/installed | grep "^P:.*stand-in"']);
-    expect(stdout.split('\n').filter(Boolean).sort()).toEqual(
-      ['P:blkid-debian-stand-in', 'P:e2fsprogs-debian-stand-in', 'P:e2fsprogs-extra-debian-stand-in', 'P:glibc-compat-debian-stand-in', 'P:mtools-debian-stand-in', 'P:nodejs-bun-stand-in', 'P:sfdisk-debian-stand-in'],
-    );
+    expect(stdout.split('\n').filter(Boolean).sort()).toEqual([
+      'P:blkid-debian-stand-in',
+      'P:e2fsprogs-debian-stand-in',
+      'P:e2fsprogs-extra-debian-stand-in',
+      'P:glibc-compat-debian-stand-in',
+      'P:mtools-debian-stand-in',
+      'P:nodejs-bun-stand-in',
+      'P:sfdisk-debian-stand-in',
+    ]);
   });
 
   it('runs node, the tools and neuralupgrade inside the root', async () => {

@@ -86,7 +86,10 @@ describe('node settings are checked and derived', () => {
   });
 
   it('the update trust comes from settings.signing and settings.deaddrop unless set', () => {
-    const cfg = psyopsosConfig({}, {settings: {signing: {publicKey: 'keys/release.pub'}, deaddrop: {s3: {bucket: 'drop', prefix: 'psy/', publicUrl: 'https://drop.example.org/'}}}});
+    const cfg = psyopsosConfig(
+      {},
+      {settings: {signing: {publicKey: 'keys/release.pub'}, deaddrop: {s3: {bucket: 'drop', prefix: 'psy/', publicUrl: 'https://drop.example.org/'}}}},
+    );
     const alpine = cfg.settings!['alpine'] as unknown as AlpineSettings;
     expect(alpine.updatePubkey).toBe('keys/release.pub');
     expect(alpine.updateRepository).toBe('https://drop.example.org/psy/os');
@@ -212,7 +215,12 @@ describe.skipIf(!haveAlpineTestData())('a psyopsOS node built from the fixture r
         tree[level!]!.push(svc);
       }
     }
-    const sorted = (o: Record<string, readonly string[]>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, [...v].sort()]).sort());
+    const sorted = (o: Record<string, readonly string[]>) =>
+      Object.fromEntries(
+        Object.entries(o)
+          .map(([k, v]) => [k, [...v].sort()])
+          .sort(),
+      );
     expect(sorted(tree)).toEqual(sorted(standInServices));
   });
 
@@ -229,7 +237,13 @@ describe.skipIf(!haveAlpineTestData())('a psyopsOS node built from the fixture r
     expect(await cat('etc/psyopsOS/repository')).toBe('https://deaddrop.example.org/os\n');
     expect(await cat('etc/hostname')).toBe('psyopsOS-unconfigured\n');
     const {stdout} = await run('unsquashfs', ['-lln', squashfs], {maxBuffer: 1 << 26});
-    const mode = (p: string) => stdout.split('\n').find((l) => l.endsWith(` squashfs-root/${p}`))?.split(/\s+/).slice(0, 2).join(' ');
+    const mode = (p: string) =>
+      stdout
+        .split('\n')
+        .find((l) => l.endsWith(` squashfs-root/${p}`))
+        ?.split(/\s+/)
+        .slice(0, 2)
+        .join(' ');
     expect(mode('root/.ssh')).toBe('drwx------ 0/0');
     expect(mode('root/.ssh/authorized_keys')).toBe('-rw------- 0/0');
     expect(mode('usr/sbin/psyopsos-postboot')).toBe('-rwxr-xr-x 0/0');

@@ -26,7 +26,10 @@ async function hashTree(dir: string): Promise<Record<string, string>> {
     for (const e of await readdir(d, {withFileTypes: true})) {
       const p = join(d, e.name);
       if (e.isDirectory()) await walk(p);
-      else out[relative(dir, p)] = createHash('sha256').update(await readFile(p)).digest('hex');
+      else
+        out[relative(dir, p)] = createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex');
     }
   };
   await walk(dir);
@@ -82,7 +85,15 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
   it("the real declaration's dependencies come from the fixture's stand-ins, named as such", () => {
     const lock = readLock(join(one, 'alpine/packages.lock.json'));
     const names = lock.packages.map((p) => p.name);
-    for (const n of ['nodejs-bun-stand-in', 'e2fsprogs-debian-stand-in', 'e2fsprogs-extra-debian-stand-in', 'mtools-debian-stand-in', 'sfdisk-debian-stand-in', 'blkid-debian-stand-in', 'glibc-compat-debian-stand-in']) {
+    for (const n of [
+      'nodejs-bun-stand-in',
+      'e2fsprogs-debian-stand-in',
+      'e2fsprogs-extra-debian-stand-in',
+      'mtools-debian-stand-in',
+      'sfdisk-debian-stand-in',
+      'blkid-debian-stand-in',
+      'glibc-compat-debian-stand-in',
+    ]) {
       expect(names).toContain(n);
     }
   });
@@ -118,10 +129,14 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     expect(devKeys).toHaveLength(2);
     expect(devKeys[0]).toMatch(/^psy-dev-[0-9a-f]{8}\.rsa$/);
     expect(devKeys[1]).toBe(`${devKeys[0]}.pub`);
-    expect(out.join('')).toContain(`warning: no APK build key configured, signing our packages with the development key cache/apk-signing/${devKeys[0]}; it must not sign releases`);
+    expect(out.join('')).toContain(
+      `warning: no APK build key configured, signing our packages with the development key cache/apk-signing/${devKeys[0]}; it must not sign releases`,
+    );
     const keys = r.outputs['apkrepo']!['keys']!;
     expect(await readdir(keys)).toEqual([devKeys[1]]);
-    const index = readApkIndex(await readFile(join(r.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/APKINDEX.tar.gz')), 'APKINDEX', {keyring: loadKeyring(keys)});
+    const index = readApkIndex(await readFile(join(r.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/APKINDEX.tar.gz')), 'APKINDEX', {
+      keyring: loadKeyring(keys),
+    });
     expect(index.signedBy).toBe(devKeys[1]);
 
     // the compiled modules are inputs: the same bytes in a real folder run nothing, an
@@ -134,7 +149,9 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     await writeFile(mod, '// changed\n' + (await readFile(mod, 'utf8')));
     const changed = await build({cwd: dev, targets: ['apkrepo'], jobs: 2});
     expect(changed.ran).toEqual(['apkrepo']);
-    const apk = readApk(await readFile(join(changed.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {keyring: loadKeyring(keys)});
+    const apk = readApk(await readFile(join(changed.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {
+      keyring: loadKeyring(keys),
+    });
     expect(apk.dataEntries.find((e) => e.path === 'usr/lib/neuralupgrade/upgrade/apply-os.js')?.data?.toString('utf8')).toContain('// changed');
   }, 300_000);
 
@@ -143,7 +160,9 @@ describe.skipIf(!haveAlpineTestData())('our own packages: signed repository, in 
     const lock = readLock(join(one, 'alpine/packages.lock.json'));
     const system = {...lock, packages: lock.packages.filter((p) => !['linux-lts', 'mkinitfs'].includes(p.name))};
     const keyring = loadKeyring(clean.outputs['apkrepo']!['keys']!);
-    const built = readApk(await readFile(join(clean.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {keyring});
+    const built = readApk(await readFile(join(clean.outputs['apkrepo']!['repo']!, 'v3.20/psyopsOS/x86_64/neuralupgrade-2.0.0-r0.apk')), 'neuralupgrade', {
+      keyring,
+    });
     const world = settings.world.filter((w) => !['linux-lts', 'mkinitfs'].includes(w));
     const ctx = {settings: {...settings, world}, projectRoot: one};
     const fresh = {...system, world};

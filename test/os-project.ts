@@ -71,7 +71,7 @@ export async function writeProject(dir: string, settings: Partial<AlpineSettings
   // individuation), then powers off.
   await writeFile(
     join(dir, 'test-overlay/etc/inittab'),
-    "::sysinit:/bin/sh -c 'for s in /etc/local.d/*.start; do [ -x \"$s\" ] && \"$s\"; done; sync; poweroff -f'\n",
+    '::sysinit:/bin/sh -c \'for s in /etc/local.d/*.start; do [ -x "$s" ] && "$s"; done; sync; poweroff -f\'\n',
   );
   await writeConfig(dir, settings, extras);
   if (extras.lock !== false) await lockProject(dir, settings);
@@ -87,7 +87,10 @@ export async function lockProject(dir: string, settings: Partial<AlpineSettings>
 export async function writeConfig(dir: string, settings: Partial<AlpineSettings>, extras: ProjectExtras = {}): Promise<void> {
   const targets = relative(dir, join(repoRoot, 'targets/psyopsos.js'));
   // with node recipients the project has nodes/, whose targets need the project root
-  const more = extras.nodeRecipients === undefined ? '' : `, {settings: {nodes: ${JSON.stringify({...extras.nodes, recipients: extras.nodeRecipients})}}}, {root: import.meta.dirname}`;
+  const more =
+    extras.nodeRecipients === undefined
+      ? ''
+      : `, {settings: {nodes: ${JSON.stringify({...extras.nodes, recipients: extras.nodeRecipients})}}}, {root: import.meta.dirname}`;
   await writeFile(
     join(dir, 'build.config.ts'),
     `import {psyopsosConfig} from '${targets}';\nexport default psyopsosConfig(${JSON.stringify(settings, null, 2)}${more});\n`,

@@ -102,7 +102,12 @@ describe('rules read installed roots inside the root', () => {
     link('boot/config-lts', join(host, 'secret'));
     file(`usr/lib/modules/${v}/kernel/fs/a.ko`, '\x7fELF-fake\0license=GPL\0');
     link('lib', '/usr/lib'); // usr-merge layout, absolute
-    const run = () => runRule(kernel, {inputs: {root: [root]}, params: {flavor: 'lts'}, outputs: {kernel: 'file', systemMap: 'file', config: 'file', version: 'file', modules: 'dir'}});
+    const run = () =>
+      runRule(kernel, {
+        inputs: {root: [root]},
+        params: {flavor: 'lts'},
+        outputs: {kernel: 'file', systemMap: 'file', config: 'file', version: 'file', modules: 'dir'},
+      });
     const err = (await run().catch((e: unknown) => e)) as Error;
     expect(err).toMatchObject({code: 'missing-file', message: 'boot/config-lts is not in the installed linux-lts package'});
 
@@ -126,7 +131,11 @@ describe('rules read installed roots inside the root', () => {
     file('boot/config-lts', 'c');
     mkdirSync(join(host, 'modules/6.1.0-host/kernel'), {recursive: true});
     link('lib/modules', join(host, 'modules'));
-    const err = (await runRule(kernel, {inputs: {root: [root]}, params: {flavor: 'lts'}, outputs: {kernel: 'file', systemMap: 'file', config: 'file', version: 'file', modules: 'dir'}}).catch((e: unknown) => e)) as Error;
+    const err = (await runRule(kernel, {
+      inputs: {root: [root]},
+      params: {flavor: 'lts'},
+      outputs: {kernel: 'file', systemMap: 'file', config: 'file', version: 'file', modules: 'dir'},
+    }).catch((e: unknown) => e)) as Error;
     expect(err).toMatchObject({code: 'kernel-modules', message: 'expected one lib/modules/<version> in linux-lts, found none'});
   });
 

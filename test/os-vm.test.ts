@@ -43,7 +43,10 @@ describe('QEMU command line and console handling', () => {
   });
 
   it('psy vm --mac refuses a bad address in one line before anything boots', () => {
-    const r = spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), 'vm', '--mac', 'zz:54:00:ab:cd:ef', join(dir, 'none.img')], {cwd: dir, encoding: 'utf8'});
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), 'vm', '--mac', 'zz:54:00:ab:cd:ef', join(dir, 'none.img')], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
     expect(r.status).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('--mac: "zz:54:00:ab:cd:ef" is not a MAC address');
@@ -81,7 +84,7 @@ describe('QEMU command line and console handling', () => {
   });
 
   it('strips CR and ANSI escapes from serial output', () => {
-    expect(cleanConsole('\x1b[2J\x1b[01;01HBooting `psyopsOS-A\'\r\n\x1b[0m\x1b[37m\x1b[40mok\r\n')).toBe("Booting `psyopsOS-A'\nok\n");
+    expect(cleanConsole("\x1b[2J\x1b[01;01HBooting `psyopsOS-A'\r\n\x1b[0m\x1b[37m\x1b[40mok\r\n")).toBe("Booting `psyopsOS-A'\nok\n");
   });
 });
 
@@ -101,7 +104,9 @@ describe('boot harness fails fast', () => {
   it('on a GRUB prompt, quoting the console, long before the timeout', async () => {
     const img = await imageWithoutGrubCfg();
     const t0 = Date.now();
-    const err = (await bootAndWatch({image: img, accel: 'tcg', logFile: join(dir, 'console.log'), marker: /PSYOPSOS-BOOTED/, timeoutMs: 170_000}).catch((e: unknown) => e)) as Error;
+    const err = (await bootAndWatch({image: img, accel: 'tcg', logFile: join(dir, 'console.log'), marker: /PSYOPSOS-BOOTED/, timeoutMs: 170_000}).catch(
+      (e: unknown) => e,
+    )) as Error;
     expect(err).toMatchObject({code: 'boot-failed'});
     expect(err.message).toContain('grub>');
     expect(err.message).not.toContain('\n');
@@ -112,10 +117,14 @@ describe('boot harness fails fast', () => {
     const build = spawnSync('npm', ['run', 'build'], {cwd: repoRoot, encoding: 'utf8'});
     expect(build.status, build.stderr).toBe(0);
     const img = await imageWithoutGrubCfg();
-    const r = spawnSync(process.execPath, [join(repoRoot, 'bin/psy.js'), 'vm', '--accel', 'tcg', '--marker', 'PSYOPSOS-BOOTED', '--timeout', '170', '--log', join(dir, 'c.log'), img], {
-      cwd: dir,
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      process.execPath,
+      [join(repoRoot, 'bin/psy.js'), 'vm', '--accel', 'tcg', '--marker', 'PSYOPSOS-BOOTED', '--timeout', '170', '--log', join(dir, 'c.log'), img],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+      },
+    );
     expect(r.status).not.toBe(0);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);

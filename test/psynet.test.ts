@@ -27,7 +27,12 @@ function verify(node: string): {status: number | null; stderr: string; publicKey
 
 /** The raw public key (hex) of the node's psynet.host.key, derived by node:crypto. */
 function keyPublicHex(node: string): string {
-  const raw = Buffer.from(secretFile(node, 'psynet.host.key').toString().replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  const raw = Buffer.from(
+    secretFile(node, 'psynet.host.key')
+      .toString()
+      .replace(/-----[^-]+-----|\s/g, ''),
+    'base64',
+  );
   expect(raw).toHaveLength(32);
   const {createPrivateKey, createPublicKey} = process.getBuiltinModule('node:crypto');
   const der = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), raw]);
@@ -54,12 +59,18 @@ describe('psy psynet', () => {
     expect(again.stderr).toBe('psy psynet: the psynet CA already exists (psynet/ca.crt); it is made once\n');
     expect(snapshotTree(p.dir)).toEqual(tree);
 
-    const n = await psy(['node', 'new', 'beta', '--mac', '52:54:00:00:00:02', '--psynet-ip', '10.10.10.2/22', '--psynet-groups', 'psyopsOS,servers'], p.dir, p.env);
+    const n = await psy(
+      ['node', 'new', 'beta', '--mac', '52:54:00:00:00:02', '--psynet-ip', '10.10.10.2/22', '--psynet-groups', 'psyopsOS,servers'],
+      p.dir,
+      p.env,
+    );
     expect(n.code, n.stderr).toBe(0);
     const v = verify('beta');
     expect(v.status, v.stderr).toBe(0);
     expect(v.publicKey).toBe(keyPublicHex('beta'));
-    const show = JSON.parse((await psy(['node', 'show', 'beta', '--json'], p.dir, {})).stdout) as {psynetCert: {name: string; ips: string[]; groups: string[]; isCa: boolean}};
+    const show = JSON.parse((await psy(['node', 'show', 'beta', '--json'], p.dir, {})).stdout) as {
+      psynetCert: {name: string; ips: string[]; groups: string[]; isCa: boolean};
+    };
     expect(show.psynetCert).toMatchObject({name: 'beta', ips: ['10.10.10.2/22'], groups: ['psyopsOS', 'servers'], isCa: false});
 
     // signing the early node; re-signing with a new address keeps its key

@@ -58,9 +58,7 @@ function expectNoStackTrace(r: Run): void {
 beforeAll(async () => {
   top = mkdtempSync(join(tmpdir(), 'psy-quickstart-'));
   clone = join(top, 'psy');
-  await new Promise<void>((resolve, reject) =>
-    execFile('git', ['clone', '--quiet', repoRoot, clone], (err) => (err ? reject(err) : resolve())),
-  );
+  await new Promise<void>((resolve, reject) => execFile('git', ['clone', '--quiet', repoRoot, clone], (err) => (err ? reject(err) : resolve())));
 });
 afterAll(() => {
   if (top) rmSync(top, {recursive: true, force: true});
@@ -138,7 +136,13 @@ describe.skipIf(!haveAlpineTestData())('the offline image sources it downloads',
         {path: `${top}features.d/`, type: 'directory', mode: 0o755, mtime: 0},
         ...features.map((f): TarWriteEntry => {
           const data = readFileSync(join(MKINITFS_DIR, 'features.d', f));
-          return {path: `${top}features.d/${f}`, type: 'file', mode: 0o644, mtime: 0, data: f === change ? Buffer.concat([data, Buffer.from('extra\n')]) : data};
+          return {
+            path: `${top}features.d/${f}`,
+            type: 'file',
+            mode: 0o644,
+            mtime: 0,
+            data: f === change ? Buffer.concat([data, Buffer.from('extra\n')]) : data,
+          };
         }),
       ];
       return gzipSync(writeTar(entries));

@@ -28,7 +28,9 @@ describe('psy keygen / sign / verify', () => {
     expect(s.stdout).toBe('os.tar: signed by k/release.key, trusted comment: filename=os.tar size=100000 type=psyopsOS\n');
     const v = await psy(['verify', '-p', 'k/release.pub', 'os.tar', '--expect', 'type=psyopsOS'], dir);
     expect(v.code, v.stderr).toBe(0);
-    expect(v.stdout).toMatch(/^os\.tar: signature and trusted comment verified \(key [0-9A-F]{16}, prehashed\); trusted comment: filename=os\.tar size=100000 type=psyopsOS$/m);
+    expect(v.stdout).toMatch(
+      /^os\.tar: signature and trusted comment verified \(key [0-9A-F]{16}, prehashed\); trusted comment: filename=os\.tar size=100000 type=psyopsOS$/m,
+    );
     expect(minisignV(['-p', 'k/release.pub', '-m', 'os.tar']).status).toBe(0);
     const q = await psy(['verify', '-Q', '-p', 'k/release.pub', 'os.tar'], dir);
     expect(q.stdout).toBe('filename=os.tar size=100000 type=psyopsOS\n');
@@ -55,7 +57,10 @@ describe('psy keygen / sign / verify', () => {
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/^psy sign: r\.key is password-protected: set PSY_SIGNING_PASSWORD, .*\n$/);
 
-    writeFileSync(join(dir, 'build.config.ts'), `export default {targets: [], settings: {signing: {secretKey: 'r.key', publicKey: 'r.pub', passwordFile: 'pw.txt'}}};\n`);
+    writeFileSync(
+      join(dir, 'build.config.ts'),
+      `export default {targets: [], settings: {signing: {secretKey: 'r.key', publicKey: 'r.pub', passwordFile: 'pw.txt'}}};\n`,
+    );
     writeFileSync(join(dir, 'pw.txt'), 'hunter2\n');
     const s = await psy(['sign', 'os.tar'], dir);
     expect(s.code, s.stderr).toBe(0);

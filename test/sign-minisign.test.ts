@@ -62,9 +62,7 @@ describe('BLAKE2b', () => {
     }
   });
   it('computes BLAKE2b-256 (the RFC 7693 / libsodium value for "abc")', () => {
-    expect(blake2b(Buffer.from('abc'), 32).toString('hex')).toBe(
-      'bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319',
-    );
+    expect(blake2b(Buffer.from('abc'), 32).toString('hex')).toBe('bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319');
   });
 });
 

@@ -29,11 +29,20 @@ afterEach(() => {
 function signedPackage(entries: TarWriteEntry[]): Buffer {
   const dataGz = gzipMember(writeTar(entries));
   const meta = {...emptyMeta('evil', '1.0-r0'), arch: 'x86_64', datahash: createHash('sha256').update(dataGz).digest('hex')};
-  const control = gzipMember(writeTar([{path: '.PKGINFO', type: 'file', mode: 0o644, mtime: 1, data: Buffer.from(formatPkginfo(meta))}], {endOfArchive: false}));
+  const control = gzipMember(
+    writeTar([{path: '.PKGINFO', type: 'file', mode: 0o644, mtime: 1, data: Buffer.from(formatPkginfo(meta))}], {endOfArchive: false}),
+  );
   return Buffer.concat([signatureMember(control, key, 1), control, dataGz]);
 }
 
-const file = (pax: Array<[string, string]>): TarWriteEntry => ({path: 'usr/bin/tool', type: 'file', mode: 0o755, mtime: 1, data: Buffer.from('#!/bin/sh\n'), pax});
+const file = (pax: Array<[string, string]>): TarWriteEntry => ({
+  path: 'usr/bin/tool',
+  type: 'file',
+  mode: 0o755,
+  mtime: 1,
+  data: Buffer.from('#!/bin/sh\n'),
+  pax,
+});
 
 /** Rewrites a header field of the first header in `tar` and fixes the checksum, so only the field is wrong. */
 function patchField(tar: Buffer, off: number, bytes: Buffer | string): Buffer {
@@ -74,7 +83,18 @@ describe('PAX numeric records are validated, naming package, member and field', 
 
   it('keeps valid PAX numbers, including a fractional mtime, and the installed db carries them', () => {
     const dirs: TarWriteEntry[] = ['usr/', 'usr/bin/'].map((path) => ({path, type: 'directory', mode: 0o755, mtime: 1}));
-    const pkg = readApk(signedPackage([...dirs, file([['uid', '1000'], ['gid', '4294967294'], ['mtime', '1700000000.123456789']])]), 'ok.apk', {keyring});
+    const pkg = readApk(
+      signedPackage([
+        ...dirs,
+        file([
+          ['uid', '1000'],
+          ['gid', '4294967294'],
+          ['mtime', '1700000000.123456789'],
+        ]),
+      ]),
+      'ok.apk',
+      {keyring},
+    );
     const e = pkg.dataEntries.find((x) => x.path === 'usr/bin/tool')!;
     expect([e.uid, e.gid, e.mtime]).toEqual([1000, 4294967294, 1700000000]);
     const root = join(tempDir(), 'root');
@@ -91,9 +111,24 @@ describe('ustar numeric fields are validated in every reader', () => {
   const cases: Array<[string, Buffer, string, RegExp]> = [
     ['an octal mode with a 9', patchField(plain, 100, '0000969\0'), 'kernel', /bad tar mode field "0000969"/],
     ['a uid of letters', patchField(plain, 108, 'root\0\0\0\0'), 'kernel', /bad tar uid field "root"/],
-    ['a negative base-256 gid', patchField(plain, 116, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])), 'kernel', /bad tar gid field "negative base-256 number"/],
-    ['a base-256 uid over 32 bits', patchField(plain, 108, Buffer.from([0x80, 0, 0, 1, 0, 0, 0, 0])), 'kernel', /bad tar uid field "base-256 number too large"/],
-    ['a base-256 size over 2^53', patchField(plain, 124, Buffer.from([0x80, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])), 'kernel', /bad tar size field "base-256 number too large"/],
+    [
+      'a negative base-256 gid',
+      patchField(plain, 116, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])),
+      'kernel',
+      /bad tar gid field "negative base-256 number"/,
+    ],
+    [
+      'a base-256 uid over 32 bits',
+      patchField(plain, 108, Buffer.from([0x80, 0, 0, 1, 0, 0, 0, 0])),
+      'kernel',
+      /bad tar uid field "base-256 number too large"/,
+    ],
+    [
+      'a base-256 size over 2^53',
+      patchField(plain, 124, Buffer.from([0x80, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])),
+      'kernel',
+      /bad tar size field "base-256 number too large"/,
+    ],
     ['an mtime with a sign', patchField(plain, 136, '-0000000001\0'), 'kernel', /bad tar mtime field "-0000000001"/],
     ['a devmajor of garbage', patchField(dev, 329, 'x\0\0\0\0\0\0\0'), 'dev/null', /bad tar devmajor field "x"/],
     ['a devminor of garbage', patchField(dev, 337, '12 34\0\0\0'), 'dev/null', /bad tar devminor field "12 34"/],

@@ -55,7 +55,10 @@ describe('apply to a disk image', () => {
     // a node booted from A applies v2 to B and tries it once
     const os2 = await rig.ostar('20250202-000000');
     const live: Place = {...place, booted: 'A'};
-    await installOs(live, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: '20250101-000000'}, {tmpRoot: rig.dir}), {tryOnce: true, sourceDateEpoch: EPOCH});
+    await installOs(live, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: '20250101-000000'}, {tmpRoot: rig.dir}), {
+      tryOnce: true,
+      sourceDateEpoch: EPOCH,
+    });
     st = await readStatus(place, {pubkey, verifyContent: true});
     expect(st.slots.B.condition).toBe('verified');
     expect(st.nextBoot).toMatchObject({boots: 'B', knownGood: 'A', trySpent: true});
@@ -127,7 +130,10 @@ describe('apply to a disk image', () => {
     expect(await markGood(place, {pubkey})).toEqual({slot: 'A', version: undefined});
     // and the node updates as usual, ESP included
     const os2 = await rig.ostar('20250202-000000');
-    await installOs(place, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: await versionFloor(place)}, {tmpRoot: rig.dir}), {tryOnce: true, sourceDateEpoch: EPOCH});
+    await installOs(place, 'B', await verifyLocal(os2, {target: OS, pubkey, floor: await versionFloor(place)}, {tmpRoot: rig.dir}), {
+      tryOnce: true,
+      sourceDateEpoch: EPOCH,
+    });
     const esp2 = await rig.esptar('20250202-000000');
     await installEsp(place, await verifyLocal(esp2.path, {target: ESP, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH});
     st = await readStatus(place, {pubkey, verifyContent: true});

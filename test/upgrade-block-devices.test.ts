@@ -20,8 +20,7 @@ const OS = {kind: 'os', arch: 'x86_64'} as const;
  * file; CI (CI=true) runs as root with loop devices, so there their absence is a failure.
  */
 function canUseLoopDevices(): boolean {
-  const usable =
-    process.getuid?.() === 0 && existsSync('/dev/loop-control') && spawnSync('losetup', ['--version'], {stdio: 'ignore'}).status === 0;
+  const usable = process.getuid?.() === 0 && existsSync('/dev/loop-control') && spawnSync('losetup', ['--version'], {stdio: 'ignore'}).status === 0;
   if (!usable && process.env['CI'] === 'true') throw new Error('CI needs root and loop devices for the block-device tests');
   return usable;
 }

@@ -96,7 +96,12 @@ describe('neuralupgrade command line', () => {
       await client.send(new PutObjectCommand({Bucket: 'deaddrop', Key: `os/${basename(f)}`, Body: readFileSync(f)}));
     }
     await client.send(
-      new PutObjectCommand({Bucket: 'deaddrop', Key: 'os/psyopsOS.x86_64.latest.tar.minisig', Body: Buffer.alloc(0), WebsiteRedirectLocation: `/os/${basename(os3)}.minisig`}),
+      new PutObjectCommand({
+        Bucket: 'deaddrop',
+        Key: 'os/psyopsOS.x86_64.latest.tar.minisig',
+        Body: Buffer.alloc(0),
+        WebsiteRedirectLocation: `/os/${basename(os3)}.minisig`,
+      }),
     );
     const s3args = ['--repository', 's3://deaddrop/os', '--s3-endpoint', s3.endpoint];
     r = await nu(['show', '--booted', 'B', ...s3args, ...g], S3RVER_ENV);

@@ -87,7 +87,11 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('the update cycle inside the
     durations.push(`${what} ${b.seconds.toFixed(0)} s`);
     console.log(`boot ${n} (${what}): ${b.seconds.toFixed(1)} s`);
     // what the hooks said, as the failure message of the stage's assertions
-    const said = b.log.split('\n').filter((l) => /PSYOPSOS|postboot|hook|neuralupgrade|rror|EPIPE|EAGAIN|internal/.test(l)).slice(-40).join('\n');
+    const said = b.log
+      .split('\n')
+      .filter((l) => /PSYOPSOS|postboot|hook|neuralupgrade|rror|EPIPE|EAGAIN|internal/.test(l))
+      .slice(-40)
+      .join('\n');
     return {kind: b.match[1]!, log: b.log, said};
   }
 
@@ -162,7 +166,8 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('the update cycle inside the
     // v3: the same OS whose initramfs init exits, so its kernel panics
     const entries: TarEntry[] = [];
     parseTar(await readFile(builtOstar), 'ostar', (m, data) => {
-      if (m.type === 'file') entries.push({type: 'data', path: m.path, mode: 0o644, data: m.path === 'initramfs' ? testInitramfs('v3', true) : Buffer.from(data)});
+      if (m.type === 'file')
+        entries.push({type: 'data', path: m.path, mode: 0o644, data: m.path === 'initramfs' ? testInitramfs('v3', true) : Buffer.from(data)});
     });
     const v3tar = join(dir, 'psyopsOS-v3.tar');
     await writeTar(v3tar, entries, 1_700_000_000);

@@ -31,14 +31,24 @@ describe.skipIf(!haveAlpineTestData())('partitions of a node without /dev/disk',
       const file = readlinkSync(join(byPartlabel, label));
       renameSync(file, join(dev, name));
       mkdirSync(join(sys, 'class', 'block', name), {recursive: true});
-      writeFileSync(join(sys, 'class', 'block', name, 'uevent'), `MAJOR=253\nMINOR=${i + 1}\nDEVNAME=${name}\nDEVTYPE=partition\nPARTN=${i + 1}\nPARTNAME=${label}\n`);
+      writeFileSync(
+        join(sys, 'class', 'block', name, 'uevent'),
+        `MAJOR=253\nMINOR=${i + 1}\nDEVNAME=${name}\nDEVTYPE=partition\nPARTN=${i + 1}\nPARTNAME=${label}\n`,
+      );
       writeFileSync(join(sys, 'class', 'block', name, 'size'), `${statSync(join(dev, name)).size / 512}\n`);
     });
     renameSync(join(dev, 'disk'), join(rig.dir, 'no-disk'));
     // Alpine's own busybox (from the minirootfs), run as `blkid` first on PATH
     const alpine = join(rig.dir, 'alpine');
     mkdirSync(alpine);
-    execFileSync('tar', ['-xzf', join(alpineTestData, 'minirootfs', 'alpine-minirootfs-3.20.3-x86_64.tar.gz'), '-C', alpine, './bin/busybox', './lib/ld-musl-x86_64.so.1']);
+    execFileSync('tar', [
+      '-xzf',
+      join(alpineTestData, 'minirootfs', 'alpine-minirootfs-3.20.3-x86_64.tar.gz'),
+      '-C',
+      alpine,
+      './bin/busybox',
+      './lib/ld-musl-x86_64.so.1',
+    ]);
     busyboxPath = join(rig.dir, 'busybox-bin');
     mkdirSync(busyboxPath);
     writeFileSync(join(busyboxPath, 'blkid'), `#!/bin/sh\nexec "${alpine}/lib/ld-musl-x86_64.so.1" "${alpine}/bin/busybox" blkid "$@"\n`);

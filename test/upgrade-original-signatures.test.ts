@@ -92,7 +92,9 @@ describe("the original psyopsOS's signatures and slot records", () => {
     expect(r.stderr).toMatch(new RegExp(`^neuralupgrade apply: ${tar.replace(/[.]/g, '\\.')} is larger than slot psyopsOS-B \\(\\d+ bytes\\)\\n$`));
     r = await nu(['apply', 'nonbooted', '--os-version', 'latest', '--repository', dir, ...g]);
     expect(r).toMatchObject({code: 1});
-    expect(r.stderr).toMatch(/^neuralupgrade apply: psyopsOS\.x86_64\.20240801-000000\.tar from local replica .* is larger than slot psyopsOS-B \(\d+ bytes\)\n$/);
+    expect(r.stderr).toMatch(
+      /^neuralupgrade apply: psyopsOS\.x86_64\.20240801-000000\.tar from local replica .* is larger than slot psyopsOS-B \(\d+ bytes\)\n$/,
+    );
     expect(sha(img)).toBe(before);
   });
 
@@ -104,7 +106,10 @@ describe("the original psyopsOS's signatures and slot records", () => {
     const parts = join(rig.dir, 'node-parts');
     mkdirSync(join(dev, 'disk', 'by-label'), {recursive: true});
     mkdirSync(parts);
-    for (const [slot, version] of [['A', OLD], ['B', OLDEST]] as const) {
+    for (const [slot, version] of [
+      ['A', OLD],
+      ['B', OLDEST],
+    ] as const) {
       const label = `psyopsOS-${slot}`;
       const tree = join(rig.dir, `tree-${slot}`);
       mkdirSync(tree);
@@ -147,7 +152,10 @@ describe("the original psyopsOS's signatures and slot records", () => {
     const os = await rig.ostar(NEXT, {dir: join(rig.dir, 'psy'), unsigned: true});
     minisignSign(os, `type=psyopsOS filename=psyopsOS.x86_64.${NEXT}.tar version=${NEXT} architecture=x86_64 size=${readFileSync(os).length}`);
     const esp = await rig.esptar('20250101-000000', {dir: join(rig.dir, 'psy')});
-    minisignSign(esp.path, `type=psyopsESP filename=psyopsESP.x86_64-uefi.20250101-000000.tar version=20250101-000000 platform=x86_64-uefi size=${readFileSync(esp.path).length}`);
+    minisignSign(
+      esp.path,
+      `type=psyopsESP filename=psyopsESP.x86_64-uefi.20250101-000000.tar version=20250101-000000 platform=x86_64-uefi size=${readFileSync(esp.path).length}`,
+    );
     r = await nu(['apply', 'nonbooted', 'efisys', '--os-tar', os, '--esp-tar', esp.path, ...g]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

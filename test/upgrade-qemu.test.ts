@@ -34,7 +34,10 @@ describe.skipIf(!haveQemu)('A/B updates in QEMU', () => {
     return stdout;
   }
   async function ostar(version: string, panic = false): Promise<string> {
-    return rig.ostar(version, {dir: join(rig.dir, 'os'), members: {kernel, initramfs: testInitramfs(version, panic), squashfs: Buffer.from(`squashfs ${version}\n`)}});
+    return rig.ostar(version, {
+      dir: join(rig.dir, 'os'),
+      members: {kernel, initramfs: testInitramfs(version, panic), squashfs: Buffer.from(`squashfs ${version}\n`)},
+    });
   }
   async function boot(): Promise<{side: string; version: string}> {
     n++;
@@ -49,7 +52,9 @@ describe.skipIf(!haveQemu)('A/B updates in QEMU', () => {
     });
     return {side: r.match[1]!, version: r.match[2]!};
   }
-  async function status(booted?: string): Promise<{nextBoot: {knownGood: string; chosen: string; boots?: string; tryRequested?: string}; env: {primary: {vars: Record<string, string>}}}> {
+  async function status(
+    booted?: string,
+  ): Promise<{nextBoot: {knownGood: string; chosen: string; boots?: string; tryRequested?: string}; env: {primary: {vars: Record<string, string>}}}> {
     return JSON.parse(await nu(['status', '--json', ...(booted ? ['--booted', booted] : [])]));
   }
 

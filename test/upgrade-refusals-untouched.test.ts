@@ -42,7 +42,10 @@ describe('a refused update changes nothing', () => {
       sourceDateEpoch: EPOCH,
       defaultSlot: 'A',
     });
-    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1, {dir: join(rig.dir, 'v1')}), {target: OS, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
+    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1, {dir: join(rig.dir, 'v1')}), {target: OS, pubkey}, {tmpRoot: rig.dir}), {
+      tryOnce: false,
+      sourceDateEpoch: EPOCH,
+    });
     await setDefault(place, 'A', {pubkey});
     await markGood(place, {slot: 'A', pubkey});
     goodOs = await rig.ostar(V2, {dir: join(rig.dir, 'good')});
@@ -95,7 +98,14 @@ describe('a refused update changes nothing', () => {
   it('an OS tarball bigger than the slot, with an ESP update', async () => {
     const {place, img, before, dir} = await setup();
     const big = await rig.ostar(V2, {dir, bytes: 26 << 20});
-    await refusedUntouched(place, img, before, {osTar: big, espTar: goodEsp}, 'partition-too-small', new RegExp(`^${big.replace(/[.]/g, '\\.')} \\(.* MiB unpacked\\) does not fit slot psyopsOS-B \\(24 MiB\\)$`));
+    await refusedUntouched(
+      place,
+      img,
+      before,
+      {osTar: big, espTar: goodEsp},
+      'partition-too-small',
+      new RegExp(`^${big.replace(/[.]/g, '\\.')} \\(.* MiB unpacked\\) does not fit slot psyopsOS-B \\(24 MiB\\)$`),
+    );
   });
 
   it('an ESP without room for the new files beside the old ones, with an OS update', async () => {
@@ -104,7 +114,14 @@ describe('a refused update changes nothing', () => {
       const {free} = await esp.space();
       await esp.write('/FILLER.BIN', Buffer.alloc(free - 256 * 1024));
     });
-    await refusedUntouched(place, img, before, {osTar: goodOs, espTar: goodEsp}, 'esp-full', /psyopsESP\.x86_64-uefi\.20250202-000000\.tar needs \d+ bytes free on the ESP, it has \d+/);
+    await refusedUntouched(
+      place,
+      img,
+      before,
+      {osTar: goodOs, espTar: goodEsp},
+      'esp-full',
+      /psyopsESP\.x86_64-uefi\.20250202-000000\.tar needs \d+ bytes free on the ESP, it has \d+/,
+    );
   });
 
   it('an OS signature from another key', async () => {

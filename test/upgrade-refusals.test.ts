@@ -35,8 +35,14 @@ describe('refusals: nothing is written', () => {
     pubkey = parsePublicKey(readFileSync(rig.pubkeyPath, 'utf8'));
     base = await rig.image('base.img');
     const place = await openImage(base);
-    await installEsp(place, await verifyLocal((await rig.esptar(V1)).path, {target: ESP, pubkey}, {tmpRoot: rig.dir}), {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
-    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1, {dir: join(rig.dir, 'v1')}), {target: OS, pubkey}, {tmpRoot: rig.dir}), {tryOnce: false, sourceDateEpoch: EPOCH});
+    await installEsp(place, await verifyLocal((await rig.esptar(V1)).path, {target: ESP, pubkey}, {tmpRoot: rig.dir}), {
+      sourceDateEpoch: EPOCH,
+      defaultSlot: 'A',
+    });
+    await installOs(place, 'A', await verifyLocal(await rig.ostar(V1, {dir: join(rig.dir, 'v1')}), {target: OS, pubkey}, {tmpRoot: rig.dir}), {
+      tryOnce: false,
+      sourceDateEpoch: EPOCH,
+    });
     await setDefault(place, 'A', {pubkey});
     await markGood(place, {slot: 'A', pubkey});
     server = createServer((req, res) => {
@@ -113,7 +119,11 @@ describe('refusals: nothing is written', () => {
   it('refuses a signature from another key', async () => {
     const {place, img, repoDir, before} = await setup();
     const tar = await rig.ostar('20250202-000000', {dir: repoDir, unsigned: true});
-    await rig.sign(tar, {type: 'psyopsOS', filename: 'psyopsOS.x86_64.20250202-000000.tar', version: '20250202-000000', architecture: 'x86_64'}, {keys: generateKeyPair()});
+    await rig.sign(
+      tar,
+      {type: 'psyopsOS', filename: 'psyopsOS.x86_64.20250202-000000.tar', version: '20250202-000000', architecture: 'x86_64'},
+      {keys: generateKeyPair()},
+    );
     await refused(apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: '20250202-000000'}), 'key-mismatch', /key/i, img, before);
   });
 
@@ -151,7 +161,13 @@ describe('refusals: nothing is written', () => {
     expect((await readStatus(place)).env.highWaterMark).toBeUndefined();
     const tar = await rig.ostar('20241231-000000', {dir: repoDir});
     // the booted slot's own record (v1) is the floor now
-    await refused(apply(ctx(place), {targets: ['nonbooted'], osTar: tar}), 'downgrade', /not above the installed high-water mark 20250101-000000/, img, sha(img));
+    await refused(
+      apply(ctx(place), {targets: ['nonbooted'], osTar: tar}),
+      'downgrade',
+      /not above the installed high-water mark 20250101-000000/,
+      img,
+      sha(img),
+    );
   });
 
   it('refuses the wrong architecture', async () => {
@@ -180,8 +196,20 @@ describe('refusals: nothing is written', () => {
     await rig.ostar('20250202-000000', {dir: repoDir, fields: {size: '4096'}});
     latest(repoDir, '20250202-000000');
     const rel = repoDir.split('/').pop()!;
-    await refused(apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}), 'oversized-download', /larger than the 4096 bytes/, img, before);
-    await refused(apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: 'latest'}), 'oversized-download', /larger than the 4096 bytes/, img, before);
+    await refused(
+      apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}),
+      'oversized-download',
+      /larger than the 4096 bytes/,
+      img,
+      before,
+    );
+    await refused(
+      apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: 'latest'}),
+      'oversized-download',
+      /larger than the 4096 bytes/,
+      img,
+      before,
+    );
   });
 
   it('refuses a truncated download', async () => {
@@ -190,7 +218,13 @@ describe('refusals: nothing is written', () => {
     latest(repoDir, '20250202-000000');
     truncate.add('psyopsOS.x86_64.20250202-000000.tar');
     const rel = repoDir.split('/').pop()!;
-    await refused(apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}), 'truncated-download', /got \d+ bytes, the signature says \d+/, img, before);
+    await refused(
+      apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}),
+      'truncated-download',
+      /got \d+ bytes, the signature says \d+/,
+      img,
+      before,
+    );
     truncate.clear();
   });
 
@@ -227,21 +261,41 @@ describe('refusals: nothing is written', () => {
   it('refuses when there is no latest', async () => {
     const {place, img, repoDir, before} = await setup();
     await rig.ostar('20250202-000000', {dir: repoDir});
-    await refused(apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: 'latest'}), 'no-latest', /no latest psyopsOS for x86_64/, img, before);
+    await refused(
+      apply(ctx(place, new LocalRepository(repoDir)), {targets: ['nonbooted'], osVersion: 'latest'}),
+      'no-latest',
+      /no latest psyopsOS for x86_64/,
+      img,
+      before,
+    );
     const rel = repoDir.split('/').pop()!;
-    await refused(apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}), 'no-latest', /no latest/, img, before);
+    await refused(
+      apply(ctx(place, new HttpRepository(`${serverUrl}/${rel}`)), {targets: ['nonbooted'], osVersion: 'latest'}),
+      'no-latest',
+      /no latest/,
+      img,
+      before,
+    );
   });
 
   it('refuses a signature without size= for a download that has no other cap', async () => {
     const {img, repoDir, before} = await setup();
     const tar = await rig.ostar('20250202-000000', {dir: repoDir, unsigned: true});
-    await rig.sign(tar, {type: 'psyopsOS', filename: 'psyopsOS.x86_64.20250202-000000.tar', version: '20250202-000000', architecture: 'x86_64'}, {omitSize: true});
+    await rig.sign(
+      tar,
+      {type: 'psyopsOS', filename: 'psyopsOS.x86_64.20250202-000000.tar', version: '20250202-000000', architecture: 'x86_64'},
+      {omitSize: true},
+    );
     // apply caps such a download by the slot (test/upgrade-original-signatures); without a cap it is refused
     await refused(downloadVerified(new LocalRepository(repoDir), '20250202-000000', {target: OS, pubkey}, rig.dir), 'bad-metadata', /no size=/, img, before);
   });
 
   const badTars: Array<[string, Parameters<UpgradeRig['ostar']>[1], RegExp]> = [
-    ['an unexpected name', {extraEntries: [{type: 'data', path: 'etc/passwd', mode: 0o644, data: Buffer.from('root::0:0')}]}, /unexpected member "etc\/passwd"/],
+    [
+      'an unexpected name',
+      {extraEntries: [{type: 'data', path: 'etc/passwd', mode: 0o644, data: Buffer.from('root::0:0')}]},
+      /unexpected member "etc\/passwd"/,
+    ],
     ['an escaping name', {extraEntries: [{type: 'data', path: '../kernel', mode: 0o644, data: Buffer.from('x')}]}, /escaping member name "\.\.\/kernel"/],
     ['an absolute name', {extraEntries: [{type: 'data', path: '/squashfs', mode: 0o644, data: Buffer.from('x')}]}, /escaping member name "\/squashfs"/],
     ['a symlink', {extraEntries: [{type: 'symlink', path: 'modloop', target: '/etc/shadow'}]}, /refusing member "modloop" of tar type '2'/],

@@ -74,13 +74,17 @@ describe('a tarball is read once: what is installed is what was verified', () =>
     const {tmp, repoDir} = await setup();
     const tar = await rig.ostar(V2, {dir: repoDir});
     const opened: string[] = [];
-    const update = await verifyLocal(tar, {target: OS, pubkey}, {
-      tmpRoot: tmp,
-      openTar: (p) => {
-        opened.push(p);
-        return open(p, 'r');
+    const update = await verifyLocal(
+      tar,
+      {target: OS, pubkey},
+      {
+        tmpRoot: tmp,
+        openTar: (p) => {
+          opened.push(p);
+          return open(p, 'r');
+        },
       },
-    });
+    );
     try {
       expect(opened).toEqual([tar]);
       const stage = dirname(update.contentDir);

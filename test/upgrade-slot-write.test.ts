@@ -59,7 +59,9 @@ describe('a slot filesystem with big files written in large pieces', () => {
         expect(back.get(name), name).toEqual({sha256: sha(data), size: data.length, same: true});
       }
       // the kernel's own view: debugfs reads the file through its extents
-      expect(sha(execFileSync('debugfs', ['-R', 'cat /squashfs', `${r.path}?offset=${r.offset}`], {stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20}))).toBe(sha(files['squashfs']!));
+      expect(
+        sha(execFileSync('debugfs', ['-R', 'cat /squashfs', `${r.path}?offset=${r.offset}`], {stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20})),
+      ).toBe(sha(files['squashfs']!));
 
       const stats: string[] = [];
       for (const name of Object.keys(files).sort()) {
@@ -80,7 +82,10 @@ describe('a slot filesystem with big files written in large pieces', () => {
           expect(leaf, `extent of block ${last} of ${name}`).toBeDefined();
           const physical = Number(leaf![3]) + (last - Number(leaf![1]));
           const tail = readRegion(r, physical * 4096 + (size % 4096), 4096 - (size % 4096));
-          expect(tail.every((b) => b === 0), `${name}: tail of its last block`).toBe(true);
+          expect(
+            tail.every((b) => b === 0),
+            `${name}: tail of its last block`,
+          ).toBe(true);
         }
       }
       fingerprints.push(sha(Buffer.from(stats.join('\n'))));

@@ -250,10 +250,12 @@ describe('psy build --watch', () => {
   it('a change during a running build starts exactly one follow-up build', async () => {
     project();
     // A copies its input, then holds while the file `hold` exists, until `release` appears.
-    const config = rig.read('build.config.ts').replace(
-      `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
-      `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out; if [ -e hold ]; then touch held; while [ ! -e release ]; do sleep 0.02; done; fi'}`,
-    );
+    const config = rig
+      .read('build.config.ts')
+      .replace(
+        `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
+        `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out; if [ -e hold ]; then touch held; while [ ! -e release ]; do sleep 0.02; done; fi'}`,
+      );
     writeFileSync(rig.path('build.config.ts'), config);
     const r = start(['all', '-j1']);
     await r.idleAfter(1);
@@ -343,7 +345,10 @@ describe('psy build --watch', () => {
     await r.idleAfter(1);
 
     // Change D's command: D is not in the cone, so nothing runs.
-    writeFileSync(rig.path('build.config.ts'), rig.read('build.config.ts').replace(`{o: 'd.txt'}, command: 'cp $in $out'`, `{o: 'd.txt'}, command: 'cat $in > $out'`));
+    writeFileSync(
+      rig.path('build.config.ts'),
+      rig.read('build.config.ts').replace(`{o: 'd.txt'}, command: 'cp $in $out'`, `{o: 'd.txt'}, command: 'cat $in > $out'`),
+    );
     const b2 = await r.idleAfter(2);
     expect(b2.trigger).toBe('build.config.ts (changed)');
     expect(b2.steps).toEqual([]);
@@ -358,10 +363,13 @@ describe('psy build --watch', () => {
 
     // The new graph is watched: a target added by the config edit, with a new input.
     writeFileSync(rig.path('src/e.txt'), 'e1\n');
-    writeFileSync(rig.path('build.config.ts'), rig.read('build.config.ts').replace(
-      `s: {target: 'S'}}`,
-      `s: {target: 'S'}, e: {target: 'E'}}`,
-    ).replace(`]};`, `  {name: 'E', inputs: {e: 'src/e.txt'}, outputs: {o: 'e.txt'}, command: 'cp $in $out'},\n]};`));
+    writeFileSync(
+      rig.path('build.config.ts'),
+      rig
+        .read('build.config.ts')
+        .replace(`s: {target: 'S'}}`, `s: {target: 'S'}, e: {target: 'E'}}`)
+        .replace(`]};`, `  {name: 'E', inputs: {e: 'src/e.txt'}, outputs: {o: 'e.txt'}, command: 'cp $in $out'},\n]};`),
+    );
     const b4 = await r.idleAfter(4);
     expect(b4.steps).toEqual(['E', 'all']);
     writeFileSync(rig.path('src/e.txt'), 'e2\n');
@@ -383,10 +391,15 @@ describe('psy build --watch', () => {
 
   it('a build locked out by another psy build is tried again with its changes', async () => {
     project();
-    writeFileSync(rig.path('build.config.ts'), rig.read('build.config.ts').replace(
-      `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out'}`,
-      `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out; touch held; while [ -e hold ]; do sleep 0.02; done'}`,
-    ));
+    writeFileSync(
+      rig.path('build.config.ts'),
+      rig
+        .read('build.config.ts')
+        .replace(
+          `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out'}`,
+          `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out; touch held; while [ -e hold ]; do sleep 0.02; done'}`,
+        ),
+    );
     const r = start(['S']);
     await r.idleAfter(1);
     // A plain build of D holds the project's lock until \`hold\` goes away.
@@ -427,10 +440,15 @@ export default {targets: names.map((n) => ({name: n, inputs: {s: n + '.txt'}, ou
 
   it('a failing step shows its error, watching continues, the fix rebuilds; --then runs after success only', async () => {
     project();
-    writeFileSync(rig.path('build.config.ts'), rig.read('build.config.ts').replace(
-      `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
-      `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'if grep -q bad $in; then echo "A refuses: bad input" >&2; exit 3; fi; cp $in $out'}`,
-    ));
+    writeFileSync(
+      rig.path('build.config.ts'),
+      rig
+        .read('build.config.ts')
+        .replace(
+          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
+          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'if grep -q bad $in; then echo "A refuses: bad input" >&2; exit 3; fi; cp $in $out'}`,
+        ),
+    );
     const r = start(['all', '-j1', '--then', 'cat cache/out/a.txt >> then.log; echo then-ran']);
     await r.idleAfter(1);
     await r.waitForText(/^then-ran$/m);
@@ -456,10 +474,15 @@ export default {targets: names.map((n) => ({name: n, inputs: {s: n + '.txt'}, ou
 
   it('Ctrl-C stops the running step and exits with 130', async () => {
     project();
-    writeFileSync(rig.path('build.config.ts'), rig.read('build.config.ts').replace(
-      `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
-      `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out; if grep -q slow $in; then sleep 60 & echo $! > sleep.pid; wait; fi'}`,
-    ));
+    writeFileSync(
+      rig.path('build.config.ts'),
+      rig
+        .read('build.config.ts')
+        .replace(
+          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
+          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out; if grep -q slow $in; then sleep 60 & echo $! > sleep.pid; wait; fi'}`,
+        ),
+    );
     const r = start(['all', '-j1']);
     await r.idleAfter(1);
     writeFileSync(rig.path('src/a.txt'), 'slow\n');

@@ -18,10 +18,13 @@ beforeEach(() => {
   mkdirSync(join(dir, 'src'));
   writeFileSync(join(dir, 'src', 'a.txt'), 'a0\n');
   // A copies its input, then waits while `hold` exists.
-  writeFileSync(join(dir, 'build.config.ts'), `export default {targets: [
+  writeFileSync(
+    join(dir, 'build.config.ts'),
+    `export default {targets: [
   {name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out; if [ -e hold ]; then touch held; while [ -e hold ]; do sleep 0.02; done; fi'},
 ]};
-`);
+`,
+  );
   watcher = undefined;
   running = undefined;
 });
@@ -87,11 +90,7 @@ describe('watch state machine', () => {
     await s.until('the queued state', () => watcher!.state === 'queued');
     rmSync(join(dir, 'hold'));
     await s.until('two more builds', () => done(s).length === 3 && watcher!.state === 'watching');
-    expect(s.states).toEqual([
-      'running', 'watching',
-      'debouncing', 'running', 'queued',
-      'debouncing', 'running', 'watching',
-    ]);
+    expect(s.states).toEqual(['running', 'watching', 'debouncing', 'running', 'queued', 'debouncing', 'running', 'watching']);
     const starts = builds(s);
     expect(starts.map((e) => (e.type === 'build-start' ? e.triggers.map((t) => `${t.path} ${t.kind}`) : []))).toEqual([
       [],

@@ -201,7 +201,8 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
   for (const l of opts.lock.ownPackages ?? []) {
     const built = opts.ownPackages?.find((p) => p.meta.name === l.name);
     if (!built) throw new PsyError('apk-lock-stale', `${l.name} is locked as one of our packages but was not given to the install (build it first)`);
-    if (built.meta.version !== l.version) throw new PsyError('apk-lock-stale', `${l.name} is locked at ${l.version} but the built package is ${built.meta.version}: run psy lock`);
+    if (built.meta.version !== l.version)
+      throw new PsyError('apk-lock-stale', `${l.name} is locked at ${l.version} but the built package is ${built.meta.version}: run psy lock`);
     packages.push(built);
   }
   // a hand-edited or truncated lock must not give a root with missing dependencies
@@ -216,9 +217,7 @@ export async function installFromLock(opts: InstallFromLockOptions): Promise<Ins
       if (statSync(join(dir, name)).isFile()) keys.push([name, readFileSync(join(dir, name))]);
     }
   }
-  const runtime =
-    opts.settings.runtimeRepositories ??
-    opts.settings.repositories.filter((r) => /^(@\S+\s+)?https?:\/\//.test(r.trim()));
+  const runtime = opts.settings.runtimeRepositories ?? opts.settings.repositories.filter((r) => /^(@\S+\s+)?https?:\/\//.test(r.trim()));
   const result = installPackages({
     root: opts.targetRoot,
     packages,

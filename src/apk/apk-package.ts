@@ -6,24 +6,9 @@ import {parsePkginfo, type PackageMeta} from './package-meta.js';
 import {signatureFiles, verifySignatures, type SignatureFile} from './signature.js';
 import {readTar, type TarEntry} from '../tar/index.js';
 
-export type ScriptName =
-  | 'pre-install'
-  | 'post-install'
-  | 'pre-deinstall'
-  | 'post-deinstall'
-  | 'pre-upgrade'
-  | 'post-upgrade'
-  | 'trigger';
+export type ScriptName = 'pre-install' | 'post-install' | 'pre-deinstall' | 'post-deinstall' | 'pre-upgrade' | 'post-upgrade' | 'trigger';
 
-export const SCRIPT_NAMES: readonly ScriptName[] = [
-  'pre-install',
-  'post-install',
-  'pre-deinstall',
-  'post-deinstall',
-  'pre-upgrade',
-  'post-upgrade',
-  'trigger',
-];
+export const SCRIPT_NAMES: readonly ScriptName[] = ['pre-install', 'post-install', 'pre-deinstall', 'post-deinstall', 'pre-upgrade', 'post-upgrade', 'trigger'];
 
 /** A verified, parsed APK v2 package held in memory. */
 export interface ApkPackage {
@@ -90,10 +75,7 @@ export function readApk(bytes: Buffer, source: string, options: ReadApkOptions =
   const controlBytes = bytes.subarray(control.offset, control.offset + control.length);
   const checksum = q1(controlBytes);
   if (options.expectedChecksum !== undefined && options.expectedChecksum !== checksum) {
-    throw new PsyError(
-      'apk-checksum-mismatch',
-      `${what}: checksum ${checksum} does not match the index (${options.expectedChecksum})`,
-    );
+    throw new PsyError('apk-checksum-mismatch', `${what}: checksum ${checksum} does not match the index (${options.expectedChecksum})`);
   }
   const controlEntries = signed ? readTar(control.data, tarCtx, {allowMissingEnd: true}) : first;
   const pkginfoEntry = controlEntries.find((e) => e.path === '.PKGINFO');

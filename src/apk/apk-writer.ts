@@ -90,7 +90,12 @@ export function buildApk(input: BuildApkInput): BuiltApk {
       installedSize += Math.ceil(data.length / 4096) * 4096;
       pax.push(['APK-TOOLS.checksum.SHA1', createHash('sha1').update(data).digest('hex')]);
     } else if (e.type === 'symlink') {
-      pax.push(['APK-TOOLS.checksum.SHA1', createHash('sha1').update(e.linkTarget ?? '').digest('hex')]);
+      pax.push([
+        'APK-TOOLS.checksum.SHA1',
+        createHash('sha1')
+          .update(e.linkTarget ?? '')
+          .digest('hex'),
+      ]);
     }
     return {
       path: e.type === 'directory' ? e.path.replace(/\/?$/, '/') : e.path,

@@ -44,7 +44,11 @@ export function readApkIndex(bytes: Buffer, source: string, options: ReadIndexOp
   const entries = readTar(body.data, tarCtx, {allowMissingEnd: true});
   const index = entries.find((e) => e.path === 'APKINDEX');
   if (!index) throw new PsyError('apk-corrupt', `${what}: no APKINDEX file inside`);
-  const description = entries.find((e) => e.path === 'DESCRIPTION')?.data.toString('utf8').trim() ?? '';
+  const description =
+    entries
+      .find((e) => e.path === 'DESCRIPTION')
+      ?.data.toString('utf8')
+      .trim() ?? '';
   return {description, records: parseIndexText(index.data.toString('utf8'), what), signedBy};
 }
 

@@ -30,7 +30,11 @@ export function resolveApkBuildKey(root: string, configured: string | undefined,
     return {key: loadSigningKey(path), path: show(path), development: false};
   }
   const dir = join(root, DEV_APK_KEY_DIR);
-  const existing = existsSync(dir) ? readdirSync(dir).filter((n) => /^psy-dev-[0-9a-f]+\.rsa$/.test(n)).sort() : [];
+  const existing = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((n) => /^psy-dev-[0-9a-f]+\.rsa$/.test(n))
+        .sort()
+    : [];
   let path: string;
   if (existing.length) {
     path = join(dir, existing[0]!);
@@ -42,6 +46,8 @@ export function resolveApkBuildKey(root: string, configured: string | undefined,
     writeFileSync(`${path}.pub`, key.publicKeyPem, {mode: 0o644});
     writeFileAtomicSync(path, key.privateKeyPem, 0o600);
   }
-  warn(`warning: no APK build key configured, signing our packages with the development key ${show(path)}; it must not sign releases (set settings.alpine.apkBuildKey to an abuild private key)`);
+  warn(
+    `warning: no APK build key configured, signing our packages with the development key ${show(path)}; it must not sign releases (set settings.alpine.apkBuildKey to an abuild private key)`,
+  );
   return {key: loadSigningKey(path), path: show(path), development: true};
 }

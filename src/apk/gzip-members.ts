@@ -70,7 +70,7 @@ export function inflateGzipMember(buf: Buffer, offset: number, what: string, max
   const crc = buf.readUInt32LE(p);
   const isize = buf.readUInt32LE(p + 4);
   p += 8;
-  if (crc32(data) >>> 0 !== crc || (data.length >>> 0) !== isize) {
+  if (crc32(data) >>> 0 !== crc || data.length >>> 0 !== isize) {
     throw new PsyError('apk-corrupt', `${what}: gzip member at byte ${start} fails its CRC check (damaged bytes)`);
   }
   return {offset: start, length: p - start, data};

@@ -2,23 +2,10 @@ import {createHash} from 'node:crypto';
 import {mkdirSync, readdirSync} from 'node:fs';
 import {PsyError} from '../errors.js';
 import {SCRIPT_NAMES, type ApkPackage, type ScriptName} from './apk-package.js';
-import {
-  formatInstalledDb,
-  formatScriptsTar,
-  formatTriggers,
-  type InstalledDir,
-  type InstalledPackage,
-} from './installed-db.js';
+import {formatInstalledDb, formatScriptsTar, formatTriggers, type InstalledDir, type InstalledPackage} from './installed-db.js';
 import {manifestFromMap, type RootfsManifest} from './manifest.js';
 import {RootTree} from './root-tree.js';
-import {
-  applyAccounts,
-  applyBaselayoutEffects,
-  installBusyboxLinks,
-  lockEmptyRootPassword,
-  REPRODUCED,
-  type AccountsSpec,
-} from './script-effects.js';
+import {applyAccounts, applyBaselayoutEffects, installBusyboxLinks, lockEmptyRootPassword, REPRODUCED, type AccountsSpec} from './script-effects.js';
 
 export interface InstallOptions {
   /** Target folder; created if missing, must be empty. */
@@ -123,7 +110,10 @@ export function installPackages(opts: InstallOptions): InstallResult {
       // apk keeps a package's files only in directories the package itself lists,
       // and refuses the package otherwise ("no dirent in archive")
       if (dirName !== '' && !dirs.has(dirName)) {
-        throw new PsyError('apk-corrupt', `${what}: '${rel}' has no entry for its directory '${dirName}/' in the package (apk refuses it: no dirent in archive)`);
+        throw new PsyError(
+          'apk-corrupt',
+          `${what}: '${rel}' has no entry for its directory '${dirName}/' in the package (apk refuses it: no dirent in archive)`,
+        );
       }
       if (entry.type === 'char' || entry.type === 'block' || entry.type === 'fifo') {
         if (!opts.allowDevices) {
@@ -159,10 +149,7 @@ export function installPackages(opts: InstallOptions): InstallResult {
         }
         const mayReplace = meta.replaces.some((r) => r.split(/[<>=~]/)[0] === other.name) || meta.origin === other.origin;
         if (!mayReplace) {
-          throw new PsyError(
-            'apk-file-conflict',
-            `${what}: '${rel}' is already installed by ${other.name}-${other.version} (no replaces, different origin)`,
-          );
+          throw new PsyError('apk-file-conflict', `${what}: '${rel}' is already installed by ${other.name}-${other.version} (no replaces, different origin)`);
         }
         installed[prev.pkg]!.dirs.get(prev.dir)?.files.delete(prev.name);
       } else if (!prev && tree.lstat(real)?.isDirectory()) {
@@ -247,7 +234,13 @@ function writeDatabase(tree: RootTree, opts: InstallOptions, installed: readonly
   file('lib/apk/db/scripts.tar', formatScriptsTar(installed, SCRIPT_NAMES));
   file('lib/apk/db/triggers', formatTriggers(installed));
   file('lib/apk/db/lock', '', 0o600);
-  file('etc/apk/world', [...new Set(opts.world)].sort().map((w) => w + '\n').join(''));
+  file(
+    'etc/apk/world',
+    [...new Set(opts.world)]
+      .sort()
+      .map((w) => w + '\n')
+      .join(''),
+  );
   file('etc/apk/repositories', opts.repositories.map((r) => r + '\n').join(''));
   file('etc/apk/arch', `${opts.arch}\n`);
   for (const [name, pem] of opts.keys) {

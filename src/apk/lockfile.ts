@@ -55,7 +55,14 @@ export function readLock(path: string): AlpineLock {
     throw new PsyError('apk-lock', `lockfile ${path} is not valid JSON (${(err as Error).message})`);
   }
   const l = v as Partial<AlpineLock>;
-  if (l.lockVersion !== 1 || !Array.isArray(l.packages) || !Array.isArray(l.world) || !Array.isArray(l.repositories) || typeof l.arch !== 'string' || typeof l.release !== 'string') {
+  if (
+    l.lockVersion !== 1 ||
+    !Array.isArray(l.packages) ||
+    !Array.isArray(l.world) ||
+    !Array.isArray(l.repositories) ||
+    typeof l.arch !== 'string' ||
+    typeof l.release !== 'string'
+  ) {
     throw new PsyError('apk-lock', `lockfile ${path} is not a psy Alpine lock (lockVersion 1)`);
   }
   l.packages.forEach((p, i) => {
@@ -85,9 +92,7 @@ export function formatLock(lock: AlpineLock): string {
     world: lock.world,
   };
   const headText = JSON.stringify(head, null, 2).replace(/\n}$/, '');
-  const pkgs = lock.packages.map(
-    (p) => '    ' + JSON.stringify({name: p.name, version: p.version, repository: p.repository, checksum: p.checksum}),
-  );
+  const pkgs = lock.packages.map((p) => '    ' + JSON.stringify({name: p.name, version: p.version, repository: p.repository, checksum: p.checksum}));
   let own = '';
   if (lock.ownWorld?.length || lock.ownPackages?.length) {
     const ownPkgs = (lock.ownPackages ?? []).map((p) => '    ' + JSON.stringify({name: p.name, version: p.version}));

@@ -54,10 +54,7 @@ export function manifestFromMap(entries: ReadonlyMap<string, ManifestEntry>): Ro
 
 export function writeManifest(path: string, manifest: RootfsManifest): void {
   const lines = manifest.entries.map((e) => '  ' + JSON.stringify(e));
-  writeFileSync(
-    path,
-    `{"format": "psy-rootfs-manifest", "version": 1, "entries": [\n${lines.join(',\n')}\n]}\n`,
-  );
+  writeFileSync(path, `{"format": "psy-rootfs-manifest", "version": 1, "entries": [\n${lines.join(',\n')}\n]}\n`);
 }
 
 export function readManifest(path: string): RootfsManifest {

@@ -40,8 +40,24 @@ export interface PackageDeclaration {
 }
 
 const KNOWN = new Set([
-  'version', 'description', 'url', 'license', 'arch', 'depends', 'provides', 'replaces', 'installIf',
-  'providerPriority', 'replacesPriority', 'triggers', 'origin', 'maintainer', 'paths', 'dirs', 'symlinks', 'commit',
+  'version',
+  'description',
+  'url',
+  'license',
+  'arch',
+  'depends',
+  'provides',
+  'replaces',
+  'installIf',
+  'providerPriority',
+  'replacesPriority',
+  'triggers',
+  'origin',
+  'maintainer',
+  'paths',
+  'dirs',
+  'symlinks',
+  'commit',
 ]);
 
 export function readPackageDeclaration(dir: string): PackageDeclaration {
@@ -89,7 +105,7 @@ export function readPackageDeclaration(dir: string): PackageDeclaration {
     return x;
   };
   const version = str('version');
-  if (!version) fail("'version' is required (e.g. \"1.0-r0\")");
+  if (!version) fail('\'version\' is required (e.g. "1.0-r0")');
   if (!isValidVersion(version)) fail(`'version' '${version}' is not an apk version`);
   const meta: PackageMeta = {
     ...emptyMeta(name, version),
@@ -150,12 +166,7 @@ function exists(p: string): boolean {
 }
 
 /** Builds the signed package of one declaration. `arch` replaces a declared `noarch` only if asked. */
-export function buildDeclaredPackage(
-  decl: PackageDeclaration,
-  key: SigningKey,
-  sourceDateEpoch: number,
-  algorithm: SignatureAlgorithm = 'RSA',
-): BuiltApk {
+export function buildDeclaredPackage(decl: PackageDeclaration, key: SigningKey, sourceDateEpoch: number, algorithm: SignatureAlgorithm = 'RSA'): BuiltApk {
   const entries = new Map<string, ApkDataEntry>();
   const attrs = (p: string, mode: number) => {
     const a = decl.paths[p] ?? {};

@@ -114,7 +114,7 @@ function readLocal(path: string): Buffer {
     return readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new PsyError('apk-repository', `cannot read ${path} (${code === 'ENOENT' ? 'no such file' : code ?? String(err)})`);
+    throw new PsyError('apk-repository', `cannot read ${path} (${code === 'ENOENT' ? 'no such file' : (code ?? String(err))})`);
   }
 }
 

@@ -143,7 +143,10 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
     const fits = all.filter((c) => matches(dep, c));
     if (fits.length === 0) {
       const have = [...new Set(all.map((c) => c.providedVersion ?? `(virtual, ${c.record.name})`))].join(', ');
-      throw new PsyError('apk-unsatisfiable', `cannot resolve '${formatDependency(dep)}' required by ${requester}: available versions of '${dep.name}': ${have}`);
+      throw new PsyError(
+        'apk-unsatisfiable',
+        `cannot resolve '${formatDependency(dep)}' required by ${requester}: available versions of '${dep.name}': ${have}`,
+      );
     }
     const usable = fits.filter((c) => {
       const same = st.selected.get(c.record.name);
@@ -271,14 +274,18 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
   for (const dep of worldDeps) {
     if (dep.conflict) continue;
     const other = byOtherWorldEntry(dep);
-    worldTasks.push(other ? {dep: {name: other.record.name, op: '><', version: other.record.checksum, conflict: false, tag: undefined}, requester: 'world', pins: UNTAGGED} : {dep, requester: 'world', pins: UNTAGGED});
+    worldTasks.push(
+      other
+        ? {dep: {name: other.record.name, op: '><', version: other.record.checksum, conflict: false, tag: undefined}, requester: 'world', pins: UNTAGGED}
+        : {dep, requester: 'world', pins: UNTAGGED},
+    );
   }
   state = solve(state, worldTasks);
 
   // install_if: add packages whose every condition is installed, until nothing changes;
   // one that cannot be installed (a dependency missing, a conflict) is left out, as apk does.
   const failedInstallIf = new Set<string>();
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const c of installIfs) {
       if (state.selected.has(c.record.name) || failedInstallIf.has(c.record.checksum)) continue;
@@ -305,7 +312,10 @@ export function resolve(opts: ResolveOptions): ResolvedPackage[] {
       // apk weighs install_if packages while choosing: solve again with this one chosen
       // first; keep that only if every name chosen so far is still there
       try {
-        const again = solve(initial(), [{dep: {name: c.record.name, op: '><', version: c.record.checksum, conflict: false, tag: undefined}, requester: why, pins}, ...worldTasks]);
+        const again = solve(initial(), [
+          {dep: {name: c.record.name, op: '><', version: c.record.checksum, conflict: false, tag: undefined}, requester: why, pins},
+          ...worldTasks,
+        ]);
         again.selected.get(c.record.name)!.viaInstallIf = true;
         if ([...state.selected.keys()].every((n) => again.provided.has(n))) {
           state = again;
@@ -479,9 +489,7 @@ export function checkPackageSet(world: readonly string[], records: readonly Inde
   }
   const check = (text: string, who: string, self: string | undefined) => {
     const dep = parseDependency(text, who);
-    const found = (byName.get(dep.name) ?? []).filter(
-      (p) => (!dep.conflict || p.record.name !== self) && matches({...dep, conflict: false}, p.candidate),
-    );
+    const found = (byName.get(dep.name) ?? []).filter((p) => (!dep.conflict || p.record.name !== self) && matches({...dep, conflict: false}, p.candidate));
     if (dep.conflict && found.length) {
       problems.push(`${who} conflicts with ${found[0]!.record.name}-${found[0]!.record.version} ('${text}')`);
     }

@@ -75,7 +75,9 @@ function readLines(tree: RootTree, rel: string): string[] | undefined {
   const real = tree.resolve(rel, rel);
   const st = tree.lstat(real);
   if (!st?.isFile()) return undefined;
-  return readFileSync(tree.abs(real), 'utf8').split('\n').filter((l) => l !== '');
+  return readFileSync(tree.abs(real), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
 }
 
 function writeLines(tree: RootTree, rel: string, lines: string[], fallback: {mode: number; gid: number}, mtime: number): void {

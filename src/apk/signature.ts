@@ -30,12 +30,7 @@ export function signatureFiles(entries: readonly TarEntry[]): SignatureFile[] {
  * Checks that at least one signature was made by a trusted key over `signed` (the
  * compressed bytes of the signed gzip member). Returns the key name that verified.
  */
-export function verifySignatures(
-  sigs: readonly SignatureFile[],
-  signed: Buffer,
-  keyring: Keyring,
-  what: string,
-): string {
+export function verifySignatures(sigs: readonly SignatureFile[], signed: Buffer, keyring: Keyring, what: string): string {
   if (sigs.length === 0) throw new PsyError('apk-unsigned', `${what} is not signed`);
   const known = sigs.filter((s) => keyring.keys.has(s.keyName));
   if (known.length === 0) {
@@ -47,26 +42,18 @@ export function verifySignatures(
   for (const s of known) {
     if (cryptoVerify(DIGEST[s.algorithm], signed, keyring.keys.get(s.keyName)!, s.signature)) return s.keyName;
   }
-  throw new PsyError(
-    'apk-bad-signature',
-    `${what}: signature by ${known.map((s) => s.keyName).join(', ')} does not verify (content altered or wrong key)`,
-  );
+  throw new PsyError('apk-bad-signature', `${what}: signature by ${known.map((s) => s.keyName).join(', ')} does not verify (content altered or wrong key)`);
 }
 
 /**
  * Builds the signature gzip member abuild-sign prepends: an old-GNU tar (no
  * end-of-archive) holding `.SIGN.<ALG>.<keyname>`, root-owned, 0644.
  */
-export function signatureMember(
-  signed: Buffer,
-  key: SigningKey,
-  mtime: number,
-  algorithm: SignatureAlgorithm = 'RSA',
-): Buffer {
+export function signatureMember(signed: Buffer, key: SigningKey, mtime: number, algorithm: SignatureAlgorithm = 'RSA'): Buffer {
   const signature = cryptoSign(DIGEST[algorithm], signed, createPrivateKey(key.privateKeyPem));
-  const tar = writeTar(
-    [{path: `.SIGN.${algorithm}.${key.name}`, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, data: signature}],
-    {format: 'gnu', endOfArchive: false},
-  );
+  const tar = writeTar([{path: `.SIGN.${algorithm}.${key.name}`, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, data: signature}], {
+    format: 'gnu',
+    endOfArchive: false,
+  });
   return gzipMember(tar);
 }

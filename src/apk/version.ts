@@ -117,9 +117,7 @@ export function compareVersions(a: string, b: string, fuzzy = false): number {
     switch (x.type) {
       case 'digit':
         // Gentoo's rule: a later number with a leading zero compares as a string.
-        c = !x.first && (x.text.startsWith('0') || y.text.startsWith('0'))
-          ? compareStrings(x.text, y.text)
-          : compareNumbers(x.text, y.text);
+        c = !x.first && (x.text.startsWith('0') || y.text.startsWith('0')) ? compareStrings(x.text, y.text) : compareNumbers(x.text, y.text);
         break;
       case 'suffix':
         c = x.rank! - y.rank!;

@@ -1,12 +1,4 @@
-import {
-  ENV_DEFAULT,
-  ENV_TRY,
-  FALLBACK_DEFAULT,
-  otherSlot,
-  slotFromLabel,
-  slotLabel,
-  type SlotName,
-} from './grub-cfg.js';
+import {ENV_DEFAULT, ENV_TRY, FALLBACK_DEFAULT, otherSlot, slotFromLabel, slotLabel, type SlotName} from './grub-cfg.js';
 import {parseGrubEnv, updateGrubEnvBlock, type GrubEnvVars} from './grubenv.js';
 
 /** The two environment files as found on the ESP (undefined: the file does not exist). */

@@ -33,17 +33,20 @@ export interface ReportedResult {
 /** Print the closing lines (or the JSON result) and return the exit status. */
 export function reportBuild(result: ReportedResult, values: BuildArgs['values'], io: CommandIo): number {
   if (values.json === true) {
-    writeLine(io.stdout, JSON.stringify({
-      ok: result.ok,
-      ran: result.ran,
-      steps: result.steps,
-      upToDate: result.upToDate,
-      failed: result.failed,
-      skipped: result.skipped,
-      wouldRun: result.wouldRun,
-      interrupted: result.interrupted,
-      outputs: result.outputs,
-    }));
+    writeLine(
+      io.stdout,
+      JSON.stringify({
+        ok: result.ok,
+        ran: result.ran,
+        steps: result.steps,
+        upToDate: result.upToDate,
+        failed: result.failed,
+        skipped: result.skipped,
+        wouldRun: result.wouldRun,
+        interrupted: result.interrupted,
+        outputs: result.outputs,
+      }),
+    );
   } else if (result.interrupted) {
     // Already said.
   } else if (result.failed.length > 0) {

@@ -108,7 +108,14 @@ function usageMessage(err: unknown, known: readonly string[]): string {
   let m: RegExpExecArray | null;
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && (m = /^Unknown option '([^']+)'/.exec(msg))) {
     const option = m[1]!;
-    return `unknown option ${option}${option.startsWith('--') ? didYouMean(option, known.filter((k) => k.startsWith('--'))) : ''}`;
+    return `unknown option ${option}${
+      option.startsWith('--')
+        ? didYouMean(
+            option,
+            known.filter((k) => k.startsWith('--')),
+          )
+        : ''
+    }`;
   }
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
     if ((m = /^Option '(?:-\w, )?(--[^\s']+)[^']*' argument missing/.exec(msg))) return `option ${m[1]!} needs a value`;
@@ -139,7 +146,7 @@ export function writeLine(stream: NodeJS.WritableStream, line = ''): void {
   }
   if (readerGone.has(fd)) return;
   const data = Buffer.from(line + '\n');
-  for (let done = 0; done < data.length; ) {
+  for (let done = 0; done < data.length;) {
     try {
       done += writeSync(fd, data, done, data.length - done);
     } catch (err) {

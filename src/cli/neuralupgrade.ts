@@ -26,7 +26,10 @@ export function readRepositoryFile(path: string): string | undefined {
   } catch {
     return undefined;
   }
-  return text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l !== '' && !l.startsWith('#'));
 }
 
 const GLOBAL_HELP = `Global options:
@@ -132,7 +135,11 @@ class Session {
   repository(required: boolean): Repository | undefined {
     const spec = this.g.repository ?? this.io.env['NEURALUPGRADE_REPOSITORY'] ?? readRepositoryFile(DEFAULT_REPOSITORY_FILE);
     if (!spec) {
-      if (required) throw new PsyError('usage', `no repository: give --repository DIR|URL|s3://bucket/prefix, set NEURALUPGRADE_REPOSITORY or write it into ${DEFAULT_REPOSITORY_FILE}`);
+      if (required)
+        throw new PsyError(
+          'usage',
+          `no repository: give --repository DIR|URL|s3://bucket/prefix, set NEURALUPGRADE_REPOSITORY or write it into ${DEFAULT_REPOSITORY_FILE}`,
+        );
       return undefined;
     }
     return openRepository(spec, this.g['s3-endpoint'] ? {endpoint: this.g['s3-endpoint']} : {});
@@ -193,7 +200,15 @@ function printStatus(s: Session, st: SystemStatus): void {
   for (const slot of ['A', 'B'] as const) s.out(slotLine(st, slot));
   s.out(`ESP: ${st.esp.version ? 'version ' + st.esp.version : 'no version recorded'}, ${st.esp.bootable ? `bootable (${st.esp.grubDir})` : 'NOT bootable'}`);
   const copy = (name: string, c: SystemStatus['env']['primary']) =>
-    `${name}: ${!c.present ? 'missing' : !c.valid ? 'damaged' : Object.entries(c.vars).map(([k, v]) => `${k}=${v}`).join(' ') || '(empty)'}`;
+    `${name}: ${
+      !c.present
+        ? 'missing'
+        : !c.valid
+          ? 'damaged'
+          : Object.entries(c.vars)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ') || '(empty)'
+    }`;
   s.out(copy('grubenv', st.env.primary));
   s.out(copy('grubenv mirror', st.env.mirror));
   s.out(`high-water mark: ${st.env.highWaterMark ?? '(none)'}`);
@@ -259,7 +274,8 @@ const subs: Record<string, Sub> = {
   },
   check: {
     summary: 'compare installed versions with the repository',
-    usage: 'neuralupgrade check [--os-version V|latest] [--esp-version V|latest] [--target a|b|nonbooted|efisys ...]\n\nExit 0 when everything is up to date, 1 when an update is available.',
+    usage:
+      'neuralupgrade check [--os-version V|latest] [--esp-version V|latest] [--target a|b|nonbooted|efisys ...]\n\nExit 0 when everything is up to date, 1 when an update is available.',
     options: {'os-version': {type: 'string'}, 'esp-version': {type: 'string'}, target: {type: 'string', multiple: true}},
     async run(s, _p, v) {
       const place = await s.place();
@@ -274,12 +290,21 @@ const subs: Record<string, Sub> = {
         const version = (isEsp ? v['esp-version'] : v['os-version']) as string | undefined;
         const {meta} = await fetchVerifiedMeta(repo, version ?? 'latest', {target: isEsp ? s.espTarget : s.osTarget, pubkey: s.pubkey(), allowDowngrade: true});
         const installed = isEsp ? st.esp.version : st.slots[slot!].version;
-        rows.push({target: isEsp ? 'ESP' : slotLabel(slot!), installed, available: meta.version, upToDate: installed !== undefined && compareVersions(installed, meta.version) >= 0});
+        rows.push({
+          target: isEsp ? 'ESP' : slotLabel(slot!),
+          installed,
+          available: meta.version,
+          upToDate: installed !== undefined && compareVersions(installed, meta.version) >= 0,
+        });
       }
       if (s.json) s.emit(rows);
       else
         for (const r of rows)
-          s.out(r.upToDate ? `${r.target} is version ${r.available}: up to date` : `${r.target}: currently ${r.installed ?? 'nothing'}, repository has ${r.available}`);
+          s.out(
+            r.upToDate
+              ? `${r.target} is version ${r.available}: up to date`
+              : `${r.target}: currently ${r.installed ?? 'nothing'}, repository has ${r.available}`,
+          );
       return rows.every((r) => r.upToDate) ? 0 : 1;
     },
   },
@@ -297,7 +322,13 @@ const subs: Record<string, Sub> = {
       await mkdir(out, {recursive: true});
       const done = [];
       for (const [target, version] of wanted) {
-        const u = await downloadVerified(repo, version, {target, pubkey: s.pubkey(), allowDowngrade: true, maxSize: UNSIZED_DOWNLOAD_CAP}, s.g.tmpdir ?? tmpdir(), {keepTar: true});
+        const u = await downloadVerified(
+          repo,
+          version,
+          {target, pubkey: s.pubkey(), allowDowngrade: true, maxSize: UNSIZED_DOWNLOAD_CAP},
+          s.g.tmpdir ?? tmpdir(),
+          {keepTar: true},
+        );
         try {
           await copyFile(u.tarPath!, join(out, u.meta.filename));
           await writeFile(join(out, `${u.meta.filename}.minisig`), u.signatureText);
@@ -415,7 +446,10 @@ function splitGlobals(argv: readonly string[]): {leading: string[]; name: string
     const a = argv[i]!;
     if (!a.startsWith('-') || a === '-h' || a === '--help' || a === '-V' || a === '--version') break;
     const long = a.startsWith('--') ? a.slice(2).split('=')[0]! : undefined;
-    const spec = long !== undefined ? (globalOptions as Record<string, {type: string; short?: string}>)[long] : Object.values(globalOptions).find((o) => 'short' in o && `-${o.short}` === a);
+    const spec =
+      long !== undefined
+        ? (globalOptions as Record<string, {type: string; short?: string}>)[long]
+        : Object.values(globalOptions).find((o) => 'short' in o && `-${o.short}` === a);
     // an unknown option is left for the command's parser to report
     if (!spec) break;
     leading.push(a);
@@ -428,7 +462,12 @@ function splitGlobals(argv: readonly string[]): {leading: string[]; name: string
 }
 
 export async function main(argv: string[], io?: Partial<CommandIo>): Promise<number> {
-  const full: CommandIo = {stdout: io?.stdout ?? process.stdout, stderr: io?.stderr ?? process.stderr, cwd: io?.cwd ?? process.cwd(), env: io?.env ?? process.env};
+  const full: CommandIo = {
+    stdout: io?.stdout ?? process.stdout,
+    stderr: io?.stderr ?? process.stderr,
+    cwd: io?.cwd ?? process.cwd(),
+    env: io?.env ?? process.env,
+  };
   const {leading, name, rest: after} = splitGlobals(argv);
   const rest = [...leading, ...after];
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

@@ -79,7 +79,9 @@ export async function runWatchSession(options: WatchSessionOptions): Promise<num
           void watcher.stop('no-config');
           return;
         }
-        say(`build ${e.build} failed: ${e.internal ? 'internal error (above)' : e.message}${e.retryInMs === undefined ? '' : ` (trying again in ${e.retryInMs / 1000} s)`}`);
+        say(
+          `build ${e.build} failed: ${e.internal ? 'internal error (above)' : e.message}${e.retryInMs === undefined ? '' : ` (trying again in ${e.retryInMs / 1000} s)`}`,
+        );
         return;
       case 'idle':
         say('waiting for changes (Ctrl-C to stop)');
@@ -146,7 +148,6 @@ function printBuildSummary(result: BuildResult, io: CommandIo): void {
     writeLine(io.stdout, `psy: no work to do (${plural(result.upToDate.length, 'target')} up to date)`);
   }
 }
-
 
 function describeWatch(s: WatchSummary): string {
   const parts = [plural(s.files, 'input file')];

@@ -85,10 +85,7 @@ async function artifactFields(a: PublishArtifact, size: number, sha256: string, 
       const fromTar = members.get(member)?.toString('utf8').trim();
       const value = extra[field] ?? fromTar;
       if (value === undefined || value === '') {
-        throw new PsyError(
-          'bad-artifact',
-          `${a.source}: ${a.path} has no ${member} member and no '${field}' field is configured (settings.deaddrop)`,
-        );
+        throw new PsyError('bad-artifact', `${a.source}: ${a.path} has no ${member} member and no '${field}' field is configured (settings.deaddrop)`);
       }
       fields[field] = value;
       delete extra[field];
@@ -109,7 +106,12 @@ async function artifactFields(a: PublishArtifact, size: number, sha256: string, 
       } catch {
         throw new PsyError('bad-artifact', `${a.source}: ${a.path}: manifest.json is not valid JSON`);
       }
-      const names = programs !== null && typeof programs === 'object' ? Object.keys(programs).map((n) => n.replace(/^\/+/, '')).sort() : [];
+      const names =
+        programs !== null && typeof programs === 'object'
+          ? Object.keys(programs)
+              .map((n) => n.replace(/^\/+/, ''))
+              .sort()
+          : [];
       if (names.length > 0 && names.every((n) => /^[^\s=,]+$/.test(n))) fields['efi_programs'] = names.join(',');
     }
   }
@@ -144,11 +146,7 @@ async function repair(osDir: string, log: (l: string) => void): Promise<void> {
   }
 }
 
-async function latestState(
-  osDir: string,
-  a: PublishArtifact,
-  pk: PublicKey,
-): Promise<{version: string; sha256: string; comment: string} | undefined> {
+async function latestState(osDir: string, a: PublishArtifact, pk: PublicKey): Promise<{version: string; sha256: string; comment: string} | undefined> {
   const scan = await scanArtifact(osDir, a.kind, a.id);
   if (scan.latest === undefined) return undefined;
   const v = scan.versions.get(scan.latest);
@@ -241,7 +239,15 @@ async function publishLocked(opts: PublishOptions): Promise<PublishResult> {
     await replaceSymlink(`${tarball}.minisig`, join(osDir, latestName(a.kind, a.id)));
     await step(`latest:${label}`);
     log(`${label}: published ${version}`);
-    artifacts.push({kind: a.kind, id: a.id, version, tarball: `${OS_DIR}/${tarball}`, signature: `${OS_DIR}/${tarball}.minisig`, trustedComment: comment, changed: true});
+    artifacts.push({
+      kind: a.kind,
+      id: a.id,
+      version,
+      tarball: `${OS_DIR}/${tarball}`,
+      signature: `${OS_DIR}/${tarball}.minisig`,
+      trustedComment: comment,
+      changed: true,
+    });
   }
 
   const apk = opts.apkRepository !== undefined ? await mirrorApk(opts.apkRepository, join(opts.root, APK_DIR), step) : {copied: [], removed: []};
@@ -282,11 +288,7 @@ const isIndex = (rel: string): boolean => /(^|\/)APKINDEX\.tar\.gz$/.test(rel);
  * Makes apk/ equal to the built repository: packages first, then the indexes that name
  * them, deletions last, so the replica's index never lists a package it lacks.
  */
-async function mirrorApk(
-  source: string,
-  dest: string,
-  step: (name: string) => Promise<void>,
-): Promise<{copied: string[]; removed: string[]}> {
+async function mirrorApk(source: string, dest: string, step: (name: string) => Promise<void>): Promise<{copied: string[]; removed: string[]}> {
   const st = await stat(source).catch(() => undefined);
   if (!st?.isDirectory()) throw new PsyError('missing-input', `APK repository ${source} is not a directory`);
   await mkdir(dest, {recursive: true});

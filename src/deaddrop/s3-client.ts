@@ -22,10 +22,7 @@ export function s3Error(err: unknown, s: S3Settings, what: string): PsyError {
   const msg = (e.message ?? String(err)).split('\n')[0];
   const where = describe(s);
   if (name === 'CredentialsProviderError' || /Could not load credentials/i.test(msg ?? '')) {
-    return new PsyError(
-      's3-credentials',
-      `${what} ${where}: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`,
-    );
+    return new PsyError('s3-credentials', `${what} ${where}: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`);
   }
   if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code) || name === 'TimeoutError') {
     return new PsyError('s3-unreachable', `${what} ${where}: cannot reach the S3 endpoint (${code || name})`);

@@ -83,7 +83,9 @@ export async function serveReplica(opts: ServeOptions): Promise<RunningServer> {
         res.end();
         return;
       }
-      createReadStream(abs, {start, end}).on('error', () => res.destroy()).pipe(res);
+      createReadStream(abs, {start, end})
+        .on('error', () => res.destroy())
+        .pipe(res);
     })().catch(() => {
       if (!res.headersSent) res.writeHead(404);
       res.end();

@@ -215,7 +215,14 @@ async function pushLocked(opts: SyncOptions): Promise<SyncResult> {
   const s = opts.s3;
   const remoteP = describeRemote(opts, state);
   remoteP.catch(() => undefined);
-  const result = {plan: {direction: 'push' as const, actions: [] as SyncAction[], unchanged: 0}, uploaded: 0, downloaded: 0, redirects: 0, deleted: 0, bytes: 0};
+  const result = {
+    plan: {direction: 'push' as const, actions: [] as SyncAction[], unchanged: 0},
+    uploaded: 0,
+    downloaded: 0,
+    redirects: 0,
+    deleted: 0,
+    bytes: 0,
+  };
   // Blobs go first in any case, so each one is uploaded as soon as it is hashed and
   // known to differ, overlapping hashing with the network.
   const transfers = limiter(s.concurrency);
@@ -274,24 +281,37 @@ async function pushLocked(opts: SyncOptions): Promise<SyncResult> {
         }
         continue;
       }
-      await pool(actions.filter((a) => !early.has(a.key)), s.concurrency, async (a) => {
-        const e = local.get(a.key)!;
-        if (a.op === 'redirect') {
-          await opts.client
-            .send(new sdk.PutObjectCommand({Bucket: s.bucket, Key: s.prefix + a.key, Body: Buffer.alloc(0), ContentLength: 0, WebsiteRedirectLocation: redirectLocation(s, a.target), ContentType: contentType(a.key)}))
-            .catch((err: unknown) => {
-              throw s3Error(err, s, `writing redirect ${a.key} to`);
-            });
-          forget(state, s, a.key);
-          result.redirects++;
-        } else if (e.type === 'file') {
-          const etag = await uploadFile(opts, e);
-          remember(state, s, e.key, etag, e.size, e.sha256);
-          result.uploaded++;
-          result.bytes += e.size;
-        }
-        await opts.onStep?.(`${a.phase}:${a.key}`);
-      });
+      await pool(
+        actions.filter((a) => !early.has(a.key)),
+        s.concurrency,
+        async (a) => {
+          const e = local.get(a.key)!;
+          if (a.op === 'redirect') {
+            await opts.client
+              .send(
+                new sdk.PutObjectCommand({
+                  Bucket: s.bucket,
+                  Key: s.prefix + a.key,
+                  Body: Buffer.alloc(0),
+                  ContentLength: 0,
+                  WebsiteRedirectLocation: redirectLocation(s, a.target),
+                  ContentType: contentType(a.key),
+                }),
+              )
+              .catch((err: unknown) => {
+                throw s3Error(err, s, `writing redirect ${a.key} to`);
+              });
+            forget(state, s, a.key);
+            result.redirects++;
+          } else if (e.type === 'file') {
+            const etag = await uploadFile(opts, e);
+            remember(state, s, e.key, etag, e.size, e.sha256);
+            result.uploaded++;
+            result.bytes += e.size;
+          }
+          await opts.onStep?.(`${a.phase}:${a.key}`);
+        },
+      );
     }
   } finally {
     await saveState(opts.root, state);

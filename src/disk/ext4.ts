@@ -35,13 +35,7 @@ function quote(p: string): string {
  * Make an ext4 filesystem in the partition, filled from `sourceDir` when given.
  * Everything inside is owned by root and stamped with the epoch.
  */
-export async function makeExt4(
-  image: string,
-  part: Partition,
-  opts: Ext4Options,
-  sourceDir?: string,
-  run: ToolRunner = runTool,
-): Promise<void> {
+export async function makeExt4(image: string, part: Partition, opts: Ext4Options, sourceDir?: string, run: ToolRunner = runTool): Promise<void> {
   const entries = sourceDir ? await directoryEntries(sourceDir) : [];
   if (sourceDir) {
     let bytes = 0;
@@ -56,8 +50,18 @@ export async function makeExt4(
     }
   }
   const args = [
-    '-q', '-F', '-t', 'ext4', '-b', '4096', '-L', opts.label, '-U', opts.uuid,
-    '-E', `offset=${part.offset},nodiscard,root_owner=0:0,hash_seed=${opts.hashSeed}`,
+    '-q',
+    '-F',
+    '-t',
+    'ext4',
+    '-b',
+    '4096',
+    '-L',
+    opts.label,
+    '-U',
+    opts.uuid,
+    '-E',
+    `offset=${part.offset},nodiscard,root_owner=0:0,hash_seed=${opts.hashSeed}`,
   ];
   if (sourceDir) args.push('-d', sourceDir);
   args.push(image, `${part.size / 1024}k`);
@@ -66,7 +70,10 @@ export async function makeExt4(
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     if (/allocate|No space|too many/i.test(msg)) {
-      throw new PsyError('partition-too-small', `content of ${sourceDir} does not fit partition ${part.name} (${(part.size / 1048576).toFixed(0)} MiB): ${msg}`);
+      throw new PsyError(
+        'partition-too-small',
+        `content of ${sourceDir} does not fit partition ${part.name} (${(part.size / 1048576).toFixed(0)} MiB): ${msg}`,
+      );
     }
     throw err;
   }

@@ -40,7 +40,23 @@ export async function formatFat(image: string, part: Partition, opts: FatOptions
   // --invariant must come before -i, or it resets the serial to 1234-ABCD.
   await run(
     'mkfs.vfat',
-    ['-F', '32', '-S', '512', '-s', String(perCluster), '-n', opts.label, '--invariant', '-i', opts.volumeId, '--offset', String(part.startSector), image, String(part.size / 1024)],
+    [
+      '-F',
+      '32',
+      '-S',
+      '512',
+      '-s',
+      String(perCluster),
+      '-n',
+      opts.label,
+      '--invariant',
+      '-i',
+      opts.volumeId,
+      '--offset',
+      String(part.startSector),
+      image,
+      String(part.size / 1024),
+    ],
     // Its stderr says only that the file is bigger than this partition, which is the point of --offset.
     {env: {SOURCE_DATE_EPOCH: String(opts.epoch)}, captureStdout: true, captureStderr: true},
   );

@@ -58,12 +58,7 @@ export function imageSizeBytes(layout: DiskLayout): number {
 }
 
 export function sfdiskScript(layout: DiskLayout): string {
-  const lines = [
-    'label: gpt',
-    `label-id: ${layout.diskId ?? deriveUuid(layout.seed, 'disk')}`,
-    'unit: sectors',
-    'first-lba: 2048',
-  ];
+  const lines = ['label: gpt', `label-id: ${layout.diskId ?? deriveUuid(layout.seed, 'disk')}`, 'unit: sectors', 'first-lba: 2048'];
   let start = 2048;
   for (const p of layout.partitions) {
     if (!Number.isInteger(p.sizeMiB) || p.sizeMiB <= 0) {

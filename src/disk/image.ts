@@ -83,7 +83,8 @@ async function writeFilesystem(image: string, part: Partition, w: FilesystemWrit
       dir = join(tmp, 'content');
       const members = await extractTar(w.content.tar, dir);
       const special = members.find((m) => m.type === 'char' || m.type === 'block' || m.type === 'fifo');
-      if (special) throw new PsyError('tar-unsupported', `${w.content.tar}: ${special.path} is a device node; partitions hold only files, folders and symlinks`);
+      if (special)
+        throw new PsyError('tar-unsupported', `${w.content.tar}: ${special.path} is a device node; partitions hold only files, folders and symlinks`);
     } else if (w.content) {
       dir = w.content.dir;
     }
@@ -93,13 +94,7 @@ async function writeFilesystem(image: string, part: Partition, w: FilesystemWrit
         if (dir) await copyDirToFat(image, part, dir, w.epoch, run);
         break;
       case 'ext4':
-        await makeExt4(
-          image,
-          part,
-          {label, uuid: deriveUuid(seed, `ext4:${label}`), hashSeed: deriveUuid(seed, `hash:${label}`), epoch: w.epoch},
-          dir,
-          run,
-        );
+        await makeExt4(image, part, {label, uuid: deriveUuid(seed, `ext4:${label}`), hashSeed: deriveUuid(seed, `hash:${label}`), epoch: w.epoch}, dir, run);
         break;
       default: {
         const never: never = w.fs;

@@ -15,7 +15,19 @@ import {CachedGraph, graphCachePath, groupIn, isCacheDamage, serializeGraph, wan
 import {initHash} from './hash.js';
 import {findConfig, loadConfig, writeAtomic, type LoadedConfig} from './load-config.js';
 import {noopCheck, type NoopCheck} from './noop-check.js';
-import {currentLogTuple, patchSnapshot, readSnapshot, removeSnapshot, snapshotOutputs, snapshotPath, statTuple, writeSnapshot, type ChangedFiles, type FastResult, type SnapshotEntry} from './noop-snapshot.js';
+import {
+  currentLogTuple,
+  patchSnapshot,
+  readSnapshot,
+  removeSnapshot,
+  snapshotOutputs,
+  snapshotPath,
+  statTuple,
+  writeSnapshot,
+  type ChangedFiles,
+  type FastResult,
+  type SnapshotEntry,
+} from './noop-snapshot.js';
 import {BuildLock} from './lock.js';
 import {StateLog} from './state-log.js';
 import {ToolVersions} from './tools.js';
@@ -241,7 +253,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         entries.splice(entries.indexOf(TOOLS_MARK), 1);
         writeSnapshot(
           snapshotFile,
-          {identity: loaded.identity, targets: requested, envPath: env['PATH'] ?? '', stateDir: graph.stateDir, upToDate: [...r.fresh, ...r.ran], outputs: outputsOf(), ...(graphId === undefined ? {} : {graph: graphId})},
+          {
+            identity: loaded.identity,
+            targets: requested,
+            envPath: env['PATH'] ?? '',
+            stateDir: graph.stateDir,
+            upToDate: [...r.fresh, ...r.ran],
+            outputs: outputsOf(),
+            ...(graphId === undefined ? {} : {graph: graphId}),
+          },
           entries,
           counts,
           buildStart,
@@ -249,7 +269,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         );
       }
     }
-    if (r.interrupted) logger.event({type: 'interrupted', signal: options.signal?.reason instanceof Error ? 'abort' : String(options.signal?.reason ?? 'abort')});
+    if (r.interrupted)
+      logger.event({type: 'interrupted', signal: options.signal?.reason instanceof Error ? 'abort' : String(options.signal?.reason ?? 'abort')});
     let outputs: Record<string, Record<string, string>> | undefined;
     const upToDate = cone === undefined ? r.fresh : [...cone.outside, ...r.fresh];
     const result: BuildResult = {
@@ -377,7 +398,13 @@ function coneOf(cache: CachedGraph, loaded: LoadedConfig, changed: ReadonlySet<s
 /** The whole cached graph, or undefined if the cache is damaged. */
 function fullGraph(cache: CachedGraph, loaded: LoadedConfig): Graph | undefined {
   try {
-    return cache.graph(loaded, cache.targets(Array.from({length: cache.targetCount}, (_, i) => i), () => true));
+    return cache.graph(
+      loaded,
+      cache.targets(
+        Array.from({length: cache.targetCount}, (_, i) => i),
+        () => true,
+      ),
+    );
   } catch (err) {
     if (isCacheDamage(err) || err instanceof SyntaxError) return undefined;
     throw err;

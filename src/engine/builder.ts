@@ -353,9 +353,7 @@ export class Builder {
     const vars: Record<string, string> = {};
     const all: string[] = [];
     for (const input of t.inputs) {
-      const paths = input.items.map((item) =>
-        item.kind === 'file' ? item.path : this.#g.targets[item.target]!.outputs[item.output]!.path,
-      );
+      const paths = input.items.map((item) => (item.kind === 'file' ? item.path : this.#g.targets[item.target]!.outputs[item.output]!.path));
       vars[`in_${input.name}`] = paths.join(' ');
       for (const p of paths) all.push(p);
     }
@@ -403,9 +401,7 @@ export class Builder {
     const root = this.#g.root;
     const inputs: Record<string, string[]> = {};
     for (const input of t.inputs) {
-      inputs[input.name] = input.items.map((item) =>
-        join(root, item.kind === 'file' ? item.path : this.#g.targets[item.target]!.outputs[item.output]!.path),
-      );
+      inputs[input.name] = input.items.map((item) => join(root, item.kind === 'file' ? item.path : this.#g.targets[item.target]!.outputs[item.output]!.path));
     }
     const outputs: Record<string, string> = {};
     t.outputs.forEach((o, k) => (outputs[o.name] = tmpOutputs[k]!));

@@ -99,7 +99,12 @@ function checkTarget(t: unknown, index: number, problems: ConfigProblem[]): void
   if (typeof t.name !== 'string') report('name', t.name === undefined ? 'is missing' : `must be a string, got ${kindOf(t.name)}`);
   if (t.description !== undefined && typeof t.description !== 'string') report('description', `must be a string, got ${kindOf(t.description)}`);
   if (t.command !== undefined && (typeof t.command !== 'string' || t.command.trim() === '')) {
-    report('command', typeof t.command === 'string' ? 'must not be empty' : `must be a shell command string, got ${kindOf(t.command)}${Array.isArray(t.command) ? ' (join the words into one string)' : ''}`);
+    report(
+      'command',
+      typeof t.command === 'string'
+        ? 'must not be empty'
+        : `must be a shell command string, got ${kindOf(t.command)}${Array.isArray(t.command) ? ' (join the words into one string)' : ''}`,
+    );
   }
   if (t.rule !== undefined) {
     const r = t.rule;
@@ -170,7 +175,8 @@ function checkContract(t: Record<string, unknown>, rule: Record<string, unknown>
       if (section === 'params' && typeof kind === 'string') {
         const base = kind.replace(/\?$/, '');
         const ok = PRIMITIVE_PARAMS[base];
-        if (ok !== undefined && !ok(value)) report(`${section}.${name}`, `must be ${base === 'strings' ? 'a list of strings' : `a ${base}`} (${ruleName}), got ${kindOf(value)}`);
+        if (ok !== undefined && !ok(value))
+          report(`${section}.${name}`, `must be ${base === 'strings' ? 'a list of strings' : `a ${base}`} (${ruleName}), got ${kindOf(value)}`);
       }
       if (section === 'outputs' && kind === 'dir' && !(isPlainObject(value) && 'dir' in value)) {
         report(`${section}.${name}`, `must be {dir: PATH}: ${ruleName} makes a directory there`);
@@ -196,7 +202,10 @@ function checkInput(spec: unknown, field: string, report: Report): void {
       if (kind.length > 1) report(at, `has both ${kind.map((k) => `"${k}"`).join(' and ')}; keep one`);
       else {
         const first = Object.keys(src)[0];
-        report(at, `must be a path, {files}, {glob} or {target}${first === undefined ? '' : `; unknown key "${first}"${didYouMean(first, ['files', 'glob', 'target'])}`}`);
+        report(
+          at,
+          `must be a path, {files}, {glob} or {target}${first === undefined ? '' : `; unknown key "${first}"${didYouMean(first, ['files', 'glob', 'target'])}`}`,
+        );
       }
       return;
     }
@@ -223,7 +232,12 @@ function checkOutput(spec: unknown, field: string, report: Report): void {
   const kind = ['file', 'dir'].filter((k) => k in spec);
   if (kind.length !== 1) {
     const first = Object.keys(spec)[0];
-    report(field, kind.length > 1 ? 'has both "file" and "dir"; keep one' : `must be a path, {file} or {dir}${first === undefined ? '' : `; unknown key "${first}"${didYouMean(first, ['file', 'dir'])}`}`);
+    report(
+      field,
+      kind.length > 1
+        ? 'has both "file" and "dir"; keep one'
+        : `must be a path, {file} or {dir}${first === undefined ? '' : `; unknown key "${first}"${didYouMean(first, ['file', 'dir'])}`}`,
+    );
     return;
   }
   unknownKeys(spec, kind, field, report);
@@ -239,8 +253,10 @@ function checkTool(tool: unknown, field: string, report: Report): void {
   unknownKeys(tool, TOOL_KEYS, field, report);
   if (typeof tool.command !== 'string' || tool.command === '') report(`${field}.command`, `must be a program name, got ${kindOf(tool.command)}`);
   if (tool.versionArgs === undefined) report(`${field}.versionArgs`, 'is missing (the arguments that make it print its version)');
-  else if (!Array.isArray(tool.versionArgs) || !tool.versionArgs.every((a) => typeof a === 'string')) report(`${field}.versionArgs`, `must be a list of strings, got ${kindOf(tool.versionArgs)}`);
-  if (tool.debianPackage !== undefined && typeof tool.debianPackage !== 'string') report(`${field}.debianPackage`, `must be a string, got ${kindOf(tool.debianPackage)}`);
+  else if (!Array.isArray(tool.versionArgs) || !tool.versionArgs.every((a) => typeof a === 'string'))
+    report(`${field}.versionArgs`, `must be a list of strings, got ${kindOf(tool.versionArgs)}`);
+  if (tool.debianPackage !== undefined && typeof tool.debianPackage !== 'string')
+    report(`${field}.debianPackage`, `must be a string, got ${kindOf(tool.debianPackage)}`);
 }
 
 /** Parameters join the action key as JSON: only values JSON keeps as they are. */

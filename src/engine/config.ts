@@ -15,10 +15,7 @@ import type {AnyRule, JsonValue, OptionalNames, RequiredNames, Rule, TargetParam
  * - `{target, output?}`: the outputs of another target (all of them, or the named one).
  */
 export type InputSource =
-  | string
-  | {readonly files: string | readonly string[]}
-  | {readonly glob: string | readonly string[]}
-  | {readonly target: string; readonly output?: string};
+  string | {readonly files: string | readonly string[]} | {readonly glob: string | readonly string[]} | {readonly target: string; readonly output?: string};
 
 /** An input is one source or a list of them, concatenated in order. */
 export type InputSpec = InputSource | readonly InputSource[];
@@ -95,9 +92,7 @@ export type TargetOutputs<O> = {
 };
 
 /** A field that may be left out when the contract requires nothing in it. */
-type Section<K extends string, T, Required> = [Required] extends [never]
-  ? {readonly [F in K]?: T}
-  : {readonly [F in K]: T};
+type Section<K extends string, T, Required> = [Required] extends [never] ? {readonly [F in K]?: T} : {readonly [F in K]: T};
 
 /** A target of rule R, shaped by R's contract (a rule without one takes any names). */
 export type RuleTarget<R> =
@@ -122,11 +117,5 @@ export function defineTarget(target: TargetConfig): TargetConfig {
 }
 
 export {defineRule, param} from './rule.js';
-export type {
-  InputKind,
-  OutputKind,
-  ParamKind,
-  RuleContext,
-  TypedRuleContext,
-} from './rule.js';
+export type {InputKind, OutputKind, ParamKind, RuleContext, TypedRuleContext} from './rule.js';
 export type {JsonValue, Rule, ToolSpec};

@@ -186,7 +186,8 @@ export class FileHasher {
     const recordedAt = Date.now();
     const hash = compute();
     const rec = this.#log.files.get(rel);
-    const same = rec !== undefined && rec.hash === hash && rec.size === st.size && rec.mtimeMs === st.mtimeMs && rec.ctimeMs === st.ctimeMs && rec.ino === st.ino;
+    const same =
+      rec !== undefined && rec.hash === hash && rec.size === st.size && rec.mtimeMs === st.mtimeMs && rec.ctimeMs === st.ctimeMs && rec.ino === st.ino;
     // Re-record an unchanged racy entry only once it can be trusted, to keep the log small.
     if (!same || recordedAt - st.mtimeMs > RACY_MS) {
       const r: FileRecord = {path: rel, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, recordedAt, hash};

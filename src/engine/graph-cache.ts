@@ -222,7 +222,8 @@ export class CachedGraph {
       const at = MAGIC.length + 4 + pre.readUInt32LE(MAGIC.length);
       if (at > size) throw new CacheDamage('truncated');
       const header = JSON.parse(readAt(fd, MAGIC.length + 4, at - MAGIC.length - 4).toString('utf8')) as Header;
-      if (header.id !== id || !Number.isInteger(header.targets) || !Array.isArray(header.tables) || header.tables.length !== TABLES.length) throw new CacheDamage('another graph');
+      if (header.id !== id || !Number.isInteger(header.targets) || !Array.isArray(header.tables) || header.tables.length !== TABLES.length)
+        throw new CacheDamage('another graph');
       if (!Array.isArray(header.blobs) || header.blobs.length !== BLOBS.length) throw new CacheDamage('bad header');
       if (![...header.tables, ...header.blobs].every((x) => Number.isInteger(x) && x >= 0)) throw new CacheDamage('bad header');
       // Everything but the target records, which are read one by one as asked for.
@@ -445,7 +446,10 @@ export function readCachedGraph(file: string, id: string, loaded: LoadedConfig):
   if (c === undefined) return undefined;
   try {
     const all = Array.from({length: c.targetCount}, (_, i) => i);
-    return c.graph(loaded, c.targets(all, () => true));
+    return c.graph(
+      loaded,
+      c.targets(all, () => true),
+    );
   } catch {
     return undefined;
   } finally {

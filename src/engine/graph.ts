@@ -119,10 +119,7 @@ export function analyze(loaded: LoadedConfig): Graph {
   const byName = new Map<string, number>();
   decls.forEach((t, i) => {
     if (!TARGET_NAME.test(t.name) || t.name.includes('..')) {
-      problem(
-        'invalid-target-name',
-        `invalid target name ${JSON.stringify(t.name)} (use letters, digits and _ . : / @ -, starting with a letter or digit)`,
-      );
+      problem('invalid-target-name', `invalid target name ${JSON.stringify(t.name)} (use letters, digits and _ . : / @ -, starting with a letter or digit)`);
     } else if (byName.has(t.name)) {
       problem('duplicate-target', `target "${t.name}" is declared twice`);
     } else {
@@ -150,9 +147,7 @@ export function analyze(loaded: LoadedConfig): Graph {
       if (prev !== undefined) {
         problem(
           'duplicate-output',
-          prev === t.name
-            ? `target "${t.name}" declares output ${path} twice`
-            : `output ${path} is declared by both "${prev}" and "${t.name}"`,
+          prev === t.name ? `target "${t.name}" declares output ${path} twice` : `output ${path} is declared by both "${prev}" and "${t.name}"`,
         );
         continue;
       }
@@ -242,7 +237,13 @@ export function analyze(loaded: LoadedConfig): Graph {
           } else {
             const i = upOuts.findIndex((o) => o.name === src.output);
             if (i < 0) {
-              problem('unknown-dependency', `target "${t.name}": input "${name}" names unknown output "${src.output}" of target "${src.target}"${didYouMean(src.output, upOuts.map((o) => o.name))}`);
+              problem(
+                'unknown-dependency',
+                `target "${t.name}": input "${name}" names unknown output "${src.output}" of target "${src.target}"${didYouMean(
+                  src.output,
+                  upOuts.map((o) => o.name),
+                )}`,
+              );
               continue;
             }
             chosen = [i];

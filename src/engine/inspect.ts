@@ -114,8 +114,7 @@ export interface TargetInfo {
   readonly deps: string[];
   readonly dependents: string[];
   readonly lastRun:
-    | {readonly key: string; readonly start: string; readonly durationMs: number; readonly outputs: ReadonlyArray<{path: string; hash: string}>}
-    | undefined;
+    {readonly key: string; readonly start: string; readonly durationMs: number; readonly outputs: ReadonlyArray<{path: string; hash: string}>} | undefined;
   readonly stale: string | undefined;
 }
 
@@ -137,10 +136,7 @@ export async function queryTarget(p: Project, name: string): Promise<TargetInfo>
     outputs: Object.fromEntries(t.outputs.map((o) => [o.name, {path: o.path, kind: o.kind}])),
     deps: t.deps.map((d) => g.targets[d]!.name),
     dependents: t.dependents.map((d) => g.targets[d]!.name),
-    lastRun:
-      rec === undefined
-        ? undefined
-        : {key: rec.key, start: new Date(rec.start).toISOString(), durationMs: rec.end - rec.start, outputs: rec.outputs},
+    lastRun: rec === undefined ? undefined : {key: rec.key, start: new Date(rec.start).toISOString(), durationMs: rec.end - rec.start, outputs: rec.outputs},
     stale: reasons.get(name),
   };
 }

@@ -11,16 +11,7 @@
  * The loader also knows each module's transitive local imports, so it can give a rule
  * its identity: the hash of the rule module's source and of everything it imports.
  */
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import {closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync} from 'node:fs';
 import {basename, dirname, isAbsolute, join, relative, resolve} from 'node:path';
 import {fileURLToPath, pathToFileURL} from 'node:url';
 import {isPsyError, PsyError} from '../errors.js';
@@ -125,16 +116,17 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     identity: manifestIdentity(manifest),
     readFiles,
     moduleIdentity(moduleUrlOrPath) {
-      const path = moduleUrlOrPath.startsWith('file:')
-        ? fileURLToPath(moduleUrlOrPath)
-        : moduleUrlOrPath;
+      const path = moduleUrlOrPath.startsWith('file:') ? fileURLToPath(moduleUrlOrPath) : moduleUrlOrPath;
       return byPath.get(path);
     },
   };
 }
 
 function manifestIdentity(manifest: Manifest): string {
-  return manifest.modules.map((m) => `${m.path}\0${m.hash}`).sort().join('\n');
+  return manifest.modules
+    .map((m) => `${m.path}\0${m.hash}`)
+    .sort()
+    .join('\n');
 }
 
 /**
@@ -154,10 +146,7 @@ export async function configIdentity(options: LoadConfigOptions): Promise<{root:
  * racy or touched module whose content is unchanged gets its new stat recorded (when the
  * stat is no longer racy), so the next check need not read it again.
  */
-async function validManifest(
-  manifestPath: string,
-  configPath: string,
-): Promise<Manifest | undefined> {
+async function validManifest(manifestPath: string, configPath: string): Promise<Manifest | undefined> {
   let manifest: Manifest;
   try {
     manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
@@ -244,10 +233,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
       if (!(spec.startsWith('.') || isAbsolute(spec) || spec.startsWith('file:'))) continue;
       const target = resolveLocal(spec, path);
       if (target === undefined) {
-        throw new PsyError(
-          'config-import',
-          `${relative(root, path)}: cannot resolve import '${spec}'`,
-        );
+        throw new PsyError('config-import', `${relative(root, path)}: cannot resolve import '${spec}'`);
       }
       // Local modules are compiled beside the config, JavaScript ones (of a .js config) too.
       if (LOCAL_MODULE.test(target)) {
@@ -280,8 +266,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
     const parts = [...seen].sort().map((p) => `${p}\0${modules.get(p)!.hash}`);
     identities.set(path, hashString(`${path}\n${FS_READS}\n${parts.join('\n')}`));
   }
-  const compiledName = (path: string) =>
-    `${identities.get(path)!}-${safeName(basename(path).replace(LOCAL_MODULE, ''))}.mjs`;
+  const compiledName = (path: string) => `${identities.get(path)!}-${safeName(basename(path).replace(LOCAL_MODULE, ''))}.mjs`;
 
   const modDir = join(cacheDir, 'mod');
   mkdirSync(modDir, {recursive: true});
@@ -295,9 +280,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
         .replace(SPECIFIER, (whole, lead: string, quote: string, spec: string) => {
           if (FS_SPECIFIERS.has(spec)) return `${lead}${quote}./${FS_READS}${quote}`;
           const target = m.imports.get(spec);
-          return target === undefined
-            ? whole
-            : `${lead}${quote}./${compiledName(target)}${quote}`;
+          return target === undefined ? whole : `${lead}${quote}./${compiledName(target)}${quote}`;
         })
         .replaceAll('import.meta.url', srcUrl)
         .replaceAll('import.meta.dirname', JSON.stringify(dirname(m.path)))
@@ -318,11 +301,7 @@ async function compileAll(entry: string, root: string, cacheDir: string): Promis
 
 /** './x.js' may name x.ts (TypeScript's NodeNext convention); bare names try .ts too. */
 function resolveLocal(spec: string, from: string): string | undefined {
-  const base = spec.startsWith('file:')
-    ? fileURLToPath(spec)
-    : isAbsolute(spec)
-      ? spec
-      : resolve(dirname(from), spec);
+  const base = spec.startsWith('file:') ? fileURLToPath(spec) : isAbsolute(spec) ? spec : resolve(dirname(from), spec);
   const candidates: string[] = [];
   if (base.endsWith('.ts')) candidates.push(base);
   else if (base.endsWith('.js')) candidates.push(base.slice(0, -3) + '.ts', base);
@@ -339,13 +318,7 @@ function syntaxError(err: unknown, path: string, root: string): PsyError {
   return new PsyError('config-syntax', `${relative(root, path)}:${line}: ${what}`);
 }
 
-async function evaluate(
-  manifest: Manifest,
-  root: string,
-  cacheDir: string,
-  configPath: string,
-  readFiles: string[],
-): Promise<PsyConfig> {
+async function evaluate(manifest: Manifest, root: string, cacheDir: string, configPath: string, readFiles: string[]): Promise<PsyConfig> {
   const file = join(cacheDir, 'mod', compiledOf(manifest));
   const rel = relative(root, configPath);
   let mod: {default?: unknown};
@@ -362,10 +335,7 @@ async function evaluate(
   }
   const config = mod.default;
   if (typeof config !== 'object' || config === null || !('targets' in config)) {
-    throw new PsyError(
-      'config-shape',
-      `${rel}: the default export must be defineConfig({targets: [...]})`,
-    );
+    throw new PsyError('config-shape', `${rel}: the default export must be defineConfig({targets: [...]})`);
   }
   return config as PsyConfig;
 }

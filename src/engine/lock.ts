@@ -6,8 +6,7 @@ import {PidFileLock} from '../pid-file-lock.js';
 export const BuildLock = {
   acquire(stateDir: string, onStale?: (pid: number) => void): PidFileLock {
     return PidFileLock.acquire(join(stateDir, 'lock'), {
-      locked: ({pid}) =>
-        new PsyError('locked', `another psy build (pid ${pid}) is using ${stateDir}; wait for it to finish or stop it`),
+      locked: ({pid}) => new PsyError('locked', `another psy build (pid ${pid}) is using ${stateDir}; wait for it to finish or stop it`),
       ...(onStale ? {onStale} : {}),
     });
   },

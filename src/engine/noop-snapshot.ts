@@ -98,10 +98,18 @@ function decode(buf: Buffer): Decoded | undefined {
 function validHead(h: Head, count: number): boolean {
   const nat = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
   return (
-    typeof h === 'object' && h !== null &&
-    typeof h.identity === 'string' && typeof h.envPath === 'string' && typeof h.stateDir === 'string' &&
-    Array.isArray(h.targets) && Array.isArray(h.log) && h.log.length === 3 &&
-    nat(h.configReads) && nat(h.tools) && nat(h.fresh) && h.configReads + h.tools <= count &&
+    typeof h === 'object' &&
+    h !== null &&
+    typeof h.identity === 'string' &&
+    typeof h.envPath === 'string' &&
+    typeof h.stateDir === 'string' &&
+    Array.isArray(h.targets) &&
+    Array.isArray(h.log) &&
+    h.log.length === 3 &&
+    nat(h.configReads) &&
+    nat(h.tools) &&
+    nat(h.fresh) &&
+    h.configReads + h.tools <= count &&
     (h.graph === undefined || typeof h.graph === 'string')
   );
 }
@@ -188,7 +196,7 @@ class StoredResult implements FastResult {
     if (this.#parsed === undefined) {
       const r = JSON.parse(Buffer.from(this.#bytes.buffer, this.#bytes.byteOffset, this.#bytes.byteLength).toString('utf8')) as Result;
       if (!Array.isArray(r.upToDate) || r.upToDate.length !== this.upToDateCount || typeof r.outputs !== 'object' || r.outputs === null) {
-        throw new Error('the no-op snapshot\'s result is corrupt');
+        throw new Error("the no-op snapshot's result is corrupt");
       }
       this.#parsed = r;
     }
@@ -205,7 +213,11 @@ class StoredResult implements FastResult {
 }
 
 export function snapshotPath(root: string, configPath: string, targets: readonly string[]): string {
-  const key = [...targets].sort().join(',').replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80);
+  const key = [...targets]
+    .sort()
+    .join(',')
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .slice(0, 80);
   return join(root, 'cache', 'config', `noop-${basename(configPath)}-${key === '' ? 'default' : key}.snap`);
 }
 
@@ -284,11 +296,17 @@ export function checkSnapshot(
     const m = new Map<string, TakenStat | null>();
     for (let i = s.configReads; i < firstTool; i++) {
       const t = STAT_FIELDS * i;
-      m.set(paths[i]!, taken[t] === -1 ? null : {size: taken[t]!, mtimeMs: taken[t + 1]!, ctimeMs: taken[t + 2]!, ino: taken[t + 3]!, file: taken[t + 4] === 1});
+      m.set(
+        paths[i]!,
+        taken[t] === -1 ? null : {size: taken[t]!, mtimeMs: taken[t + 1]!, ctimeMs: taken[t + 2]!, ino: taken[t + 3]!, file: taken[t + 4] === 1},
+      );
     }
     return m;
   };
-  const entry = (j: number): SnapshotEntry => ({path: some.get(j)!, stat: [stored[FIELDS * j]!, stored[FIELDS * j + 1]!, stored[FIELDS * j + 2]!, stored[FIELDS * j + 3]!]});
+  const entry = (j: number): SnapshotEntry => ({
+    path: some.get(j)!,
+    stat: [stored[FIELDS * j]!, stored[FIELDS * j + 1]!, stored[FIELDS * j + 2]!, stored[FIELDS * j + 3]!],
+  });
   const configReads: SnapshotEntry[] = [];
   for (let j = 0; j < s.configReads; j++) configReads.push(entry(j));
   const tools: SnapshotEntry[] = [];
@@ -345,7 +363,15 @@ const RECHECK = -2;
  */
 export function writeSnapshot(
   file: string,
-  data: {identity: string; targets: readonly string[]; envPath: string; stateDir: string; upToDate: readonly string[]; outputs: Record<string, Record<string, string>>; graph?: string},
+  data: {
+    identity: string;
+    targets: readonly string[];
+    envPath: string;
+    stateDir: string;
+    upToDate: readonly string[];
+    outputs: Record<string, Record<string, string>>;
+    graph?: string;
+  },
   entries: readonly SnapshotEntry[],
   counts: {readonly configReads: number; readonly tools: number},
   buildStart: number,

@@ -10,13 +10,7 @@
  */
 import {PsyError} from '../errors.js';
 
-export type JsonValue =
-  | string
-  | number
-  | boolean
-  | null
-  | JsonValue[]
-  | {[key: string]: JsonValue};
+export type JsonValue = string | number | boolean | null | JsonValue[] | {[key: string]: JsonValue};
 
 /** An external program a rule runs. Its version string joins the action key. */
 export interface ToolSpec {
@@ -96,16 +90,7 @@ export interface TypedParam<T, Optional extends boolean = boolean> {
   readonly type?: () => T;
 }
 /** Parameters: a primitive checked at load time too (trailing `?`: optional), or `param<T>()`. */
-export type ParamKind =
-  | 'string'
-  | 'string?'
-  | 'number'
-  | 'number?'
-  | 'boolean'
-  | 'boolean?'
-  | 'strings'
-  | 'strings?'
-  | TypedParam<unknown>;
+export type ParamKind = 'string' | 'string?' | 'number' | 'number?' | 'boolean' | 'boolean?' | 'strings' | 'strings?' | TypedParam<unknown>;
 
 export type InputContract = Readonly<Record<string, InputKind>>;
 export type ParamContract = Readonly<Record<string, ParamKind>>;
@@ -229,11 +214,7 @@ function typedContext(
       inputs[name] = paths[0];
     } else inputs[name] = paths;
   }
-  return {...ctx, inputs, params: ctx.params, outputs: ctx.outputs} as unknown as TypedRuleContext<
-    InputContract,
-    ParamContract,
-    OutputContract
-  >;
+  return {...ctx, inputs, params: ctx.params, outputs: ctx.outputs} as unknown as TypedRuleContext<InputContract, ParamContract, OutputContract>;
 }
 
 function contractError(target: string, message: string): PsyError {

@@ -52,7 +52,10 @@ export function stableJson(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+    .join(',')}}`;
 }
 
 export function inputLabel(graph: Graph, t: GraphTarget, index: number): string {
@@ -73,13 +76,7 @@ export function inputLabel(graph: Graph, t: GraphTarget, index: number): string 
  * The key of a target from the current inputs. Returns undefined when an upstream
  * output's content is not known (dry run: the upstream would rebuild first).
  */
-export function computeKey(
-  graph: Graph,
-  t: GraphTarget,
-  files: FileHasher,
-  tools: ToolVersions,
-  upstream: OutputHashes,
-): TargetKey | undefined {
+export function computeKey(graph: Graph, t: GraphTarget, files: FileHasher, tools: ToolVersions, upstream: OutputHashes): TargetKey | undefined {
   const action = actionOf(graph, t);
   const cfg = t.config;
   const params = cfg.params === undefined ? '' : hashString(stableJson(cfg.params));
@@ -188,7 +185,12 @@ function staleReason(
 }
 
 function toolChange(before: string, after: string): string {
-  const old = new Map(before.split('\n').filter(Boolean).map((l) => l.split('=', 2) as [string, string]));
+  const old = new Map(
+    before
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('=', 2) as [string, string]),
+  );
   for (const line of after.split('\n').filter(Boolean)) {
     const [cmd, version] = line.split('=', 2) as [string, string];
     const was = old.get(cmd);

@@ -300,7 +300,9 @@ const INDEX_HEAD = 64;
 
 function int32s(buf: Buffer, at: number, n: number): Int32Array {
   // A typed view needs 4-byte alignment; copy otherwise.
-  return (buf.byteOffset + at) % 4 === 0 ? new Int32Array(buf.buffer, buf.byteOffset + at, n) : new Int32Array(Uint8Array.prototype.slice.call(buf, at, at + 4 * n).buffer);
+  return (buf.byteOffset + at) % 4 === 0
+    ? new Int32Array(buf.buffer, buf.byteOffset + at, n)
+    : new Int32Array(Uint8Array.prototype.slice.call(buf, at, at + 4 * n).buffer);
 }
 
 /**
@@ -339,7 +341,7 @@ class RecordIndex {
     this.source = source;
     this.saved = saved;
     let size = tableSize;
-    if (size < capacity) for (size = 16; size < capacity * 2; ) size <<= 1;
+    if (size < capacity) for (size = 16; size < capacity * 2;) size <<= 1;
     this.#mask = size - 1;
     this.#heads = new Int32Array(size).fill(-1);
     this.#next = new Int32Array(capacity);
@@ -512,7 +514,7 @@ class RecordIndex {
     const h = keyHash(kb, 0, kb.length, space);
     let r = this.#heads[h & this.#mask]!;
     if (r < -1 || r >= this.count) throw new RangeError('index chain out of range');
-    for (; r !== -1; ) {
+    for (; r !== -1;) {
       const older = this.#next[r]!;
       // Chains lead to older records, so every walk ends.
       if (older < -1 || older >= r) throw new RangeError('index chain out of order');
@@ -730,9 +732,18 @@ export class StateLog {
     this.#size = lazy.size;
     // Save an index when none was read, or when many records were framed past it.
     this.#indexBehind = lazy.index.count - lazy.index.saved > Math.max(1000, lazy.index.saved >> 3);
-    this.files = new LazyRecords((k) => this.#find(Space.Files, k) as FileRecord | undefined, () => this.#fullTables().files);
-    this.targets = new LazyRecords((k) => this.#find(Space.Targets, k) as TargetRecord | undefined, () => this.#fullTables().targets);
-    this.tools = new LazyRecords((k) => this.#find(Space.Tools, k) as ToolRecord | undefined, () => this.#fullTables().tools);
+    this.files = new LazyRecords(
+      (k) => this.#find(Space.Files, k) as FileRecord | undefined,
+      () => this.#fullTables().files,
+    );
+    this.targets = new LazyRecords(
+      (k) => this.#find(Space.Targets, k) as TargetRecord | undefined,
+      () => this.#fullTables().targets,
+    );
+    this.tools = new LazyRecords(
+      (k) => this.#find(Space.Tools, k) as ToolRecord | undefined,
+      () => this.#fullTables().tools,
+    );
   }
 
   static open(dir: string, options: StateLogOptions = {}): StateLog {
@@ -789,7 +800,13 @@ export class StateLog {
    * it: through its saved index, or by framing it; undefined when it is not as vouched
    * for or does not frame (the caller replays it).
    */
-  static #openLazily(dir: string, path: string, readOnly: boolean, vouched: readonly [number, number, number], warn: ((message: string) => void) | undefined): StateLog | undefined {
+  static #openLazily(
+    dir: string,
+    path: string,
+    readOnly: boolean,
+    vouched: readonly [number, number, number],
+    warn: ((message: string) => void) | undefined,
+  ): StateLog | undefined {
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -1027,16 +1044,7 @@ function indexPath(logPath: string): string {
 }
 
 function encodeFile(r: FileRecord): Buffer {
-  return new Encoder()
-    .u8(T_FILE)
-    .str(r.path)
-    .f64(r.size)
-    .f64(r.mtimeMs)
-    .f64(r.ctimeMs)
-    .f64(r.ino)
-    .f64(r.recordedAt)
-    .hash(r.hash)
-    .frame();
+  return new Encoder().u8(T_FILE).str(r.path).f64(r.size).f64(r.mtimeMs).f64(r.ctimeMs).f64(r.ino).f64(r.recordedAt).hash(r.hash).frame();
 }
 
 function encodeTarget(r: TargetRecord): Buffer {

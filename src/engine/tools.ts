@@ -47,7 +47,11 @@ export class ToolVersions {
       const {spawnSync} = process.getBuiltinModule('node:child_process');
       const r = spawnSync(exe.path, [...tool.versionArgs], {encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe']});
       const text = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
-      version = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? 'unknown';
+      version =
+        text
+          .split('\n')
+          .map((l) => l.trim())
+          .find((l) => l.length > 0) ?? 'unknown';
       this.#log.putTool({path: memoKey + '\0' + exe.path, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, version});
     }
     this.#memo.set(memoKey, version);
@@ -60,9 +64,13 @@ export class ToolVersions {
   }
 
   resolve(command: string): {path: string} | undefined {
-    const candidates = command.includes('/') || isAbsolute(command)
-      ? [command]
-      : this.#path.split(delimiter).filter((d) => d.length > 0).map((d) => join(d, command));
+    const candidates =
+      command.includes('/') || isAbsolute(command)
+        ? [command]
+        : this.#path
+            .split(delimiter)
+            .filter((d) => d.length > 0)
+            .map((d) => join(d, command));
     for (const c of candidates) {
       const st = statSync(c, {throwIfNoEntry: false});
       if (st?.isFile() === true && (st.mode & 0o111) !== 0) return {path: c};

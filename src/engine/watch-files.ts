@@ -66,12 +66,7 @@ export class InputWatcher {
     const {watch} = await import('chokidar');
     if (this.#closed) return;
     const ready: Array<Promise<void>> = [];
-    const sync = (
-      current: FSWatcher | undefined,
-      had: Set<string>,
-      want: Set<string>,
-      depth: number | undefined,
-    ): FSWatcher | undefined => {
+    const sync = (current: FSWatcher | undefined, had: Set<string>, want: Set<string>, depth: number | undefined): FSWatcher | undefined => {
       const added = [...want].filter((p) => !had.has(p));
       const removed = [...had].filter((p) => !want.has(p));
       if (current === undefined) {
@@ -123,14 +118,20 @@ export class InputWatcher {
     for (const p of this.#lost) {
       if (!isDir(p)) continue;
       this.#lost.delete(p);
-      for (const [w, paths] of [[this.#flat, this.#flatPaths], [this.#deep, this.#deepPaths]] as const) {
+      for (const [w, paths] of [
+        [this.#flat, this.#flatPaths],
+        [this.#deep, this.#deepPaths],
+      ] as const) {
         if (w === undefined || !paths.has(p)) continue;
         w.unwatch(p);
         w.add(p);
       }
       if (set === undefined) continue;
       let reported = false;
-      for (const [files, config] of [[set.inputs, false], [set.configFiles, true]] as const) {
+      for (const [files, config] of [
+        [set.inputs, false],
+        [set.configFiles, true],
+      ] as const) {
         for (const f of files) {
           const inside = this.#flatPaths.has(p) ? dirname(f) === p : f.startsWith(p + sep);
           if (inside && existsSync(f)) {

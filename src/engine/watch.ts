@@ -205,10 +205,13 @@ export class Watcher {
     const quiet = this.#o.debounceMs ?? DEFAULT_DEBOUNCE_MS;
     const maxWait = this.#o.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
     const left = this.#firstChangeAt + maxWait - Date.now();
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (this.#state === 'debouncing') this.#startBuild();
-    }, Math.max(0, Math.min(quiet, left)));
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        if (this.#state === 'debouncing') this.#startBuild();
+      },
+      Math.max(0, Math.min(quiet, left)),
+    );
   }
 
   #startBuild(): void {

@@ -88,4 +88,3 @@ export async function replaceSymlink(target: string, link: string): Promise<void
   const tmp = scratchPath(link);
   await settle(tmp, link, () => symlink(target, tmp));
 }
-

@@ -34,8 +34,19 @@ function member(ino: number, mode: number, nlink: number, mtime: number, data: U
   const nameBytes = Buffer.from(name + '\0');
   const header =
     '070701' +
-    hex8(ino) + hex8(mode) + hex8(0) + hex8(0) + hex8(nlink) + hex8(mtime) + hex8(data.length) +
-    hex8(0) + hex8(0) + hex8(rmajor) + hex8(rminor) + hex8(nameBytes.length) + hex8(0);
+    hex8(ino) +
+    hex8(mode) +
+    hex8(0) +
+    hex8(0) +
+    hex8(nlink) +
+    hex8(mtime) +
+    hex8(data.length) +
+    hex8(0) +
+    hex8(0) +
+    hex8(rmajor) +
+    hex8(rminor) +
+    hex8(nameBytes.length) +
+    hex8(0);
   const head = Buffer.concat([Buffer.from(header, 'ascii'), nameBytes]);
   return [head, Buffer.alloc(pad4(head.length)), Buffer.from(data), Buffer.alloc(pad4(data.length))];
 }

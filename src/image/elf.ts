@@ -39,7 +39,11 @@ export async function readElfDeps(path: string): Promise<ElfDeps | undefined> {
       const filesz = Number(buf.readBigUInt64LE(o + 32));
       if (type === 1) loads.push({vaddr, offset, filesz});
       else if (type === 2) dyn = {offset, size: filesz};
-      else if (type === 3) interpreter = buf.subarray(offset, offset + filesz).toString('latin1').replace(/\0.*$/s, '');
+      else if (type === 3)
+        interpreter = buf
+          .subarray(offset, offset + filesz)
+          .toString('latin1')
+          .replace(/\0.*$/s, '');
     }
     const needed: string[] = [];
     if (dyn) {

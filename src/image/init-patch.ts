@@ -57,14 +57,7 @@ export function firstHunkApplied(rej: string, text: string): boolean {
  * take a patch it finds already applied for a reversed one and silently undo it. A hunk
  * that does not apply, or is already there, fails with that hunk quoted on one line.
  */
-export async function applyInitPatch(
-  orig: string,
-  patch: string,
-  out: string,
-  scratch: string,
-  run: ToolRunner = runTool,
-  patchName = patch,
-): Promise<void> {
+export async function applyInitPatch(orig: string, patch: string, out: string, scratch: string, run: ToolRunner = runTool, patchName = patch): Promise<void> {
   const rej = join(scratch, 'initramfs-init.rej');
   try {
     await run('patch', ['--batch', '--forward', '--silent', '--fuzz=0', '--no-backup-if-mismatch', '-o', out, '-r', rej, orig, patch], {captureStdout: true});

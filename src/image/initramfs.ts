@@ -58,9 +58,20 @@ function isGlob(p: string): boolean {
 async function expandInRoot(root: string, pattern: string): Promise<string[]> {
   if (!isGlob(pattern)) return [pattern];
   const dir = posix.dirname(pattern);
-  const re = new RegExp('^' + posix.basename(pattern).replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+  const re = new RegExp(
+    '^' +
+      posix
+        .basename(pattern)
+        .replace(/[.+^${}()|\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.') +
+      '$',
+  );
   const names = (await readdirInRoot(root, dir, 'initramfs'))?.entries.map((e) => e.name) ?? [];
-  return names.filter((n) => re.test(n)).sort().map((n) => posix.join(dir, n));
+  return names
+    .filter((n) => re.test(n))
+    .sort()
+    .map((n) => posix.join(dir, n));
 }
 
 /** Copies `path` (real: no symlinked folder on the way, see elfClosure) from the root into the stage. */

@@ -48,7 +48,14 @@ export async function readModuleTree(dir: string): Promise<ModuleTree> {
   for (const line of depText.split('\n')) {
     const i = line.indexOf(':');
     if (i <= 0) continue;
-    deps.set(line.slice(0, i), line.slice(i + 1).trim().split(/\s+/).filter(Boolean));
+    deps.set(
+      line.slice(0, i),
+      line
+        .slice(i + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean),
+    );
   }
   // A kernel built without modules has no kernel/ folder: nothing to select from.
   const hasKernelDir = (await stat(join(dir, 'kernel')).catch(() => undefined))?.isDirectory() === true;
@@ -61,7 +68,15 @@ export async function readModuleTree(dir: string): Promise<ModuleTree> {
     const m = /^softdep\s+(\S+)\s+(.*)$/.exec(line.trim());
     if (!m) continue;
     const pre = /pre:\s*([^:]*?)(\s+post:|$)/.exec(m[2]!);
-    if (pre) softPre.set(m[1]!.replace(/-/g, '_'), pre[1]!.trim().split(/\s+/).filter(Boolean).map((n) => n.replace(/-/g, '_')));
+    if (pre)
+      softPre.set(
+        m[1]!.replace(/-/g, '_'),
+        pre[1]!
+          .trim()
+          .split(/\s+/)
+          .filter(Boolean)
+          .map((n) => n.replace(/-/g, '_')),
+      );
   }
   return {dir, modules, deps, byName, softPre};
 }
@@ -79,7 +94,10 @@ function globToRegExp(glob: string): RegExp {
 
 /** Modules matched by feature-list globs (lines of *.modules files), sorted. */
 export function matchModuleGlobs(tree: ModuleTree, globs: readonly string[]): string[] {
-  const res = globs.map((g) => g.trim()).filter((g) => g !== '' && !g.startsWith('#')).map(globToRegExp);
+  const res = globs
+    .map((g) => g.trim())
+    .filter((g) => g !== '' && !g.startsWith('#'))
+    .map(globToRegExp);
   return tree.modules.filter((m) => res.some((r) => r.test(m)));
 }
 
@@ -110,7 +128,12 @@ export async function featureFiles(root: string, featuresDir: string, features: 
   const out: string[] = [];
   for (const f of features) {
     const text = (await featureList(root, featuresDir, `${f}.files`)) ?? '';
-    out.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
+    out.push(
+      ...text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l !== '' && !l.startsWith('#')),
+    );
   }
   return out;
 }

@@ -39,10 +39,42 @@ export interface NodeRootInputs {
 export const servicePackages: Readonly<Record<string, string>> = {
   ...Object.fromEntries(
     [
-      'bootmisc', 'cgroups', 'devfs', 'dmesg', 'firstboot', 'fsck', 'hostname', 'hwclock', 'hwdrivers', 'killprocs',
-      'local', 'localmount', 'loopback', 'machine-id', 'modloop', 'modules', 'mount-ro', 'mtab', 'net-online',
-      'networking', 'netmount', 'numlock', 'osclock', 'procfs', 'root', 'runsvdir', 'savecache', 'seedrng',
-      'staticroute', 'swap', 'swclock', 'sysctl', 'sysfs', 'sysfsconf', 'termencoding', 'urandom',
+      'bootmisc',
+      'cgroups',
+      'devfs',
+      'dmesg',
+      'firstboot',
+      'fsck',
+      'hostname',
+      'hwclock',
+      'hwdrivers',
+      'killprocs',
+      'local',
+      'localmount',
+      'loopback',
+      'machine-id',
+      'modloop',
+      'modules',
+      'mount-ro',
+      'mtab',
+      'net-online',
+      'networking',
+      'netmount',
+      'numlock',
+      'osclock',
+      'procfs',
+      'root',
+      'runsvdir',
+      'savecache',
+      'seedrng',
+      'staticroute',
+      'swap',
+      'swclock',
+      'sysctl',
+      'sysfs',
+      'sysfsconf',
+      'termencoding',
+      'urandom',
     ].map((s) => [s, 'openrc']),
   ),
   ...Object.fromEntries(['acpid', 'crond', 'klogd', 'loadkmap', 'ntpd', 'rdate', 'syslog', 'watchdog'].map((s) => [s, 'busybox-openrc'])),
@@ -76,7 +108,8 @@ export function validateNodeRootSettings(s: NodeRootSettings): void {
   if (h !== null && (typeof h !== 'string' || !/^\$[0-9a-z]+\$[!-~]+$/.test(h) || h.includes(':'))) {
     bad('rootPasswordHash', 'must be a crypt(3) hash such as the output of `mkpasswd -m sha-512` (or null: root stays locked)');
   }
-  for (const tty of s.serialConsoles) if (typeof tty !== 'string' || !/^tty[A-Za-z0-9]+$/.test(tty)) bad('serialConsoles', `"${String(tty)}" is not a tty name`);
+  for (const tty of s.serialConsoles)
+    if (typeof tty !== 'string' || !/^tty[A-Za-z0-9]+$/.test(tty)) bad('serialConsoles', `"${String(tty)}" is not a tty name`);
   if (!Number.isInteger(s.serialBaud) || s.serialBaud <= 0) bad('serialBaud', `${String(s.serialBaud)} is not a baud rate`);
   if (typeof s.defaultNodename !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(s.defaultNodename)) {
     bad('defaultNodename', `"${String(s.defaultNodename)}" is not a host name`);
@@ -125,7 +158,9 @@ export async function applyNodeRoot(root: string, s: NodeRootSettings, inputs: N
         throw new PsyError(
           'missing-service',
           `settings.alpine.runlevels.${level}: service ${svc} has no /etc/init.d/${svc} in the installed world` +
-            (pkg ? ` (it usually comes from ${pkg}: add that to settings.alpine.world)` : ' (add the package that provides it to settings.alpine.world, or the script to an overlay)'),
+            (pkg
+              ? ` (it usually comes from ${pkg}: add that to settings.alpine.world)`
+              : ' (add the package that provides it to settings.alpine.world, or the script to an overlay)'),
         );
       }
     }

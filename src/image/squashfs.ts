@@ -63,7 +63,9 @@ export async function pseudoDefinitions(dir: string, ownership?: ReadonlyMap<str
   };
   await walk('');
   for (const s of specials) {
-    lines.push(`${pseudoName(s.path.replace(/^\/+/, ''))} ${s.type === 'char' ? 'c' : 'b'} ${(s.mode & 0o7777).toString(8)} ${s.uid} ${s.gid} ${s.major} ${s.minor}`);
+    lines.push(
+      `${pseudoName(s.path.replace(/^\/+/, ''))} ${s.type === 'char' ? 'c' : 'b'} ${(s.mode & 0o7777).toString(8)} ${s.uid} ${s.gid} ${s.major} ${s.minor}`,
+    );
   }
   return lines.join('\n') + '\n';
 }
@@ -80,9 +82,23 @@ export async function makeSquashfs(dir: string, out: string, opts: SquashfsOptio
   }
   const root = await lstat(dir);
   const args = [
-    dir, out, '-noappend', '-quiet', '-no-progress', '-no-xattrs', '-exit-on-error',
-    '-root-mode', (root.mode & 0o7777).toString(8).padStart(4, '0'), '-root-uid', '0', '-root-gid', '0',
-    '-pf', pseudo, ...comp, ...(opts.extraArgs ?? []),
+    dir,
+    out,
+    '-noappend',
+    '-quiet',
+    '-no-progress',
+    '-no-xattrs',
+    '-exit-on-error',
+    '-root-mode',
+    (root.mode & 0o7777).toString(8).padStart(4, '0'),
+    '-root-uid',
+    '0',
+    '-root-gid',
+    '0',
+    '-pf',
+    pseudo,
+    ...comp,
+    ...(opts.extraArgs ?? []),
   ];
   // mksquashfs refuses SOURCE_DATE_EPOCH together with -all-time/-mkfs-time, and a build
   // may pass the variable down; so pin every mtime in the tree and let the variable set

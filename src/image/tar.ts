@@ -34,7 +34,11 @@ function toWriteEntry(e: TarEntry, mtime: number): TarWriteEntry {
 
 /** Write entries, in the given order, to a tar file. Every member gets `mtime`. */
 export async function writeTar(out: string, entries: readonly TarEntry[], mtime: number): Promise<void> {
-  await writeTarFile(out, entries.map((e) => toWriteEntry(e, mtime)), {format: 'ustar', longNames: 'prefix'});
+  await writeTarFile(
+    out,
+    entries.map((e) => toWriteEntry(e, mtime)),
+    {format: 'ustar', longNames: 'prefix'},
+  );
 }
 
 /** An archive of in-memory entries (no `file` entries), as writeTar would write it. */
@@ -42,7 +46,10 @@ export function tarBytes(entries: readonly TarEntry[], mtime: number): Buffer {
   for (const e of entries) {
     if (e.type === 'file') throw new PsyError('tar-unsupported', `tar: ${e.path}: tarBytes takes data entries only`);
   }
-  return writeTarBytes(entries.map((e) => toWriteEntry(e, mtime)), {format: 'ustar', longNames: 'prefix'});
+  return writeTarBytes(
+    entries.map((e) => toWriteEntry(e, mtime)),
+    {format: 'ustar', longNames: 'prefix'},
+  );
 }
 
 /** Entries for everything under `dir`, sorted by path, modes from the files. */

@@ -65,7 +65,10 @@ export async function decrypt(armored: string, identities: Identities, what: str
   } catch (err) {
     const msg = firstLine(err);
     if (/no identity matched/i.test(msg)) {
-      throw new PsyError('wrong-identity', `${what}: cannot be decrypted with the age identity from ${identities.source} (it is not one of the file's recipients)`);
+      throw new PsyError(
+        'wrong-identity',
+        `${what}: cannot be decrypted with the age identity from ${identities.source} (it is not one of the file's recipients)`,
+      );
     }
     throw new PsyError('corrupt-secrets', `${what}: damaged age file (${msg})`);
   }

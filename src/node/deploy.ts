@@ -88,7 +88,8 @@ export function applyCommand(osVersion: string, copy?: {ostar: string; remoteDir
 /** Where a node is reached: settings.nodes.hosts, else its psynet address. */
 export function hostOf(record: NodeRecord, settings: NodeSettings): string {
   const host = settings.hosts[record.name] ?? (record.psynet ? ipOf(record.psynet.ip) : undefined);
-  if (host === undefined) throw new PsyError('no-host', `node '${record.name}' has no host: set settings.nodes.hosts.${record.name} or give it a psynet address`);
+  if (host === undefined)
+    throw new PsyError('no-host', `node '${record.name}' has no host: set settings.nodes.hosts.${record.name} or give it a psynet address`);
   return host;
 }
 
@@ -146,13 +147,19 @@ export class Ssh {
     // lengthen the timeouts for slow nodes
     return [
       ...s.options,
-      '-o', 'BatchMode=yes',
-      '-o', 'ConnectTimeout=10',
-      '-o', 'ServerAliveInterval=5',
-      '-o', 'ServerAliveCountMax=2',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'ConnectTimeout=10',
+      '-o',
+      'ServerAliveInterval=5',
+      '-o',
+      'ServerAliveCountMax=2',
       ...(s.port === undefined ? [] : ['-p', String(s.port)]),
-      '-l', s.user,
-      '--', host,
+      '-l',
+      s.user,
+      '--',
+      host,
       line,
     ];
   }
@@ -292,7 +299,10 @@ async function deployNode(ssh: Ssh, t: DeployTarget, wave: number, o: DeployOpti
           if (s.booted === w.slot) last = `up on ${w.slot} but not marked good yet`;
           else if (s.nextBoot !== w.slot) {
             // Still on the old slot with no try of the new one pending: the try was spent.
-            throw new PsyError('deploy-failed', `came back on ${s.booted} (${now.version ?? 'no version'}): the boot of ${w.slot} failed and the node fell back`);
+            throw new PsyError(
+              'deploy-failed',
+              `came back on ${s.booted} (${now.version ?? 'no version'}): the boot of ${w.slot} failed and the node fell back`,
+            );
           } else last = `still on ${s.booted}, ${w.slot} not booted yet`;
         }
       } else {

@@ -84,7 +84,21 @@ export async function signPsynetCert(
     await writeFile(join(dir, 'ca.crt'), ca.cert);
     await writeFile(join(dir, 'ca.key'), ca.key, {mode: 0o600});
     await writeFile(join(dir, 'host.pub'), host.publicKey);
-    const args = ['sign', '-ca-crt', join(dir, 'ca.crt'), '-ca-key', join(dir, 'ca.key'), '-in-pub', join(dir, 'host.pub'), '-name', host.name, '-ip', host.ip, '-out-crt', join(dir, 'host.crt')];
+    const args = [
+      'sign',
+      '-ca-crt',
+      join(dir, 'ca.crt'),
+      '-ca-key',
+      join(dir, 'ca.key'),
+      '-in-pub',
+      join(dir, 'host.pub'),
+      '-name',
+      host.name,
+      '-ip',
+      host.ip,
+      '-out-crt',
+      join(dir, 'host.crt'),
+    ];
     if (host.groups.length) args.push('-groups', host.groups.join(','));
     await run('nebula-cert', args);
     return readFile(join(dir, 'host.crt'), 'utf8');
@@ -109,11 +123,24 @@ export async function psynetCertDetails(cert: string, run: ToolRunner = runTool)
     await writeFile(join(dir, 'cert.crt'), cert);
     return run('nebula-cert', ['print', '-json', '-path', join(dir, 'cert.crt')], {captureStdout: true});
   });
-  const first = stdout.toString().split('\n').find((l) => l.trim() !== '');
+  const first = stdout
+    .toString()
+    .split('\n')
+    .find((l) => l.trim() !== '');
   try {
     const j = JSON.parse(first ?? '') as {details: Omit<PsynetCertDetails, 'fingerprint'>; fingerprint: string};
     const d = j.details;
-    return {name: d.name, ips: d.ips, groups: d.groups, isCa: d.isCa, notBefore: d.notBefore, notAfter: d.notAfter, issuer: d.issuer, publicKey: d.publicKey, fingerprint: j.fingerprint};
+    return {
+      name: d.name,
+      ips: d.ips,
+      groups: d.groups,
+      isCa: d.isCa,
+      notBefore: d.notBefore,
+      notAfter: d.notAfter,
+      issuer: d.issuer,
+      publicKey: d.publicKey,
+      fingerprint: j.fingerprint,
+    };
   } catch {
     throw new PsyError('bad-psynet-cert', `nebula-cert print did not describe the certificate: ${(first ?? '').slice(0, 80)}`);
   }

@@ -36,7 +36,13 @@ export interface NodeChange {
   readonly notes: readonly string[];
 }
 
-export async function newNode(store: NodeStore, psynet: PsynetStore, recipients: readonly string[], o: NewNodeOptions, identities: () => Identities): Promise<NodeChange> {
+export async function newNode(
+  store: NodeStore,
+  psynet: PsynetStore,
+  recipients: readonly string[],
+  o: NewNodeOptions,
+  identities: () => Identities,
+): Promise<NodeChange> {
   const name = checkNodeName(o.name);
   if (store.has(name)) throw new PsyError('exists', `node '${name}' already exists (${store.rel(name)}); use psy node rotate to renew its keys`);
   const mac = normalizeMac(o.mac);
@@ -81,7 +87,14 @@ export interface RotateOptions {
 }
 
 /** New keys for the chosen parts (all when none is chosen); the rest stays as it was. */
-export async function rotateNode(store: NodeStore, psynet: PsynetStore, recipients: readonly string[], name: string, which: RotateOptions, identities: Identities): Promise<NodeChange> {
+export async function rotateNode(
+  store: NodeStore,
+  psynet: PsynetStore,
+  recipients: readonly string[],
+  name: string,
+  which: RotateOptions,
+  identities: Identities,
+): Promise<NodeChange> {
   const old = store.read(name);
   const all = !which.ssh && !which.age && !which.psynet;
   const files = await store.secrets(name, identities);
@@ -167,7 +180,11 @@ function ageKeyFile(identity: string, recipient: string): string {
 
 /** The node's own age identity's recipient, checked against its secrets (for show). */
 export async function ageRecipientOf(files: SecretFiles): Promise<string | undefined> {
-  const key = files.get(SECRET_NAMES.ageKey)?.toString('utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'));
+  const key = files
+    .get(SECRET_NAMES.ageKey)
+    ?.toString('utf8')
+    .split('\n')
+    .find((l) => l.startsWith('AGE-SECRET-KEY-'));
   return key === undefined ? undefined : recipientOf(key.trim());
 }
 
@@ -181,7 +198,10 @@ function psynetPublicOf(privatePem: string, where: string): string {
 }
 
 function checkGroups(groups: readonly string[]): string[] {
-  const out = groups.flatMap((g) => g.split(',')).map((g) => g.trim()).filter((g) => g !== '');
+  const out = groups
+    .flatMap((g) => g.split(','))
+    .map((g) => g.trim())
+    .filter((g) => g !== '');
   for (const g of out) if (!/^[A-Za-z0-9_.-]+$/.test(g)) throw new PsyError('bad-psynet-group', `psynet group '${g}' must be letters, digits and _ . -`);
   return out;
 }

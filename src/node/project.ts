@@ -16,5 +16,11 @@ export interface NodeProject {
 export async function loadNodeProject(cwd: string, configPath: string | undefined): Promise<NodeProject> {
   const project = await loadProjectSettings(cwd, configPath, true);
   const settings = parseNodeSettings(project.settings['nodes']);
-  return {root: project.root, settings, nodes: new NodeStore(project.root, settings), psynet: new PsynetStore(project.root, settings), config: project.settings};
+  return {
+    root: project.root,
+    settings,
+    nodes: new NodeStore(project.root, settings),
+    psynet: new PsynetStore(project.root, settings),
+    config: project.settings,
+  };
 }

@@ -28,7 +28,8 @@ export function parseNodeSettings(raw: unknown): NodeSettings {
   for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw new PsyError('bad-config', `${where}.${k}: unknown setting (known: ${[...KNOWN].join(', ')})`);
   const str = (k: string, d: string): string => {
     const v = o[k] ?? d;
-    if (typeof v !== 'string' || v === '' || v.split(/[\\/]/).includes('..')) throw new PsyError('bad-config', `${where}.${k} must be a folder inside the project`);
+    if (typeof v !== 'string' || v === '' || v.split(/[\\/]/).includes('..'))
+      throw new PsyError('bad-config', `${where}.${k} must be a folder inside the project`);
     return v;
   };
   const recipients = o['recipients'] ?? [];
@@ -41,9 +42,11 @@ export function parseNodeSettings(raw: unknown): NodeSettings {
   const user = ssh['user'] ?? 'root';
   if (typeof user !== 'string' || !/^[a-z_][a-z0-9_-]*$/i.test(user)) throw new PsyError('bad-config', `${where}.ssh.user must be a user name`);
   const port = ssh['port'];
-  if (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)) throw new PsyError('bad-config', `${where}.ssh.port must be a port number`);
+  if (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535))
+    throw new PsyError('bad-config', `${where}.ssh.port must be a port number`);
   const options = ssh['options'] ?? [];
-  if (!Array.isArray(options) || options.some((x) => typeof x !== 'string')) throw new PsyError('bad-config', `${where}.ssh.options must be a list of strings (ssh arguments)`);
+  if (!Array.isArray(options) || options.some((x) => typeof x !== 'string'))
+    throw new PsyError('bad-config', `${where}.ssh.options must be a list of strings (ssh arguments)`);
   const hosts = (o['hosts'] ?? {}) as Record<string, unknown>;
   if (typeof hosts !== 'object' || hosts === null || Array.isArray(hosts)) throw new PsyError('bad-config', `${where}.hosts must map node names to hosts`);
   for (const [n, h] of Object.entries(hosts)) {
@@ -64,7 +67,10 @@ export function parseNodeSettings(raw: unknown): NodeSettings {
 /** The recipients, or a one-line error saying where to list them. */
 export function requireRecipients(s: NodeSettings): readonly string[] {
   if (s.recipients.length === 0) {
-    throw new PsyError('no-recipients', 'settings.nodes.recipients is empty: list the operators\' age recipients (age-keygen -y KEYFILE prints one) in build.config.ts');
+    throw new PsyError(
+      'no-recipients',
+      "settings.nodes.recipients is empty: list the operators' age recipients (age-keygen -y KEYFILE prints one) in build.config.ts",
+    );
   }
   return s.recipients;
 }

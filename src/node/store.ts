@@ -166,7 +166,10 @@ export class NodeStore {
       if (other.name === name) continue;
       if (other.mac === mac) throw new PsyError('duplicate-mac', `MAC ${mac} is already used by node '${other.name}' (${this.rel(other.name, NODE_FILE)})`);
       if (psynetIp !== undefined && other.psynet && ipOf(other.psynet.ip) === ipOf(psynetIp)) {
-        throw new PsyError('duplicate-psynet-ip', `psynet address ${ipOf(psynetIp)} is already used by node '${other.name}' (${this.rel(other.name, NODE_FILE)})`);
+        throw new PsyError(
+          'duplicate-psynet-ip',
+          `psynet address ${ipOf(psynetIp)} is already used by node '${other.name}' (${this.rel(other.name, NODE_FILE)})`,
+        );
       }
     }
   }

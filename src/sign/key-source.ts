@@ -3,7 +3,16 @@ import {isAbsolute, join, relative, resolve} from 'node:path';
 import {PsyError} from '../errors.js';
 import {writeFileAtomic} from '../fs/atomic-write.js';
 import {runTool} from '../tools/run.js';
-import {formatPublicKey, formatSecretKey, generateKeyPair, parsePublicKey, parseSecretKey, secretKeyIsEncrypted, type PublicKey, type SecretKey} from './keys.js';
+import {
+  formatPublicKey,
+  formatSecretKey,
+  generateKeyPair,
+  parsePublicKey,
+  parseSecretKey,
+  secretKeyIsEncrypted,
+  type PublicKey,
+  type SecretKey,
+} from './keys.js';
 
 /** `config.settings.signing`, validated. Paths are relative to the project root. */
 export interface SigningSettings {

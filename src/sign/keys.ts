@@ -51,9 +51,7 @@ export function keyPairFromSeed(seed: Buffer, keyId: Buffer): KeyPair {
 }
 
 function publicFromSeed(seed: Buffer): Buffer {
-  return Buffer.from(
-    createPublicKey(privateKeyObject(seed)).export({format: 'der', type: 'spki'}).subarray(SPKI_PREFIX.length),
-  );
+  return Buffer.from(createPublicKey(privateKeyObject(seed)).export({format: 'der', type: 'spki'}).subarray(SPKI_PREFIX.length));
 }
 
 export function privateKeyObject(seed: Uint8Array): KeyObject {
@@ -66,7 +64,10 @@ export function publicKeyObject(key: Uint8Array): KeyObject {
 
 /** Picks the base64 payload line of a minisign key or signature file. */
 function payloadLine(text: string, source: string, what: string): string {
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
   const first = lines[0];
   if (first === undefined) throw new PsyError('bad-key', `${source}: empty ${what}`);
   if (first.startsWith('untrusted comment:')) {
@@ -123,10 +124,7 @@ function decodeSecretKeyBytes(text: string, source: string): Buffer {
  * Decodes a minisign secret key file. Encrypted keys need `password`; a wrong password
  * and a damaged file are told apart where the format allows (checksum vs. structure).
  */
-export async function parseSecretKey(
-  text: string,
-  options: {password?: string | undefined; source?: string} = {},
-): Promise<SecretKey> {
+export async function parseSecretKey(text: string, options: {password?: string | undefined; source?: string} = {}): Promise<SecretKey> {
   const source = options.source ?? 'secret key';
   const raw = decodeSecretKeyBytes(text, source);
   const encrypted = raw.toString('latin1', 2, 4) === 'Sc';
@@ -150,7 +148,10 @@ export async function parseSecretKey(
       stream = await deriveKeystream(options.password, raw.subarray(6, 38), KEYNUM_BYTES, limits);
     } catch (err) {
       // Node refuses some parameters outright; that is the file's fault too.
-      throw new PsyError('bad-key', `${source}: corrupted key file: scrypt refused its key derivation limits (opslimit ${ops}, memlimit ${mem}): ${(err as Error).message.split('\n')[0]}`);
+      throw new PsyError(
+        'bad-key',
+        `${source}: corrupted key file: scrypt refused its key derivation limits (opslimit ${ops}, memlimit ${mem}): ${(err as Error).message.split('\n')[0]}`,
+      );
     }
     for (let i = 0; i < KEYNUM_BYTES; i++) body[i] = body[i]! ^ stream[i]!;
   }
@@ -177,10 +178,7 @@ export async function parseSecretKey(
  * (default cost = minisign's, ~1 GiB and seconds; pass `kdf` to choose); without, it is
  * stored in the clear like `minisign -G -W`.
  */
-export async function formatSecretKey(
-  sk: SecretKey,
-  options: {password?: string | undefined; kdf?: KdfLimits} = {},
-): Promise<string> {
+export async function formatSecretKey(sk: SecretKey, options: {password?: string | undefined; kdf?: KdfLimits} = {}): Promise<string> {
   const raw = Buffer.alloc(SECRET_KEY_BYTES);
   raw.write('Ed', 0, 'latin1');
   raw.write('B2', 4, 'latin1');

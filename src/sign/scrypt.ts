@@ -47,16 +47,9 @@ export function boundedScryptParams(limits: KdfLimits): {N: number; r: number; p
   return {N, r, p};
 }
 
-export function deriveKeystream(
-  password: string,
-  salt: Uint8Array,
-  length: number,
-  limits: KdfLimits,
-): Promise<Buffer> {
+export function deriveKeystream(password: string, salt: Uint8Array, length: number, limits: KdfLimits): Promise<Buffer> {
   const {N, r, p} = scryptParams(limits);
   return new Promise((resolve, reject) => {
-    scryptCb(password, salt, length, {N, r, p, maxmem: 128 * N * r * 2 + 2 ** 24}, (err, key) =>
-      err ? reject(err) : resolve(key),
-    );
+    scryptCb(password, salt, length, {N, r, p, maxmem: 128 * N * r * 2 + 2 ** 24}, (err, key) => (err ? reject(err) : resolve(key)));
   });
 }

@@ -84,12 +84,7 @@ function checkComment(text: string, what: string): void {
   if (/[\r\n]/.test(text)) throw new PsyError('bad-trusted-comment', `${what} must be one line`);
 }
 
-function formatSignature(
-  sk: SecretKey,
-  algorithm: SignatureAlgorithm,
-  message: Buffer,
-  options: SignOptions,
-): string {
+function formatSignature(sk: SecretKey, algorithm: SignatureAlgorithm, message: Buffer, options: SignOptions): string {
   checkComment(options.trustedComment, 'trusted comment');
   const untrusted = options.untrustedComment ?? `signature from minisign secret key ${keyIdHex(sk.keyId)}`;
   checkComment(untrusted, 'untrusted comment');
@@ -132,13 +127,7 @@ export async function signFile(path: string, sk: SecretKey, options: SignOptions
   return formatSignature(sk, algorithm, message, options);
 }
 
-function verifyParsed(
-  sig: ParsedSignature,
-  message: Buffer,
-  pk: PublicKey,
-  options: VerifyOptions,
-  source: string,
-): VerifiedSignature {
+function verifyParsed(sig: ParsedSignature, message: Buffer, pk: PublicKey, options: VerifyOptions, source: string): VerifiedSignature {
   const key = publicKeyObject(pk.key);
   if (!edVerify(null, message, key, sig.signature)) {
     throw bad(source, 'signature verification failed: the file does not match its signature');
@@ -153,10 +142,7 @@ function precheck(text: string, pk: PublicKey, options: VerifyOptions): [ParsedS
   const source = options.source ?? 'signature';
   const sig = parseSignature(text, source);
   if (!sig.keyId.equals(pk.keyId)) {
-    throw new PsyError(
-      'key-mismatch',
-      `${source}: signed by key ${keyIdHex(sig.keyId)}, but the public key is ${keyIdHex(pk.keyId)}`,
-    );
+    throw new PsyError('key-mismatch', `${source}: signed by key ${keyIdHex(sig.keyId)}, but the public key is ${keyIdHex(pk.keyId)}`);
   }
   if (sig.algorithm === 'legacy' && options.allowLegacy === false) {
     throw bad(source, 'legacy (non-prehashed) signature refused');
@@ -171,23 +157,13 @@ function precheck(text: string, pk: PublicKey, options: VerifyOptions): [ParsedS
  */
 export function verifyTrustedComment(signatureText: string, pk: PublicKey, options: VerifyOptions = {}): VerifiedSignature {
   const [sig, source] = precheck(signatureText, pk, options);
-  const ok = edVerify(
-    null,
-    Buffer.concat([sig.signature, Buffer.from(sig.trustedComment, 'utf8')]),
-    publicKeyObject(pk.key),
-    sig.globalSignature,
-  );
+  const ok = edVerify(null, Buffer.concat([sig.signature, Buffer.from(sig.trustedComment, 'utf8')]), publicKeyObject(pk.key), sig.globalSignature);
   if (!ok) throw bad(source, 'trusted comment verification failed: the trusted comment was altered');
   return {algorithm: sig.algorithm, keyId: keyIdHex(sig.keyId), trustedComment: sig.trustedComment};
 }
 
 /** Verifies data against a signature file's text; throws PsyError unless both signatures hold. */
-export function verifyBytes(
-  data: Uint8Array,
-  signatureText: string,
-  pk: PublicKey,
-  options: VerifyOptions = {},
-): VerifiedSignature {
+export function verifyBytes(data: Uint8Array, signatureText: string, pk: PublicKey, options: VerifyOptions = {}): VerifiedSignature {
   const [sig, source] = precheck(signatureText, pk, options);
   const message = sig.algorithm === 'prehashed' ? createBlake2b512().update(data).digest() : Buffer.from(data);
   return verifyParsed(sig, message, pk, options, source);
@@ -240,11 +216,7 @@ export function startVerify(
  * Verifies a file. `signature` is the signature text; when omitted, `<path>.minisig` is
  * read (as `minisign -V -m path` does).
  */
-export async function verifyFile(
-  path: string,
-  pk: PublicKey,
-  options: VerifyOptions & {signature?: string} = {},
-): Promise<VerifiedSignature> {
+export async function verifyFile(path: string, pk: PublicKey, options: VerifyOptions & {signature?: string} = {}): Promise<VerifiedSignature> {
   let text = options.signature;
   const source = options.source ?? (text === undefined ? `${path}.minisig` : 'signature');
   if (text === undefined) {

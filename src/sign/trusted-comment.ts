@@ -54,10 +54,7 @@ export function formatTrustedComment(fields: Readonly<Record<string, string | nu
     const value = String(raw);
     if (!KEY.test(key)) throw new PsyError('bad-trusted-comment', `bad trusted comment key ${quote(key)}`);
     if (!VALUE.test(value)) {
-      throw new PsyError(
-        'bad-trusted-comment',
-        `bad trusted comment value for ${quote(key)}: ${quote(value)} (no spaces, '=' or empty values)`,
-      );
+      throw new PsyError('bad-trusted-comment', `bad trusted comment value for ${quote(key)}: ${quote(value)} (no spaces, '=' or empty values)`);
     }
     parts.push(`${key}=${value}`);
   }

@@ -90,8 +90,7 @@ function printable(raw: string): string {
  * `max` are refused, never wrapped.
  */
 function headerNumber(h: Buffer, off: number, len: number, max: number, field: string, member: string, at: number, ctx: TarContext): number {
-  const bad = (raw: string) =>
-    tarError(ctx, `member ${printable(member)}: bad tar ${field} field ${printable(raw)} (header at byte ${at})`);
+  const bad = (raw: string) => tarError(ctx, `member ${printable(member)}: bad tar ${field} field ${printable(raw)} (header at byte ${at})`);
   const first = h[off]!;
   if (first & 0x80) {
     if (first & 0x40) throw bad('negative base-256 number');

@@ -179,12 +179,7 @@ export function readTar(buf: Buffer, context: TarContext | string, options: Read
  * walks the headers and seeks over the data. Names are compared without a leading
  * `./` or `/`; members over `maxSize` bytes are not read.
  */
-export async function readTarFileMembers(
-  path: string,
-  wanted: readonly string[],
-  ctx: TarContext,
-  maxSize = 1 << 16,
-): Promise<Map<string, Buffer>> {
+export async function readTarFileMembers(path: string, wanted: readonly string[], ctx: TarContext, maxSize = 1 << 16): Promise<Map<string, Buffer>> {
   const strip = (name: string) => name.replace(/^\.\//, '').replace(/^\/+/, '');
   const want = new Set(wanted.map(strip));
   const found = new Map<string, Buffer>();

@@ -40,7 +40,6 @@ export interface WriteTarOptions {
   readonly fullWidthNumbers?: boolean;
 }
 
-
 function dataSize(e: TarWriteEntry): number {
   if (e.type !== 'file') return 0;
   return e.source ? e.source.size : (e.data?.length ?? 0);
@@ -168,7 +167,10 @@ function paxHeaderName(path: string): string {
 
 function truncateUtf8(s: string, max: number): string {
   if (Buffer.byteLength(s) <= max) return s;
-  return Buffer.from(s).subarray(0, max).toString('utf8').replace(/\uFFFD$/, '');
+  return Buffer.from(s)
+    .subarray(0, max)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
 }
 
 function padBlock(b: Buffer): Buffer {

@@ -43,8 +43,7 @@ export function tailOf(text: string, lines = 3): string {
     .join(' | ');
 }
 
-const asBuffer = (u: unknown): Buffer =>
-  u instanceof Uint8Array ? Buffer.from(u.buffer, u.byteOffset, u.byteLength) : Buffer.alloc(0);
+const asBuffer = (u: unknown): Buffer => (u instanceof Uint8Array ? Buffer.from(u.buffer, u.byteOffset, u.byteLength) : Buffer.alloc(0));
 
 /**
  * Runs a program and reports how it ended, whatever its exit status. Only a program

@@ -48,10 +48,7 @@ export async function checkOsTarget(place: Place, slot: SlotName, env?: EspEnvFi
   if (place.kind === 'live' || place.booted !== undefined) {
     const res = resolveBoot(env ?? (await readEspEnv(espVolume(place, false))));
     if (res.knownGood === slot) {
-      throw new PsyError(
-        'busy',
-        `${label} is the known-good default slot; the booted slot has not been marked good yet (run neuralupgrade mark-good first)`,
-      );
+      throw new PsyError('busy', `${label} is the known-good default slot; the booted slot has not been marked good yet (run neuralupgrade mark-good first)`);
     }
   }
   assertNotMounted(place, place.slots[slot], label);

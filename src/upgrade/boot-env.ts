@@ -1,12 +1,4 @@
-import {
-  ENV_DEFAULT,
-  ENV_HWM,
-  ENV_TRY,
-  GRUBENV_MIRROR_PATH,
-  GRUBENV_PATH,
-  slotLabel,
-  type SlotName,
-} from '../boot/grub-cfg.js';
+import {ENV_DEFAULT, ENV_HWM, ENV_TRY, GRUBENV_MIRROR_PATH, GRUBENV_PATH, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {GRUBENV_SIZE, formatGrubEnv, readGrubEnvTolerant, updateGrubEnvBlock} from '../boot/grubenv.js';
 import {resolveBoot, type BootResolution, type EspEnvFiles} from '../boot/resolve.js';
 import type {FatVolume} from './esp-fs.js';
@@ -61,7 +53,10 @@ export async function setTrySlot(esp: FatVolume, slot: SlotName | undefined): Pr
  */
 export async function setDefaultSlot(esp: FatVolume, slot: SlotName, hwm?: string): Promise<void> {
   const env = await readEspEnv(esp);
-  const mark = [hwm, highWaterMark(env)].filter((v): v is string => !!v).sort(compareVersions).at(-1);
+  const mark = [hwm, highWaterMark(env)]
+    .filter((v): v is string => !!v)
+    .sort(compareVersions)
+    .at(-1);
   const vars: Record<string, string | undefined> = {[ENV_DEFAULT]: slotLabel(slot)};
   if (mark !== undefined) vars[ENV_HWM] = mark;
   await writeEnvFile(esp, GRUBENV_MIRROR_PATH, env.mirror, vars);

@@ -29,8 +29,7 @@ export interface SystemStatus {
 
 function envCopy(buf: Uint8Array | undefined): EnvCopyState {
   const vars = buf === undefined ? undefined : readGrubEnvTolerant(buf);
-  const pick = (m: ReadonlyMap<string, string>) =>
-    Object.fromEntries([ENV_DEFAULT, ENV_TRY, ENV_HWM].filter((k) => m.has(k)).map((k) => [k, m.get(k)!]));
+  const pick = (m: ReadonlyMap<string, string>) => Object.fromEntries([ENV_DEFAULT, ENV_TRY, ENV_HWM].filter((k) => m.has(k)).map((k) => [k, m.get(k)!]));
   return {present: buf !== undefined, valid: vars !== undefined, vars: vars ? pick(vars) : {}};
 }
 
@@ -65,7 +64,10 @@ export async function readStatus(place: Place, options: {pubkey?: PublicKey; ver
 export async function versionFloor(place: Place): Promise<string | undefined> {
   const marks = [highWaterMark(await readEspEnv(espVolume(place, false)))];
   if (place.booted !== undefined) marks.push((await readSlotState(place.slots[place.booted], slotLabel(place.booted))).version);
-  return marks.filter((v): v is string => v !== undefined).sort(compareVersions).at(-1);
+  return marks
+    .filter((v): v is string => v !== undefined)
+    .sort(compareVersions)
+    .at(-1);
 }
 
 async function requireInstalled(place: Place, slot: SlotName, pubkey: PublicKey | undefined): Promise<SlotState> {
@@ -88,10 +90,7 @@ export async function setDefault(place: Place, slot: SlotName, options: {pubkey?
  * version record (an image built from unsigned artifacts) still becomes the default;
  * the mark stays where it is. A slot whose record does not verify is refused.
  */
-export async function markGood(
-  place: Place,
-  options: {slot?: SlotName; pubkey?: PublicKey} = {},
-): Promise<{slot: SlotName; version: string | undefined}> {
+export async function markGood(place: Place, options: {slot?: SlotName; pubkey?: PublicKey} = {}): Promise<{slot: SlotName; version: string | undefined}> {
   const slot = options.slot ?? place.booted;
   if (slot === undefined) throw new PsyError('usage', 'mark-good needs the booted slot (run on the node, or give --slot A|B with --disk)');
   const state = await readSlotState(place.slots[slot], slotLabel(slot), options.pubkey ? {pubkey: options.pubkey} : {});

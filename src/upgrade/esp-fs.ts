@@ -223,7 +223,8 @@ export class FatVolume {
     const r = await this.#mtool('mdir', ['::/']);
     // mtools groups digits with spaces: "41 281 024 bytes free"
     const m = /([\d ]+) bytes free/.exec(r.stdout.toString('utf8'));
-    if (r.code !== 0 || !m) throw new PsyError('esp-damaged', `cannot read the free space of the ESP in ${this.#path}: ${r.stderr || 'no "bytes free" from mdir'}`);
+    if (r.code !== 0 || !m)
+      throw new PsyError('esp-damaged', `cannot read the free space of the ESP in ${this.#path}: ${r.stderr || 'no "bytes free" from mdir'}`);
     return {free: Number(m[1]!.replace(/ /g, '')), clusterBytes: this.#geometry().clusterBytes};
   }
 

@@ -83,11 +83,7 @@ export function signatureName(target: UpdateTarget, version: string): string {
 }
 
 /** Step 1: fetch the signature (capped), authenticate its trusted comment, check the metadata. */
-export async function fetchVerifiedMeta(
-  repo: Repository,
-  version: string,
-  rules: VerifyRules,
-): Promise<{meta: UpdateMeta; signatureText: string}> {
+export async function fetchVerifiedMeta(repo: Repository, version: string, rules: VerifyRules): Promise<{meta: UpdateMeta; signatureText: string}> {
   const name = signatureName(rules.target, version);
   const {data} = await repo.fetchSmall(name, MAX_SIGNATURE_BYTES).catch((err: unknown) => {
     if (err instanceof PsyError && err.code === 'not-found' && version === 'latest') {
@@ -150,7 +146,10 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
   const dir = await mkdtemp(join(o.tmpRoot, 'neuralupgrade-'));
   let verifier: StreamVerifier;
   try {
-    verifier = startVerify(o.signatureText, o.pubkey, {source: o.signatureSource, prehash: blake2b512Impl === 'native' ? () => hashOnThread('blake2b512') : undefined});
+    verifier = startVerify(o.signatureText, o.pubkey, {
+      source: o.signatureSource,
+      prehash: blake2b512Impl === 'native' ? () => hashOnThread('blake2b512') : undefined,
+    });
   } catch (err) {
     await rm(dir, {recursive: true, force: true});
     throw err;
@@ -179,7 +178,7 @@ export async function receiveVerified(source: AsyncIterable<Uint8Array>, o: Rece
       const cap = o.cap ?? (o.size !== undefined ? {bytes: o.size, what: `the ${o.size} bytes its signature says`} : undefined);
       if (cap !== undefined && got > cap.bytes) throw new PsyError('oversized-download', `${o.what} is larger than ${cap.what}`);
       unpacker.write(chunk);
-      if (tarFd !== undefined) for (let w = 0; w < chunk.length; ) w += writeSync(tarFd, chunk, w, chunk.length - w);
+      if (tarFd !== undefined) for (let w = 0; w < chunk.length;) w += writeSync(tarFd, chunk, w, chunk.length - w);
       // last: the piece is handed to the hashing thread and not touched here again
       verifier.update(chunk);
     }

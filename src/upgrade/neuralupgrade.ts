@@ -85,8 +85,10 @@ export async function apply(ctx: UpgradeContext, req: ApplyRequest): Promise<App
   const tryOnce = req.tryOnce ?? (place.kind === 'live' || place.booted !== undefined);
   if (tryOnce && slots.length > 1) throw new PsyError('usage', 'only one slot can be tried once; give --no-try or one slot');
 
-  if (!wantEsp && (req.espTar !== undefined || req.espVersion !== undefined)) throw new PsyError('usage', '--esp-tar/--esp-version given without the efisys target');
-  if (slots.length === 0 && (req.osTar !== undefined || req.osVersion !== undefined)) throw new PsyError('usage', '--os-tar/--os-version given without a slot target (a, b or nonbooted)');
+  if (!wantEsp && (req.espTar !== undefined || req.espVersion !== undefined))
+    throw new PsyError('usage', '--esp-tar/--esp-version given without the efisys target');
+  if (slots.length === 0 && (req.osTar !== undefined || req.osVersion !== undefined))
+    throw new PsyError('usage', '--os-tar/--os-version given without a slot target (a, b or nonbooted)');
 
   const updates: VerifiedUpdate[] = [];
   try {

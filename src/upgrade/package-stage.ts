@@ -64,10 +64,14 @@ export function packageDirs(names: readonly string[], fromDir: string): string[]
   const found = new Set<string>();
   const visit = (name: string, from: string, by: string) => {
     const dir = findPackageDir(name, from);
-    if (dir === undefined) throw new PsyError('package-external', `neuralupgrade needs the npm package ${name} (imported by ${by}), which is not installed: run npm ci`);
+    if (dir === undefined)
+      throw new PsyError('package-external', `neuralupgrade needs the npm package ${name} (imported by ${by}), which is not installed: run npm ci`);
     if (found.has(dir)) return;
     found.add(dir);
-    const meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {dependencies?: Record<string, string>; optionalDependencies?: Record<string, string>};
+    const meta = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      optionalDependencies?: Record<string, string>;
+    };
     for (const dep of Object.keys({...meta.dependencies, ...meta.optionalDependencies}).sort()) {
       if (!OPTIONAL.has(dep)) visit(dep, dir, name);
     }

@@ -96,7 +96,10 @@ async function deviceFor(label: string, devDir: string, sysDir: string): Promise
     // not found (util-linux exits 2) or no blkid at all
   }
   if (found !== '' && existsSync(found)) return found;
-  throw new PsyError('no-such-partition', `no partition labelled ${label} (looked in ${devDir}/disk/by-partlabel, ${devDir}/disk/by-label, ${sysDir}/class/block and blkid -L)`);
+  throw new PsyError(
+    'no-such-partition',
+    `no partition labelled ${label} (looked in ${devDir}/disk/by-partlabel, ${devDir}/disk/by-label, ${sysDir}/class/block and blkid -L)`,
+  );
 }
 
 function deviceSize(dev: string, sysDir: string): number {

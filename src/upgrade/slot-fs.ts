@@ -100,7 +100,12 @@ export async function makeSlotFs(r: Region, o: MakeSlotOptions): Promise<void> {
     await makeExt4(r.path, regionPartition(r, o.label), ext4, o.sourceDir);
     return;
   }
-  checkSlotFits(r, o.label, `content of ${o.sourceDir}`, entries.map((e) => e.size));
+  checkSlotFits(
+    r,
+    o.label,
+    `content of ${o.sourceDir}`,
+    entries.map((e) => e.size),
+  );
   const skeleton = mkdtempSync(join(o.tmpDir ?? tmpdir(), 'psy-slot-skeleton-'));
   try {
     for (const e of entries) {
@@ -178,7 +183,7 @@ function copyToExtents(r: Region, source: string | Buffer, size: number, extents
       const end = Math.min((x.logical + x.length) * BLOCK, size);
       let at = start;
       if (typeof source !== 'string') {
-        for (let w = 0; w < end - start; ) w += writeSync(dst, source, start + w, end - start - w, r.offset + x.physical * BLOCK + w);
+        for (let w = 0; w < end - start;) w += writeSync(dst, source, start + w, end - start - w, r.offset + x.physical * BLOCK + w);
         at = end;
       }
       while (at < end && src !== undefined) {
@@ -216,11 +221,19 @@ async function runDebugfsScript(
     writeFileSync(cmdFile, cmds.join('\n') + '\n');
     const res = await runToolExit('debugfs', [...(write ? ['-w'] : []), '-f', cmdFile, debugfsTarget(r)], write ? {env: write.env} : {});
     if (write !== undefined) {
-      const errors = res.stderr.toString('utf8').trim().split('\n').filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
+      const errors = res.stderr
+        .toString('utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('debugfs '));
       if (res.code !== 0 || errors.length) throw new PsyError('slot-write-failed', `${write.failed}: ${errors.slice(0, 3).join(' | ')}`);
     }
     // debugfs -f echoes each command as "debugfs: <command>" before its output
-    return res.stdout.toString('utf8').split(/^debugfs: /m).slice(1).map((section) => section.slice(section.indexOf('\n') + 1));
+    return res.stdout
+      .toString('utf8')
+      .split(/^debugfs: /m)
+      .slice(1)
+      .map((section) => section.slice(section.indexOf('\n') + 1));
   } finally {
     rmSync(dir, {recursive: true, force: true});
   }
@@ -234,13 +247,18 @@ function parseFileMap(statText: string, exText: string): FileMap | undefined {
   const size = /\bSize: (\d+)/.exec(statText);
   if (!size || !/Flags: 0x[0-9a-f]*8[0-9a-f]{4}\b/.test(statText)) return undefined;
   // unwritten extents read as zeros: leave them out
-  const extents = parseExtents(exText).filter((x) => !x.unwritten).map((x): [number, number, number] => [x.logical, x.physical, x.length]);
+  const extents = parseExtents(exText)
+    .filter((x) => !x.unwritten)
+    .map((x): [number, number, number] => [x.logical, x.physical, x.length]);
   return {size: Number(size[1]), extents};
 }
 
 /** Size and extents of several files in one debugfs run (undefined: missing or not extent-mapped). */
 async function fileMaps(r: Region, names: readonly string[]): Promise<Map<string, FileMap | undefined>> {
-  const sections = await runDebugfsScript(r, names.flatMap((n) => [`stat "/${n}"`, `ex "/${n}"`]));
+  const sections = await runDebugfsScript(
+    r,
+    names.flatMap((n) => [`stat "/${n}"`, `ex "/${n}"`]),
+  );
   const out = new Map<string, FileMap | undefined>();
   names.forEach((n, i) => out.set(n, parseFileMap(sections[2 * i] ?? '', sections[2 * i + 1] ?? '')));
   return out;

@@ -42,11 +42,7 @@ export interface SlotState {
  * Reads a slot's record. With `pubkey` the signature is authenticated; with
  * `verifyContent` every member is read back and hashed against the manifest.
  */
-export async function readSlotState(
-  r: Region,
-  label: string,
-  options: {pubkey?: PublicKey; verifyContent?: boolean} = {},
-): Promise<SlotState> {
+export async function readSlotState(r: Region, label: string, options: {pubkey?: PublicKey; verifyContent?: boolean} = {}): Promise<SlotState> {
   if (slotFsLabel(r) !== label) return {label, condition: 'empty'};
   const sig = await readSlotFile(r, RECORD_SIGNATURE);
   const man = await readSlotFile(r, RECORD_MANIFEST);
@@ -78,7 +74,10 @@ export async function readSlotState(
   if (version !== manifest.version) return {label, condition: 'corrupt', detail: 'manifest and signature name different versions', manifest};
   const base = {label, version, manifest, ...(fields ? {fields} : {})};
   if (!options.verifyContent) return {...base, condition: 'installed'};
-  const back = await hashSlotFiles(r, manifest.members.map((m) => m.name));
+  const back = await hashSlotFiles(
+    r,
+    manifest.members.map((m) => m.name),
+  );
   for (const m of manifest.members) {
     const got = back.get(m.name);
     if (!got || got.sha256 !== m.sha256 || got.size !== m.size) return {...base, condition: 'corrupt', detail: `${m.name} differs from the record`};

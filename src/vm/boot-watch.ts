@@ -25,12 +25,7 @@ export interface BootResult {
   readonly log: string;
 }
 
-export const defaultFailures: readonly RegExp[] = [
-  /Kernel panic/,
-  /^grub> /m,
-  /PSYOPS-BOOT-FAIL/,
-  /initramfs emergency recovery shell/,
-];
+export const defaultFailures: readonly RegExp[] = [/Kernel panic/, /^grub> /m, /PSYOPS-BOOT-FAIL/, /initramfs emergency recovery shell/];
 
 /** Serial output as plain lines: no CR, no ANSI escape sequences. */
 export function cleanConsole(raw: string): string {
@@ -44,7 +39,11 @@ export function cleanConsole(raw: string): string {
 }
 
 function tail(text: string, n = 12): string {
-  return text.split('\n').filter((l) => l.trim() !== '').slice(-n).join(' | ');
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .slice(-n)
+    .join(' | ');
 }
 
 export async function bootAndWatch(opts: BootWatchOptions): Promise<BootResult> {
@@ -79,7 +78,10 @@ export async function bootAndWatch(opts: BootWatchOptions): Promise<BootResult> 
         throw new PsyError('boot-failed', `${QEMU} exited before the marker ${opts.marker.source}; ${tail(stderr, 3) || 'console: ' + tail(log)}`);
       }
       if (Date.now() > deadline) {
-        throw new PsyError('boot-timeout', `no ${opts.marker.source} on the console of ${opts.image} within ${((opts.timeoutMs ?? 180_000) / 1000).toFixed(0)} s; console: ${tail(log)}`);
+        throw new PsyError(
+          'boot-timeout',
+          `no ${opts.marker.source} on the console of ${opts.image} within ${((opts.timeoutMs ?? 180_000) / 1000).toFixed(0)} s; console: ${tail(log)}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -53,14 +53,22 @@ export function parseMac(mac: string, where: string): string {
 export function qemuArgs(opts: VmOptions, accel: Accel): string[] {
   if (opts.mac !== undefined && opts.noNetwork) throw new PsyError('usage', `a MAC address (${opts.mac}) needs the VM's NIC, but the VM is off the network`);
   const args = [
-    '-machine', 'q35',
-    '-accel', accel,
-    '-cpu', accel === 'kvm' ? 'host' : 'max',
-    '-smp', String(opts.cpus ?? 1),
-    '-m', String(opts.memoryMiB ?? 1024),
-    '-bios', findFirmware(opts.firmware),
-    '-drive', `file=${opts.image},format=raw,if=virtio${opts.snapshot === false ? '' : ',snapshot=on'}`,
-    '-display', 'none',
+    '-machine',
+    'q35',
+    '-accel',
+    accel,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-smp',
+    String(opts.cpus ?? 1),
+    '-m',
+    String(opts.memoryMiB ?? 1024),
+    '-bios',
+    findFirmware(opts.firmware),
+    '-drive',
+    `file=${opts.image},format=raw,if=virtio${opts.snapshot === false ? '' : ',snapshot=on'}`,
+    '-display',
+    'none',
     '-no-reboot',
   ];
   if (opts.serial.kind === 'file') args.push('-monitor', 'none', '-serial', `file:${opts.serial.path}`);
@@ -83,7 +91,30 @@ export async function probeKvm(firmware?: string, waitMs = 1500): Promise<boolea
   }
   const bios = findFirmware(firmware);
   return new Promise((resolve) => {
-    const child = spawn(QEMU, ['-machine', 'q35', '-accel', 'kvm', '-cpu', 'host', '-m', '128', '-display', 'none', '-monitor', 'none', '-serial', 'none', '-nic', 'none', '-bios', bios], {stdio: ['ignore', 'ignore', 'pipe']});
+    const child = spawn(
+      QEMU,
+      [
+        '-machine',
+        'q35',
+        '-accel',
+        'kvm',
+        '-cpu',
+        'host',
+        '-m',
+        '128',
+        '-display',
+        'none',
+        '-monitor',
+        'none',
+        '-serial',
+        'none',
+        '-nic',
+        'none',
+        '-bios',
+        bios,
+      ],
+      {stdio: ['ignore', 'ignore', 'pipe']},
+    );
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     const timer = setTimeout(() => {

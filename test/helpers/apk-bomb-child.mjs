@@ -20,7 +20,10 @@ const bomb = readFileSync(bombPath);
 
 const control = (fields) =>
   gzipMember(
-    writeTar([{path: '.PKGINFO', type: 'file', mode: 0o644, mtime: 1, data: Buffer.from(formatPkginfo({...emptyMeta('bomb', '1.0-r0'), arch: 'x86_64', ...fields}))}], {endOfArchive: false}),
+    writeTar(
+      [{path: '.PKGINFO', type: 'file', mode: 0o644, mtime: 1, data: Buffer.from(formatPkginfo({...emptyMeta('bomb', '1.0-r0'), arch: 'x86_64', ...fields}))}],
+      {endOfArchive: false},
+    ),
   );
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 

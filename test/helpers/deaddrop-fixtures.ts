@@ -16,7 +16,20 @@ export function makeOstar(path: string, seed: string, opts: {kernel?: string; al
     const buf = Buffer.alloc(n);
     for (let i = 0; i < n; i++) buf[i] = (seed.charCodeAt(i % seed.length) + i) & 0xff;
     writeFileSync(join(dir, 'squashfs'), buf);
-    execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', path, '-C', dir, 'kernel.version', 'squashfs', 'squashfs.alpine_version']);
+    execFileSync('tar', [
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-cf',
+      path,
+      '-C',
+      dir,
+      'kernel.version',
+      'squashfs',
+      'squashfs.alpine_version',
+    ]);
   } finally {
     rmSync(dir, {recursive: true, force: true});
   }

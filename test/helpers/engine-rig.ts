@@ -59,9 +59,7 @@ export class Rig {
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const done = new Promise<RunResult>((resolve) =>
-      child.on('close', (code, signal) => resolve({code, signal, stdout, stderr})),
-    );
+    const done = new Promise<RunResult>((resolve) => child.on('close', (code, signal) => resolve({code, signal, stdout, stderr})));
     return {child, done, output: () => stdout + stderr};
   }
 

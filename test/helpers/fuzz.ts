@@ -40,7 +40,26 @@ export async function parsesOrRefusesAsync(parse: () => Promise<unknown>): Promi
 }
 
 /** Values that trip numeric parsing: signs, exponents, hex, huge, empty, NaN, non-ASCII. */
-export const HOSTILE_NUMBERS = ['-1', '0', 'root', '1e3', '0x10', '', ' ', 'NaN', 'Infinity', '99999999999999999999', '9007199254740993', '4294967295', '1.5', '-0', '077', '\u00ff', '1 2', '+1'];
+export const HOSTILE_NUMBERS = [
+  '-1',
+  '0',
+  'root',
+  '1e3',
+  '0x10',
+  '',
+  ' ',
+  'NaN',
+  'Infinity',
+  '99999999999999999999',
+  '9007199254740993',
+  '4294967295',
+  '1.5',
+  '-0',
+  '077',
+  '\u00ff',
+  '1 2',
+  '+1',
+];
 
 type Mutation =
   | {kind: 'set'; at: number; byte: number}
@@ -84,9 +103,7 @@ function apply(sample: Buffer, ms: readonly Mutation[]): Buffer {
 
 /** One of `samples` with 1–8 mutations (byte flips, cuts, inserts, deletes, hostile numbers). */
 export function mutatedBytes(samples: readonly Buffer[]): fc.Arbitrary<Buffer> {
-  return fc
-    .tuple(fc.integer({min: 0, max: samples.length - 1}), fc.array(mutation, {minLength: 1, maxLength: 8}))
-    .map(([i, ms]) => apply(samples[i]!, ms));
+  return fc.tuple(fc.integer({min: 0, max: samples.length - 1}), fc.array(mutation, {minLength: 1, maxLength: 8})).map(([i, ms]) => apply(samples[i]!, ms));
 }
 
 /** The same for text samples (mutated as latin1 bytes). */

@@ -8,7 +8,9 @@ export function ageKeygen(dir: string, name: string): {file: string; recipient: 
   const file = join(dir, name);
   const r = spawnSync('age-keygen', ['-o', file], {encoding: 'utf8'});
   if (r.status !== 0) throw new Error(`age-keygen: ${r.stderr}`);
-  const key = readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+  const key = readFileSync(file, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
   const recipient = spawnSync('age-keygen', ['-y', file], {encoding: 'utf8'}).stdout.trim();
   return {file, recipient, key};
 }

@@ -32,8 +32,12 @@ export function declareOwnPackages(project: string): string {
     {'usr/bin/psy-hello': ['#!/bin/sh\necho hello\n', 0o755], 'etc/psy-hello/secret': ['s3cret\n', 0o644], 'usr/share/psy-hello/data.txt': ['data\n', 0o644]},
     {'post-install': '#!/bin/sh\nexit 0\n', trigger: '#!/bin/sh\nexit 0\n'},
   );
-  declare('psy-arch', {version: '2.1-r3', arch: 'x86_64', description: 'an arch package', provides: ['cmd:psy-arch=2.1-r3'], installIf: ['psy-hello']}, {
-    'usr/libexec/psy/arch': ['binary\n', 0o755],
-  });
+  declare(
+    'psy-arch',
+    {version: '2.1-r3', arch: 'x86_64', description: 'an arch package', provides: ['cmd:psy-arch=2.1-r3'], installIf: ['psy-hello']},
+    {
+      'usr/libexec/psy/arch': ['binary\n', 0o755],
+    },
+  );
   return dir;
 }

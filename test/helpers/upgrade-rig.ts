@@ -180,7 +180,11 @@ export class UpgradeRig {
     const setup = {...live, kind: 'image' as const, booted: undefined};
     const esp = await verifyLocal((await this.esptar('20250101-000000')).path, {target: {kind: 'esp', arch: 'x86_64-uefi'}, pubkey}, {tmpRoot: this.dir});
     await installEsp(setup, esp, {sourceDateEpoch: EPOCH, defaultSlot: 'A'});
-    const os = await verifyLocal(await this.ostar('20250101-000000', o.ostarBytes === undefined ? {} : {bytes: o.ostarBytes}), {target: {kind: 'os', arch: 'x86_64'}, pubkey}, {tmpRoot: this.dir});
+    const os = await verifyLocal(
+      await this.ostar('20250101-000000', o.ostarBytes === undefined ? {} : {bytes: o.ostarBytes}),
+      {target: {kind: 'os', arch: 'x86_64'}, pubkey},
+      {tmpRoot: this.dir},
+    );
     await installOs(setup, 'A', os, {tryOnce: false, sourceDateEpoch: EPOCH});
     await setDefault(setup, 'A', {pubkey});
     await markGood(setup, {slot: 'A', pubkey});

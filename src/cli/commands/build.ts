@@ -32,7 +32,11 @@ Exit status: 0 success, 1 a step failed (or a config error), 2 usage error, 130 
  * `psy build`. `noopCheck` is the no-op check the CLI's fast path already made for these
  * arguments (see build-fast.ts); build() then does not make it again.
  */
-export async function runBuild(argv: string[], io: CommandIo, noopCheck?: {readonly result: NoopCheck | undefined; readonly startedAt: number}): Promise<number> {
+export async function runBuild(
+  argv: string[],
+  io: CommandIo,
+  noopCheck?: {readonly result: NoopCheck | undefined; readonly startedAt: number},
+): Promise<number> {
   const {values, positionals} = parseBuildArgs(argv);
   const jobs = intOption('--jobs', values.jobs, 1);
   const keepGoing = intOption('--keep-going', values['keep-going'], 0);

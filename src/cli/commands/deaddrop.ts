@@ -39,7 +39,12 @@ export function progressPrinter(out: NodeJS.WritableStream): (p: SyncProgress) =
 function printPlan(io: CommandIo, r: SyncResult, dryRun: boolean): void {
   if (dryRun) {
     for (const a of r.plan.actions) {
-      const what = a.op === 'transfer' ? `${r.plan.direction === 'push' ? 'upload' : 'download'} ${a.key} (${a.size} bytes)` : a.op === 'redirect' ? `redirect ${a.key} -> ${a.target}` : `delete ${a.key}`;
+      const what =
+        a.op === 'transfer'
+          ? `${r.plan.direction === 'push' ? 'upload' : 'download'} ${a.key} (${a.size} bytes)`
+          : a.op === 'redirect'
+            ? `redirect ${a.key} -> ${a.target}`
+            : `delete ${a.key}`;
       writeLine(io.stdout, `${a.phase.padEnd(9)} ${what}`);
     }
     writeLine(io.stdout, `${plural(r.plan.actions.length, 'action')}, ${r.plan.unchanged} unchanged (dry run, nothing changed)`);
@@ -63,12 +68,17 @@ export const command: Command = {
   help,
   async run(argv, io) {
     const [sub, ...rest] = argv;
-    const {values} = parseCommandArgs('deaddrop', rest, {
-      'dry-run': {type: 'boolean', short: 'n'},
-      listen: {type: 'string'},
-      root: {type: 'string'},
-      config: {type: 'string'},
-    }, false);
+    const {values} = parseCommandArgs(
+      'deaddrop',
+      rest,
+      {
+        'dry-run': {type: 'boolean', short: 'n'},
+        listen: {type: 'string'},
+        root: {type: 'string'},
+        config: {type: 'string'},
+      },
+      false,
+    );
     switch (sub) {
       case 'forcepush':
       case 'forcepull': {

@@ -70,7 +70,8 @@ export const command: Command = {
     const names = values.all === true ? p.nodes.names() : [...new Set(positionals)];
     if (names.length === 0) throw new PsyError('usage', `no nodes in ${p.settings.dir}/`);
     const known = new Set(p.nodes.names());
-    for (const n of p.settings.copy) if (!known.has(n)) throw new PsyError('bad-config', `settings.nodes.copy: unknown node '${n}' (no ${p.settings.dir}/${n}/node.json)`);
+    for (const n of p.settings.copy)
+      if (!known.has(n)) throw new PsyError('bad-config', `settings.nodes.copy: unknown node '${n}' (no ${p.settings.dir}/${n}/node.json)`);
     if (values.ostar !== undefined && values.copy !== true && !names.some((n) => p.settings.copy.includes(n))) {
       throw new PsyError('usage', '--ostar is the file to copy: give --copy too (or list the nodes in settings.nodes.copy)');
     }
@@ -93,7 +94,11 @@ export const command: Command = {
       } else {
         for (const w of plan) {
           writeLine(io.stdout, `wave ${w.wave}: ${w.nodes.map((n) => n.node).join(', ')}`);
-          for (const n of w.nodes) writeLine(io.stdout, `  ${n.node}: ${n.copy ? `copy ${n.copy.ostar} and its .minisig to ${n.host}:${REMOTE_COPY_TEMPLATE}/, then ` : ''}${n.ssh.join(' ')}${values.reboot ? ', then reboot' : ''}${values.wait ? ', then wait until marked good' : ''}`);
+          for (const n of w.nodes)
+            writeLine(
+              io.stdout,
+              `  ${n.node}: ${n.copy ? `copy ${n.copy.ostar} and its .minisig to ${n.host}:${REMOTE_COPY_TEMPLATE}/, then ` : ''}${n.ssh.join(' ')}${values.reboot ? ', then reboot' : ''}${values.wait ? ', then wait until marked good' : ''}`,
+            );
         }
       }
       return 0;
@@ -126,7 +131,8 @@ async function copySource(p: NodeProject, ostar: string | undefined, osVersion: 
   if (ostar !== undefined) {
     const file = resolve(cwd, ostar);
     if (!isFile(file)) throw new PsyError('missing-input', `--ostar ${ostar}: no such file`);
-    if (!isFile(`${file}.minisig`)) throw new PsyError('missing-input', `--ostar ${ostar}: no ${ostar}.minisig beside it (the node verifies the tarball against it)`);
+    if (!isFile(`${file}.minisig`))
+      throw new PsyError('missing-input', `--ostar ${ostar}: no ${ostar}.minisig beside it (the node verifies the tarball against it)`);
     return {ostar: file, minisig: `${file}.minisig`};
   }
   const dd = parseDeaddropSettings(p.config['deaddrop'], p.root);
@@ -138,7 +144,10 @@ async function copySource(p: NodeProject, ostar: string | undefined, osVersion: 
   const file = version === undefined ? undefined : join(osDir, tarballName('psyopsOS', arch, version));
   const sig = version === undefined ? undefined : join(osDir, signatureName('psyopsOS', arch, version));
   if (file === undefined || sig === undefined || !isFile(file) || !isFile(sig)) {
-    throw new PsyError('missing-input', `the deaddrop replica ${osDir} has no signed psyopsOS.${arch} ${osVersion === 'latest' ? 'latest' : `version ${osVersion}`}: run psy publish, or give --ostar FILE`);
+    throw new PsyError(
+      'missing-input',
+      `the deaddrop replica ${osDir} has no signed psyopsOS.${arch} ${osVersion === 'latest' ? 'latest' : `version ${osVersion}`}: run psy publish, or give --ostar FILE`,
+    );
   }
   return {ostar: file, minisig: sig};
 }

@@ -29,14 +29,19 @@ export const command: Command = {
   summary: 'create a minisign-compatible signing key pair',
   help,
   async run(argv, io) {
-    const {values} = parseCommandArgs('keygen', argv, {
-      'secret-key': {type: 'string', short: 's'},
-      'public-key': {type: 'string', short: 'p'},
-      'no-password': {type: 'boolean', short: 'W'},
-      'fast-kdf': {type: 'boolean'},
-      force: {type: 'boolean', short: 'f'},
-      config: {type: 'string'},
-    }, false);
+    const {values} = parseCommandArgs(
+      'keygen',
+      argv,
+      {
+        'secret-key': {type: 'string', short: 's'},
+        'public-key': {type: 'string', short: 'p'},
+        'no-password': {type: 'boolean', short: 'W'},
+        'fast-kdf': {type: 'boolean'},
+        force: {type: 'boolean', short: 'f'},
+        config: {type: 'string'},
+      },
+      false,
+    );
     const project = await loadProjectSettings(io.cwd, values.config, false);
     const signing = parseSigningSettings(project.settings['signing']);
     const base = values['secret-key'] !== undefined ? io.cwd : project.root;
@@ -45,11 +50,12 @@ export const command: Command = {
       throw new PsyError('usage', 'no secret key path: pass --secret-key FILE or set settings.signing.secretKey');
     }
     const secretPath = resolve(base, secretArg);
-    const publicPath = values['public-key'] !== undefined
-      ? resolve(io.cwd, values['public-key'])
-      : signing.publicKey !== undefined
-        ? resolve(project.root, signing.publicKey)
-        : secretPath.replace(/(\.key)?$/, '.pub');
+    const publicPath =
+      values['public-key'] !== undefined
+        ? resolve(io.cwd, values['public-key'])
+        : signing.publicKey !== undefined
+          ? resolve(project.root, signing.publicKey)
+          : secretPath.replace(/(\.key)?$/, '.pub');
     if (publicPath === secretPath) throw new PsyError('usage', 'the public and secret key paths are the same file');
     if (values.force !== true) {
       for (const p of [secretPath, publicPath]) {

@@ -41,9 +41,15 @@ export const command: Command = {
     const show = (p: string) => relative(io.cwd, p) || p;
 
     if (values.edit === true) {
-      const exists = await access(edited).then(() => true, () => false);
+      const exists = await access(edited).then(
+        () => true,
+        () => false,
+      );
       if (exists && values.force !== true) {
-        throw new PsyError('exists', `${show(edited)} exists (it may hold unsaved edits): run psy mkinitpatch to save it into the patch, or --edit --force to replace it`);
+        throw new PsyError(
+          'exists',
+          `${show(edited)} exists (it may hold unsaved edits): run psy mkinitpatch to save it into the patch, or --edit --force to replace it`,
+        );
       }
       const r = await build({cwd: io.cwd, ...cfg, loaded, targets: ['init']});
       if (!r.ok) throw new PsyError('build-failed', failedMessage(r));
@@ -51,7 +57,12 @@ export const command: Command = {
       writeLine(io.stdout, `wrote ${show(edited)}: edit it, then run psy mkinitpatch`);
       return 0;
     }
-    if (!(await access(edited).then(() => true, () => false))) {
+    if (
+      !(await access(edited).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       throw new PsyError('missing-input', `no edited init at ${show(edited)}: run psy mkinitpatch --edit first`);
     }
     const r = await build({cwd: io.cwd, ...cfg, loaded, targets: ['init-orig']});

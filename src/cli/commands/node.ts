@@ -65,7 +65,8 @@ export const command: Command = {
 };
 
 function one(positionals: string[], what: string): string {
-  if (positionals.length !== 1) throw new PsyError('usage', `psy node ${what} takes one node name${positionals.length > 1 ? ` (got ${positionals.length})` : ''}`);
+  if (positionals.length !== 1)
+    throw new PsyError('usage', `psy node ${what} takes one node name${positionals.length > 1 ? ` (got ${positionals.length})` : ''}`);
   return positionals[0]!;
 }
 
@@ -82,9 +83,12 @@ async function cmdNew(argv: string[], io: CommandIo): Promise<number> {
   if (values.mac === undefined) throw new PsyError('usage', 'psy node new needs --mac MAC (the NIC that becomes psy0)');
   const p = await loadNodeProject(io.cwd, values.config);
   const recipients = requireRecipients(p.settings);
-  const interfaces = values.interfaces === undefined ? undefined : await readFile(resolve(io.cwd, values.interfaces), 'utf8').catch(() => {
-    throw new PsyError('missing-input', `--interfaces ${values.interfaces}: cannot be read`);
-  });
+  const interfaces =
+    values.interfaces === undefined
+      ? undefined
+      : await readFile(resolve(io.cwd, values.interfaces), 'utf8').catch(() => {
+          throw new PsyError('missing-input', `--interfaces ${values.interfaces}: cannot be read`);
+        });
   const {record, notes} = await newNode(
     p.nodes,
     p.psynet,
@@ -140,7 +144,10 @@ async function printPublic(io: CommandIo, record: NodeRecord): Promise<void> {
   } else {
     const c = d.psynetCert;
     writeLine(io.stdout, `  psynet       ${c.ips.join(', ')} groups ${c.groups.join(',') || '-'}`);
-    writeLine(io.stdout, `  psynet cert  ${c.name}, valid ${c.notBefore} to ${c.notAfter}, issuer ${c.issuer.slice(0, 16)}, fingerprint ${c.fingerprint.slice(0, 16)}`);
+    writeLine(
+      io.stdout,
+      `  psynet cert  ${c.name}, valid ${c.notBefore} to ${c.notAfter}, issuer ${c.issuer.slice(0, 16)}, fingerprint ${c.fingerprint.slice(0, 16)}`,
+    );
   }
 }
 
@@ -173,7 +180,8 @@ async function cmdShow(argv: string[], io: CommandIo): Promise<number> {
   if (values.check === true) {
     // with an identity: the secrets decrypt and agree with the public record
     const files = await p.nodes.secrets(name, loadIdentities(io.env));
-    if ((await ageRecipientOf(files)) !== record.public.age) throw new PsyError('corrupt-secrets', `${p.nodes.rel(name, 'secrets.age')}: age.key does not match public.age of node.json`);
+    if ((await ageRecipientOf(files)) !== record.public.age)
+      throw new PsyError('corrupt-secrets', `${p.nodes.rel(name, 'secrets.age')}: age.key does not match public.age of node.json`);
   }
   if (values.json === true) {
     writeLine(io.stdout, JSON.stringify(await describe(record, true)));
@@ -204,7 +212,14 @@ async function cmdRotate(argv: string[], io: CommandIo): Promise<number> {
   const p = await loadNodeProject(io.cwd, values.config);
   const recipients = requireRecipients(p.settings);
   p.nodes.read(name);
-  const {record, notes} = await rotateNode(p.nodes, p.psynet, recipients, name, {ssh: values.ssh === true, age: values.age === true, psynet: values.psynet === true}, loadIdentities(io.env));
+  const {record, notes} = await rotateNode(
+    p.nodes,
+    p.psynet,
+    recipients,
+    name,
+    {ssh: values.ssh === true, age: values.age === true, psynet: values.psynet === true},
+    loadIdentities(io.env),
+  );
   for (const n of notes) writeLine(io.stderr, `psy node: ${n}`);
   const parts = [values.ssh && 'ssh', values.age && 'age', values.psynet && 'psynet'].filter(Boolean);
   writeLine(io.stdout, `node ${name}: rotated ${parts.length ? parts.join(', ') : 'all keys'}`);
@@ -222,6 +237,9 @@ async function cmdRekey(argv: string[], io: CommandIo): Promise<number> {
   // decrypt every node first: a node the identity cannot open stops the whole run unwritten
   for (const n of names) await p.nodes.secrets(n, ids);
   for (const n of names) await rekeyNode(p.nodes, recipients, n, ids);
-  writeLine(io.stdout, `re-encrypted ${names.length} node${names.length === 1 ? '' : 's'} to ${recipients.length} recipient${recipients.length === 1 ? '' : 's'}`);
+  writeLine(
+    io.stdout,
+    `re-encrypted ${names.length} node${names.length === 1 ? '' : 's'} to ${recipients.length} recipient${recipients.length === 1 ? '' : 's'}`,
+  );
   return 0;
 }

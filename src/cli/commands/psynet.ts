@@ -39,7 +39,10 @@ export const command: Command = {
         const p = await loadNodeProject(io.cwd, values.config);
         const cert = await p.psynet.init(values.name ?? DEFAULT_CA_NAME, duration, requireRecipients(p.settings));
         const d = await psynetCertDetails(cert);
-        writeLine(io.stdout, `psynet CA "${d.name}": ${p.psynet.rel('ca.crt')}, key ${p.psynet.rel('ca.key.age')} (encrypted), valid to ${d.notAfter}, fingerprint ${d.fingerprint}`);
+        writeLine(
+          io.stdout,
+          `psynet CA "${d.name}": ${p.psynet.rel('ca.crt')}, key ${p.psynet.rel('ca.key.age')} (encrypted), valid to ${d.notAfter}, fingerprint ${d.fingerprint}`,
+        );
         return 0;
       }
       if (what === 'show') {
@@ -54,18 +57,32 @@ export const command: Command = {
       throw new PsyError('usage', `psy psynet ca: unknown subcommand '${what ?? ''}' (init or show)`);
     }
     if (sub === 'sign') {
-      const {values, positionals} = parseCommandArgs('psynet', rest, {ip: {type: 'string'}, groups: {type: 'string', multiple: true}, config: {type: 'string'}});
+      const {values, positionals} = parseCommandArgs('psynet', rest, {
+        ip: {type: 'string'},
+        groups: {type: 'string', multiple: true},
+        config: {type: 'string'},
+      });
       if (positionals.length !== 1) throw new PsyError('usage', 'psy psynet sign takes one node name');
       const name = positionals[0]!;
       const p = await loadNodeProject(io.cwd, values.config);
       const recipients = requireRecipients(p.settings);
       p.nodes.read(name);
       await p.psynet.cert();
-      const record = await signNode(p.nodes, p.psynet, recipients, name, {...(values.ip === undefined ? {} : {ip: values.ip}), ...(values.groups === undefined ? {} : {groups: values.groups})}, loadIdentities(io.env));
+      const record = await signNode(
+        p.nodes,
+        p.psynet,
+        recipients,
+        name,
+        {...(values.ip === undefined ? {} : {ip: values.ip}), ...(values.groups === undefined ? {} : {groups: values.groups})},
+        loadIdentities(io.env),
+      );
       const d = await psynetCertDetails(record.public.psynetCert!);
       writeLine(io.stdout, `node ${name}: psynet certificate ${d.ips.join(', ')} groups ${d.groups.join(',') || '-'}, valid to ${d.notAfter}`);
       return 0;
     }
-    throw new PsyError('usage', sub === undefined ? 'missing subcommand: ca init, ca show or sign (see psy psynet --help)' : `unknown subcommand '${sub}' (see psy psynet --help)`);
+    throw new PsyError(
+      'usage',
+      sub === undefined ? 'missing subcommand: ca init, ca show or sign (see psy psynet --help)' : `unknown subcommand '${sub}' (see psy psynet --help)`,
+    );
   },
 };

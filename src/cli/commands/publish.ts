@@ -27,12 +27,17 @@ export const command: Command = {
   summary: 'build, sign and publish artifacts into the deaddrop (and S3)',
   help,
   async run(argv, io) {
-    const {values} = parseCommandArgs('publish', argv, {
-      'no-build': {type: 'boolean'},
-      'no-sync': {type: 'boolean'},
-      jobs: {type: 'string', short: 'j'},
-      config: {type: 'string'},
-    }, false);
+    const {values} = parseCommandArgs(
+      'publish',
+      argv,
+      {
+        'no-build': {type: 'boolean'},
+        'no-sync': {type: 'boolean'},
+        jobs: {type: 'string', short: 'j'},
+        config: {type: 'string'},
+      },
+      false,
+    );
     const jobs = values.jobs === undefined ? undefined : Number(values.jobs);
     if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new PsyError('usage', `--jobs wants a positive integer, not '${values.jobs}'`);
     const status = new StatusPrinter({out: io.stderr, tty: false, verbose: false});
@@ -57,11 +62,17 @@ export const command: Command = {
       });
       status.close();
       const changed = r.publish.artifacts.filter((a) => a.changed).length;
-      writeLine(io.stdout, `replica ${r.settings.root}: ${changed} new version${changed === 1 ? '' : 's'}, ${r.publish.artifacts.length - changed} unchanged, ` +
-        `${plural(r.publish.apk.copied.length, 'APK file')} copied, ${plural(r.publish.pruned.length, 'file')} pruned`);
+      writeLine(
+        io.stdout,
+        `replica ${r.settings.root}: ${changed} new version${changed === 1 ? '' : 's'}, ${r.publish.artifacts.length - changed} unchanged, ` +
+          `${plural(r.publish.apk.copied.length, 'APK file')} copied, ${plural(r.publish.pruned.length, 'file')} pruned`,
+      );
       if (r.sync) {
-        writeLine(io.stdout, `s3://${r.settings.s3!.bucket}/${r.settings.s3!.prefix}: ${r.sync.uploaded} uploaded (${r.sync.bytes} bytes), ` +
-          `${plural(r.sync.redirects, 'redirect')}, ${r.sync.deleted} deleted, ${r.sync.plan.unchanged} unchanged`);
+        writeLine(
+          io.stdout,
+          `s3://${r.settings.s3!.bucket}/${r.settings.s3!.prefix}: ${r.sync.uploaded} uploaded (${r.sync.bytes} bytes), ` +
+            `${plural(r.sync.redirects, 'redirect')}, ${r.sync.deleted} deleted, ${r.sync.plan.unchanged} unchanged`,
+        );
       }
       return 0;
     } finally {

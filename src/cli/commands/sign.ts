@@ -60,9 +60,10 @@ export const command: Command = {
       const path = resolve(io.cwd, file);
       const st = await stat(path).catch(() => undefined);
       if (!st?.isFile()) throw new PsyError('missing-input', `${file} is not a file`);
-      const base = values['trusted-comment'] !== undefined
-        ? parseTrustedComment(values['trusted-comment'], '--trusted-comment')
-        : {filename: basename(path), size: String(st.size)};
+      const base =
+        values['trusted-comment'] !== undefined
+          ? parseTrustedComment(values['trusted-comment'], '--trusted-comment')
+          : {filename: basename(path), size: String(st.size)};
       const comment = formatTrustedComment({...base, ...extra});
       const text = await signFile(path, key.secretKey, {trustedComment: comment, algorithm: values.legacy === true ? 'legacy' : 'prehashed'});
       const out = values.signature !== undefined ? resolve(io.cwd, values.signature) : `${path}.minisig`;

@@ -15,12 +15,17 @@ Lists every target with its description; default targets are marked with *.`,
     const defaults = new Set(g.defaults);
     const all = defaults.size === g.targets.length;
     if (values.json === true) {
-      writeLine(io.stdout, JSON.stringify(g.targets.map((t) => ({
-        name: t.name,
-        description: t.config.description ?? null,
-        default: defaults.has(t.name),
-        outputs: t.outputs.map((o) => o.path),
-      }))));
+      writeLine(
+        io.stdout,
+        JSON.stringify(
+          g.targets.map((t) => ({
+            name: t.name,
+            description: t.config.description ?? null,
+            default: defaults.has(t.name),
+            outputs: t.outputs.map((o) => o.path),
+          })),
+        ),
+      );
       return 0;
     }
     const width = Math.max(0, ...g.targets.map((t) => t.name.length));

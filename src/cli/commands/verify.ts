@@ -66,7 +66,10 @@ export const command: Command = {
           warn: (l) => warnings.push(l),
         });
     if (resolved.development && values['dev-key'] !== true) {
-      throw new PsyError('dev-key', `no public key configured; give --public-key FILE (or PSY_SIGNING_PUBKEY, settings.signing.publicKey), or --dev-key to trust the development key ${resolved.path}`);
+      throw new PsyError(
+        'dev-key',
+        `no public key configured; give --public-key FILE (or PSY_SIGNING_PUBKEY, settings.signing.publicKey), or --dev-key to trust the development key ${resolved.path}`,
+      );
     }
     for (const w of warnings) writeLine(io.stderr, w);
     const {publicKey} = resolved;
@@ -86,7 +89,17 @@ export const command: Command = {
         }
       }
       if (values.json === true) {
-        writeLine(io.stdout, JSON.stringify({file, signature: sigPath, keyId: v.keyId, algorithm: v.algorithm, trustedComment: v.trustedComment, fields: parseTrustedComment(v.trustedComment, sigPath)}));
+        writeLine(
+          io.stdout,
+          JSON.stringify({
+            file,
+            signature: sigPath,
+            keyId: v.keyId,
+            algorithm: v.algorithm,
+            trustedComment: v.trustedComment,
+            fields: parseTrustedComment(v.trustedComment, sigPath),
+          }),
+        );
       } else if (values.quiet === true) writeLine(io.stdout, v.trustedComment);
       else writeLine(io.stdout, `${file}: signature and trusted comment verified (key ${v.keyId}, ${v.algorithm}); trusted comment: ${v.trustedComment}`);
     }

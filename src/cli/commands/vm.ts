@@ -119,7 +119,14 @@ export const command: Command = {
 
     const logFile = resolve(io.cwd, values.log ?? 'vm-console.log');
     if (values['dry-run'] === true) {
-      const args = qemuArgs({...base, serial: values.marker === undefined ? {kind: 'stdio'} : {kind: 'file', path: logFile}, noNetwork: values.marker !== undefined && mac === undefined}, accel);
+      const args = qemuArgs(
+        {
+          ...base,
+          serial: values.marker === undefined ? {kind: 'stdio'} : {kind: 'file', path: logFile},
+          noNetwork: values.marker !== undefined && mac === undefined,
+        },
+        accel,
+      );
       writeLine(io.stdout, [QEMU, ...args].map(shellWord).join(' '));
       return 0;
     }
