@@ -114,7 +114,7 @@ describe('node records and settings', () => {
   });
 
   it('validates settings.nodes', () => {
-    expect(parseNodeSettings(undefined)).toEqual({dir: 'nodes', psynetDir: 'psynet', recipients: [], ssh: {user: 'root', options: []}, hosts: {}});
+    expect(parseNodeSettings(undefined)).toEqual({dir: 'nodes', psynetDir: 'psynet', recipients: [], ssh: {user: 'root', options: []}, hosts: {}, copy: []});
     expect(() => parseNodeSettings({recipient: []})).toThrow(/^settings\.nodes\.recipient: unknown setting/);
     expect(() => parseNodeSettings({dir: '../x'})).toThrow('settings.nodes.dir must be a folder inside the project');
     expect(() => parseNodeSettings({ssh: {port: 0}})).toThrow('settings.nodes.ssh.port must be a port number');
