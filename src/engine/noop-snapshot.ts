@@ -21,6 +21,7 @@
  */
 import {readFileSync, rmSync, statSync} from 'node:fs';
 import {basename, join} from 'node:path';
+import {PsyError} from '../errors.js';
 import {RACY_MS} from './file-hasher.js';
 import {STAT_FIELDS, statCompareBlob} from './stat-batch.js';
 
@@ -194,9 +195,15 @@ class StoredResult implements FastResult {
 
   #result(): Result {
     if (this.#parsed === undefined) {
-      const r = JSON.parse(Buffer.from(this.#bytes.buffer, this.#bytes.byteOffset, this.#bytes.byteLength).toString('utf8')) as Result;
+      const corrupt = () => new PsyError('state-corrupt', `the no-op snapshot in ${this.stateDir} is corrupt: remove cache/config/noop-*.snap and build again`);
+      let r: Result;
+      try {
+        r = JSON.parse(Buffer.from(this.#bytes.buffer, this.#bytes.byteOffset, this.#bytes.byteLength).toString('utf8')) as Result;
+      } catch {
+        throw corrupt();
+      }
       if (!Array.isArray(r.upToDate) || r.upToDate.length !== this.upToDateCount || typeof r.outputs !== 'object' || r.outputs === null) {
-        throw new Error("the no-op snapshot's result is corrupt");
+        throw corrupt();
       }
       this.#parsed = r;
     }
