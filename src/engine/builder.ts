@@ -278,7 +278,7 @@ export class Builder {
       this.#complete(i);
       return;
     }
-    if (verdict.run === 'need-key') throw new Error(`internal: no verdict for target "${t.name}"`);
+    if (verdict.run === 'need-key') throw new PsyError('internal', `internal: no verdict for target "${t.name}"`);
     if (this.#o.dryRun || key === undefined) {
       this.#markWouldRun(t, verdict.reason);
       return;

@@ -4,6 +4,7 @@
  * Rules take their ToolSpecs from here (rules/tools.ts); the runner (./run.ts) reads the
  * package for its "not found" error. Nothing else may keep its own list.
  */
+import {PsyError} from '../errors.js';
 export interface ToolInfo {
   /** Executable name looked up on PATH. */
   readonly command: string;
@@ -60,10 +61,10 @@ export function knownTools(): ToolInfo[] {
   return [...table.values()];
 }
 
-/** The table's entry for a command; throws for one the table lacks (a programming error). */
+/** The table's entry for a command; a rule naming one the table lacks gets one line. */
 export function tool(command: string): ToolInfo {
   const t = table.get(command);
-  if (t === undefined) throw new Error(`${command} is not in the tool table (src/tools/table.ts)`);
+  if (t === undefined) throw new PsyError('unknown-tool', `${command} is not in the tool table (src/tools/table.ts): add it there with its Debian package`);
   return t;
 }
 
