@@ -18,8 +18,7 @@ const {writeTar} = await import(new URL('image/tar.js', dist).href);
 const {generateKeyPair} = await import(new URL('sign/keys.js', dist).href);
 const {signFile} = await import(new URL('sign/signature.js', dist).href);
 const {formatTrustedComment} = await import(new URL('sign/trusted-comment.js', dist).href);
-const {verifyLocal} = await import(new URL('upgrade/fetch-update.js', dist).href);
-const {installOs} = await import(new URL('upgrade/apply-os.js', dist).href);
+const {apply: neuralupgradeApply} = await import(new URL('upgrade/neuralupgrade.js', dist).href);
 const {openImage} = await import(new URL('upgrade/place.js', dist).href);
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-upgrade-'));
@@ -76,12 +75,21 @@ try {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1e6;
   };
+  // neuralupgrade's own apply (what a node runs): the tarball verified and unpacked, every
+  // check, then the numbered write steps into slot B of a disk booted from A, tried once
+  const ctx = {
+    place: {...place, booted: 'A'},
+    pubkey: keys.publicKey,
+    osTarget: {kind: 'os', arch: 'x86_64'},
+    espTarget: {kind: 'esp', arch: 'x86_64'},
+    tmpDir: dir,
+    allowDowngrade: true,
+    sourceDateEpoch: 1_700_000_000,
+  };
   async function apply() {
     let t = performance.now();
     let c = cpuNow();
     let current = 'verify+unpack';
-    // one read of the tarball: hashed for the signature and unpacked into staging
-    const update = await verifyLocal(tar, {target: {kind: 'os', arch: 'x86_64'}, pubkey: keys.publicKey, allowDowngrade: true}, {tmpRoot: dir});
     const mark = (next) => {
       const now = performance.now();
       const cnow = cpuNow();
@@ -91,15 +99,13 @@ try {
       t = now;
       c = cnow;
     };
-    mark('prepare');
-    await installOs({...place, booted: 'A'}, 'B', update, {
-      tryOnce: false,
-      sourceDateEpoch: 1_700_000_000,
-      tmpDir: dir,
-      beforeStep: (n, name) => mark(`${n} ${name}`),
+    await neuralupgradeApply(ctx, {
+      targets: ['nonbooted'],
+      osTar: tar,
+      afterVerify: () => mark('prepare'),
+      beforeStep: (_what, n, name) => mark(`${n} ${name}`),
     });
     mark('');
-    await update.cleanup();
   }
 
   // CPU seconds of this process (all its threads; not the tools it runs): under load the

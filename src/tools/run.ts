@@ -2,6 +2,7 @@ import {createRequire} from 'node:module';
 import {pathToFileURL} from 'node:url';
 import {PsyError} from '../errors.js';
 import type {RunOptions, RunResult} from '../engine/rule.js';
+import {Launcher} from './launcher.js';
 import {debianPackageOf} from './table.js';
 
 /**
@@ -43,6 +44,35 @@ export function tailOf(text: string, lines = 3): string {
     .join(' | ');
 }
 
+let launcher: Launcher | undefined;
+let launcherUsers = 0;
+
+/**
+ * Runs `fn` with every program it starts through runTool/runToolExit started by a small
+ * shell (src/tools/launcher.ts), made now while this process is small: for work that
+ * holds much memory while it starts programs (neuralupgrade's apply).
+ */
+export async function withLauncher<T>(fn: () => Promise<T>): Promise<T> {
+  launcher ??= new Launcher();
+  launcherUsers++;
+  try {
+    return await fn();
+  } finally {
+    if (--launcherUsers === 0) {
+      launcher.close();
+      launcher = undefined;
+    }
+  }
+}
+
+/** Whether the launcher can take the request: it reads one line per program. */
+function oneLine(command: string, args: readonly string[], options: ToolRunOptions): boolean {
+  const env = Object.entries(options.env ?? {});
+  return (
+    env.every(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) && ![command, ...args, options.cwd ?? '', ...env.map(([, v]) => v)].some((s) => s.includes('\n'))
+  );
+}
+
 const asBuffer = (u: unknown): Buffer => (u instanceof Uint8Array ? Buffer.from(u.buffer, u.byteOffset, u.byteLength) : Buffer.alloc(0));
 
 /**
@@ -50,6 +80,13 @@ const asBuffer = (u: unknown): Buffer => (u instanceof Uint8Array ? Buffer.from(
  * that cannot be started is an error: a missing one names its Debian package.
  */
 export async function runToolExit(command: string, args: readonly string[], options: ToolRunOptions = {}): Promise<ToolExit> {
+  if (launcher !== undefined && options.signal === undefined && options.onStdout === undefined && oneLine(command, args, options)) {
+    const r = await launcher.run({command, args, cwd: options.cwd, env: options.env, input: options.input});
+    if (r !== undefined) {
+      if (r.code === undefined) throw missingToolError(command);
+      return {code: r.code, ...(r.signal !== undefined ? {signal: r.signal} : {}), stdout: r.stdout, stderr: r.stderr};
+    }
+  }
   // Loaded on first use (a no-op build, which runs nothing, never pays for execa), and
   // from psy's own install: rules are compiled into the project's cache, where a bare
   // import would look for node_modules in the project instead.

@@ -8,6 +8,7 @@ import {downloadVerified, verifyLocal, type VerifiedUpdate, type VerifyRules} fr
 import {espVolume, type Place} from './place.js';
 import type {Repository} from './repository.js';
 import {peekTrustedFields, type UpdateTarget} from './update-meta.js';
+import {withLauncher} from '../tools/run.js';
 
 /** What every neuralupgrade operation needs: where, from where, with which key. */
 export interface UpgradeContext {
@@ -76,6 +77,12 @@ async function obtain(ctx: UpgradeContext, rules: VerifyRules, version: string |
  * is written anywhere; then the ESP (if asked), then each slot, then the boot choice.
  */
 export async function apply(ctx: UpgradeContext, req: ApplyRequest): Promise<ApplyResult> {
+  // the update is held in memory from verification to the last write: programs are
+  // started by a shell made before it is read (see src/tools/launcher.ts)
+  return withLauncher(() => applyVerified(ctx, req));
+}
+
+async function applyVerified(ctx: UpgradeContext, req: ApplyRequest): Promise<ApplyResult> {
   const {place} = ctx;
   const slots = slotsFor(place, req.targets);
   const wantEsp = req.targets.includes('efisys');
