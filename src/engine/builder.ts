@@ -8,6 +8,7 @@
  * into place, hashed, and only then is its record appended to the state log.
  */
 import {lstatSync, mkdirSync, renameSync, rmSync} from 'node:fs';
+import {rename} from 'node:fs/promises';
 import {basename, dirname, join, relative} from 'node:path';
 import {isPsyError, PsyError} from '../errors.js';
 import {BuildLogFile} from './build-log.js';
@@ -147,6 +148,8 @@ export class Builder {
   #done: (() => void) | undefined;
   #seq = 0;
   #shells: ShellPool | undefined;
+  /** Jobs whose step ended and whose outputs are being moved into place (they hold no job slot). */
+  #installing = 0;
 
   constructor(options: BuilderOptions) {
     this.#o = options;
@@ -209,7 +212,7 @@ export class Builder {
       while (this.#evaluate.length > 0 && !this.#stopping) {
         this.#evaluateOne(this.#evaluate.pop()!);
       }
-      while (!this.#stopping && this.#running.size < this.#o.jobs && this.#ready.size > 0) {
+      while (!this.#stopping && this.#running.size - this.#installing < this.#o.jobs && this.#ready.size > 0) {
         const i = this.#ready.pop()!;
         const t = this.#g.targets[i]!;
         if (t.pool !== undefined) {
@@ -453,25 +456,49 @@ export class Builder {
 
   #finish(job: Job, tmpOutputs: string[], output: string, error: unknown): void {
     const t = job.target;
-    const i = t.index;
-    const isConsole = t.pool === 'console';
-    this.#running.delete(i);
     if (t.pool !== undefined) {
       this.#poolRunning.set(t.pool, (this.#poolRunning.get(t.pool) ?? 1) - 1);
       const parked = this.#parked.get(t.pool);
       if (parked !== undefined && parked.length > 0) this.#ready.push(parked.shift()!);
     }
+    if (error !== undefined || this.#result.interrupted) {
+      this.#settle(job, tmpOutputs, output, error);
+      return;
+    }
+    // rename(2) can wait on the filesystem's journal: the next step starts meanwhile
+    this.#installing++;
+    this.#pump();
+    this.#moveIntoPlace(t, tmpOutputs, job).then(
+      (failure) => {
+        this.#installing--;
+        this.#settle(job, tmpOutputs, output, undefined, failure ?? 'moved');
+      },
+      (err: unknown) => {
+        this.#installing--;
+        this.#settle(job, tmpOutputs, output, undefined, `could not move outputs into place: ${errorText(err)}`);
+      },
+    );
+  }
+
+  /** A step is over: record it (outputs moved into place) or report its failure, and go on. */
+  #settle(job: Job, tmpOutputs: string[], output: string, error: unknown, moved?: string): void {
+    const t = job.target;
+    const i = t.index;
+    const isConsole = t.pool === 'console';
+    this.#running.delete(i);
     let failure: string | undefined;
     if (this.#result.interrupted) {
       failure = 'interrupted';
     } else if (error !== undefined) {
       failure = error instanceof StepFailure ? error.message : isPsyError(error) ? error.message : errorText(error);
+    } else if (moved !== 'moved') {
+      failure = moved;
     } else {
       try {
-        failure = this.#install(t, tmpOutputs, job);
+        failure = this.#record(t, job);
       } catch (err) {
         // A PsyError here is the state log's own one-line report (a full disk).
-        failure = isPsyError(err) ? err.message : `could not move outputs into place: ${errorText(err)}`;
+        failure = isPsyError(err) ? err.message : `could not record outputs: ${errorText(err)}`;
       }
     }
     try {
@@ -498,8 +525,8 @@ export class Builder {
     this.#pump();
   }
 
-  /** Move outputs into place, hash them, record the success. Returns a failure text. */
-  #install(t: GraphTarget, tmpOutputs: string[], job: Job): string | undefined {
+  /** Move outputs into place. Returns a failure text. */
+  async #moveIntoPlace(t: GraphTarget, tmpOutputs: string[], job: Job): Promise<string | undefined> {
     const root = this.#g.root;
     for (let k = 0; k < t.outputs.length; k++) {
       const o = t.outputs[k]!;
@@ -526,9 +553,14 @@ export class Builder {
         renameSync(final, aside);
         job.aside.push(aside);
       }
-      renameSync(tmpOutputs[k]!, final);
+      await rename(tmpOutputs[k]!, final);
       this.#o.files.invalidate(o.path);
     }
+    return undefined;
+  }
+
+  /** Hash the outputs now in place and record the success. Returns a failure text. */
+  #record(t: GraphTarget, job: Job): string | undefined {
     const hashes = t.outputs.map((o) => this.#o.files.output(o.path, o.kind));
     if (hashes.some((h) => h === undefined)) return 'an output vanished right after it was moved into place';
     this.#outHashes[t.index] = hashes as string[];

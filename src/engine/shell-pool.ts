@@ -3,15 +3,21 @@
  *
  * Why: starting a process from Node costs ~3 ms of main-thread time (a large process
  * forks), more than many build steps take. A small shell forks cheaply, so each worker
- * receives one line per step, runs the command in a subshell with the step's variables
- * exported, and answers with a sentinel carrying the exit status. The command itself is
- * an ordinary `sh` command; its stdout and stderr are captured together.
+ * is handed one script per step (the step's variables exported, then its command), runs
+ * it in a subshell, and answers with a sentinel carrying the exit status. The command
+ * itself is an ordinary `sh` command; its stdout and stderr are captured together.
+ *
+ * The script goes through a file of the worker's, and only a wake-up line through the
+ * pipe: the shell's `read` takes a pipe one byte per system call, a file is read whole.
  *
  * Each worker is its own process group, so an interrupt kills the worker and everything
  * the step started with one signal. Commands spanning several lines (and console-pool
  * steps) are started directly instead.
  */
 import {spawn, type ChildProcess} from 'node:child_process';
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
 
 export interface ShellResult {
   readonly code: number;
@@ -30,14 +36,17 @@ class ShellWorker {
   #dead = false;
   readonly #onDeath: (w: ShellWorker) => void;
 
-  constructor(cwd: string, env: NodeJS.ProcessEnv, onDeath: (w: ShellWorker) => void) {
+  readonly #script: string;
+
+  constructor(cwd: string, env: NodeJS.ProcessEnv, script: string, onDeath: (w: ShellWorker) => void) {
     this.#onDeath = onDeath;
+    this.#script = script;
     // Only has to be unlikely to appear in a step's output by accident.
     const token = `psy-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
     this.#token = Buffer.from(`\x1e${token} `, 'latin1');
-    // `read -r` keeps backslashes; each line is eval'ed in a subshell fed from /dev/null.
-    const script = `while IFS= read -r psy_line; do (eval "$psy_line") </dev/null 2>&1; printf '\\036%s %d\\n' ${token} $?; done`;
-    this.#child = spawn('/bin/sh', ['-c', script], {cwd, env, detached: true, stdio: ['pipe', 'pipe', 'ignore']});
+    // Each wake-up line runs the step's script in a subshell fed from /dev/null.
+    const loop = `while read -r psy_go; do (. ${quote(script)}) </dev/null 2>&1; printf '\\036%s %d\\n' ${token} $?; done`;
+    this.#child = spawn('/bin/sh', ['-c', loop], {cwd, env, detached: true, stdio: ['pipe', 'pipe', 'ignore']});
     this.#child.stdout!.on('data', (b: Buffer) => this.#data(b));
     this.#child.stdin!.on('error', () => {});
     this.#child.on('close', () => {
@@ -57,11 +66,14 @@ class ShellWorker {
     return this.#dead;
   }
 
-  run(line: string): Promise<ShellResult> {
+  run(script: string): Promise<ShellResult> {
+    // A new file each time: rewriting one in place makes ext4 flush it (auto_da_alloc), ~1 ms.
+    rmSync(this.#script, {force: true});
+    writeFileSync(this.#script, script);
     return new Promise((resolve) => {
       this.#pending = {resolve};
       this.#chunks = [];
-      this.#child.stdin!.write(line + '\n');
+      this.#child.stdin!.write('\n');
     });
   }
 
@@ -111,6 +123,9 @@ export class ShellPool {
   readonly #idle: ShellWorker[] = [];
   readonly #all = new Set<ShellWorker>();
 
+  #dir: string | undefined;
+  #made = 0;
+
   constructor(cwd: string, env: NodeJS.ProcessEnv) {
     this.#cwd = cwd;
     this.#env = env;
@@ -129,7 +144,8 @@ export class ShellPool {
     let w = this.#idle.pop();
     while (w !== undefined && w.dead) w = this.#idle.pop();
     if (w === undefined) {
-      w = new ShellWorker(this.#cwd, this.#env, (dead) => this.#all.delete(dead));
+      this.#dir ??= mkdtempSync(join(tmpdir(), 'psy-shells-'));
+      w = new ShellWorker(this.#cwd, this.#env, join(this.#dir, `step-${++this.#made}.sh`), (dead) => this.#all.delete(dead));
       this.#all.add(w);
     }
     const worker = w;
@@ -139,7 +155,7 @@ export class ShellPool {
       worker.kill('SIGTERM');
       setTimeout(() => worker.kill('SIGKILL'), 2000).unref();
     });
-    const r = await worker.run(`${exports}eval ${quote(command)}`);
+    const r = await worker.run(`${exports}eval ${quote(command)}\n`);
     if (!worker.dead) this.#idle.push(worker);
     // The shell names the worker's eval in its own errors ("/bin/sh: 1: eval: x: not
     // found"); without it they read as a directly started step's do. (An exec of a new
@@ -151,6 +167,9 @@ export class ShellPool {
     for (const w of this.#all) w.close();
     this.#all.clear();
     this.#idle.length = 0;
+    // a worker still reading its script keeps the open file; the name can go
+    if (this.#dir !== undefined) rmSync(this.#dir, {recursive: true, force: true});
+    this.#dir = undefined;
   }
 
   killAll(): void {
