@@ -1,6 +1,6 @@
 import {ENV_DEFAULT, ENV_HWM, ENV_TRY, SLOTS, slotLabel, type SlotName} from '../boot/grub-cfg.js';
 import {readGrubEnvTolerant} from '../boot/grubenv.js';
-import {resolveBoot, type BootResolution} from '../boot/resolve.js';
+import {resolveBoot, type BootResolution, type EspEnvFiles} from '../boot/resolve.js';
 import {PsyError} from '../errors.js';
 import type {PublicKey} from '../sign/keys.js';
 import {highWaterMark, readEspEnv, setDefaultSlot} from './boot-env.js';
@@ -61,8 +61,8 @@ export async function readStatus(place: Place, options: {pubkey?: PublicKey; ver
  * version the running slot has recorded (so a lost environment block does not reopen
  * the door to older versions).
  */
-export async function versionFloor(place: Place): Promise<string | undefined> {
-  const marks = [highWaterMark(await readEspEnv(espVolume(place, false)))];
+export async function versionFloor(place: Place, env?: EspEnvFiles): Promise<string | undefined> {
+  const marks = [highWaterMark(env ?? (await readEspEnv(espVolume(place, false))))];
   if (place.booted !== undefined) marks.push((await readSlotState(place.slots[place.booted], slotLabel(place.booted))).version);
   return marks
     .filter((v): v is string => v !== undefined)

@@ -6,7 +6,7 @@ import {PsyError} from '../errors.js';
 import {blake2b512Impl} from '../sign/blake2b.js';
 import type {PublicKey} from '../sign/keys.js';
 import {startVerify, verifyTrustedComment, type StreamVerifier} from '../sign/signature.js';
-import {hashOnThread} from './hash-thread.js';
+import {hashOnThread, warmHashThread} from './hash-thread.js';
 import {DIRECT_WRITE_MIN} from './slot-fs.js';
 import type {Repository} from './repository.js';
 import {TarUnpacker, type TarMember, type TarNames} from './tar.js';
@@ -133,6 +133,11 @@ export interface ReceiveOptions {
   readonly cap?: SizeCap;
   /** Also keep the verified tarball in the staging folder (for `download`). */
   readonly keepTar?: boolean;
+}
+
+/** Gets the next verification's hashing ready (its thread starts while the caller does other work). */
+export function prepareVerify(): void {
+  if (blake2b512Impl === 'native') warmHashThread();
 }
 
 /**

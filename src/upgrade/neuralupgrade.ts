@@ -4,8 +4,10 @@ import type {PublicKey} from '../sign/keys.js';
 import {checkEspApply, ESP_RECORD, installEsp} from './apply-esp.js';
 import {checkOsApply, installOs, type StepHook} from './apply-os.js';
 import {setDefault, versionFloor} from './control.js';
-import {downloadVerified, verifyLocal, type VerifiedUpdate, type VerifyRules} from './fetch-update.js';
+import {downloadVerified, prepareVerify, verifyLocal, type VerifiedUpdate, type VerifyRules} from './fetch-update.js';
 import {espVolume, type Place} from './place.js';
+import {readEspEnv} from './boot-env.js';
+import type {EspEnvFiles} from '../boot/resolve.js';
 import type {Repository} from './repository.js';
 import {peekTrustedFields, type UpdateTarget} from './update-meta.js';
 import {withLauncher} from '../tools/run.js';
@@ -97,6 +99,10 @@ async function applyVerified(ctx: UpgradeContext, req: ApplyRequest): Promise<Ap
   if (slots.length === 0 && (req.osTar !== undefined || req.osVersion !== undefined))
     throw new PsyError('usage', '--os-tar/--os-version given without a slot target (a, b or nonbooted)');
 
+  prepareVerify();
+  // the boot environment, read once for the checks before the first write (each write
+  // step reads it again)
+  const env: EspEnvFiles | undefined = slots.length > 0 ? await readEspEnv(espVolume(place, false)) : undefined;
   const updates: VerifiedUpdate[] = [];
   try {
     // an update whose signature gives no size (the original psyopsOS's) is read at most
@@ -108,7 +114,7 @@ async function applyVerified(ctx: UpgradeContext, req: ApplyRequest): Promise<Ap
           {
             target: ctx.osTarget,
             pubkey: ctx.pubkey,
-            floor: await versionFloor(place),
+            floor: await versionFloor(place, env),
             allowDowngrade: ctx.allowDowngrade ?? false,
             maxSize: {bytes: place.slots[smallest].size, what: `slot ${slotLabel(smallest)} (${place.slots[smallest].size} bytes)`},
           },
@@ -136,7 +142,7 @@ async function applyVerified(ctx: UpgradeContext, req: ApplyRequest): Promise<Ap
     if (espUpdate) updates.push(espUpdate);
     // the checks against what is on disk (targets, room in the slot and on the ESP), for
     // every target before the first write to any: a refusal of one leaves all unchanged
-    for (const slot of slots) await checkOsApply(place, slot, osUpdate!);
+    for (const slot of slots) await checkOsApply(place, slot, osUpdate!, env);
     if (espUpdate) await checkEspApply(place, espUpdate);
     await req.afterVerify?.(updates);
 
