@@ -19,7 +19,6 @@ import {createServer} from 'node:net';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {generateSigningKey} from '../src/apk/keys.js';
-import {publishToReplica} from '../src/deaddrop/publish.js';
 import {serveReplica, type RunningServer} from '../src/deaddrop/serve.js';
 import {build} from '../src/engine/build.js';
 import {parseTar, writeTar, type TarEntry} from '../src/image/tar.js';
@@ -28,6 +27,7 @@ import {cleanConsole} from '../src/vm/boot-watch.js';
 import {QEMU, qemuArgs} from '../src/vm/qemu.js';
 import {buildFixtureRepository} from './fixtures/build-fixture-repository.js';
 import {assertBuilt, psy} from './helpers/deaddrop-cli.js';
+import {publishOs} from './helpers/deaddrop-fixtures.js';
 import {healthHook} from './helpers/guest-hooks.js';
 import {nodeProject, type NodeProjectDir} from './helpers/node-project.js';
 import {haveAlpineTestData} from './helpers/shared-data.js';
@@ -64,13 +64,8 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('psy deploy against a QEMU g
   let boots = 0;
   let stopping = false;
   const serial = (n: number) => join(p.dir, `serial-${n}.log`);
-  const sshArgs = () => [
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'ConnectTimeout=10',
-    '-p',
-    String(sshPort),
+  // the test's client key, and the node's recorded host key only
+  const sshIdentity = () => [
     '-i',
     join(p.dir, 'client'),
     '-o',
@@ -80,17 +75,9 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('psy deploy against a QEMU g
     '-o',
     'StrictHostKeyChecking=yes',
   ];
+  const sshArgs = () => ['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-p', String(sshPort), ...sshIdentity()];
 
-  async function publish(path: string): Promise<string> {
-    const r = await publishToReplica({
-      root: replica,
-      artifacts: [{kind: 'psyopsOS', id: 'x86_64', path, source: 'test', fields: {architecture: 'x86_64'}}],
-      keep: 5,
-      secretKey: keys.secretKey,
-      publicKey: keys.publicKey,
-    });
-    return r.artifacts[0]!.version;
-  }
+  const publish = (path: string) => publishOs(replica, keys, path);
 
   /** The guest's console so far (every boot), without terminal escapes. */
   const consoleText = () => cleanConsole(Array.from({length: boots}, (_, i) => readFileSync(serial(i + 1), 'latin1')).join(''));
@@ -160,18 +147,7 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('psy deploy against a QEMU g
         hosts: {[NODE]: '127.0.0.1'},
         ssh: {
           port: sshPort,
-          options: [
-            '-o',
-            'ConnectTimeout=60',
-            '-i',
-            join(p.dir, 'client'),
-            '-o',
-            'IdentitiesOnly=yes',
-            '-o',
-            `UserKnownHostsFile=${join(p.dir, 'known_hosts')}`,
-            '-o',
-            'StrictHostKeyChecking=yes',
-          ],
+          options: ['-o', 'ConnectTimeout=60', ...sshIdentity()],
         },
       },
     });

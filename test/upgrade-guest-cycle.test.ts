@@ -13,12 +13,12 @@ import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {generateSigningKey} from '../src/apk/keys.js';
 import {serveReplica, type RunningServer} from '../src/deaddrop/serve.js';
-import {publishToReplica} from '../src/deaddrop/publish.js';
 import {build} from '../src/engine/build.js';
 import {parseTar, writeTar, type TarEntry} from '../src/image/tar.js';
 import {formatPublicKey, generateKeyPair, type KeyPair} from '../src/sign/keys.js';
 import {bootAndWatch} from '../src/vm/boot-watch.js';
 import {buildFixtureRepository} from './fixtures/build-fixture-repository.js';
+import {publishOs} from './helpers/deaddrop-fixtures.js';
 import {healthHook, stateLib} from './helpers/guest-hooks.js';
 import {haveAlpineTestData} from './helpers/shared-data.js';
 import {testInitramfs} from './helpers/test-boot-payload.js';
@@ -60,16 +60,7 @@ describe.skipIf(!haveAlpineTestData() || !haveQemu)('the update cycle inside the
   let n = 0;
   const durations: string[] = [];
 
-  async function publish(path: string): Promise<string> {
-    const r = await publishToReplica({
-      root: replica,
-      artifacts: [{kind: 'psyopsOS', id: 'x86_64', path, source: 'test', fields: {architecture: 'x86_64'}}],
-      keep: 5,
-      secretKey: keys.secretKey,
-      publicKey: keys.publicKey,
-    });
-    return r.artifacts[0]!.version;
-  }
+  const publish = (path: string) => publishOs(replica, keys, path);
 
   async function boot(what: string): Promise<{kind: string; log: string; said: string}> {
     n++;

@@ -2,6 +2,8 @@ import {execFileSync} from 'node:child_process';
 import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
+import {publishToReplica} from '../../src/deaddrop/publish.js';
+import type {KeyPair} from '../../src/sign/keys.js';
 
 /**
  * Writes a small psyopsOS-shaped tarball (kernel.version, squashfs.alpine_version and a
@@ -52,4 +54,16 @@ export function makeApkRepo(dir: string, packages: Record<string, string>): void
   mkdirSync(arch, {recursive: true});
   for (const [name, body] of Object.entries(packages)) writeFileSync(join(arch, name), body);
   writeFileSync(join(arch, 'APKINDEX.tar.gz'), `index of ${Object.keys(packages).sort().join(',')}`);
+}
+
+/** Publishes one OS tarball into a replica folder, signed with `keys`; returns the version it got. */
+export async function publishOs(replica: string, keys: KeyPair, path: string): Promise<string> {
+  const r = await publishToReplica({
+    root: replica,
+    artifacts: [{kind: 'psyopsOS', id: 'x86_64', path, source: 'test', fields: {architecture: 'x86_64'}}],
+    keep: 5,
+    secretKey: keys.secretKey,
+    publicKey: keys.publicKey,
+  });
+  return r.artifacts[0]!.version;
 }
