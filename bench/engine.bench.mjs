@@ -43,7 +43,7 @@ const cpuFile = join(tmpdir(), `psy-bench-cpu-${process.pid}`);
 function timeRun(tool, dir) {
   const argv = gnuTime === undefined ? tool.cmd : [gnuTime, '-f', '%U %S', '-o', cpuFile, ...tool.cmd];
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(argv[0], argv.slice(1), {cwd: dir, encoding: 'utf8', maxBuffer: 1 << 28});
+  const r = spawnSync(argv[0], argv.slice(1), {cwd: dir, encoding: 'utf8', maxBuffer: 1 << 28, ...(tool.env ? {env: tool.env} : {})});
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${tool.cmd.join(' ')} failed in ${dir}: ${r.stderr}${r.stdout.slice(-2000)}`);
   let cpu = NaN;
@@ -60,7 +60,11 @@ const median = (xs) => {
 };
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+/** The no-op of psy without NODE_EXTRA_CA_CERTS, when it is set (see benchSize). */
+let noCaNoop;
+
 function benchSize(n) {
+  noCaNoop = undefined;
   const base = mkdtempSync(join(tmpdir(), `psy-bench-${n}-`));
   const dirs = {};
   let meta;
@@ -98,6 +102,18 @@ function benchSize(n) {
     for (const name of names) record(label, name, runs[name]);
   };
   scenario('noop', () => {});
+  // NODE_EXTRA_CA_CERTS makes every Node start parse a certificate bundle before any of
+  // psy's code runs: the no-op again without it, to show what is psy's own
+  if (process.env.NODE_EXTRA_CA_CERTS) {
+    const {NODE_EXTRA_CA_CERTS: _, ...env} = process.env;
+    const bare = {...tools.psy, env};
+    const runs = [];
+    for (let i = 0; i < reps.other; i++) {
+      runs.push(timeRun(bare, dirs.psy));
+      timeRun(tools.ninja, dirs.ninja);
+    }
+    noCaNoop = {median: median(runs.map((r) => r.secs)), runs: runs.length};
+  }
   scenario('edit-narrow', (dir, i) => appendFileSync(join(dir, meta.narrow.src), `edit ${i}\n`));
   scenario('edit-wide', (dir, i) => appendFileSync(join(dir, meta.wide.src), `edit ${i}\n`));
   // Content unchanged, mtime moved forward (make and ninja rebuild the cone; psy must not).
@@ -107,10 +123,10 @@ function benchSize(n) {
   });
   rmSync(base, {recursive: true, force: true});
   rmSync(cpuFile, {force: true});
-  return {meta, results};
+  return {meta, results, noCaNoop};
 }
 
-function table({meta, results}) {
+function table({meta, results, noCaNoop}) {
   const n = meta.targets;
   const lines = [
     `### N = ${n} (fan-in ${meta.fanin}; narrow cone ${meta.narrow.cone}, wide cone ${meta.wide.cone}; -j${JOBS})`,
@@ -126,6 +142,10 @@ function table({meta, results}) {
     lines.push(
       `| ${scenario} | ${f(r.psy)} | ${f(r.ninja)} | ${f(r.make)} | ${ratio.toFixed(2)}× | ${cpu} | ${cpuRatio} | ${r.psy.commands}/${r.ninja.commands}/${r.make.commands} |`,
     );
+  }
+  if (noCaNoop !== undefined) {
+    const ratio = noCaNoop.median / results.noop.ninja.median;
+    lines.push('', `no-op with NODE_EXTRA_CA_CERTS unset for psy: ${noCaNoop.median.toFixed(3)} s (${noCaNoop.runs}), ${ratio.toFixed(2)}× ninja`);
   }
   return lines.join('\n');
 }

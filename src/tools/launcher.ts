@@ -56,10 +56,14 @@ export class Launcher {
         this.#waiting.shift()?.(line);
       }
     });
-    this.#child.on('close', () => {
+    const gone = () => {
       this.#closed = true;
       for (const w of this.#waiting.splice(0)) w(undefined);
-    });
+    };
+    // a shell that cannot start or dies: its requests are answered undefined, and the
+    // caller starts the programs itself
+    this.#child.on('error', gone);
+    this.#child.on('close', gone);
   }
 
   /** Runs one program to completion; undefined when the shell itself is gone. */

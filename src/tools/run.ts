@@ -53,13 +53,18 @@ let launcherUsers = 0;
  * holds much memory while it starts programs (neuralupgrade's apply).
  */
 export async function withLauncher<T>(fn: () => Promise<T>): Promise<T> {
-  launcher ??= new Launcher();
+  try {
+    launcher ??= new Launcher();
+  } catch {
+    // no private folder for its files: programs are started directly
+    return fn();
+  }
   launcherUsers++;
   try {
     return await fn();
   } finally {
     if (--launcherUsers === 0) {
-      launcher.close();
+      launcher?.close();
       launcher = undefined;
     }
   }
