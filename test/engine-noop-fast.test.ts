@@ -118,6 +118,33 @@ describe('no-op answered before the engine loads', () => {
     ).toEqual(['up to date: a', 'up to date: b', 'up to date: c']);
   }, 90_000);
 
+  it("writes its one line without creating the process's stdout or stderr stream", async () => {
+    // Logs every use of process.stdout and process.stderr (creating one costs milliseconds).
+    rig.write({
+      'trace/streams.cjs': `const {appendFileSync} = require('node:fs');
+for (const name of ['stdout', 'stderr']) {
+  const d = Object.getOwnPropertyDescriptor(process, name);
+  Object.defineProperty(process, name, {...d, get() {
+    appendFileSync(process.env.PSY_TEST_STREAM_LOG, name + '\\n');
+    return d.get.call(this);
+  }});
+}
+`,
+    });
+    rig.psy(['build']);
+    await settle();
+    rig.psy(['build']);
+    const log = rig.path('trace/streams.log');
+    const run = (args: string[]) => {
+      writeFileSync(log, '');
+      const r = rig.psy(args, {PSY_TEST_STREAM_LOG: log, NODE_OPTIONS: `--require ${rig.path('trace/streams.cjs')}`});
+      return {code: r.code, stdout: r.stdout, streams: readFileSync(log, 'utf8')};
+    };
+    expect(run(['build'])).toEqual({code: 0, stdout: 'psy: no work to do (3 targets up to date)\n', streams: ''});
+    // The preload does see a use: --verbose asks whether stdout is a terminal.
+    expect(run(['build', '-v']).streams).toContain('stdout');
+  }, 60_000);
+
   it("without the bundle, the CLI answers from the fast path's modules", async () => {
     rig.psy(['build']);
     await settle();
