@@ -377,4 +377,27 @@ describe('no-op of glob inputs and directory outputs', () => {
       expect(readdirSync(rig.path('cache/out/tree')).sort()).toEqual(['link', 'sub']);
     }
   }, 60_000);
+
+  it('a tree a cone build rebuilt with a new folder: an entry added there is seen by both checks', async () => {
+    // Shell commands without globs: an edit is rebuilt as a cone build from the cached graph.
+    rig.write({
+      'build.config.ts': `export default {targets: [
+  {name: 'tree', inputs: {n: 'src/n.txt'}, outputs: {d: {dir: 'tree'}}, command: 'd=$out/$(cat $in) && mkdir -p $d && echo x > $d/f'},
+  {name: 'sum', inputs: {t: {target: 'tree'}}, outputs: {o: 'sum.out'}, command: 'ls -R $in > $out'},
+]};
+`,
+      'src/n.txt': '.\n',
+    });
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    await trusted();
+    writeFileSync(rig.path('src/n.txt'), 'sub\n');
+    const cone = traced(['build']);
+    expect(startedSteps(cone.stdout)).toEqual(['tree', 'sum']);
+    expect(cone.modules).toContain('cli/build-run.bundle.cjs');
+    await trusted();
+    writeFileSync(rig.path('cache/out/tree/sub/extra'), 'x\n');
+    expect(verdicts('sum')).toEqual(['sum', 'tree']);
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+    expect(readdirSync(rig.path('cache/out/tree/sub'))).toEqual(['f']);
+  }, 60_000);
 });

@@ -424,7 +424,9 @@ function settledFromRecords(cone: Cone, log: StateLog): boolean {
 /**
  * The snapshot entries a cone build changes, with the stats it used: the changed files
  * and the outputs of every target in the cones. Undefined when the build used a tool
- * the snapshot does not watch, or a file is gone.
+ * the snapshot does not watch, a file is gone, or a target in the cones has a directory
+ * output (the snapshot watches its folders, which the old tree may not have had: the
+ * next build writes the whole snapshot again).
  */
 function conePatches(
   cone: Cone,
@@ -449,7 +451,7 @@ function conePatches(
   for (const abs of changed.changed) if (!abs.startsWith(prefix) || !add(abs.slice(prefix.length))) return undefined;
   for (const t of cone.graph.targets) {
     if (cone.clean[t.index] === 1) continue;
-    for (const o of t.outputs) if (!add(o.path)) return undefined;
+    for (const o of t.outputs) if (o.kind === 'dir' || !add(o.path)) return undefined;
   }
   return patches;
 }
