@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process';
-import {cpSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
+import {cpSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {pathToFileURL} from 'node:url';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
@@ -117,6 +117,33 @@ describe('no-op answered before the engine loads', () => {
         .sort(),
     ).toEqual(['up to date: a', 'up to date: b', 'up to date: c']);
   }, 90_000);
+
+  it("writes its one line without creating the process's stdout or stderr stream", async () => {
+    // Logs every use of process.stdout and process.stderr (creating one costs milliseconds).
+    rig.write({
+      'trace/streams.cjs': `const {appendFileSync} = require('node:fs');
+for (const name of ['stdout', 'stderr']) {
+  const d = Object.getOwnPropertyDescriptor(process, name);
+  Object.defineProperty(process, name, {...d, get() {
+    appendFileSync(process.env.PSY_TEST_STREAM_LOG, name + '\\n');
+    return d.get.call(this);
+  }});
+}
+`,
+    });
+    rig.psy(['build']);
+    await settle();
+    rig.psy(['build']);
+    const log = rig.path('trace/streams.log');
+    const run = (args: string[]) => {
+      writeFileSync(log, '');
+      const r = rig.psy(args, {PSY_TEST_STREAM_LOG: log, NODE_OPTIONS: `--require ${rig.path('trace/streams.cjs')}`});
+      return {code: r.code, stdout: r.stdout, streams: readFileSync(log, 'utf8')};
+    };
+    expect(run(['build'])).toEqual({code: 0, stdout: 'psy: no work to do (3 targets up to date)\n', streams: ''});
+    // The preload does see a use: --verbose asks whether stdout is a terminal.
+    expect(run(['build', '-v']).streams).toContain('stdout');
+  }, 60_000);
 
   it("without the bundle, the CLI answers from the fast path's modules", async () => {
     rig.psy(['build']);
@@ -289,17 +316,88 @@ describe('no-op of glob inputs and directory outputs', () => {
     expect(rig.read('cache/out/sum.out')).toBe('a\nb\nc\n');
   }, 60_000);
 
-  it('an edit deep inside a directory output, or an entry added to it, is seen', async () => {
-    await fresh();
-    writeFileSync(rig.path('cache/out/tree/sub/all'), 'tampered\n');
-    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
-    expect(rig.read('cache/out/tree/sub/all')).toBe('a\nb\nc\n');
+  /** `psy explain` and `psy build -n` of `target`, checked to agree: the targets that would run. */
+  function verdicts(target: string): string[] {
+    const e = rig.psy(['explain', '--json', target]);
+    expect(e.code, e.stderr).toBe(0);
+    const d = rig.psy(['build', '-n', '--json', target]);
+    expect(d.code, d.stderr).toBe(0);
+    const explain = JSON.parse(e.stdout) as {stale: boolean; chain: Array<{target: string; reason: string}>};
+    const wouldRun = (JSON.parse(d.stdout) as {wouldRun: Array<{target: string; reason: string}>}).wouldRun;
+    for (const step of explain.chain) expect(wouldRun.find((w) => w.target === step.target)?.reason).toBe(step.reason);
+    expect(explain.stale).toBe(wouldRun.some((w) => w.target === target));
+    return wouldRun.map((w) => w.target).sort();
+  }
+
+  /** Out of the racy window, the tree's record and the snapshot trusted again: a fast no-op. */
+  async function trusted(): Promise<void> {
     await settle();
     rig.psy(['build']);
-    expect(rig.psy(['build']).stdout).toBe('psy: no work to do (2 targets up to date)\n');
+    expect(traced(['build']).stdout).toBe('psy: no work to do (2 targets up to date)\n');
+  }
+
+  it('a file edited in place inside a directory output is trusted, by the fast and the full check alike', async () => {
+    await fresh();
+    writeFileSync(rig.path('cache/out/tree/sub/all'), 'tampered\n');
+    expect(verdicts('sum')).toEqual([]);
+    expect(rig.psy(['build', '-n']).stdout).toBe('psy: no work to do\n');
+    const fast = traced(['build']);
+    expect(fast.stdout).toBe('psy: no work to do (2 targets up to date)\n');
+    for (const m of ENGINE) expect(fast.modules).not.toContain(m);
+    expect(rig.read('cache/out/tree/sub/all')).toBe('tampered\n');
+    // psy clean is how an output edited by hand is made again.
+    expect(rig.psy(['clean', 'tree']).code).toBe(0);
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+    expect(rig.read('cache/out/tree/sub/all')).toBe('a\nb\nc\n');
+  }, 60_000);
+
+  it('an entry added, renamed or removed inside a directory output, or the tree replaced, is seen by both checks', async () => {
+    await fresh();
+    const changes: Array<[string, () => void]> = [
+      ['added deep inside', () => writeFileSync(rig.path('cache/out/tree/sub/extra'), 'x\n')],
+      ['renamed', () => renameSync(rig.path('cache/out/tree/sub/all'), rig.path('cache/out/tree/sub/all2'))],
+      ['removed (a link)', () => rmSync(rig.path('cache/out/tree/link'))],
+      [
+        'the tree replaced by a copy with an edited file',
+        () => {
+          cpSync(rig.path('cache/out/tree'), rig.path('cache/out/tree.new'), {recursive: true, verbatimSymlinks: true, preserveTimestamps: true});
+          writeFileSync(rig.path('cache/out/tree.new/sub/all'), 'tampered\n');
+          rmSync(rig.path('cache/out/tree'), {recursive: true});
+          renameSync(rig.path('cache/out/tree.new'), rig.path('cache/out/tree'));
+        },
+      ],
+    ];
+    for (const [what, change] of changes) {
+      await trusted();
+      change();
+      // The tree rebuilds; sum reads the same bytes again, so it stays up to date (early cutoff).
+      expect({what, dryRun: verdicts('sum')}).toEqual({what, dryRun: ['sum', 'tree']});
+      expect({what, ran: startedSteps(rig.psy(['build']).stdout)}).toEqual({what, ran: ['tree']});
+      expect(rig.read('cache/out/tree/sub/all')).toBe('a\nb\nc\n');
+      expect(readdirSync(rig.path('cache/out/tree')).sort()).toEqual(['link', 'sub']);
+    }
+  }, 60_000);
+
+  it('a tree a cone build rebuilt with a new folder: an entry added there is seen by both checks', async () => {
+    // Shell commands without globs: an edit is rebuilt as a cone build from the cached graph.
+    rig.write({
+      'build.config.ts': `export default {targets: [
+  {name: 'tree', inputs: {n: 'src/n.txt'}, outputs: {d: {dir: 'tree'}}, command: 'd=$out/$(cat $in) && mkdir -p $d && echo x > $d/f'},
+  {name: 'sum', inputs: {t: {target: 'tree'}}, outputs: {o: 'sum.out'}, command: 'ls -R $in > $out'},
+]};
+`,
+      'src/n.txt': '.\n',
+    });
+    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree', 'sum']);
+    await trusted();
+    writeFileSync(rig.path('src/n.txt'), 'sub\n');
+    const cone = traced(['build']);
+    expect(startedSteps(cone.stdout)).toEqual(['tree', 'sum']);
+    expect(cone.modules).toContain('cli/build-run.bundle.cjs');
+    await trusted();
     writeFileSync(rig.path('cache/out/tree/sub/extra'), 'x\n');
+    expect(verdicts('sum')).toEqual(['sum', 'tree']);
     expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
-    rmSync(rig.path('cache/out/tree/link'));
-    expect(startedSteps(rig.psy(['build']).stdout)).toEqual(['tree']);
+    expect(readdirSync(rig.path('cache/out/tree/sub'))).toEqual(['f']);
   }, 60_000);
 });

@@ -9,7 +9,7 @@ import {BuildLock} from '../engine/lock.js';
 import {noopCheck, type NoopCheck} from '../engine/noop-check.js';
 import {intOption, parseBuildArgs} from './build-args.js';
 import {reportBuild, statusPrinter} from './build-report.js';
-import {globalOptions, processIo, reportFailure, type CommandIo} from './command.js';
+import {globalOptions, lineIo, reportFailure, type CommandIo} from './command.js';
 
 export type FastBuild =
   /** Answered: the exit status. */
@@ -28,7 +28,8 @@ const none: FastBuild = {kind: 'none'};
  * module to load instead of a dozen.
  */
 export async function fastEntry(argv: string[]): Promise<FastBuild> {
-  let io = processIo();
+  // Writing a line needs no stream objects (their creation alone costs milliseconds).
+  let io = lineIo();
   try {
     // The whole command line: `-C DIR` may come first (main reports its mistakes).
     let global: ReturnType<typeof globalOptions>;
@@ -82,12 +83,16 @@ export async function fastBuild(argv: string[], io: CommandIo): Promise<FastBuil
   }
   // Same rule as a full build: one build at a time per state folder.
   BuildLock.acquire(fresh.stateDir).release();
-  const status = statusPrinter(values, io);
-  try {
-    status.event({type: 'plan', total: fresh.upToDateCount});
-    for (const target of upToDate) status.event({type: 'fresh', target});
-  } finally {
-    status.close();
+  // Without the names (neither --json nor --verbose) the status printer shows nothing for
+  // a no-op, on a terminal or not; asking whether stdout is one would create the stream.
+  if (names) {
+    const status = statusPrinter(values, io);
+    try {
+      status.event({type: 'plan', total: fresh.upToDateCount});
+      for (const target of upToDate) status.event({type: 'fresh', target});
+    } finally {
+      status.close();
+    }
   }
   const code = reportBuild(
     {ok: true, ran: [], steps: [], upToDate, upToDateCount: fresh.upToDateCount, failed: [], skipped: [], wouldRun: [], interrupted: false, outputs},

@@ -424,7 +424,9 @@ function settledFromRecords(cone: Cone, log: StateLog): boolean {
 /**
  * The snapshot entries a cone build changes, with the stats it used: the changed files
  * and the outputs of every target in the cones. Undefined when the build used a tool
- * the snapshot does not watch, or a file is gone.
+ * the snapshot does not watch, a file is gone, or a target in the cones has a directory
+ * output (the snapshot watches its folders, which the old tree may not have had: the
+ * next build writes the whole snapshot again).
  */
 function conePatches(
   cone: Cone,
@@ -449,7 +451,7 @@ function conePatches(
   for (const abs of changed.changed) if (!abs.startsWith(prefix) || !add(abs.slice(prefix.length))) return undefined;
   for (const t of cone.graph.targets) {
     if (cone.clean[t.index] === 1) continue;
-    for (const o of t.outputs) if (!add(o.path)) return undefined;
+    for (const o of t.outputs) if (o.kind === 'dir' || !add(o.path)) return undefined;
   }
   return patches;
 }
@@ -472,8 +474,9 @@ function cachedConfig(options: BuildOptions, changed: ChangedFiles, identity: st
  * The files a no-op snapshot must watch, with the stats the build used; undefined if
  * unsupported. `configReads` comes back longer: the folders a glob walks are watched like
  * the files the config read (an entry added or removed there changes the graph itself).
- * A directory output is watched entry by entry (its own stat does not show changes deep
- * inside it): a folder's mtime shows an entry added or removed, a file's stat an edit.
+ * A directory output is watched by its folders (its own stat does not show changes deep
+ * inside it): a folder's mtime shows an entry added, removed, renamed or replaced; a file
+ * edited in place is trusted, as the full check trusts it.
  */
 function snapshotEntries(
   graph: Graph,
@@ -502,29 +505,29 @@ function snapshotEntries(
     entries.push({path, stat: [st.size, st.mtimeMs, st.ctimeMs, st.ino]});
     return true;
   };
+  // An output tree's folders, the root included: the check FileHasher.output makes (see
+  // walkTree in file-hasher.ts). Links are not followed; files are not watched.
   const addTree = (rel: string): boolean => {
     if (!add(rel)) return false;
-    let list: Dirent[];
-    try {
-      list = readdirSync(prefix + rel, {withFileTypes: true});
-    } catch {
-      return false;
-    }
-    for (const e of list) {
-      const child = `${rel}/${e.name}`;
-      // A link cannot change in place (it is replaced, which changes its folder's mtime);
-      // the check's stat would follow it, perhaps out of the tree (etc/mtab → /proc).
-      if (e.isSymbolicLink()) continue;
-      if (e.isDirectory() ? !addTree(child) : !addEntry(child)) return false;
-    }
-    return true;
-  };
-  const addEntry = (rel: string): boolean => {
-    const path = prefix + rel;
-    if (seen.has(path)) return true;
-    seen.add(path);
-    entries.push({path, stat: statTuple(path)});
-    return true;
+    const walk = (dir: string): boolean => {
+      let list: Dirent[];
+      try {
+        list = readdirSync(prefix + dir, {withFileTypes: true});
+      } catch {
+        return false;
+      }
+      for (const e of list) {
+        if (!e.isDirectory()) continue;
+        const child = `${dir}/${e.name}`;
+        const path = prefix + child;
+        if (seen.has(path)) continue;
+        seen.add(path);
+        entries.push({path, stat: statTuple(path)});
+        if (!walk(child)) return false;
+      }
+      return true;
+    };
+    return walk(rel);
   };
   for (const t of graph.targets) {
     if (!want[t.index]) continue;
@@ -604,7 +607,7 @@ function sameTuple(a: readonly number[], b: readonly number[]): boolean {
 
 /**
  * Wanted targets the snapshot proves up to date: none of their input or output files
- * (or entries of their output trees) changed, and none of their upstream targets is in
+ * (or folders of their output trees) changed, and none of their upstream targets is in
  * the cone of a changed file. Undefined when a changed path belongs to no wanted target.
  */
 function cleanTargets(graph: Graph, want: Uint8Array, changed: ReadonlySet<string>): Uint8Array | undefined {

@@ -5,7 +5,7 @@
  * hide behind it ("racy", as git calls it). Each path is stat'ed at most once per build
  * unless it is invalidated (after an output is renamed into place).
  */
-import {closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync} from 'node:fs';
+import {closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, type Dirent, type Stats} from 'node:fs';
 import {join, sep} from 'node:path';
 import {createHasher, hashBytes} from './hash.js';
 import {STAT_FIELDS, statBatch} from './stat-batch.js';
@@ -149,8 +149,9 @@ export class FileHasher {
     const st = lstatSync(abs, {throwIfNoEntry: false});
     let hash: string | undefined;
     if (st?.isDirectory() === true) {
-      // The stat fingerprint of every entry stands in for the stat data of a file.
-      const walk = walkTree(abs);
+      // The tree's folders and their entries' names stand in for the stat data of a file
+      // (see walkTree): a file edited in place inside an output tree is not looked at.
+      const walk = walkTree(abs, st);
       const key = `${rel}/`;
       const rec = this.#log.files.get(key);
       const now = Date.now();
@@ -215,27 +216,48 @@ export function hashFileContent(abs: string, size: number): string {
 }
 
 interface TreeWalk {
+  /** Entries in the tree (the root not counted). */
   entries: number;
   statPrint: string;
+  /** The latest mtime or ctime of the tree's folders. */
   maxTime: number;
 }
 
-function walkTree(dir: string): TreeWalk {
+/**
+ * The stat print of an output tree: the stat of every folder (the root included) and the
+ * name and type of every entry, with no stat per file. An entry added, removed, renamed or
+ * replaced changes its folder's mtime; a tree renamed into place changes the root's
+ * inode. A file edited in place is not seen: psy trusts the files inside its outputs,
+ * as ninja does (the no-op snapshot watches exactly these folders, see build.ts).
+ */
+function walkTree(dir: string, root: Stats): TreeWalk {
   const h = createHasher();
   let entries = 0;
   let maxTime = 0;
-  const visit = (abs: string, rel: string) => {
-    for (const name of readdirSync(abs).sort()) {
-      const p = join(abs, name);
-      const st = lstatSync(p);
+  const visit = (abs: string, rel: string, st: Stats) => {
+    maxTime = Math.max(maxTime, st.mtimeMs, st.ctimeMs);
+    h.update(`d\0${rel}\0${st.mode}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.ino}\n`);
+    const list = readdirSync(abs, {withFileTypes: true}).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of list) {
       entries++;
-      maxTime = Math.max(maxTime, st.mtimeMs, st.ctimeMs);
-      h.update(`${rel}${name}\0${st.mode}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.ino}\n`);
-      if (st.isDirectory()) visit(p, `${rel}${name}/`);
+      h.update(`e\0${rel}${e.name}\0${entryType(e)}\n`);
+    }
+    for (const e of list) {
+      if (e.isDirectory()) {
+        const p = join(abs, e.name);
+        visit(p, `${rel}${e.name}/`, lstatSync(p));
+      }
     }
   };
-  visit(dir, '');
+  visit(dir, '', root);
   return {entries, statPrint: h.digest(), maxTime};
+}
+
+function entryType(e: Dirent): string {
+  if (e.isFile()) return 'f';
+  if (e.isDirectory()) return 'd';
+  if (e.isSymbolicLink()) return 'l';
+  return 'o';
 }
 
 /** Hash of a tree: names, types, permission bits, file contents and link targets. */
