@@ -185,6 +185,7 @@ export class Builder {
       });
     } finally {
       this.#o.signal?.removeEventListener('abort', onAbort);
+      this.#buildLog?.close();
     }
     if (this.#fatal !== undefined) throw this.#fatal;
     return this.#result;

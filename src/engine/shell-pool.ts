@@ -15,7 +15,7 @@
  * steps) are started directly instead.
  */
 import {spawn, type ChildProcess} from 'node:child_process';
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdtempSync, rmSync, unlinkSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 
@@ -68,7 +68,11 @@ class ShellWorker {
 
   run(script: string): Promise<ShellResult> {
     // A new file each time: rewriting one in place makes ext4 flush it (auto_da_alloc), ~1 ms.
-    rmSync(this.#script, {force: true});
+    try {
+      unlinkSync(this.#script);
+    } catch {
+      // the first step of this worker
+    }
     writeFileSync(this.#script, script);
     return new Promise((resolve) => {
       this.#pending = {resolve};
