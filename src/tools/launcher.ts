@@ -1,22 +1,9 @@
 import {spawn, type ChildProcess} from 'node:child_process';
-import {constants} from 'node:os';
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
-import {tmpdir} from 'node:os';
+import {constants, tmpdir} from 'node:os';
 import {join} from 'node:path';
 
-/**
- * A small `/bin/sh` that starts programs on behalf of a process holding much memory.
- *
- * Why: Node starts a child with fork(2), whose cost grows with the parent's memory (its
- * page tables are copied): with an update's 100 MiB in memory, each start costs 15-20 ms
- * instead of 3-5 ms, and an apply starts about ten programs (mcopy, mke2fs, debugfs).
- * The shell is started while the process is still small and forks cheaply ever after.
- *
- * Each request is one line: the program, its arguments, environment and folder quoted for
- * the shell, stdin, stdout and stderr redirected to files in a private folder; the shell
- * answers with the exit status (or `missing` when the program is not on PATH). Requests
- * run one after another, in the order they were made.
- */
+/** One program to run, as runToolExit takes it. */
 export interface LaunchRequest {
   readonly command: string;
   readonly args: readonly string[];
@@ -35,6 +22,19 @@ export interface LaunchResult {
 
 const SCRIPT = `while IFS= read -r psy_line; do eval "$psy_line"; done`;
 
+/**
+ * A small `/bin/sh` that starts programs on behalf of a process holding much memory.
+ *
+ * Why: Node starts a child with fork(2), whose cost grows with the parent's memory (its
+ * page tables are copied): with an update's 100 MiB in memory, each start costs 15-20 ms
+ * instead of 3-5 ms, and an apply starts about ten programs (mcopy, mke2fs, debugfs).
+ * The shell is started while the process is still small and forks cheaply ever after.
+ *
+ * Each request is one line: the program, its arguments, environment and folder quoted for
+ * the shell, stdin, stdout and stderr redirected to files in a private folder; the shell
+ * answers with the exit status (or `missing` when the program is not on PATH). Requests
+ * run one after another, in the order they were made.
+ */
 export class Launcher {
   readonly #child: ChildProcess;
   readonly #dir: string;
