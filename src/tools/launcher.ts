@@ -26,8 +26,8 @@ const SCRIPT = `while IFS= read -r psy_line; do eval "$psy_line"; done`;
  * A small `/bin/sh` that starts programs on behalf of a process holding much memory.
  *
  * Why: Node starts a child with fork(2), whose cost grows with the parent's memory (its
- * page tables are copied): with an update's 100 MiB in memory, each start costs 15-20 ms
- * instead of 3-5 ms, and an apply starts about ten programs (mcopy, mke2fs, debugfs).
+ * page tables are copied): with an update's 100 MiB in memory, each start costs 10-20 ms
+ * instead of 3-8 ms, and an apply starts about ten programs (mcopy, mke2fs, debugfs).
  * The shell is started while the process is still small and forks cheaply ever after.
  *
  * Each request is one line: the program, its arguments, environment and folder quoted for
