@@ -18,29 +18,14 @@ export async function run(argv = []) {
   const {values} = parseArgs({args: argv, options: {runs: {type: 'string', default: '15'}, json: {type: 'boolean'}}, strict: false, allowPositionals: true});
   const runs = Number(values.runs ?? 15);
 
-  const {buildFixtureRepository} = await import('../test/fixtures/build-fixture-repository.ts');
+  const {buildFixtureRepository, MINIROOTFS_INSTALL_ORDER} = await import('../test/fixtures/build-fixture-repository.ts');
   const {readApk} = await import('../src/apk/apk-package.ts');
   const {installPackages} = await import('../src/apk/installer.ts');
   const {loadKeyring} = await import('../src/apk/keys.ts');
 
   const fx = await buildFixtureRepository({kernel: false});
   const keyring = loadKeyring(fx.keysDir);
-  const order = [
-    'musl',
-    'busybox',
-    'busybox-binsh',
-    'alpine-baselayout-data',
-    'alpine-baselayout',
-    'alpine-keys',
-    'ca-certificates-bundle',
-    'libcrypto3',
-    'libssl3',
-    'zlib',
-    'apk-tools',
-    'scanelf',
-    'musl-utils',
-    'ssl_client',
-  ];
+  const order = MINIROOTFS_INSTALL_ORDER;
   const files = readdirSync(fx.archDir);
   const paths = order.map((n) => join(fx.archDir, String(files.find((f) => f.startsWith(`${n}-`) && /^[0-9]/.test(f.slice(n.length + 1))))));
   const keyPem = readFileSync(join(fx.keysDir, fx.keyName));

@@ -8,7 +8,7 @@ import {readApk, type ApkPackage} from '../src/apk/apk-package.js';
 import {installPackages} from '../src/apk/installer.js';
 import {loadKeyring} from '../src/apk/keys.js';
 import type {ManifestEntry} from '../src/apk/manifest.js';
-import {buildFixtureRepository, type FixtureRepository} from './fixtures/build-fixture-repository.js';
+import {buildFixtureRepository, MINIROOTFS_INSTALL_ORDER, type FixtureRepository} from './fixtures/build-fixture-repository.js';
 import {alpineTestData, haveAlpineTestData} from './helpers/shared-data.js';
 
 const dirs: string[] = [];
@@ -62,23 +62,7 @@ describe.skipIf(!haveAlpineTestData())('installer: round trip against the offici
     const official = tempDir();
     execFileSync('tar', ['-xzf', fx.minirootfsTarball, '-C', official, '--numeric-owner']);
     const root = join(tempDir(), 'root');
-    const order = [
-      'musl',
-      'busybox',
-      'busybox-binsh',
-      'alpine-baselayout-data',
-      'alpine-baselayout',
-      'alpine-keys',
-      'ca-certificates-bundle',
-      'libcrypto3',
-      'libssl3',
-      'zlib',
-      'apk-tools',
-      'scanelf',
-      'musl-utils',
-      'ssl_client',
-      'alpine-base',
-    ];
+    const order = [...MINIROOTFS_INSTALL_ORDER, 'alpine-base'];
     const pkgs = loadFixturePackages(fx, order);
     const officialRepos = readFileSync(join(official, 'etc/apk/repositories'), 'utf8').split('\n').filter(Boolean);
     const log: string[] = [];

@@ -151,9 +151,11 @@ function start(args: string[]): WatchRun {
 
 /**
  * src/a.txt → A → B → C (+ src/c.txt); D reads src/d.txt only; G reads the glob
- * src/**\/*.c; S reads src/sentinel.txt. The config imports targets/extra.ts.
+ * src/**\/*.c; S reads src/sentinel.txt. The config imports targets/extra.ts. A test
+ * may give A or D another command.
  */
-function project(): void {
+function project(commands: {readonly A?: string; readonly D?: string} = {}): void {
+  const command = (name: 'A' | 'D') => JSON.stringify(commands[name] ?? 'cp $in $out');
   rig.write({
     'src/a.txt': 'a1\n',
     'src/c.txt': 'c1\n',
@@ -163,10 +165,10 @@ function project(): void {
     'targets/extra.ts': `export const suffix = 'v1';\n`,
     'build.config.ts': `import {suffix} from './targets/extra.ts';
 export default {targets: [
-  {name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'},
+  {name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: ${command('A')}},
   {name: 'B', inputs: {a: {target: 'A'}}, outputs: {o: 'b.txt'}, command: 'cp $in $out'},
   {name: 'C', inputs: {b: {target: 'B'}, c: 'src/c.txt'}, outputs: {o: 'c.txt'}, command: 'cat $in > $out; echo ' + suffix + ' >> $out'},
-  {name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out'},
+  {name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: ${command('D')}},
   {name: 'G', inputs: {c: {glob: 'src/**/*.c'}}, outputs: {o: 'g.txt'}, command: 'cat $in > $out'},
   {name: 'S', inputs: {s: 'src/sentinel.txt'}, outputs: {o: 's.txt'}, command: 'cp $in $out'},
   {name: 'all', inputs: {c: {target: 'C'}, g: {target: 'G'}, s: {target: 'S'}}, outputs: {o: 'all.txt'}, command: 'cat $in > $out'},
@@ -248,15 +250,8 @@ describe('psy build --watch', () => {
   });
 
   it('a change during a running build starts exactly one follow-up build', async () => {
-    project();
     // A copies its input, then holds while the file `hold` exists, until `release` appears.
-    const config = rig
-      .read('build.config.ts')
-      .replace(
-        `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
-        `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out; if [ -e hold ]; then touch held; while [ ! -e release ]; do sleep 0.02; done; fi'}`,
-      );
-    writeFileSync(rig.path('build.config.ts'), config);
+    project({A: 'cp $in $out; if [ -e hold ]; then touch held; while [ ! -e release ]; do sleep 0.02; done; fi'});
     const r = start(['all', '-j1']);
     await r.idleAfter(1);
 
@@ -390,16 +385,7 @@ describe('psy build --watch', () => {
   });
 
   it('a build locked out by another psy build is tried again with its changes', async () => {
-    project();
-    writeFileSync(
-      rig.path('build.config.ts'),
-      rig
-        .read('build.config.ts')
-        .replace(
-          `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out'}`,
-          `{name: 'D', inputs: {d: 'src/d.txt'}, outputs: {o: 'd.txt'}, command: 'cp $in $out; touch held; while [ -e hold ]; do sleep 0.02; done'}`,
-        ),
-    );
+    project({D: 'cp $in $out; touch held; while [ -e hold ]; do sleep 0.02; done'});
     const r = start(['S']);
     await r.idleAfter(1);
     // A plain build of D holds the project's lock until \`hold\` goes away.
@@ -439,16 +425,7 @@ export default {targets: names.map((n) => ({name: n, inputs: {s: n + '.txt'}, ou
   });
 
   it('a failing step shows its error, watching continues, the fix rebuilds; --then runs after success only', async () => {
-    project();
-    writeFileSync(
-      rig.path('build.config.ts'),
-      rig
-        .read('build.config.ts')
-        .replace(
-          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
-          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'if grep -q bad $in; then echo "A refuses: bad input" >&2; exit 3; fi; cp $in $out'}`,
-        ),
-    );
+    project({A: 'if grep -q bad $in; then echo "A refuses: bad input" >&2; exit 3; fi; cp $in $out'});
     const r = start(['all', '-j1', '--then', 'cat cache/out/a.txt >> then.log; echo then-ran']);
     await r.idleAfter(1);
     await r.waitForText(/^then-ran$/m);
@@ -473,16 +450,7 @@ export default {targets: names.map((n) => ({name: n, inputs: {s: n + '.txt'}, ou
   });
 
   it('Ctrl-C stops the running step and exits with 130', async () => {
-    project();
-    writeFileSync(
-      rig.path('build.config.ts'),
-      rig
-        .read('build.config.ts')
-        .replace(
-          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out'}`,
-          `{name: 'A', inputs: {s: 'src/a.txt'}, outputs: {o: 'a.txt'}, command: 'cp $in $out; if grep -q slow $in; then sleep 60 & echo $! > sleep.pid; wait; fi'}`,
-        ),
-    );
+    project({A: 'cp $in $out; if grep -q slow $in; then sleep 60 & echo $! > sleep.pid; wait; fi'});
     const r = start(['all', '-j1']);
     await r.idleAfter(1);
     writeFileSync(rig.path('src/a.txt'), 'slow\n');

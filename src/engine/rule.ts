@@ -164,13 +164,8 @@ export interface Rule<I = unknown, P = unknown, O = unknown> {
 /** A rule whose contract tsc knows; what `defineTarget` checks a target against. */
 export type AnyRule = Rule<unknown, unknown, unknown>;
 
-export interface RuleDefinition<I extends InputContract, P extends ParamContract, O extends OutputContract> {
-  readonly name: string;
-  readonly version: number;
-  readonly tools?: readonly ToolSpec[];
-  readonly module: string;
-  readonly inputs?: I;
-  readonly params?: P;
+/** What `defineRule` takes: a rule whose outputs are declared and whose run is typed by its contract. */
+export interface RuleDefinition<I extends InputContract, P extends ParamContract, O extends OutputContract> extends Omit<Rule<I, P, O>, 'outputs' | 'run'> {
   readonly outputs: O;
   run(ctx: TypedRuleContext<I, P, O>): Promise<void>;
 }
