@@ -4,8 +4,7 @@ import {join} from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {checkConfig, formatProblem} from '../src/engine/config-check.js';
 import {analyze} from '../src/engine/graph.js';
-import type {LoadedConfig} from '../src/engine/load-config.js';
-import {Rig} from './helpers/engine-rig.js';
+import {loadedConfig, Rig} from './helpers/engine-rig.js';
 
 let rig: Rig;
 beforeEach(() => {
@@ -183,17 +182,8 @@ describe('analyze', () => {
   it('a target list that contains itself is walked once, and problems are PsyErrors', () => {
     const list: unknown[] = [{name: 'a', outputs: {o: 'a'}, command: 'true'}];
     list.push(list);
-    const loaded = (config: unknown): LoadedConfig => ({
-      root: '/nonexistent',
-      configPath: '/nonexistent/build.config.ts',
-      config: config as LoadedConfig['config'],
-      modules: [],
-      identity: '',
-      readFiles: [],
-      moduleIdentity: () => undefined,
-    });
-    expect(analyze(loaded({targets: list})).targets.map((t) => t.name)).toEqual(['a']);
-    expect(() => analyze(loaded({targets: [{name: 'a', outputs: {o: 'a'}, command: 'true', params: {n: 1n}}]}))).toThrow(
+    expect(analyze(loadedConfig({targets: list})).targets.map((t) => t.name)).toEqual(['a']);
+    expect(() => analyze(loadedConfig({targets: [{name: 'a', outputs: {o: 'a'}, command: 'true', params: {n: 1n}}]}))).toThrow(
       expect.objectContaining({
         name: 'PsyError',
         code: 'config-invalid',

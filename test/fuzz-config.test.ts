@@ -3,19 +3,8 @@ import {describe, expect, it} from 'vitest';
 import {checkConfig, formatProblem} from '../src/engine/config-check.js';
 import {isPsyError, PsyError} from '../src/errors.js';
 import {analyze} from '../src/engine/graph.js';
-import type {LoadedConfig} from '../src/engine/load-config.js';
+import {loadedConfig} from './helpers/engine-rig.js';
 import {fuzzParams, parsesOrRefuses} from './helpers/fuzz.js';
-
-/** A config as the loader hands it over; nothing here touches the file system. */
-const loaded = (config: unknown): LoadedConfig => ({
-  root: '/nonexistent',
-  configPath: '/nonexistent/build.config.ts',
-  config: config as LoadedConfig['config'],
-  modules: [],
-  identity: '',
-  readFiles: [],
-  moduleIdentity: () => undefined,
-});
 
 /** Any value a config module could export: JSON-like trees plus the JS values JSON lacks. */
 const oddValue = fc.constantFrom<unknown>(1n, NaN, Infinity, -0, null, undefined, () => 1, Symbol('s'), new Date(0), new Map(), /re/, new Uint8Array(2));
@@ -68,7 +57,7 @@ describe('fuzz: the config validator', () => {
         else clean++;
         // analysis re-checks the shape and refuses with a PsyError: a line per problem
         try {
-          analyze(loaded(config));
+          analyze(loadedConfig(config));
         } catch (err) {
           parsesOrRefuses(() => {
             if (!isPsyError(err)) throw err;

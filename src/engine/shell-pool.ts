@@ -18,6 +18,7 @@ import {spawn, type ChildProcess} from 'node:child_process';
 import {mkdtempSync, rmSync, unlinkSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
+import {shellQuote} from '../tools/shell-quote.js';
 
 export interface ShellResult {
   readonly code: number;
@@ -45,7 +46,7 @@ class ShellWorker {
     const token = `psy-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
     this.#token = Buffer.from(`\x1e${token} `, 'latin1');
     // Each wake-up line runs the step's script in a subshell fed from /dev/null.
-    const loop = `while read -r psy_go; do (. ${quote(script)}) </dev/null 2>&1; printf '\\036%s %d\\n' ${token} $?; done`;
+    const loop = `while read -r psy_go; do (. ${shellQuote(script)}) </dev/null 2>&1; printf '\\036%s %d\\n' ${token} $?; done`;
     this.#child = spawn('/bin/sh', ['-c', loop], {cwd, env, detached: true, stdio: ['pipe', 'pipe', 'ignore']});
     this.#child.stdout!.on('data', (b: Buffer) => this.#data(b));
     this.#child.stdin!.on('error', () => {});
@@ -154,12 +155,12 @@ export class ShellPool {
     }
     const worker = w;
     let exports = '';
-    for (const [k, v] of Object.entries(vars)) exports += `${k}=${quote(v)}; export ${k}; `;
+    for (const [k, v] of Object.entries(vars)) exports += `${k}=${shellQuote(v)}; export ${k}; `;
     onStart(() => {
       worker.kill('SIGTERM');
       setTimeout(() => worker.kill('SIGKILL'), 2000).unref();
     });
-    const r = await worker.run(`${exports}eval ${quote(command)}\n`);
+    const r = await worker.run(`${exports}eval ${shellQuote(command)}\n`);
     if (!worker.dead) this.#idle.push(worker);
     // The shell names the worker's eval in its own errors ("/bin/sh: 1: eval: x: not
     // found"); without it they read as a directly started step's do. (An exec of a new
@@ -183,7 +184,3 @@ export class ShellPool {
 
 const EVAL_MARK = Buffer.from(': eval: ');
 const EVAL_ERROR = /^(\/bin\/sh: \d+: )eval: /gm;
-
-function quote(s: string): string {
-  return `'${s.replaceAll("'", `'\\''`)}'`;
-}

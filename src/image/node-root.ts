@@ -2,6 +2,7 @@ import {chmod, lstat, mkdir, readFile, rm, symlink, writeFile} from 'node:fs/pro
 import {join} from 'node:path';
 import {PsyError} from '../errors.js';
 import {parsePublicKey} from '../sign/keys.js';
+import {shellQuote} from '../tools/shell-quote.js';
 
 /**
  * What makes an installed Alpine root a psyopsOS node, applied to the staged root before
@@ -139,11 +140,6 @@ async function exists(path: string): Promise<boolean> {
   return (await lstat(path).catch(() => undefined)) !== undefined;
 }
 
-/** sh-quoted value for node.conf. */
-function shq(v: string): string {
-  return `'${v.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
  * Applies the node settings to a staged root (the installed world with the overlays on
  * top). A declared service whose /etc/init.d script is not there is refused before
@@ -193,8 +189,8 @@ export async function applyNodeRoot(root: string, s: NodeRootSettings, inputs: N
   if (s.updateRepository !== null) await writeFile(join(root, 'etc/psyopsOS/repository'), s.updateRepository + '\n', {mode: 0o644});
   const conf = [
     '# Written by psy from settings.alpine; read by /usr/sbin/psyopsos-postboot.',
-    `PSYOPSOS_DEFAULT_NODENAME=${shq(s.defaultNodename)}`,
-    `PSYOPSOS_SERIAL_CONSOLES=${shq(s.serialConsoles.join(' '))}`,
+    `PSYOPSOS_DEFAULT_NODENAME=${shellQuote(s.defaultNodename)}`,
+    `PSYOPSOS_SERIAL_CONSOLES=${shellQuote(s.serialConsoles.join(' '))}`,
     `PSYOPSOS_SERIAL_BAUD=${s.serialBaud}`,
     '',
   ].join('\n');

@@ -5,6 +5,7 @@ import {isPsyError, PsyError} from '../errors.js';
 import {missingToolError, tailOf} from '../tools/run.js';
 import type {NodeSettings} from './settings.js';
 import {ipOf, type NodeRecord} from './store.js';
+import {shellWord} from '../tools/shell-quote.js';
 
 /**
  * `psy deploy`: update nodes over ssh (the system OpenSSH client), in waves. On each
@@ -117,11 +118,6 @@ export function planWaves(nodes: readonly string[], spec: string | undefined): s
   return waves;
 }
 
-/** One argument quoted for the remote shell. */
-function shq(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 export interface SshResult {
   readonly code: number | null;
   readonly stdout: string;
@@ -137,7 +133,7 @@ export class Ssh {
 
   /** The ssh command line for `remote` on `host`. */
   argv(host: string, remote: readonly string[]): string[] {
-    return this.argvLine(host, remote.map(shq).join(' '));
+    return this.argvLine(host, remote.map(shellWord).join(' '));
   }
 
   /** The same for a command line the remote shell reads as it is. */
@@ -170,7 +166,7 @@ export class Ssh {
 
   /** Writes the local file `from` to `to` on the node (`cat >` over ssh: no scp or sftp needed there). */
   send(host: string, from: string, to: string): Promise<SshResult> {
-    return this.spawn(this.argvLine(host, `cat > ${shq(to)}`), from);
+    return this.spawn(this.argvLine(host, `cat > ${shellWord(to)}`), from);
   }
 
   private spawn(argv: string[], stdinFile?: string): Promise<SshResult> {

@@ -2,6 +2,7 @@ import {spawn, type ChildProcess} from 'node:child_process';
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {constants, tmpdir} from 'node:os';
 import {join} from 'node:path';
+import {shellQuote} from './shell-quote.js';
 
 /** One program to run, as runToolExit takes it. */
 export interface LaunchRequest {
@@ -77,13 +78,13 @@ export class Launcher {
       writeFileSync(stdin, r.input);
     }
     const env = Object.entries(r.env ?? {})
-      .map(([k, v]) => `export ${k}=${quote(v)}; `)
+      .map(([k, v]) => `export ${k}=${shellQuote(v)}; `)
       .join('');
-    const program = [r.command, ...r.args].map(quote).join(' ');
-    const cd = r.cwd !== undefined ? `cd ${quote(r.cwd)} || exit 126; ` : '';
+    const program = [r.command, ...r.args].map(shellQuote).join(' ');
+    const cd = r.cwd !== undefined ? `cd ${shellQuote(r.cwd)} || exit 126; ` : '';
     const line =
-      `if command -v ${quote(r.command)} >/dev/null 2>&1; then ` +
-      `(${cd}${env}exec ${program}) <${quote(stdin)} >${quote(file('out'))} 2>${quote(file('err'))}; printf '%s\\n' "$?"; ` +
+      `if command -v ${shellQuote(r.command)} >/dev/null 2>&1; then ` +
+      `(${cd}${env}exec ${program}) <${shellQuote(stdin)} >${shellQuote(file('out'))} 2>${shellQuote(file('err'))}; printf '%s\\n' "$?"; ` +
       `else printf 'missing\\n'; fi`;
     const status = await new Promise<string | undefined>((resolve) => {
       this.#waiting.push(resolve);
@@ -107,8 +108,4 @@ export class Launcher {
     this.#child.stdin!.end();
     rmSync(this.#dir, {recursive: true, force: true});
   }
-}
-
-function quote(s: string): string {
-  return `'${s.replaceAll("'", `'\\''`)}'`;
 }

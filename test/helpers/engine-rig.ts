@@ -3,6 +3,7 @@ import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:
 import {tmpdir} from 'node:os';
 import {dirname, join} from 'node:path';
 import {pathToFileURL} from 'node:url';
+import type {LoadedConfig} from '../../src/engine/load-config.js';
 import {repoRoot} from './shared-data.js';
 
 export const psyBin = join(repoRoot, 'bin', 'psy.js');
@@ -10,6 +11,19 @@ export const psyBin = join(repoRoot, 'bin', 'psy.js');
 export const configModule = pathToFileURL(join(repoRoot, 'src', 'engine', 'config.ts')).href;
 export const ruleModule = pathToFileURL(join(repoRoot, 'src', 'engine', 'rule.ts')).href;
 export const errorsModule = pathToFileURL(join(repoRoot, 'src', 'errors.ts')).href;
+
+/** A config as the loader hands it over, for analyze(); nothing here touches the file system. */
+export function loadedConfig(config: unknown): LoadedConfig {
+  return {
+    root: '/nonexistent',
+    configPath: '/nonexistent/build.config.ts',
+    config: config as LoadedConfig['config'],
+    modules: [],
+    identity: '',
+    readFiles: [],
+    moduleIdentity: () => undefined,
+  };
+}
 
 export interface RunResult {
   readonly code: number | null;

@@ -9,6 +9,7 @@ import {QEMU, chooseAccel, parseMac, qemuArgs, qemuMissing, type AccelChoice} fr
 import {loadNodeProject} from '../../node/project.js';
 import {NODE_FILE} from '../../node/store.js';
 import {parseCommandArgs, writeLine, type Command} from '../command.js';
+import {shellWord} from '../../tools/shell-quote.js';
 
 const help = `Usage: psy vm [options] [IMAGE | diskimg@NAME]
 
@@ -167,8 +168,3 @@ export const command: Command = {
     });
   },
 };
-
-/** A command-line word as a POSIX shell reads it back. */
-function shellWord(w: string): string {
-  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
-}
