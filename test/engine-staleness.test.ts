@@ -106,6 +106,28 @@ describe('staleness', () => {
     expect(rig.read('cache/out/d.txt')).toBe('d\n');
   });
 
+  it('with its input changed too, a missing output is the reason given and a tampered one is not', () => {
+    chain();
+    rig.psy(['build']);
+    rmSync(rig.path('cache/out/d.txt'));
+    writeFileSync(rig.path('src/d.txt'), 'd1\n');
+    let r = rig.psy(['build', '-v']);
+    expect(r.stdout).toContain('(output cache/out/d.txt missing)');
+    expect(rig.read('cache/out/d.txt')).toBe('d1\n');
+    // An output replaced by a folder is not there as the file it is declared to be.
+    rmSync(rig.path('cache/out/d.txt'));
+    rig.write({'cache/out/d.txt/x': 'x\n'});
+    r = rig.psy(['build', '-v']);
+    expect(r.stdout).toContain('(output cache/out/d.txt missing)');
+    // The input's change is what the new key differs by; the old output is not read.
+    writeFileSync(rig.path('cache/out/d.txt'), 'tampered\n');
+    writeFileSync(rig.path('src/d.txt'), 'd2\n');
+    r = rig.psy(['build', '-v']);
+    expect(startedSteps(r.stdout)).toEqual(['D']);
+    expect(r.stdout).toContain('(input src/d.txt changed)');
+    expect(rig.read('cache/out/d.txt')).toBe('d2\n');
+  });
+
   it('a changed command reruns the target', () => {
     chain();
     rig.psy(['build']);

@@ -5,12 +5,13 @@
  * steps starts neither Node's ES module loader nor a few dozen module loads.
  */
 import type {NoopCheck} from '../engine/noop-check.js';
-import {globalOptions, processIo, reportFailure} from './command.js';
+import {globalOptions, lineIo, reportFailure} from './command.js';
 import {runBuild} from './commands/build.js';
 
 /** `argv`: the whole command line, as fastEntry took it (`[-C DIR] build ...`). */
 export async function runEntry(argv: string[], noopCheck: {readonly result: NoopCheck | undefined; readonly startedAt: number}): Promise<number> {
-  const io = processIo();
+  // Lines straight to the descriptors (see lineIo): a step's status line costs a write(2).
+  const io = lineIo();
   try {
     const global = globalOptions(argv, io.cwd);
     return await runBuild(global.argv.slice(1), {...io, cwd: global.cwd}, noopCheck);

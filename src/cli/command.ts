@@ -1,4 +1,5 @@
 import {statSync, writeSync} from 'node:fs';
+import {isatty} from 'node:tty';
 import {resolve} from 'node:path';
 import {parseArgs, type ParseArgsConfig} from 'node:util';
 import {didYouMean, plural} from '../wording.js';
@@ -167,7 +168,7 @@ function writeFully(fd: number, data: Uint8Array): void {
 /**
  * The process's stdout or stderr without Node's stream for it: creating one costs a few
  * milliseconds, a good part of a no-op build's own time. Writes go straight to the
- * descriptor, as writeLine's do; only asking whether it is a terminal creates the stream.
+ * descriptor, as writeLine's do; only asking a terminal's width creates the stream.
  */
 class StdioOut {
   constructor(readonly fd: 1 | 2) {}
@@ -176,12 +177,12 @@ class StdioOut {
     return this.fd === 1 ? process.stdout : process.stderr;
   }
 
-  get isTTY(): boolean | undefined {
-    return this.#stream().isTTY;
+  get isTTY(): boolean {
+    return isatty(this.fd);
   }
 
   get columns(): number | undefined {
-    return this.#stream().columns;
+    return isatty(this.fd) ? this.#stream().columns : undefined;
   }
 
   write(chunk: string | Uint8Array): boolean {
@@ -192,7 +193,7 @@ class StdioOut {
 
 /**
  * processIo with stand-ins for stdout and stderr (see StdioOut), for a command that only
- * writes lines to them: `psy build`'s no-op fast path.
+ * writes lines to them: `psy build` (its no-op fast path and its build from the bundle).
  */
 export function lineIo(): CommandIo {
   // Only write, isTTY and columns are used of them (writeLine, the status printer).

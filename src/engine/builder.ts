@@ -18,7 +18,7 @@ import type {Graph, GraphTarget} from './graph.js';
 import type {StepProcess} from './process.js';
 import type {ShellPool} from './shell-pool.js';
 import type {RuleContext, RunOptions, RunResult} from './rule.js';
-import {computeKey, currentOutputs, decide, type OutputHashes, type TargetKey, type Verdict} from './staleness.js';
+import {computeKey, decide, outputProbe, type OutputHashes, type TargetKey, type Verdict} from './staleness.js';
 import type {StateLog} from './state-log.js';
 import type {ToolVersions} from './tools.js';
 
@@ -270,7 +270,7 @@ export class Builder {
         const up = t.deps.find((d) => this.#outHashes[d] === undefined);
         verdict = decide(this.#g, t, {kind: 'upstream-pending', upstream: this.#g.targets[up ?? t.deps[0]!]!.name});
       } else {
-        verdict = decide(this.#g, t, {kind: 'keyed', key, rec: log.targets.get(t.name), outputs: currentOutputs(t, files)});
+        verdict = decide(this.#g, t, {kind: 'keyed', key, rec: log.targets.get(t.name), outputs: outputProbe(t, files)});
       }
     }
     if (verdict.run === false) {

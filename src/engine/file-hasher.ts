@@ -140,6 +140,12 @@ export class FileHasher {
     return hash;
   }
 
+  /** Whether an output is there as what it is declared to be (what output() would hash). */
+  exists(rel: string, kind: 'file' | 'dir'): boolean {
+    if (kind === 'file') return this.#stats.get(rel)?.isFile() === true;
+    return lstatSync(join(this.#root, rel), {throwIfNoEntry: false})?.isDirectory() === true;
+  }
+
   /** Content hash of an output: a file, or a whole directory tree. */
   output(rel: string, kind: 'file' | 'dir'): string | undefined {
     if (kind === 'file') return this.file(rel);

@@ -106,9 +106,20 @@ export function computeKey(graph: Graph, t: GraphTarget, files: FileHasher, tool
   return {key: hashString(text), action, params, tools: toolText, inputs};
 }
 
-/** Current hashes of a target's outputs (undefined entries for missing ones). */
-export function currentOutputs(t: GraphTarget, files: FileHasher): Array<string | undefined> {
-  return t.outputs.map((o) => files.output(o.path, o.kind));
+/**
+ * A target's outputs as they are now: whether each is there (a stat), and their hashes,
+ * read only when asked (only a target whose key matches its record needs them).
+ */
+export interface OutputProbe {
+  present(k: number): boolean;
+  hash(k: number): string | undefined;
+}
+
+export function outputProbe(t: GraphTarget, files: FileHasher): OutputProbe {
+  return {
+    present: (k) => files.exists(t.outputs[k]!.path, t.outputs[k]!.kind),
+    hash: (k) => files.output(t.outputs[k]!.path, t.outputs[k]!.kind),
+  };
 }
 
 /** What a caller found out about a target. */
@@ -119,8 +130,8 @@ export type Evidence =
   | {readonly kind: 'upstream-pending'; readonly upstream: string}
   /** The snapshot saw none of its files, nor an upstream's, change since it was last found up to date. */
   | {readonly kind: 'vouched'; readonly rec: TargetRecord | undefined}
-  /** Its key from the current inputs, its record, its outputs' current hashes. */
-  | {readonly kind: 'keyed'; readonly key: TargetKey; readonly rec: TargetRecord | undefined; readonly outputs: ReadonlyArray<string | undefined>};
+  /** Its key from the current inputs, its record, its outputs as they are now. */
+  | {readonly kind: 'keyed'; readonly key: TargetKey; readonly rec: TargetRecord | undefined; readonly outputs: OutputProbe};
 
 export type Verdict =
   /** Up to date: its outputs' hashes, for the targets that read them. */
@@ -142,34 +153,32 @@ export function decide(graph: Graph, t: GraphTarget, e: Evidence): Verdict {
       return {run: false, outputs: rec.outputs.map((o) => o.hash)};
     }
     case 'keyed': {
-      const reason = staleReason(graph, t, e.key, e.rec, e.outputs);
-      return reason === undefined ? {run: false, outputs: e.outputs as string[]} : {run: true, reason};
+      const hashes: string[] = [];
+      const reason = staleReason(graph, t, e.key, e.rec, e.outputs, hashes);
+      return reason === undefined ? {run: false, outputs: hashes} : {run: true, reason};
     }
   }
 }
 
 /**
- * The first reason a target must run, or undefined when it is up to date. Order: never
- * built, output missing, action changed, tool changed, parameters changed, input
- * changed, output changed since it was built.
+ * The first reason a target must run, or undefined when it is up to date (its outputs'
+ * hashes then in `hashes`). Order: never built, output missing, action changed, tool
+ * changed, parameters changed, input changed, output changed since it was built.
  */
-function staleReason(
-  graph: Graph,
-  t: GraphTarget,
-  key: TargetKey,
-  rec: TargetRecord | undefined,
-  outputs: ReadonlyArray<string | undefined>,
-): string | undefined {
+function staleReason(graph: Graph, t: GraphTarget, key: TargetKey, rec: TargetRecord | undefined, outputs: OutputProbe, hashes: string[]): string | undefined {
   if (t.config.rule === undefined && t.config.command === undefined) return undefined;
   if (rec === undefined) return 'never built';
   for (let i = 0; i < t.outputs.length; i++) {
-    if (outputs[i] === undefined) return `output ${t.outputs[i]!.path} missing`;
+    if (!outputs.present(i)) return `output ${t.outputs[i]!.path} missing`;
   }
   if (rec.key === key.key) {
     for (let i = 0; i < t.outputs.length; i++) {
       const recorded = rec.outputs[i];
       if (recorded === undefined || recorded.path !== t.outputs[i]!.path) return 'outputs changed';
-      if (recorded.hash !== outputs[i]) return `output ${t.outputs[i]!.path} changed since it was built`;
+      const now = outputs.hash(i);
+      if (now === undefined) return `output ${t.outputs[i]!.path} missing`;
+      if (recorded.hash !== now) return `output ${t.outputs[i]!.path} changed since it was built`;
+      hashes.push(now);
     }
     return undefined;
   }
