@@ -1,5 +1,5 @@
 import {statSync, writeSync} from 'node:fs';
-import {isatty} from 'node:tty';
+import {createRequire} from 'node:module';
 import {resolve} from 'node:path';
 import {parseArgs, type ParseArgsConfig} from 'node:util';
 import {didYouMean, plural} from '../wording.js';
@@ -178,17 +178,25 @@ class StdioOut {
   }
 
   get isTTY(): boolean {
-    return isatty(this.fd);
+    return isTerminal(this.fd);
   }
 
   get columns(): number | undefined {
-    return isatty(this.fd) ? this.#stream().columns : undefined;
+    return isTerminal(this.fd) ? this.#stream().columns : undefined;
   }
 
   write(chunk: string | Uint8Array): boolean {
     writeFully(this.fd, typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     return true;
   }
+}
+
+let tty: typeof import('node:tty') | undefined;
+
+/** isatty(3), loading node:tty (and node:net with it, milliseconds) only when asked. */
+function isTerminal(fd: number): boolean {
+  tty ??= createRequire(import.meta.url)('node:tty') as typeof import('node:tty');
+  return tty.isatty(fd);
 }
 
 /**
