@@ -72,7 +72,7 @@ function benchSize(n) {
     dirs[name] = join(base, name);
     meta = generate({dir: dirs[name], targets: n});
   }
-  const reps = n >= 10000 ? {full: 1, other: 3} : n >= 1000 ? {full: 2, other: 5} : {full: 3, other: 7};
+  const reps = n >= 10000 ? {full: 1, other: 5} : n >= 1000 ? {full: 2, other: 5} : {full: 3, other: 7};
   const results = {};
   const record = (scenario, name, runs) => {
     results[scenario] ??= {};
